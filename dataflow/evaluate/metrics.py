@@ -1,0 +1,290 @@
+"""Automatic metrics for data evaluation: pure per-record functions, then the Spark aggregations.
+
+Per record (plain Python over str): length, symbol / digit / uppercase ratios, content-lexicon hits and
+a 64-bit SimHash (for the near-duplicate estimate inside the sample). The suspicion score that orders
+the review sheet combines them with the weights in `evaluate.suspicion`.
+Over the whole output and the sample (Spark aggregations, only small aggregates reach the driver):
+quantiles of length, perplexity and language score, rule-flag hit rates, and log10 histograms.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Mapping
+
+import xxhash
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]")
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+# columns computed per record by `text_metrics`, with their Arrow/Spark types
+METRIC_DDL = ("chars long, words long, symbol_ratio double, digit_ratio double, upper_ratio double, "
+              "cjk_ratio double, lexicon_hits int, lexicon_terms string")
+
+
+def load_lexicons(directory: str | None, pattern: str) -> dict[str, list[str]]:
+    """RF's content lexicons: one term per line, `#` starts a comment; the list's name is the file stem."""
+    out: dict[str, list[str]] = {}
+    if not directory or not Path(directory).is_dir():
+        return out
+    for f in sorted(Path(directory).rglob(pattern)):
+        terms = []
+        for line in f.read_text(encoding="utf-8").splitlines():
+            term = line.split("#", 1)[0].strip()
+            if term:
+                terms.append(term)
+        if terms:
+            out[str(f.relative_to(directory).with_suffix(""))] = sorted(set(terms))
+    return out
+
+
+def lexicon_matcher(lexicons: Mapping[str, list[str]]):
+    """One compiled alternation for all lexicons (longest terms first), plus term -> list name.
+    Latin terms match on word boundaries (case-insensitive); CJK terms match as substrings."""
+    term_list: dict[str, str] = {}
+    for name, terms in lexicons.items():
+        for t in terms:
+            term_list.setdefault(t.lower(), name)
+    if not term_list:
+        return None, {}
+    parts = []
+    for t in sorted(term_list, key=lambda s: (-len(s), s)):
+        esc = re.escape(t)
+        parts.append(esc if _CJK.search(t) else rf"(?<!\w){esc}(?!\w)")
+    return re.compile("|".join(parts), re.IGNORECASE), term_list
+
+
+def text_metrics(text: str | None, matcher=None, term_list: Mapping[str, str] | None = None) -> dict:
+    text = text or ""
+    non_space = sym = digit = upper = cased = cjk = 0
+    for ch in text:
+        if ch.isspace():
+            continue
+        non_space += 1
+        if ch.isdigit():
+            digit += 1
+        elif not ch.isalnum():
+            sym += 1
+        if ch.isupper():
+            upper += 1
+            cased += 1
+        elif ch.islower():
+            cased += 1
+    cjk = len(_CJK.findall(text))
+    hits, terms = 0, []
+    if matcher is not None:
+        for m in matcher.finditer(text):
+            hits += 1
+            t = m.group(0).lower()
+            terms.append(f"{term_list.get(t, '?')}:{t}")
+    return {
+        "chars": len(text),
+        "words": len(_WORD.findall(text)),
+        "symbol_ratio": sym / non_space if non_space else 0.0,
+        "digit_ratio": digit / non_space if non_space else 0.0,
+        "upper_ratio": upper / cased if cased else 0.0,
+        "cjk_ratio": cjk / non_space if non_space else 0.0,
+        "lexicon_hits": hits,
+        "lexicon_terms": ",".join(sorted(set(terms))),
+    }
+
+
+def shingles(text: str, zh_n: int, word_n: int) -> list[str]:
+    """Character n-grams for CJK-dominant text (MNBVC), word n-grams otherwise (text-dedup)."""
+    text = text or ""
+    cjk = len(_CJK.findall(text))
+    if cjk * 2 > len(text.strip() or " "):
+        s = re.sub(r"\s+", "", text)
+        return [s[i:i + zh_n] for i in range(max(1, len(s) - zh_n + 1))]
+    words = _WORD.findall(text.lower())
+    return [" ".join(words[i:i + word_n]) for i in range(max(1, len(words) - word_n + 1))]
+
+
+def simhash64(text: str, zh_n: int, word_n: int) -> int:
+    """64-bit SimHash over xxh64 shingle hashes, as a signed int64 (Spark `long`)."""
+    acc = [0] * 64
+    for sh in shingles(text, zh_n, word_n):
+        h = xxhash.xxh64_intdigest(sh.encode("utf-8"))
+        for b in range(64):
+            acc[b] += 1 if (h >> b) & 1 else -1
+    v = 0
+    for b in range(64):
+        if acc[b] > 0:
+            v |= 1 << b
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def hamming64(a: int, b: int) -> int:
+    return bin((a ^ b) & 0xFFFFFFFFFFFFFFFF).count("1")
+
+
+def suspicion(rec: Mapping, cfg: Mapping) -> float:
+    """Review priority: sum of weight * min(value / limit, cap) over the signals in `evaluate.suspicion`."""
+    s = cfg["suspicion"]
+    cap = float(s["cap"])
+
+    def term(name: str, value: float) -> float:
+        p = s[name]
+        return float(p["weight"]) * min(max(value, 0.0) / float(p["limit"]), cap)
+
+    score = term("symbol_ratio", rec.get("symbol_ratio") or 0.0)
+    score += term("digit_ratio", rec.get("digit_ratio") or 0.0)
+    score += term("upper_ratio", rec.get("upper_ratio") or 0.0)
+    ls = rec.get("lang_score")
+    score += term("low_lang_score", 1.0 - float(ls) if ls is not None and not math.isnan(ls) else 0.0)
+    chars = rec.get("chars") or 0
+    score += term("short_chars", float(s["short_chars"]["limit"]) / chars if chars else cap * float(s["short_chars"]["limit"]))
+    score += term("lexicon_hits", float(rec.get("lexicon_hits") or 0))
+    score += term("rule_flags", float(rec.get("n_rule_flags") or 0))
+    score += term("near_dup", 1.0 if rec.get("near_dup_of") else 0.0)
+    score += float(s["quality"].get(rec.get("quality") or "unscored", s["quality"]["unscored"]))
+    return round(score, 6)
+
+
+def metric_columns() -> list[str]:
+    return [c.split()[0] for c in METRIC_DDL.split(",")]
+
+
+def flags_as_list(value) -> list[str]:
+    """rule_flags may be an array column or a comma-joined string, depending on the RF version."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [f.strip() for f in value.split(",") if f.strip()]
+    return [str(v) for v in value if v is not None and str(v)]
+
+
+# ---------------------------------------------------------------- Spark side
+
+_MATCHERS: dict = {}
+
+
+def _matcher_for(lexicons: Mapping[str, list[str]]):
+    """Compile the lexicon regex once per Python worker (keyed by content, not by object identity)."""
+    from ..config import conf_hash
+
+    key = conf_hash(lexicons)
+    if key not in _MATCHERS:
+        _MATCHERS[key] = lexicon_matcher(lexicons)
+    return _MATCHERS[key]
+
+
+def with_metrics(df, lexicons: Mapping[str, list[str]]):
+    """Append the `METRIC_DDL` columns, computed per record over Arrow batches."""
+    import pyarrow as pa
+    from pyspark.sql.types import StructType
+
+    metric_schema = StructType.fromDDL(METRIC_DDL)
+    out_schema = StructType(df.schema.fields + metric_schema.fields)
+    names = metric_columns()
+    types = {"chars": pa.int64(), "words": pa.int64(), "lexicon_hits": pa.int32(), "lexicon_terms": pa.string()}
+    lex = dict(lexicons)
+
+    def apply(batches):
+        matcher, term_list = _matcher_for(lex)
+        for b in batches:
+            rows = [text_metrics(t, matcher, term_list) for t in b.column("text").to_pylist()]
+            cols = list(b.columns) + [pa.array([r[n] for r in rows], type=types.get(n, pa.float64())) for n in names]
+            yield pa.RecordBatch.from_arrays(cols, names=list(b.schema.names) + names)
+
+    return df.mapInArrow(apply, out_schema)
+
+
+def with_simhash(df, zh_n: int, word_n: int, column: str = "_simhash"):
+    import pyarrow as pa
+    from pyspark.sql.types import LongType, StructField, StructType
+
+    out_schema = StructType(df.schema.fields + [StructField(column, LongType())])
+
+    def apply(batches):
+        for b in batches:
+            hs = [simhash64(t, zh_n, word_n) for t in b.column("text").to_pylist()]
+            yield pa.RecordBatch.from_arrays(list(b.columns) + [pa.array(hs, type=pa.int64())],
+                                             names=list(b.schema.names) + [column])
+
+    return df.mapInArrow(apply, out_schema)
+
+
+def near_dup_pairs(sample, hamming: int, zh_n: int, word_n: int):
+    """Pairs (a < b) of sample documents whose SimHashes differ in <= `hamming` bits. Pigeonhole:
+    split the 64 bits into hamming+1 blocks; a pair within the distance agrees on at least one block."""
+    from pyspark.sql import functions as F
+
+    blocks = hamming + 1
+    width = 64 // blocks
+    hashed = with_simhash(sample.select("id", "text"), zh_n, word_n).select("id", "_simhash").persist()
+    parts = []
+    for i in range(blocks):
+        lo = i * width
+        bits = width if i < blocks - 1 else 64 - lo
+        mask = (1 << bits) - 1
+        parts.append(hashed.select("id", "_simhash", F.lit(i).alias("blk"),
+                                   F.shiftrightunsigned("_simhash", lo).bitwiseAND(F.lit(mask)).alias("val")))
+    banded = parts[0]
+    for p in parts[1:]:
+        banded = banded.unionByName(p)
+    a, b = banded.alias("a"), banded.alias("b")
+    pairs = (a.join(b, (F.col("a.blk") == F.col("b.blk")) & (F.col("a.val") == F.col("b.val"))
+                    & (F.col("a.id") < F.col("b.id")))
+             .select(F.col("a.id").alias("id_a"), F.col("b.id").alias("id_b"),
+                     F.bit_count(F.col("a._simhash").bitwiseXOR(F.col("b._simhash"))).alias("hamming"))
+             .filter(F.col("hamming") <= hamming).distinct())
+    return pairs
+
+
+def summarize(df, cfg: Mapping) -> dict:
+    """Distribution summaries of one frame (whole output or sample); only aggregates are collected."""
+    from pyspark.sql import functions as F
+
+    qs = [float(q) for q in cfg["quantiles"]]
+    acc = int(cfg["quantile_accuracy"])
+    numeric = [c for c in ("chars", "words", "ppl", "lang_score", "symbol_ratio", "digit_ratio", "upper_ratio",
+                           "cjk_ratio", "lexicon_hits") if c in df.columns]
+    aggs = [F.count(F.lit(1)).alias("docs"), F.sum("chars").alias("chars_total"),
+            F.sum(F.when(F.col("lexicon_hits") > 0, 1).otherwise(0)).alias("docs_with_lexicon_hits")]
+    for c in numeric:
+        x = F.col(c).cast("double")
+        aggs += [F.avg(x).alias(f"{c}__mean"), F.percentile_approx(x, qs, acc).alias(f"{c}__q")]
+    row = df.agg(*aggs).collect()[0].asDict()
+    docs = row["docs"] or 0
+    out = {"docs": docs, "chars": row["chars_total"] or 0,
+           "lexicon_hit_rate": (row["docs_with_lexicon_hits"] or 0) / docs if docs else 0.0,
+           "distributions": {}}
+    for c in numeric:
+        q = row[f"{c}__q"]
+        out["distributions"][c] = {"mean": row[f"{c}__mean"],
+                                   **({f"p{int(round(p * 100))}": v for p, v in zip(qs, q)} if q else {})}
+    for key in ("lang", "source", "quality"):
+        if key in df.columns:
+            out[f"by_{key}"] = {str(r[0]): {"docs": r[1], "chars": r[2]} for r in
+                                df.groupBy(key).agg(F.count(F.lit(1)), F.sum("chars")).orderBy(key).collect()}
+    if "rule_flags" in df.columns:
+        out["rule_flags"] = rule_flag_counts(df)
+    return out
+
+
+def rule_flag_counts(df) -> dict:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType
+
+    col = F.col("rule_flags")
+    if not isinstance(df.schema["rule_flags"].dataType, ArrayType):
+        col = F.split(F.coalesce(col.cast("string"), F.lit("")), r"\s*,\s*")
+    ex = df.select(F.explode(col).alias("flag")).filter(F.col("flag").isNotNull() & (F.col("flag") != ""))
+    return {r["flag"]: r["count"] for r in ex.groupBy("flag").count().orderBy(F.desc("count"), "flag").collect()}
+
+
+def log_histogram(df, column: str, per_decade: int, by: str | None = "lang") -> list[dict]:
+    """Counts per log10 bin (bin = floor(log10(x) * per_decade) / per_decade), optionally per `by`."""
+    from pyspark.sql import functions as F
+
+    if column not in df.columns:
+        return []
+    x = F.col(column).cast("double")
+    b = (F.floor(F.log10(x) * per_decade) / per_decade).alias("bin")
+    keys = [F.coalesce(F.col(by).cast("string"), F.lit("unknown")).alias("group")] if by and by in df.columns \
+        else [F.lit("all").alias("group")]
+    rows = (df.filter(x.isNotNull() & (x > 0) & ~F.isnan(x)).select(*keys, b)
+            .groupBy("group", "bin").count().orderBy("group", "bin").collect())
+    return [{"group": r["group"], "bin": r["bin"], "count": r["count"]} for r in rows]
