@@ -1,0 +1,145 @@
+"""RF stage: apply the rule engine (dataflow/rules) to every document with Spark.
+
+`run(df, cfg)` annotates every record once (mapInArrow over Arrow batches): the rewritten `text`,
+`rule_flags` (rule -> documents/paragraphs/sentences it removed), `reason`/`detail` for rejected rows.
+Kept and rejected are then split by `StageResult.from_annotated`; per-rule statistics are Spark
+aggregations over the per-record counters, and `write_examples` writes a few seeded before/after
+examples per rule for human audit.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+
+from .rules.engine import filter_text
+from .rules.registry import ActiveRule, active_rules, all_rules
+from .schema import require_columns
+
+STAGE = "filter"
+FLAGS = "rule_flags"          # kept on the output: map<string,int> rule -> units removed
+_CHARS = "_rule_chars"        # internal: map<string,long> rule -> characters removed (stats only)
+_ORIG = "_orig_text"          # internal: the input text of rewritten documents (examples only)
+ADDED = [pa.field(FLAGS, pa.map_(pa.string(), pa.int32())), pa.field(_CHARS, pa.map_(pa.string(), pa.int64())),
+         pa.field(_ORIG, pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())]
+
+
+def lexicon_files(rules: list[ActiveRule]) -> list[str]:
+    return sorted({p for r in rules for p in (r.params.get("lexicons") or {}).values()})
+
+
+def annotate_batch(batch: pa.RecordBatch, rules: list[ActiveRule]) -> pa.RecordBatch:
+    """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns."""
+    texts = batch.column("text").to_pylist()
+    langs = batch.column("lang").to_pylist()
+    new_text, flags, chars, orig, reasons, details = [], [], [], [], [], []
+    for text, lang in zip(texts, langs):
+        if text is None:
+            new_text.append(None), flags.append([]), chars.append([]), orig.append(None)
+            reasons.append("malformed:text"), details.append("text is null")
+            continue
+        o = filter_text(text, lang, rules)
+        new_text.append(o.text)
+        flags.append(sorted(o.units.items()))
+        chars.append(sorted(o.chars.items()))
+        orig.append(text if o.changed else None)
+        reasons.append(o.reason)
+        details.append(o.detail)
+    cols, fields = [], []
+    for name, col, fld in zip(batch.schema.names, batch.columns, batch.schema):
+        cols.append(pa.array(new_text, pa.string()) if name == "text" else col)
+        fields.append(pa.field("text", pa.string()) if name == "text" else fld)
+    for fld, values in zip(ADDED, (flags, chars, orig, reasons, details)):
+        cols.append(pa.array(values, fld.type))
+        fields.append(fld)
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+
+
+def run(df, cfg: dict):
+    """documents -> StageResult(kept, rejected, stats). `cfg` is the `filter` section of the configuration."""
+    from pyspark.sql import types as T
+
+    from .spark import ship_file
+    from .stage import StageResult
+
+    require_columns(df, ["id", "text", "lang"], STAGE)
+    rules = active_rules(cfg)
+    spark = df.sparkSession
+    for path in lexicon_files(rules):
+        ship_file(spark, path)
+
+    out_schema = T.StructType(
+        [f for f in df.schema.fields if f.name not in {a.name for a in ADDED}]
+        + [T.StructField(FLAGS, T.MapType(T.StringType(), T.IntegerType())),
+           T.StructField(_CHARS, T.MapType(T.StringType(), T.LongType())),
+           T.StructField(_ORIG, T.StringType()), T.StructField("reason", T.StringType()),
+           T.StructField("detail", T.StringType())])
+    src = df.drop(*[a.name for a in ADDED if a.name in df.columns])
+
+    def transform(batches):
+        for b in batches:
+            yield annotate_batch(b, rules)
+
+    annotated = src.mapInArrow(transform, out_schema)
+    result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG])
+    result.stats = lambda: rule_stats(result.annotated, rules)
+    return result
+
+
+def rule_stats(annotated, rules: list[ActiveRule]) -> dict:
+    """For every rule: documents rejected, paragraphs/sentences removed, characters removed (aggregations)."""
+    from pyspark.sql import functions as F
+
+    units = {r["rule"]: r["n"] for r in annotated.select(F.explode(FLAGS).alias("rule", "u"))
+             .groupBy("rule").agg(F.sum("u").alias("n")).collect()}
+    chars = {r["rule"]: r["n"] for r in annotated.select(F.explode(_CHARS).alias("rule", "c"))
+             .groupBy("rule").agg(F.sum("c").alias("n")).collect()}
+    docs = {r["reason"]: r["n"] for r in annotated.where(F.col("reason").isNotNull())
+            .groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+    active = {r.name for r in rules}
+    per_rule = {}
+    for r in all_rules():
+        u = int(units.get(r.name) or 0)
+        per_rule[r.name] = {
+            "level": r.level,
+            "enabled": r.name in active,
+            "documents": int(docs.get(r.name, 0)),
+            "paragraphs": u if r.level == "paragraph" else 0,
+            "sentences": u if r.level == "sentence" else 0,
+            "chars": int(chars.get(r.name) or 0),
+        }
+    return {"rules": per_rule, "malformed": {k: v for k, v in docs.items() if k.startswith("malformed:")}}
+
+
+def write_examples(annotated, out, cfg: dict) -> dict[str, int]:
+    """OUT/examples/<rule>.jsonl: up to `examples_per_rule` documents per rule, the ones with the smallest
+    xxhash64(seed, id) (deterministic, independent of partitioning), text before and after."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    n, cap, seed = int(cfg["examples_per_rule"]), int(cfg["example_max_chars"]), int(cfg["seed"])
+    touched = annotated.select("id", "source", "lang", "text", _ORIG, "reason", "detail", FLAGS,
+                               F.explode(F.map_keys(FLAGS)).alias("rule"))
+    w = Window.partitionBy("rule").orderBy(F.xxhash64(F.lit(seed), F.col("id")), F.col("id"))
+    picked = (touched.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)
+              .select("rule", "rank", "id", "source", "lang",
+                      F.element_at(FLAGS, F.col("rule")).alias("units"),
+                      F.col("reason").alias("rejected_by"), "detail",
+                      F.substring(F.coalesce(_ORIG, "text"), 1, cap).alias("before"),
+                      F.when(F.col("reason").isNull(), F.substring("text", 1, cap)).alias("after")))
+    rows = picked.collect()   # at most examples_per_rule x rules rows, each text cut to example_max_chars
+    ex_dir = Path(out) / "examples"
+    if ex_dir.exists():
+        shutil.rmtree(ex_dir)
+    ex_dir.mkdir(parents=True)
+    by_rule: dict[str, list] = {}
+    for r in rows:
+        by_rule.setdefault(r["rule"], []).append(r.asDict())
+    for rule_name, items in sorted(by_rule.items()):
+        with open(ex_dir / f"{rule_name}.jsonl", "w", encoding="utf-8") as f:
+            for item in sorted(items, key=lambda x: x["rank"]):
+                item.pop("rule")
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return {k: len(v) for k, v in sorted(by_rule.items())}

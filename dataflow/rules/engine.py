@@ -1,0 +1,129 @@
+"""Apply the active rules to one document: pure Python over str, no Spark (testable on its own).
+
+Order (Ziya2): every document rule, then every paragraph rule, then every sentence rule; within a level,
+the configured order. A document rule rejects the document. A paragraph/sentence rule removes its unit;
+after each rule the engine checks the remaining text against `length.min_chars`, and a document that falls
+under it (or becomes empty) is rejected with that rule as its reason. All bookkeeping lives here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .document import min_chars_for
+from .registry import ActiveRule
+from .text import Doc, split_sentences
+
+MIN_RULE = "length.min_chars"
+
+
+@dataclass
+class Outcome:
+    text: str                       # the rewritten text (the input text when rejected)
+    reason: str | None = None       # the rule that rejected the document, None if kept
+    detail: str | None = None
+    units: dict[str, int] = field(default_factory=dict)   # rule -> documents/paragraphs/sentences removed
+    chars: dict[str, int] = field(default_factory=dict)   # rule -> characters removed
+
+    @property
+    def changed(self) -> bool:
+        return self.reason is None and bool(self.units)
+
+
+def _floor(rules: list[ActiveRule], lang: str | None) -> int:
+    for r in rules:
+        if r.name == MIN_RULE:
+            return min_chars_for(r.params, lang)
+    return 1  # min_chars disabled: only an emptied document is rejected
+
+
+def filter_text(text: str, lang: str | None, rules: list[ActiveRule]) -> Outcome:
+    doc = Doc(text, lang)
+    applicable = [r for r in rules if r.applies_to(lang)]
+    out = Outcome(text=text)
+
+    for r in applicable:
+        if r.level != "document":
+            continue
+        detail = r.fn(doc, r.params)
+        if detail:
+            out.reason, out.detail = r.name, detail
+            out.units[r.name] = 1
+            out.chars[r.name] = len(text)
+            return out
+
+    floor = _floor(rules, lang)
+    lines = text.split("\n")
+    alive = [bool(ln.strip()) for ln in lines]          # blank lines are kept as separators, never judged
+    blank = [not a for a in alive]
+    sentences: dict[int, list[str]] = {}                 # line index -> sentences, once a sentence rule runs
+    sent_alive: dict[int, list[bool]] = {}
+
+    def remaining() -> int:
+        n = 0
+        for i, ln in enumerate(lines):
+            if not alive[i]:
+                continue
+            if i in sentences:
+                n += sum(len(s) for s, a in zip(sentences[i], sent_alive[i]) if a)
+            else:
+                n += len(ln)
+        return n
+
+    def reject_if_short(r: ActiveRule, removed: int) -> bool:
+        left = remaining()
+        if removed and left < floor:
+            out.reason = r.name
+            out.detail = f"{left} chars left < {floor} after {r.name} removed {removed} {r.level}(s)"
+            return True
+        return False
+
+    for r in applicable:
+        if r.level != "paragraph":
+            continue
+        removed = 0
+        for i, ln in enumerate(lines):
+            if alive[i] and r.fn(ln, doc, r.params):
+                alive[i] = False
+                removed += 1
+                out.chars[r.name] = out.chars.get(r.name, 0) + len(ln) + 1   # the line and its newline
+        if removed:
+            out.units[r.name] = removed
+        if reject_if_short(r, removed):
+            out.chars[r.name] += remaining()
+            return out
+
+    sentence_rules = [r for r in applicable if r.level == "sentence"]
+    if sentence_rules:
+        for i, ln in enumerate(lines):
+            if alive[i]:
+                sentences[i] = split_sentences(ln)
+                sent_alive[i] = [True] * len(sentences[i])
+    for r in sentence_rules:
+        removed = 0
+        for i, sents in sentences.items():
+            if not alive[i]:
+                continue
+            flags = sent_alive[i]
+            for j, s in enumerate(sents):
+                if flags[j] and s.strip() and r.fn(s, doc, r.params):
+                    flags[j] = False
+                    removed += 1
+                    out.chars[r.name] = out.chars.get(r.name, 0) + len(s)
+            if not any(flags):
+                alive[i] = False     # every sentence gone: the line goes too (its newline with it)
+                out.chars[r.name] = out.chars.get(r.name, 0) + 1
+        if removed:
+            out.units[r.name] = removed
+        if reject_if_short(r, removed):
+            out.chars[r.name] += remaining()
+            return out
+
+    if out.units:
+        kept = []
+        for i, ln in enumerate(lines):
+            if blank[i]:
+                kept.append(ln)
+            elif alive[i]:
+                kept.append("".join(s for s, a in zip(sentences[i], sent_alive[i]) if a) if i in sentences else ln)
+        out.text = "\n".join(kept)
+    return out

@@ -1,0 +1,128 @@
+"""Text units for the rules: words, lines, paragraphs and sentences, for zh and en.
+
+Every splitter here is *lossless* where the engine removes units (lines, sentences): joining the pieces
+gives the input back, so removing one unit leaves the rest of the text byte-for-byte intact.
+Chinese is never split on whitespace: words come from jieba; Japanese/Korean fall back to one token per
+CJK character.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import cached_property
+
+# Punctuation that ends a line or sentence, Latin and CJK (full-width) forms. FineWeb and the
+# paragraph rules use it for "ends in terminal punctuation".
+TERMINAL_PUNCT = tuple(".!?;。！？；…‼⁇⁈⁉．｡")
+# Closing quotes/brackets that may follow the terminal mark ("Yes." she said / 他说：“好。”)
+CLOSERS = "\"'”’」』）)】》〉]"
+
+# A sentence ends at CJK terminal punctuation (no space needed), or at . ! ? ; followed by space/closer/end;
+# trailing closers and whitespace stay with the sentence so the pieces re-join losslessly.
+_SENT_END = re.compile(r"(?:[。！？；…]+|[.!?;]+(?=[\s" + re.escape(CLOSERS) + r"]|$))[" + re.escape(CLOSERS) + r"]*\s*")
+
+_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+_CJK_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+_KANA_HANGUL_RE = re.compile("[\u3040-\u30ff\uac00-\ud7af]")
+
+# en words: runs of word characters with inner apostrophes/hyphens; a run of punctuation is one token
+# (close to the NLTK tokenizer datatrove uses: punctuation tokens count as words for the ratios).
+_WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]+")
+# ja/ko (no jieba): CJK ideographs and kana/hangul are one token each, everything else as en
+_CJK_WORD_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|"
+                          r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+(?:['’\-]\w+)*|[^\w\s]+")
+
+_jieba = None
+
+
+def _segmenter():
+    global _jieba
+    if _jieba is None:
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.ERROR)
+        jieba.initialize()
+        _jieba = jieba
+    return _jieba
+
+
+def is_punct_token(tok: str) -> bool:
+    """A token made only of punctuation/symbols (Unicode categories P* and S*)."""
+    return all(unicodedata.category(ch)[0] in "PS" for ch in tok)
+
+
+def words(text: str, lang: str | None) -> list[str]:
+    """Word tokens, punctuation tokens included (as datatrove's split_into_words)."""
+    if lang == "zh":
+        return [w for w in _segmenter().lcut(text) if not w.isspace()]
+    if lang in ("ja", "ko"):
+        return _CJK_WORD_RE.findall(text)
+    return _WORD_RE.findall(text)
+
+
+def cjk_count(text: str) -> int:
+    return len(_CJK_RE.findall(text))
+
+
+def split_sentences(line: str) -> list[str]:
+    """Lossless sentence split of one line: "".join(result) == line."""
+    out, start = [], 0
+    for m in _SENT_END.finditer(line):
+        if m.end() > start:
+            out.append(line[start:m.end()])
+            start = m.end()
+    if start < len(line):
+        out.append(line[start:])
+    return out
+
+
+_PARA_SPLIT = re.compile(r"\n{2,}")
+_LINE_SPLIT = re.compile(r"\n+")
+
+
+class Doc:
+    """One document as the rules see it; every derived view is computed once, on first use."""
+
+    __slots__ = ("text", "lang", "__dict__")
+
+    def __init__(self, text: str, lang: str | None):
+        self.text = text
+        self.lang = lang
+
+    @cached_property
+    def words(self) -> list[str]:
+        return words(self.text, self.lang)
+
+    @cached_property
+    def non_symbol_words(self) -> list[str]:
+        return [w for w in self.words if not is_punct_token(w)]
+
+    @cached_property
+    def lines(self) -> list[str]:
+        """str.splitlines, as Gopher quality counts bullet/ellipsis lines."""
+        return self.text.splitlines()
+
+    @cached_property
+    def nonblank_lines(self) -> list[str]:
+        return [ln for ln in self.text.split("\n") if ln.strip()]
+
+    @cached_property
+    def gopher_lines(self) -> list[str]:
+        """Gopher repetition: lines split on runs of newlines."""
+        return _LINE_SPLIT.split(self.text)
+
+    @cached_property
+    def gopher_paragraphs(self) -> list[str]:
+        """Gopher repetition: paragraphs split on blank lines."""
+        return _PARA_SPLIT.split(self.text.strip())
+
+    @cached_property
+    def lower(self) -> str:
+        return self.text.lower()
+
+    @cached_property
+    def compact(self) -> str:
+        """The text without whitespace (character n-gram rules)."""
+        return "".join(self.text.split())

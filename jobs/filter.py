@@ -1,0 +1,76 @@
+"""RF job: rule-based filtering (document, then paragraph, then sentence rules; see docs/filter.md).
+
+  python -m jobs.filter --input RUN/20-score --output RUN/30-filter [--conf conf/pipeline.yaml] [--set ...]
+  spark-submit jobs/filter.py --input ... --output ...
+  python -m jobs.filter --list-rules            # every rule: level, languages, enabled, description
+
+Writes OUT/data (kept, with `rule_flags`), OUT/rejected (+ reason = rule name, detail), OUT/stats.json
+(extra.rules: documents/paragraphs/sentences/chars removed per rule) and OUT/examples/<rule>.jsonl.
+Disable a rule with --set filter.rules.<group>.<check>.enabled=false.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataflow.cli import load_job_conf, main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.config import section  # noqa: E402
+
+STAGE = "filter"
+
+
+def parser():
+    ap = stage_argparser("jobs.filter", __doc__)
+    for action in ap._actions:  # --list-rules needs neither input nor output
+        if action.dest in ("input", "output"):
+            action.required = False
+    ap.add_argument("--list-rules", action="store_true",
+                    help="print every rule (application order, level, languages, enabled in this conf) and exit")
+    return ap
+
+
+def list_rules(cfg: dict) -> str:
+    from dataflow.rules import active_rules, all_rules
+
+    active = {r.name: r for r in active_rules(cfg)}
+    rows = [f"{'#':>3}  {'rule':36} {'level':9} {'langs':7} {'on':3} description"]
+    for i, r in enumerate(all_rules(), 1):
+        langs = ",".join(active[r.name].langs if r.name in active else r.langs)
+        rows.append(f"{i:>3}  {r.name:36} {r.level:9} {langs:7} {'yes' if r.name in active else 'no':3} {r.description}")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.list_rules:
+        print(list_rules(section(load_job_conf(args), STAGE)))
+        return 0
+    if not args.input or not args.output:
+        print("error: --input and --output are required (or --list-rules)", file=sys.stderr)
+        return 2
+
+    def body(spark, cfg):
+        from dataflow.filter import run, write_examples
+        from dataflow.stage import clear_success, read_stage_input, write_stage
+
+        fcfg = section(cfg, STAGE)
+        t0 = time.time()
+        clear_success(args.output)
+        df, resolved = read_stage_input(spark, args.input)
+        n = df.count()
+        result = run(df, fcfg)
+        examples = write_examples(result.annotated, args.output, fcfg)
+        stats_fn = result.stats
+        result.stats = lambda: {**stats_fn(), "examples": examples}
+        return write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=resolved, cfg=fcfg,
+                           t0=t0, partitions=args.partitions)
+
+    run_job(STAGE, args, body)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
