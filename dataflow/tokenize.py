@@ -1,0 +1,190 @@
+"""Tokenize documents into int32 ids with BOS/EOS (the `tokenize` stage).
+
+Input records are either documents (pipeline output or corpus JSONL: `text`, `source`, `id`) or supervised
+examples (JSONL: `type`, `prompt`, `response`; or `type` + `text` when the whole text is trained on).
+Documents from a source listed under `tokenizer.encode.supervised_sources` are split into prompt/response
+by that source's rule (HumanEval: at the end of the docstring; CHAMP: at "Solution:").
+
+Output columns: `id`, `source`, `type` (null = unsupervised), `input_ids` (list<int32>, BOS + text + EOS),
+`loss_mask` (list<int8>, null for unsupervised; 0 on BOS and prompt tokens, 1 on response tokens and EOS),
+`n_tokens`. Rejected rows keep `text` for audit, with `reason`/`detail`: `empty`, `malformed:json`,
+`malformed:prompt_response`, `malformed:no_type`, `supervised_split`.
+
+The prompt/response mask comes from SentencePiece's byte offsets on the *whole* text, so the ids are exactly
+those of `prompt + response` (the text round-trips) and a piece that straddles the boundary is trained on.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pyarrow as pa
+
+from .stage import StageResult
+
+INPUT_COLUMNS = ["id", "source", "type", "text", "prompt", "response", "_corrupt_record"]
+OUT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("type", pa.string()),
+                        ("input_ids", pa.list_(pa.int32())), ("loss_mask", pa.list_(pa.int8())),
+                        ("n_tokens", pa.int32()), ("text", pa.string()),
+                        ("reason", pa.string()), ("detail", pa.string())])
+
+# the end of a Python docstring that closes a HumanEval prompt: a line holding only the closing quotes
+_DOCSTRING_END = re.compile(r'^[ \t]*("""|\'\'\')[ \t]*\n', re.M)
+
+
+def split_prompt(text: str, rule: str) -> tuple[str, str] | None:
+    """(prompt, response) of a supervised corpus document, or None when the rule does not apply.
+    `docstring`: the prompt ends after the last line that closes a docstring; anything else is a literal
+    marker, and the prompt ends right after its first occurrence."""
+    if rule == "docstring":
+        ends = list(_DOCSTRING_END.finditer(text))
+        if not ends:
+            return None
+        cut = ends[-1].end()
+    else:
+        i = text.find(rule)
+        if i < 0:
+            return None
+        cut = i + len(rule)
+    prompt, response = text[:cut], text[cut:]
+    if not prompt.strip() or not response.strip():
+        return None
+    return prompt, response
+
+
+def stable_id(*parts: str | None) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update((p or "").encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def encode_example(sp, prompt: str, response: str, add_bos: bool, add_eos: bool, mask_prompt: bool):
+    """ids and loss mask of prompt+response encoded as one text."""
+    full = prompt + response
+    cut = len(prompt.encode("utf-8"))
+    pieces = sp.encode(full, return_type="proto").pieces
+    ids = [p.id for p in pieces]
+    mask = [1 if (p.end > cut or not mask_prompt) else 0 for p in pieces]
+    if add_bos:
+        ids, mask = [sp.bos_id()] + ids, [0 if mask_prompt else 1] + mask
+    if add_eos:
+        ids, mask = ids + [sp.eos_id()], mask + [1]
+    return ids, mask
+
+
+def classify(rec: Mapping, ecfg: Mapping) -> dict:
+    """Decide what a record is before any encoding: {kind: doc|example|reject, ...}. Pure."""
+    text, prompt, response = rec.get("text"), rec.get("prompt"), rec.get("response")
+    typ, source = rec.get("type"), rec.get("source")
+    if rec.get("_corrupt_record") is not None and text is None and prompt is None and response is None:
+        return {"kind": "reject", "reason": "malformed:json", "detail": (rec["_corrupt_record"] or "")[:200]}
+    if prompt is not None or response is not None:
+        if not (prompt or "").strip() or not (response or "").strip():
+            return {"kind": "reject", "reason": "malformed:prompt_response",
+                    "detail": f"prompt {len(prompt or '')} chars, response {len(response or '')} chars"}
+        if not typ:
+            return {"kind": "reject", "reason": "malformed:no_type", "detail": "a prompt/response record needs `type`"}
+        return {"kind": "example", "type": typ, "prompt": prompt, "response": response}
+    if text is None or not text.strip():
+        return {"kind": "reject", "reason": "empty", "detail": "no text" if text is None else "whitespace-only text"}
+    rule = (ecfg.get("supervised_sources") or {}).get(source)
+    if rule and not typ:
+        pair = split_prompt(text, rule["split"])
+        if pair is None:
+            return {"kind": "reject", "reason": "supervised_split",
+                    "detail": f"{source}: no {rule['split']!r} boundary between prompt and response"}
+        return {"kind": "example", "type": rule["type"], "prompt": pair[0], "response": pair[1]}
+    if typ:  # a supervised record given as one text: every token is trained on
+        return {"kind": "example", "type": typ, "prompt": "", "response": text}
+    return {"kind": "doc"}
+
+
+def _load_sp(path: str):
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=path)
+
+
+def tokenize_batch(batch: pa.RecordBatch, sp, ecfg: Mapping) -> pa.RecordBatch:
+    """One Arrow batch in, one annotated batch out (every input row appears once)."""
+    add_bos, add_eos, mask_prompt = bool(ecfg["add_bos"]), bool(ecfg["add_eos"]), bool(ecfg["mask_prompt"])
+    recs = batch.to_pylist()
+    decided = [classify(r, ecfg) for r in recs]
+    docs = [i for i, d in enumerate(decided) if d["kind"] == "doc"]
+    doc_ids = sp.encode([recs[i]["text"] for i in docs], num_threads=1) if docs else []
+    enc = dict(zip(docs, doc_ids))
+    out = {k: [] for k in OUT_SCHEMA.names}
+    for i, (r, d) in enumerate(zip(recs, decided)):
+        text = r.get("text") if r.get("text") is not None else (
+            None if r.get("prompt") is None and r.get("response") is None else (r.get("prompt") or "") + (r.get("response") or ""))
+        rid = r.get("id") or stable_id(r.get("source"), r.get("type"), r.get("text"), r.get("prompt"), r.get("response"))
+        ids = mask = None
+        typ = r.get("type")
+        if d["kind"] == "doc":
+            ids = ([sp.bos_id()] if add_bos else []) + list(enc[i]) + ([sp.eos_id()] if add_eos else [])
+        elif d["kind"] == "example":
+            typ = d["type"]
+            ids, mask = encode_example(sp, d["prompt"], d["response"], add_bos, add_eos, mask_prompt)
+        out["id"].append(rid)
+        out["source"].append(r.get("source"))
+        out["type"].append(typ)
+        out["input_ids"].append(ids)
+        out["loss_mask"].append(mask)
+        out["n_tokens"].append(len(ids) if ids is not None else None)
+        out["text"].append(text)
+        out["reason"].append(d.get("reason"))
+        out["detail"].append(d.get("detail"))
+    return pa.RecordBatch.from_pydict(out, schema=OUT_SCHEMA)
+
+
+def tokenizer_info(model_path: str | Path, pad_id: int | None = None) -> dict:
+    """What the trainer needs to know about the tokenizer (manifest `tokenizer`)."""
+    import sentencepiece as spm
+
+    data = Path(model_path).read_bytes()
+    sp = spm.SentencePieceProcessor(model_proto=data)
+    pad = pad_id if pad_id is not None else (sp.pad_id() if sp.pad_id() >= 0 else sp.eos_id())
+    return {"path": str(model_path), "sha256": hashlib.sha256(data).hexdigest(), "vocab_size": sp.get_piece_size(),
+            "bos_id": sp.bos_id(), "eos_id": sp.eos_id(), "pad_id": int(pad)}
+
+
+def run(df, cfg: Mapping) -> StageResult:
+    """cfg: the `tokenizer` section (uses `model` and `encode`)."""
+    from pyspark.sql import functions as F
+
+    from .schema import spark_schema
+    from .spark import load_once, ship_file
+
+    ecfg = dict(cfg["encode"])
+    model = str(Path(cfg["model"]).resolve())
+    spark = df.sparkSession
+    ship_file(spark, model)
+    cols = [F.col(c).cast("string").alias(c) if c in df.columns else F.lit(None).cast("string").alias(c)
+            for c in INPUT_COLUMNS]
+
+    def apply(batches):
+        sp = load_once("sentencepiece", model, _load_sp)
+        for b in batches:
+            yield tokenize_batch(b, sp, ecfg)
+
+    annotated = df.select(*cols).mapInArrow(apply, spark_schema(OUT_SCHEMA))
+    from pyspark import StorageLevel
+
+    annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
+    kept = annotated.filter(F.col("reason").isNull()).drop("text", "reason", "detail")
+    rejected = annotated.filter(F.col("reason").isNotNull()).drop("input_ids", "loss_mask", "n_tokens")
+
+    def stats():
+        rows = (kept.groupBy("source", "type").agg(F.count(F.lit(1)).alias("docs"), F.sum("n_tokens").alias("tokens"))
+                    .collect())
+        by = sorted(({"source": r["source"], "type": r["type"], "docs": r["docs"], "tokens": r["tokens"]} for r in rows),
+                    key=lambda d: (d["source"] or "", d["type"] or ""))
+        return {"tokens": sum(d["tokens"] for d in by), "by_source": by,
+                "tokenizer": tokenizer_info(model)}
+
+    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)

@@ -1,0 +1,38 @@
+"""Train a SentencePiece BPE tokenizer (LLaMA-2 settings: split_digits, byte_fallback) from a seeded
+sample of pipeline output.
+
+  python -m jobs.train_tokenizer --input build/runs/pipeline/dedup --output build/models/tokenizer \
+      [--set tokenizer.train.vocab_size=8000]
+
+Writes OUT/tokenizer.model, OUT/tokenizer.vocab, OUT/vocab_report.{json,md} and OUT/train_sentences.txt
+(the sampled lines the trainer read). Settings: the `tokenizer.train` section of conf/pipeline.yaml.
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser  # noqa: E402
+
+
+def main(argv=None):
+    ap = stage_argparser("train_tokenizer", __doc__,
+                         input_help="pipeline output (stage dirs / Parquet with `text`) or JSONL files with `text`")
+    ap.set_defaults(output=None)
+    args = ap.parse_args(argv)
+    cfg = load_job_conf(args)
+    from dataflow.config import section
+    from dataflow.spark import get_session
+    from dataflow.tokenizer import read_documents
+    from dataflow.tokenizer.train import train
+
+    tcfg = section(section(cfg, "tokenizer"), "train")
+    spark = get_session(cfg, app_name="ziya2-train-tokenizer")
+    df, _ = read_documents(spark, args.input)
+    rep = train(spark, df, Path(args.output), tcfg)
+    print(dump({k: rep[k] for k in ("model", "vocab_size", "sample_docs", "languages")}))
+    return rep
+
+
+if __name__ == "__main__":
+    main_guard(main)
