@@ -1,0 +1,48 @@
+"""Text normalization (CCNet / Ziya2 DP): ftfy + Unicode normal form, control characters, full-width ASCII,
+whitespace. Paragraphs (blank-line separated) and line breaks inside them are kept: later stages
+(line rules, paragraph rules, per-paragraph perplexity) need them.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import ftfy
+
+# every line separator Unicode knows -> \n (before splitting into lines)
+_LINE_SEPS = re.compile(r"\r\n|[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+# C0/C1 controls except \t and \n, plus invisible format characters that break tokenization
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufffe"
+                      "\ud800-\udfff]")  # ...and lone surrogates (from JSON \\ud800 escapes), which UTF-8 cannot hold
+# horizontal whitespace runs (incl. NBSP, ideographic space, en/em spaces) -> one space
+_HSPACE = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+_LINE_EDGES = re.compile(r" ?\n ?")  # after _HSPACE a line edge holds at most one space
+_BLANKS = re.compile(r"\n{3,}")
+# full-width ASCII (U+FF01..FF5E) -> ASCII; NFKC already does this, the table makes sure for NFC/NFD
+_FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
+_FULLWIDTH[0x3000] = 0x20
+_FOLDS_WIDTH = ("NFKC", "NFKD")  # compatibility forms already map U+FF01..FF5E and U+3000
+
+# ftfy costs ~1 µs per character even on clean text, so it runs only where it can change something:
+# UTF-8 mojibake always pairs a lead char Â..ô with a continuation char (0x80-0xBF or a cp1252 special),
+# and HTML entities are `&name;`/`&#n;`. Everything else ftfy would do is covered below (NFKC folds
+# ligatures and widths, the control-character class removes C1 controls and lone surrogates).
+_FTFY_NEEDED = re.compile(
+    "[\u00c2-\u00f4][\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+    "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122]"
+    "|&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});")
+_FTFY = ftfy.TextFixerConfig(normalization=None, uncurl_quotes=False, fix_line_breaks=False,
+                             remove_control_chars=False, explain=False)
+
+
+def normalize(text: str, *, form: str = "NFKC") -> str:
+    """Normalized text; '' when nothing printable is left."""
+    if _FTFY_NEEDED.search(text):  # mojibake and HTML entities first, on the text as extracted
+        text = ftfy.fix_text(text, _FTFY)
+    if form:
+        text = unicodedata.normalize(form, text)
+    if form not in _FOLDS_WIDTH:
+        text = text.translate(_FULLWIDTH)
+    text = _CONTROL.sub("", _LINE_SEPS.sub("\n", text))
+    text = _LINE_EDGES.sub("\n", _HSPACE.sub(" ", text))
+    return _BLANKS.sub("\n\n", text).strip("\n ")

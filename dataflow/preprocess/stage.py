@@ -1,0 +1,148 @@
+"""DP stage: raw records (dataflow.ingest) -> document records (DESIGN §3), annotated then split.
+
+Per record: payload -> text (HTML main content, or strict decoding of plain text), normalization,
+fastText language and score, optional OpenCC t2s for zh. Every record leaves as exactly one row:
+kept (reason null) or rejected with `reason`:
+  malformed:<what>  from ingest (corrupt_gzip, truncated_record, too_large, json, missing_text, ...)
+                    or here: binary (PNG/PDF/... body), invalid_utf8 (plain-text payload)
+  content_type      a payload that is neither HTML nor text (declared media type in detail)
+  empty             nothing left after extraction and normalization
+  lang              language not in keep_langs
+  lang_low_score    language kept but the fastText score is below lang_threshold
+"""
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+import xxhash
+
+from ..schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
+from .html import binary_reason, decode_text, html_to_text, media_type
+from .langid import load_model, predict
+from .normalize import normalize
+
+OUT_SCHEMA = with_reject_fields(DOC_ARROW_SCHEMA)
+
+
+def doc_id(source: str, url: str | None, file: str, offset: int) -> str:
+    """Stable id: xxh3-128 of source + url + record offset (file name + byte offset/row: unique per input)."""
+    key = f"{source}\x1f{url or ''}\x1f{os.path.basename(file)}:{offset}"
+    return xxhash.xxh3_128_hexdigest(key.encode("utf-8"))
+
+
+class Preprocessor:
+    """The per-record logic with its configuration and models bound (plain Python; no Spark needed)."""
+
+    def __init__(self, cfg: dict, model=None, opencc=None):
+        self.cfg = cfg
+        self.html_types = {t.lower() for t in cfg["html_content_types"]}
+        self.keep = set(cfg["keep_langs"])
+        self.threshold = float(cfg["lang_threshold"])
+        self.lang_map = dict(cfg.get("lang_map") or {})
+        self.form = cfg.get("unicode_form") or None
+        self.min_chars = int(cfg["min_chars"])
+        self.sniff = int(cfg["binary_sniff_bytes"])
+        self.model = model if model is not None else load_model(cfg["langid_model"])
+        self.opencc_name = cfg.get("opencc") or None
+        if opencc is None and self.opencc_name:
+            from ..spark import load_once
+            import opencc as _opencc
+
+            opencc = load_once("opencc", self.opencc_name, lambda _p: _opencc.OpenCC(self.opencc_name))
+        self.opencc = opencc
+
+    # the raw record's text, or (reason, detail) when the payload cannot become text
+    def _text(self, r: dict):
+        body = r["content"]
+        if body is None:
+            return r["text"] or "", None
+        where = f"{r['file']} @ offset {r['offset']}"
+        ctype = r.get("content_type")
+        why = binary_reason(body, self.sniff)
+        if why:
+            return None, ("malformed:binary", f"{where}: binary payload ({why}), declared {ctype or 'no type'}")
+        mt = media_type(ctype)
+        charset = (r["meta"] or {}).get("http_charset")
+        if mt in self.html_types:
+            return html_to_text(body, charset=charset, main_content=bool(self.cfg["html_main_content"]),
+                                list_bullets=bool(self.cfg["html_list_bullets"])), None
+        if mt.startswith("text/") or not mt:
+            try:
+                return decode_text(body, charset), None
+            except (UnicodeDecodeError, LookupError) as e:
+                return None, ("malformed:invalid_utf8" if charset in (None, "utf-8") else "malformed:encoding",
+                              f"{where}: {e}")
+        return None, ("content_type", f"{where}: payload type {mt!r} is neither HTML nor text")
+
+    def __call__(self, r: dict) -> dict:
+        meta = dict(r["meta"] or {})
+        out = {"id": doc_id(r["source"], r["url"], r["file"], r["offset"]), "source": r["source"],
+               "url": r["url"], "text": None, "lang": None, "lang_score": None, "meta": meta,
+               "reason": r["reason"], "detail": r["detail"]}
+        if r["reason"]:  # quarantined by the reader: keep its bounded prefix for audit
+            out["text"] = r["text"]
+            return out
+        text, bad = self._text(r)
+        if bad:
+            out["reason"], out["detail"] = bad
+            return out
+        text = normalize(text, form=self.form)
+        out["text"] = text
+        if len(text) < self.min_chars:
+            out["reason"], out["detail"] = "empty", f"{len(text)} chars after extraction and normalization"
+            return out
+        lang, score = predict(self.model, text, self.lang_map)
+        out["lang"], out["lang_score"] = lang, score
+        if lang not in self.keep:
+            out["reason"], out["detail"] = "lang", f"label={lang} score={score:.3f}"
+        elif score < self.threshold:
+            out["reason"], out["detail"] = "lang_low_score", f"label={lang} score={score:.3f} < {self.threshold}"
+        elif self.opencc is not None and lang == "zh":
+            out["text"] = self.opencc.convert(text)
+            meta["opencc"] = self.opencc_name
+        return out
+
+
+def _rows(batch: pa.RecordBatch) -> list[dict]:
+    rows = batch.to_pylist()
+    for r in rows:
+        if isinstance(r["meta"], list):
+            r["meta"] = dict(r["meta"])
+    return rows
+
+
+def to_batch(rows: list[dict]) -> pa.RecordBatch:
+    cols = {name: [r[name] for r in rows] for name in OUT_SCHEMA.names}
+    cols["meta"] = [list(m.items()) for m in cols["meta"]]
+    return pa.RecordBatch.from_pydict(cols, schema=OUT_SCHEMA)
+
+
+def run(raw_df, cfg: dict):
+    """raw records -> StageResult(kept, rejected). `cfg` is the `preprocess` section; the langid model
+    is shipped to executors and loaded once per Python worker."""
+    from pyspark.sql import functions as F
+
+    from ..spark import ship_file
+    from ..stage import StageResult
+
+    spark = raw_df.sparkSession
+    ship_file(spark, cfg["langid_model"])
+    conf = dict(cfg)
+
+    def transform(batches):
+        pre = Preprocessor(conf)
+        for b in batches:
+            yield to_batch([pre(r) for r in _rows(b)])
+
+    annotated = raw_df.mapInArrow(transform, spark_schema(OUT_SCHEMA))
+    result = StageResult.from_annotated(annotated)
+
+    def stats():
+        langs = (result.annotated.groupBy("lang").agg(F.count(F.lit(1)).alias("n"),
+                                                       F.sum(F.when(F.col("reason").isNull(), 1).otherwise(0)).alias("kept"))
+                 .collect())
+        return {"langs": {(r["lang"] or "none"): {"input": r["n"], "kept": r["kept"]} for r in sorted(langs, key=lambda r: r["lang"] or "")}}
+
+    result.stats = stats
+    return result
