@@ -26,6 +26,10 @@ def main(argv=None) -> dict:
     ap = stage_argparser("jobs/preprocess.py", __doc__,
                          input_help="WARC/WET/JSONL/Parquet files, directories (recursive) or globs")
     args = ap.parse_args(argv)
+    from dataflow.ingest import list_inputs
+
+    list_inputs(args.input)  # a missing path fails here, before a JVM starts
+
 
     def body(spark, cfg):
         from dataflow import ingest, preprocess

@@ -9,6 +9,7 @@ naming the offset where decompression failed (a single gzip/zstd stream has no p
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import zlib
 from typing import Iterator
@@ -25,8 +26,9 @@ def _open(path: str):
     if low.endswith(".zst"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True,
-                                                          closefd=True)
+        # the zstd reader has no readline; a buffered wrapper provides it
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(
+            open(path, "rb"), read_across_frames=True, closefd=True), buffer_size=1 << 20)
     return open(path, "rb")
 
 

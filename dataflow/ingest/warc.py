@@ -146,6 +146,14 @@ def _one(r, *, path, offset, source, is_wet, max_bytes, prefix_chars) -> dict:
         if r.http_charset:
             meta["http_charset"] = r.http_charset
     meta["content_type"] = ctype
+    declared = r.headers.get("Content-Length")
+    if declared is None or not declared.strip().isdigit():
+        return quarantine(source=source, file=path, offset=offset, url=url, meta=meta, what="truncated_record",
+                          why="WARC header block ends without a Content-Length (record cut short)")
+    if not is_wet and r.record_type == WarcRecordType.response and not r.is_http_parsed:
+        return quarantine(source=source, file=path, offset=offset, url=url, meta=meta, what="http_headers",
+                          why=f"response record of {declared} bytes has no parsable HTTP header block",
+                          prefix=r.reader.read(prefix_chars))
     length = int(r.content_length)
     if length > max_bytes:
         head = r.reader.read(prefix_chars)
