@@ -1,0 +1,171 @@
+"""Packed-shard loader: the mixer's manifests and Parquet shards -> document-masked micro-batches.
+
+Contract (written by jobs/mix.py): `<root>/manifest.json` {"stages": [paths of stage manifests, in order]};
+each stage manifest has seq_len, seed, tokenizer{vocab_size, bos_id, eos_id, pad_id, ...}, and
+shards [{"path" (relative to the stage manifest's dir), "rows"}]. Rows: input_ids list<int32> (seq_len),
+doc_lens list<int32> (sums to seq_len; end padding is its own last segment), source, loss_mask list<int8>
+or null (= all ones; 0 on prompts and padding), num_pad int32.
+
+Order: a seeded permutation over every (shard, row) of a stage, one per epoch; the k-th global micro-batch
+takes samples [k·mb·world, (k+1)·mb·world) of it and rank r the slice [r·mb, (r+1)·mb). The only resume
+state is (stage index, consumed_samples), so a restart reproduces the exact sample stream.
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Stage:
+    stage: int
+    dir: Path
+    seq_len: int
+    tokenizer: dict
+    shards: tuple[tuple[Path, int], ...]   # (absolute path, rows)
+    rows: int
+    manifest: dict
+
+
+def read_mix(root: str | Path) -> list[Stage]:
+    root = Path(root)
+    top = json.loads((root / "manifest.json").read_text())
+    stages = []
+    for rel in top["stages"]:
+        mpath = Path(rel) if Path(rel).is_absolute() else root / rel
+        if mpath.is_dir():
+            mpath = mpath / "manifest.json"
+        m = json.loads(mpath.read_text())
+        shards = tuple((mpath.parent / s["path"], int(s["rows"])) for s in m["shards"])
+        rows = sum(n for _, n in shards)
+        if int(m.get("rows", rows)) != rows:
+            raise ValueError(f"{mpath}: rows {m['rows']} != sum of shard rows {rows}")
+        stages.append(Stage(int(m["stage"]), mpath.parent, int(m["seq_len"]), dict(m.get("tokenizer", {})),
+                            shards, rows, m))
+    return stages
+
+
+class ShardReader:
+    """Random access to rows of one stage's shards, decoding whole Parquet row groups into a small LRU."""
+
+    def __init__(self, stage: Stage, cache_row_groups: int = 8):
+        self.stage = stage
+        self.cache: OrderedDict = OrderedDict()
+        self.capacity = max(1, cache_row_groups)
+        self.starts = np.cumsum([0] + [n for _, n in stage.shards])
+        self._files: dict[int, tuple[pq.ParquetFile, np.ndarray]] = {}
+
+    def _file(self, s: int):
+        if s not in self._files:
+            f = pq.ParquetFile(self.stage.shards[s][0])
+            rg_starts = np.cumsum([0] + [f.metadata.row_group(i).num_rows for i in range(f.num_row_groups)])
+            self._files[s] = (f, rg_starts)
+        return self._files[s]
+
+    def _row_group(self, s: int, g: int) -> dict:
+        key = (s, g)
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        f, _ = self._file(s)
+        t = f.read_row_group(g, columns=["input_ids", "doc_lens", "loss_mask", "num_pad"])
+        cols = {}
+        for name in ("input_ids", "doc_lens", "loss_mask"):
+            arr = t.column(name).combine_chunks()
+            cols[name] = (arr.is_null().to_numpy(zero_copy_only=False),
+                          arr.offsets.to_numpy(), arr.values.to_numpy(zero_copy_only=False))
+        cols["num_pad"] = t.column("num_pad").to_numpy()
+        self.cache[key] = cols
+        if len(self.cache) > self.capacity:
+            self.cache.popitem(last=False)
+        return cols
+
+    def row(self, index: int) -> dict:
+        s = int(np.searchsorted(self.starts, index, side="right") - 1)
+        local = index - self.starts[s]
+        _, rg_starts = self._file(s)
+        g = int(np.searchsorted(rg_starts, local, side="right") - 1)
+        cols = self._row_group(s, g)
+        i = local - rg_starts[g]
+        out = {}
+        for name in ("input_ids", "doc_lens", "loss_mask"):
+            nulls, off, vals = cols[name]
+            out[name] = None if nulls[i] else vals[off[i]:off[i + 1]]
+        out["num_pad"] = int(cols["num_pad"][i])
+        return out
+
+
+def stage_order(stage: Stage, seed: int, epochs: float = 1.0) -> np.ndarray:
+    """The global sample order of a stage: one seeded permutation of all rows per (partial) epoch."""
+    n_total = int(round(epochs * stage.rows))
+    parts, e = [], 0
+    while sum(len(p) for p in parts) < n_total:
+        parts.append(np.random.default_rng([seed, stage.stage, e]).permutation(stage.rows))
+        e += 1
+    return np.concatenate(parts)[:n_total] if parts else np.zeros(0, dtype=np.int64)
+
+
+def collate(rows: list[dict], seq_len: int) -> dict:
+    """tokens, labels (-100 where the next token is in another document, is padding or is masked),
+    position_ids (restart at 0 in every document) and flattened cu_seqlens / max_seqlen."""
+    B, S = len(rows), seq_len
+    ids = np.zeros((B, S), dtype=np.int64)
+    labels = np.full((B, S), IGNORE, dtype=np.int64)
+    pos = np.zeros((B, S), dtype=np.int64)
+    cu, max_len = [0], 0
+    for b, r in enumerate(rows):
+        x = np.asarray(r["input_ids"], dtype=np.int64)
+        lens = np.asarray(r["doc_lens"], dtype=np.int64)
+        if len(x) != S or lens.sum() != S:
+            raise ValueError(f"row has {len(x)} tokens and doc_lens summing to {lens.sum()}, expected {S}")
+        ids[b] = x
+        ok = np.ones(S, dtype=bool)        # ok[t]: position t may be trained to predict token t+1
+        start = 0
+        for n in lens:
+            pos[b, start:start + n] = np.arange(n)
+            ok[start + n - 1] = False      # the last token of a document must not predict the next document
+            start += n
+            cu.append(b * S + start)
+            max_len = max(max_len, int(n))
+        num_pad = int(r.get("num_pad") or 0)
+        if num_pad:
+            ok[S - num_pad - 1:] = False   # nothing predicts padding, padding predicts nothing
+        mask = r.get("loss_mask")
+        if mask is not None:
+            ok[:-1] &= np.asarray(mask, dtype=bool)[1:]   # loss_mask marks the target tokens
+        labels[b, :-1] = np.where(ok[:-1], x[1:], IGNORE)
+    return {"input_ids": torch.from_numpy(ids), "labels": torch.from_numpy(labels),
+            "position_ids": torch.from_numpy(pos), "cu_seqlens": torch.tensor(cu, dtype=torch.int32),
+            "max_seqlen": max_len}
+
+
+class StageLoader:
+    """Micro-batches of one stage for one rank, from `consumed_samples` on."""
+
+    def __init__(self, stage: Stage, seed: int, micro_batch_size: int, rank: int = 0, world_size: int = 1,
+                 epochs: float = 1.0, cache_row_groups: int = 8):
+        self.stage, self.mb, self.rank, self.world = stage, micro_batch_size, rank, world_size
+        self.order = stage_order(stage, seed, epochs)
+        self.reader = ShardReader(stage, cache_row_groups)
+
+    @property
+    def samples_per_micro_step(self) -> int:
+        return self.mb * self.world
+
+    def num_micro_steps(self) -> int:
+        return len(self.order) // self.samples_per_micro_step
+
+    def batch(self, consumed_samples: int) -> dict:
+        lo = consumed_samples + self.rank * self.mb
+        idx = self.order[lo:lo + self.mb]
+        if len(idx) < self.mb:
+            raise IndexError(f"stage {self.stage.stage}: sample {lo} beyond its {len(self.order)} samples")
+        return collate([self.reader.row(int(i)) for i in idx], self.stage.seq_len)

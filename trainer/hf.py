@@ -1,0 +1,135 @@
+"""HF LLaMA interop: a state-dict adapter (names already match, see model.py) plus config.json translation,
+and the vocabulary-expansion init.
+
+- `load_hf(dir)`  -> (ModelConfig, state_dict) from config.json and model.safetensors or a sharded index
+- `save_hf(dir, cfg, state_dict)` writes config.json + safetensors (sharded with an index above max_shard_bytes)
+- `expand_vocab(sd, init_map, multiple)` grows embed_tokens and lm_head: each new id's row is the mean of the
+  rows of the old ids it used to split into (init_map.json: {new_id: [old ids]}); rows added only to pad the
+  vocabulary to a multiple of `multiple` get the mean of all old rows (they are never produced by the tokenizer).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig
+
+VOCAB_KEYS = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def config_to_hf(cfg: ModelConfig, dtype: torch.dtype = torch.bfloat16) -> dict:
+    return {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "vocab_size": cfg.vocab_size, "hidden_size": cfg.dim, "intermediate_size": cfg.hidden_dim,
+        "num_hidden_layers": cfg.n_layers, "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_dim, "hidden_act": "silu",
+        "rms_norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta, "max_position_embeddings": cfg.max_seq_len,
+        "initializer_range": cfg.init_std, "tie_word_embeddings": False, "attention_bias": False,
+        "mlp_bias": False, "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def config_from_hf(hf: dict, **overrides) -> ModelConfig:
+    if hf.get("tie_word_embeddings"):
+        raise ValueError("tied embeddings are not LLaMA-2; this model has an untied lm_head")
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) not in ("default", None):
+        raise ValueError(f"rope scaling {rope} is not supported")
+    theta = hf.get("rope_theta", rope.get("rope_theta", 10000.0))
+    return ModelConfig(vocab_size=hf["vocab_size"], dim=hf["hidden_size"], n_layers=hf["num_hidden_layers"],
+                       n_heads=hf["num_attention_heads"],
+                       n_kv_heads=hf.get("num_key_value_heads", hf["num_attention_heads"]),
+                       ffn_dim=hf["intermediate_size"], norm_eps=hf.get("rms_norm_eps", 1e-5), rope_theta=theta,
+                       max_seq_len=hf.get("max_position_embeddings", 4096),
+                       init_std=hf.get("initializer_range", 0.02), **overrides)
+
+
+def load_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    path = Path(path)
+    cfg = config_from_hf(json.loads((path / "config.json").read_text()))
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    sd: dict[str, torch.Tensor] = {}
+    for f in files:
+        sd.update(load_file(str(path / f)))
+    sd = {k: v for k, v in sd.items() if "rotary_emb" not in k}  # old exports carry inv_freq buffers
+    return cfg, sd
+
+
+def save_hf(path: str | Path, cfg: ModelConfig, state_dict: dict[str, torch.Tensor],
+            dtype: torch.dtype | None = None, max_shard_bytes: int = 5 * 2**30) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    sd = {k: (v.to(dtype) if dtype else v).detach().cpu().contiguous() for k, v in state_dict.items()}
+    out_dtype = dtype or next(iter(sd.values())).dtype
+    (path / "config.json").write_text(json.dumps(config_to_hf(cfg, out_dtype), indent=2))
+    shards, cur, size = [], {}, 0
+    for k, v in sd.items():
+        n = v.numel() * v.element_size()
+        if cur and size + n > max_shard_bytes:
+            shards.append(cur)
+            cur, size = {}, 0
+        cur[k] = v
+        size += n
+    shards.append(cur)
+    if len(shards) == 1:
+        save_file(shards[0], str(path / "model.safetensors"), metadata={"format": "pt"})
+        return path
+    weight_map = {}
+    for i, s in enumerate(shards):
+        name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        save_file(s, str(path / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in s})
+    total = sum(v.numel() * v.element_size() for v in sd.values())
+    (path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    return path
+
+
+def read_init_map(path: str | Path) -> dict[int, list[int]]:
+    return {int(k): [int(i) for i in v] for k, v in json.loads(Path(path).read_text()).items()}
+
+
+def padded_vocab(n: int, multiple: int) -> int:
+    return ((n + multiple - 1) // multiple) * multiple
+
+
+def expand_vocab(sd: dict[str, torch.Tensor], init_map: dict[int, list[int]], multiple: int = 128
+                 ) -> tuple[dict[str, torch.Tensor], int]:
+    """Grow the vocabulary rows of embed_tokens and lm_head; returns (new state dict, new vocab size)."""
+    old = sd[VOCAB_KEYS[0]].shape[0]
+    need = max([old] + [i + 1 for i in init_map])
+    new = padded_vocab(need, multiple)
+    out = dict(sd)
+    for key in VOCAB_KEYS:
+        w = sd[key]
+        wf = w.float()
+        grown = wf.mean(0, keepdim=True).repeat(new, 1)
+        grown[:old] = wf
+        for new_id, olds in init_map.items():
+            if new_id < old:
+                raise ValueError(f"init_map id {new_id} is not new (old vocabulary has {old})")
+            if not olds or max(olds) >= old:
+                raise ValueError(f"init_map {new_id}: {olds} must be non-empty ids < {old}")
+            grown[new_id] = wf[olds].mean(0)
+        out[key] = grown.to(w.dtype)
+    return out, new
+
+
+def init_state(init_from: str, init_map: str = "", multiple: int = 128) -> tuple[ModelConfig, dict]:
+    """The starting weights of continual pretraining: an HF LLaMA, with its vocabulary expanded if init_map."""
+    cfg, sd = load_hf(init_from)
+    if init_map:
+        sd, vocab = expand_vocab(sd, read_init_map(init_map), multiple)
+    else:
+        vocab = padded_vocab(cfg.vocab_size, multiple)
+        if vocab != cfg.vocab_size:
+            sd, vocab = expand_vocab(sd, {}, multiple)
+    return replace(cfg, vocab_size=vocab), sd

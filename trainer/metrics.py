@@ -1,0 +1,91 @@
+"""Throughput accounting (tokens/s, TFLOPS, MFU) and the metric sinks: JSONL, TensorBoard, loss-curve PNG.
+
+FLOPs per token = 6·N + 12·L·d·S (Kaplan et al. / PaLM appendix B): 6N for the forward and backward matmuls
+of the N non-embedding parameters (lm_head included, the embedding lookup is not a matmul), plus the
+attention score and value products, 12·L·d·S for L layers of width d over a sequence of S. Activation
+recomputation is not counted (MFU, not HFU). MFU = achieved FLOP/s per device ÷ the dense bf16 peak.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig
+
+# dense (no sparsity) bf16 tensor-core peaks, TFLOPS, from the vendors' datasheets
+PEAK_TFLOPS = {"A100": 312.0, "H100": 989.0, "H200": 989.0}
+
+
+def flops_per_token(cfg: ModelConfig, n_params_no_embed: int, seq_len: int) -> float:
+    return 6.0 * n_params_no_embed + 12.0 * cfg.n_layers * cfg.dim * seq_len
+
+
+def device_peak_tflops(configured: float = 0.0) -> float | None:
+    """The configured peak, else the GPU's from PEAK_TFLOPS; None on CPU or an unknown device (MFU n/a)."""
+    if configured > 0:
+        return configured
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        for key, peak in PEAK_TFLOPS.items():
+            if key in name:
+                return peak
+    return None
+
+
+class MetricsLog:
+    """Rank 0 writes one JSON object per step to metrics.jsonl and mirrors scalars to TensorBoard."""
+
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, enabled: bool = True, resume: bool = False):
+        self.enabled = enabled
+        self.dir = Path(out_dir)
+        self.tb = None
+        if not enabled:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "metrics.jsonl"
+        self.f = open(self.path, "a" if resume else "w")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(self.dir / "tensorboard"))
+            except ImportError:  # tensorboard is in the [train] extra; the JSONL log is always written
+                self.tb = None
+
+    def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.f.write(json.dumps(record) + "\n")
+        self.f.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step" and v == v:
+                    self.tb.add_scalar(f"train/{k}", v, record["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.f.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def plot_loss(metrics_jsonl: str | Path, png: str | Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    recs = [json.loads(line) for line in open(metrics_jsonl)]
+    ok = [r for r in recs if not r.get("skipped")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["step"] for r in ok], [r["loss"] for r in ok], lw=1.2)
+    for a, b in zip(recs, recs[1:]):
+        if b["stage"] != a["stage"]:
+            ax.axvline(b["step"], color="grey", ls="--", lw=0.8)
+            ax.text(b["step"], ax.get_ylim()[1], f" stage {b['stage']}", va="top", fontsize=8)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return Path(png)

@@ -1,0 +1,264 @@
+"""Continual pretraining loop: DeepSpeed ZeRO + bf16 over the mixer's three stages, in sequence.
+
+GPU:  deepspeed --num_gpus 8 -m trainer.train --config conf/train/llama2-13b.yaml [--set optim.lr=1e-4 ...]
+CPU:  DS_ACCELERATOR=cpu python -m trainer.train --config conf/train/tiny.yaml   (gloo, one process)
+
+The model (trainer/model.py) knows nothing of DeepSpeed; this file wires config -> data -> model ->
+deepspeed.initialize -> loop, and owns the step-level policy: spike guard, metrics, checkpoints, SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, load_config, to_dict
+from .data import StageLoader, read_mix
+from .guard import SpikeGuard
+from .hf import init_state, padded_vocab
+from .metrics import MetricsLog, device_peak_tflops, flops_per_token, plot_loss
+from .model import Llama, causal_lm_loss, num_params
+from .schedule import scheduler
+from . import checkpoint
+
+
+def setup_distributed(cfg: TrainConfig):
+    """Single-process runs (python -m) get the env the deepspeed launcher would set; CPU uses gloo."""
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
+                 ("MASTER_PORT", "29511")):
+        os.environ.setdefault(k, v)
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    if not torch.cuda.is_available() and not cfg.build_shm_comm:
+        # DeepSpeed JIT-compiles a shared-memory all-reduce for CPU on first use (~60 s). gloo does the same
+        # job correctly, so skip the build unless asked for (build_shm_comm: true, cached in TORCH_EXTENSIONS_DIR).
+        import deepspeed.comm.torch  # noqa: F401  (the attribute deepspeed.comm.torch is torch itself)
+        sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    return deepspeed
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """LLaMA/Megatron convention: decay matrices, not norms (1-D) and not the input embedding."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embed_tokens" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def deepspeed_config(cfg: TrainConfig) -> dict:
+    ds = json.loads(Path(cfg.deepspeed).read_text())
+    ds["train_micro_batch_size_per_gpu"] = cfg.micro_batch_size
+    ds["gradient_accumulation_steps"] = cfg.grad_accum
+    ds.pop("train_batch_size", None)
+    ds["gradient_clipping"] = cfg.optim.grad_clip
+    if cfg.precision == "bf16":
+        ds["bf16"] = {**ds.get("bf16", {}), "enabled": True, "check_grad_overflow": True}
+    elif cfg.precision == "fp32":
+        ds.pop("bf16", None)
+        ds.pop("fp16", None)
+    else:
+        raise ValueError(f"precision {cfg.precision!r}: bf16 or fp32")
+    return ds
+
+
+@dataclass
+class Plan:
+    """How many optimizer steps each stage gets (a stage's samples ÷ global batch, capped by max_steps)."""
+    steps: list[int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.steps)
+
+
+def make_plan(cfg: TrainConfig, loaders: list[StageLoader]) -> Plan:
+    steps = [l.num_micro_steps() // cfg.grad_accum for l in loaders]
+    if cfg.max_steps > 0:
+        left, capped = cfg.max_steps, []
+        for s in steps:
+            capped.append(min(s, left))
+            left -= capped[-1]
+        steps = capped
+    return Plan(steps)
+
+
+def build_model(cfg: TrainConfig, data_vocab: int) -> tuple[Llama, "ModelConfig"]:
+    mcfg, sd = cfg.model, None
+    if cfg.init_from:
+        hf_cfg, sd = init_state(cfg.init_from, cfg.init_map, cfg.vocab_multiple)
+        mcfg = replace(hf_cfg, activation_checkpointing=cfg.model.activation_checkpointing,
+                       max_seq_len=max(hf_cfg.max_seq_len, cfg.model.max_seq_len))
+    elif mcfg.vocab_size == 0:
+        mcfg = replace(mcfg, vocab_size=padded_vocab(data_vocab, cfg.vocab_multiple))
+    if data_vocab > mcfg.vocab_size:
+        raise ValueError(f"tokenizer has {data_vocab} ids but the model only {mcfg.vocab_size}")
+    torch.manual_seed(cfg.seed)
+    model = Llama(mcfg, cfg.attention)
+    if sd is not None:
+        model.load_state_dict(sd, strict=True)
+    return model, mcfg
+
+
+class Stop:
+    """SIGTERM (preemption, scancel) sets a flag; the loop checkpoints after the current step and exits."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, *_):
+        self.requested = True
+
+
+def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
+    """Runs the whole schedule (or resumes it); returns (summary, engine). `loss_fn` is injectable for tests."""
+    deepspeed = setup_distributed(cfg)
+    import torch.distributed as dist
+    rank, world = dist.get_rank(), dist.get_world_size()
+    stages = read_mix(cfg.data.root)
+    if cfg.data.stages:
+        stages = [s for s in stages if s.stage in cfg.data.stages]
+    epochs = list(cfg.data.epochs) or [1.0] * len(stages)
+    loaders = [StageLoader(s, cfg.data.seed, cfg.micro_batch_size, rank, world, e, cfg.data.cache_row_groups)
+               for s, e in zip(stages, epochs)]
+    plan = make_plan(cfg, loaders)
+    data_vocab = max(int(s.tokenizer.get("vocab_size", 0)) for s in stages)
+    model, mcfg = build_model(cfg, data_vocab)
+    seq_len = max(s.seq_len for s in stages)
+    if seq_len > mcfg.max_seq_len:
+        raise ValueError(f"shards have seq_len {seq_len} > model max_seq_len {mcfg.max_seq_len}")
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
+                                  betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+    sched = scheduler(optimizer, cfg.optim, plan.total)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=sched,
+                                           config=deepspeed_config(cfg))
+    guard = SpikeGuard(cfg.guard)
+    state = {"step": 0, "stage_index": 0, "consumed_samples": 0, "tokens": 0}
+    client = checkpoint.load(engine, cfg.checkpoint.dir) if cfg.checkpoint.resume else None
+    if client:
+        state = {k: client[k] for k in state}
+        guard.load_state_dict(client.get("guard", {}))
+    log = MetricsLog(cfg.metrics.dir, cfg.metrics.tensorboard, enabled=rank == 0, resume=bool(client))
+    if rank == 0:
+        Path(cfg.metrics.dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.metrics.dir) / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+    n_matmul = num_params(model, exclude_embeddings=True)
+    peak = device_peak_tflops(cfg.metrics.peak_tflops)
+    stop = Stop()
+    bar = None
+    if rank == 0 and cfg.metrics.progress_bar:
+        from tqdm import tqdm
+        bar = tqdm(total=plan.total, initial=state["step"], desc="train", dynamic_ncols=True)
+    device = engine.device
+    skipped, start_step = 0, state["step"]
+
+    def save():  # collective: every rank writes its own ZeRO partition
+        checkpoint.save(engine, cfg.checkpoint.dir, state["step"],
+                        {**state, "guard": guard.state_dict(), "model_config": to_dict(mcfg)})
+
+    try:
+        while state["stage_index"] < len(loaders) and not stop.requested:
+            si = state["stage_index"]
+            loader, stage_end = loaders[si], sum(plan.steps[:si + 1])
+            fpt = flops_per_token(mcfg, n_matmul, loader.stage.seq_len)
+            while state["step"] < stage_end and not stop.requested:
+                if cfg.run_steps and state["step"] - start_step >= cfg.run_steps:
+                    stop.requested = True  # this run's time slice is used up; the schedule is unchanged
+                    break
+                t0 = time.perf_counter()
+                engine.train()
+                losses, reason = [], None
+                for _ in range(cfg.grad_accum):
+                    b = loader.batch(state["consumed_samples"])
+                    state["consumed_samples"] += loader.samples_per_micro_step
+                    logits = engine(b["input_ids"].to(device), b["position_ids"].to(device),
+                                    b["cu_seqlens"].to(device), b["max_seqlen"])
+                    loss = loss_fn(logits, b["labels"].to(device))
+                    mean = loss.detach().float().clone()
+                    dist.all_reduce(mean)
+                    mean = mean.item() / world
+                    why = guard.verdict(mean)
+                    if why and not reason:
+                        reason = why
+                    if reason:  # poison the gradient: DeepSpeed then skips the update on every rank
+                        loss = loss * float("nan")
+                    losses.append(mean)
+                    engine.backward(loss)
+                    engine.step()
+                applied = engine.was_step_applied() and reason is None
+                if reason is None and not applied:
+                    reason = "nonfinite_grad"
+                step_loss = sum(losses) / len(losses)
+                if applied:
+                    guard.accept(step_loss)
+                else:
+                    skipped += 1
+                dt = time.perf_counter() - t0
+                toks = cfg.grad_accum * loader.samples_per_micro_step * loader.stage.seq_len
+                state["tokens"] += toks
+                state["step"] += 1
+                gn = engine.get_global_grad_norm()
+                tflops = fpt * toks / world / dt / 1e12
+                rec = {"step": state["step"], "stage": loader.stage.stage, "loss": step_loss,
+                       "grad_norm": float(gn) if gn is not None else None,
+                       "lr": optimizer.param_groups[0]["lr"], "tokens": state["tokens"], "tokens_per_s": toks / dt,
+                       "tflops_per_gpu": tflops, "mfu": (tflops / peak) if peak else None, "step_time_s": dt,
+                       "skipped": not applied, "skip_reason": reason}
+                if state["step"] % cfg.metrics.log_every == 0 or not applied:
+                    log.log(rec)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(stage=loader.stage.stage, loss=f"{step_loss:.3f}", lr=f"{rec['lr']:.2e}",
+                                    tok_s=f"{rec['tokens_per_s']:.0f}",
+                                    mfu="n/a" if peak is None else f"{rec['mfu']:.1%}")
+                if cfg.checkpoint.every_steps and state["step"] % cfg.checkpoint.every_steps == 0:
+                    save()
+            if state["step"] >= stage_end:
+                state["stage_index"] += 1
+                state["consumed_samples"] = 0
+        if cfg.checkpoint.at_exit or stop.requested:
+            save()
+    finally:
+        if bar is not None:
+            bar.close()
+        log.close()
+    summary = {"steps": state["step"], "skipped": skipped, "tokens": state["tokens"], "plan": plan.steps,
+               "stopped": stop.requested}
+    if rank == 0 and cfg.metrics.plot and log.enabled and (Path(cfg.metrics.dir) / "metrics.jsonl").exists():
+        summary["plot"] = str(plot_loss(Path(cfg.metrics.dir) / "metrics.jsonl", Path(cfg.metrics.dir) / "loss.png"))
+    return summary, engine
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m trainer.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="train config YAML (conf/train/*.yaml)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="override a config key (YAML value), repeatable: --set optim.lr=1e-4 --set data.root=...")
+    ap.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    cfg = load_config(a.config, a.overrides)
+    summary, _ = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
