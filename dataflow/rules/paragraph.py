@@ -64,7 +64,7 @@ def policy(unit, doc, p):
 
 # "Home | News | Contact", "首页 > 新闻 > 正文": several short items joined by separators
 # ASCII separators only count with spaces around them, so paths (/usr/share) and a>b stay prose
-_NAV_SEP = re.compile(r"\s+(?:\||>|/|-|–)\s+|\s*(?:»|›|·|•|→|｜)\s*")
+_NAV_SEP = re.compile(r"\s+(?:\||>|/|-|–)\s+|\s*(?:»|›|·|•|→|｜|\t)\s*")   # HTML-to-text renders menu cells with tabs
 
 
 @rule("boilerplate.navigation", "paragraph", EN_ZH,

