@@ -31,6 +31,18 @@ def doc_id(source: str, url: str | None, file: str, offset: int) -> str:
     return xxhash.xxh3_128_hexdigest(key.encode("utf-8"))
 
 
+_OPENCC: dict = {}
+
+
+def _opencc_converter(name: str):
+    """OpenCC converters ship with the package (not a file to send): one per worker and config name."""
+    if name not in _OPENCC:
+        import opencc
+
+        _OPENCC[name] = opencc.OpenCC(name)
+    return _OPENCC[name]
+
+
 class Preprocessor:
     """The per-record logic with its configuration and models bound (plain Python; no Spark needed)."""
 
@@ -46,10 +58,7 @@ class Preprocessor:
         self.model = model if model is not None else load_model(cfg["langid_model"])
         self.opencc_name = cfg.get("opencc") or None
         if opencc is None and self.opencc_name:
-            from ..spark import load_once
-            import opencc as _opencc
-
-            opencc = load_once("opencc", self.opencc_name, lambda _p: _opencc.OpenCC(self.opencc_name))
+            opencc = _opencc_converter(self.opencc_name)
         self.opencc = opencc
 
     # the raw record's text, or (reason, detail) when the payload cannot become text

