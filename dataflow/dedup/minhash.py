@@ -1,0 +1,150 @@
+"""MinHash LSH dedup (Broder 1997; datatrove/text-dedup layout), datasketch-compatible.
+
+Signatures equal `datasketch.MinHash(num_perm, seed, scheme)` fed the UTF-8 bytes of each shingle: the
+same permutation parameters drawn from `np.random.RandomState(seed)`, the same SHA-1 32-bit input hash,
+and the same permutation arithmetic (datasketch 2.x "affine32": MurmurHash3 fmix32, then a*h+b mod 2^32;
+"legacy": (a*h+b) mod (2^61-1), truncated to 32 bits). The test suite checks equality against datasketch.
+
+LSH: the signature is cut into `bands` bands of `rows` values; records that share a band (same index, same
+xxh3-64 of the band's bytes) are candidates. With `verify: none` every collision is a duplicate and a bucket
+links each member to its smallest (date, id), as datatrove does; with `verify: signature` only pairs whose
+estimated Jaccard (share of equal signature values) reaches `jaccard` are linked. Connected components then
+pick the earliest (date, id) per cluster.
+"""
+from __future__ import annotations
+
+import pandas as pd  # pandas_udf type hints are resolved against module globals
+
+import hashlib
+import struct
+from functools import lru_cache
+
+import numpy as np
+import xxhash
+
+from .components import ORDER, connected_components, mark_from_components
+from .normalize import shingles
+
+MERSENNE_PRIME = np.uint64((1 << 61) - 1)
+MAX_HASH32 = np.uint64((1 << 32) - 1)
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) exactly as datasketch.MinHash._init_permutations draws them."""
+    gen = np.random.RandomState(seed)
+    if scheme == "legacy":
+        ab = np.array([(gen.randint(1, MERSENNE_PRIME, dtype=np.uint64),
+                        gen.randint(0, MERSENNE_PRIME, dtype=np.uint64)) for _ in range(num_perm)],
+                      dtype=np.uint64).T
+        return ab[0], ab[1]
+    if scheme != "affine32":
+        raise ValueError(f"minhash scheme must be affine32 or legacy, got {scheme!r}")
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def sha1_hash32(data: bytes) -> int:
+    return struct.unpack("<I", hashlib.sha1(data).digest()[:4])[0]
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    s1, m1, s2, m2, s3 = _FMIX32
+    h = h ^ (h >> s1)
+    h = h * m1
+    h = h ^ (h >> s2)
+    h = h * m2
+    return h ^ (h >> s3)
+
+
+def signature(features: list[str], num_perm: int, seed: int, scheme: str = "affine32") -> np.ndarray:
+    """MinHash values (uint64 array of length num_perm) of the set of features."""
+    a, b = permutations(num_perm, seed, scheme)
+    empty = MAX_HASH32 if scheme == "legacy" else np.uint32((1 << 32) - 1)
+    out = np.full(num_perm, empty, dtype=np.uint64 if scheme == "legacy" else np.uint32)
+    uniq = list(dict.fromkeys(features))   # a set: repeats do not change a min
+    step = 1 << 15                         # bounded memory: step x num_perm values at a time
+    with np.errstate(over="ignore"):
+        for i in range(0, len(uniq), step):
+            hv = np.array([sha1_hash32(f.encode("utf-8")) for f in uniq[i:i + step]], dtype=np.uint64)
+            if scheme == "legacy":
+                phv = np.bitwise_and((np.outer(hv, a) + b) % MERSENNE_PRIME, MAX_HASH32)
+            else:
+                hv32 = _fmix32(hv.astype(np.uint32))
+                phv = np.outer(hv32, a) + b   # uint32 wraparound is the mod 2^32
+            out = np.minimum(out, phv.min(axis=0))
+    return out.astype(np.uint64)
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
+    """Signed xxh3-64 of each band's bytes (one LSH bucket key per band)."""
+    s = sig.astype("<u8")
+    out = []
+    for i in range(bands):
+        v = xxhash.xxh3_64_intdigest(s[i * rows:(i + 1) * rows].tobytes())
+        out.append(v - (1 << 64) if v >= 1 << 63 else v)
+    return out
+
+
+def record_minhash(text, lang, cfg: dict, t2s_langs=()):
+    """(signature as list[int], band keys) or None when the record has too few shingles."""
+    num_perm, bands, rows = int(cfg["num_perm"]), int(cfg["bands"]), int(cfg["rows"])
+    feats = shingles(text or "", lang, int(cfg["ngram"]), set(cfg["char_langs"]), t2s_langs)
+    if len(feats) < int(cfg["min_features"]):
+        return None
+    sig = signature(feats, num_perm, int(cfg["seed"]), cfg.get("scheme", "affine32"))
+    return sig.astype(np.int64).tolist(), band_keys(sig, bands, rows)
+
+
+def check_bands(cfg: dict) -> None:
+    if int(cfg["bands"]) * int(cfg["rows"]) > int(cfg["num_perm"]):
+        raise ValueError(f"bands x rows ({cfg['bands']} x {cfg['rows']}) exceeds num_perm ({cfg['num_perm']})")
+
+
+def mark(df, cfg: dict, t2s_langs: frozenset, step: str):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    check_bands(cfg)
+    verify = cfg.get("verify", "none")
+    if verify not in ("none", "signature"):
+        raise ValueError(f"dedup.{step}.verify must be none or signature, got {verify!r}")
+    num_perm = int(cfg["num_perm"])
+
+    @F.pandas_udf("sig array<long>, bands array<long>")
+    def sketch(text: pd.Series, lang: pd.Series) -> pd.DataFrame:
+        sigs, bks = [], []
+        for t, l in zip(text, lang):
+            r = record_minhash(t, l, cfg, t2s_langs)
+            sigs.append(r[0] if r else None)
+            bks.append(r[1] if r else None)
+        return pd.DataFrame({"sig": sigs, "bands": bks})
+
+    sk = df.select(ORDER, sketch("text", "lang").alias("m")).select(ORDER, "m.sig", "m.bands")
+    sk = sk.where(F.col("sig").isNotNull()).localCheckpoint(eager=True)
+    buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
+    if verify == "none":
+        w = Window.partitionBy("band", "key")
+        edges = (buckets.withColumn("m", F.min(ORDER).over(w)).where(F.col("m") != F.col(ORDER))
+                 .select(F.col(ORDER).alias("a"), F.col("m").alias("b")).distinct())
+    else:
+        l = buckets.select(F.col(ORDER).alias("a"), "band", "key")
+        r = buckets.select(F.col(ORDER).alias("b"), "band", "key")
+        cand = l.join(r, ["band", "key"]).where(F.col("a") < F.col("b")).select("a", "b").distinct()
+        sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
+        sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
+        est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
+                          F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
+        edges = (cand.join(sa, "a").join(sb, "b").where(est >= F.lit(float(cfg["jaccard"])))
+                 .select("a", "b"))
+    labels, cc = connected_components(edges, int(cfg["max_iterations"]))
+    out = mark_from_components(df, labels, step)
+
+    def stats(annotated) -> dict:
+        n = sk.count()
+        return {"sketched": n, "too_short": annotated.count() - n, "edges": cc["edges"],
+                "cc_rounds": cc["cc_rounds"], "verify": verify}
+
+    return out, stats

@@ -1,0 +1,53 @@
+"""CD job: content de-duplication (see docs/dedup.md).
+
+  python -m jobs.dedup --input RUN/30-filter --output RUN/40-dedup [--conf conf/pipeline.yaml] [--set ...]
+  spark-submit jobs/dedup.py --input ... --output ...
+
+Steps run in this fixed order, each only over the records the earlier ones kept (choose them with
+--set 'dedup.steps=[url,exact,simhash,minhash,book,lines]'):
+  url      normalized URL, Bloom filter per URL-hash partition, first crawl kept      reason dedup:url
+  exact    xxh3-128 of the text without punctuation/symbols/emoji/whitespace          reason dedup:exact
+  simhash  64-bit SimHash, Hamming <= dedup.simhash.max_distance, connected components reason dedup:simhash
+  minhash  datasketch-compatible MinHash LSH (bands x rows), connected components      reason dedup:minhash
+  book     MinHash at Jaccard >= 0.9 over book-length documents                         reason dedup:book
+  lines    CCNet line dedup; documents emptied are rejected                            reason dedup:lines
+
+Writes OUT/data (kept; + simhash, lines_removed when those steps ran), OUT/rejected (+ reason, detail,
+dup_of = the kept representative's id), OUT/stats.json (extra: per-step counters such as the Bloom
+filter's estimated and measured false positives) and OUT/_SUCCESS.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataflow.cli import main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.config import section  # noqa: E402
+
+STAGE = "dedup"
+
+
+def main(argv=None) -> int:
+    args = stage_argparser("jobs.dedup", __doc__).parse_args(argv)
+
+    def body(spark, cfg):
+        from dataflow.dedup import run
+        from dataflow.stage import read_stage_input, write_stage
+
+        dcfg = section(cfg, STAGE)
+        t0 = time.time()
+        df, paths = read_stage_input(spark, args.input)
+        n = df.count()
+        result = run(df, dcfg)
+        return write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=paths, cfg=dcfg,
+                           t0=t0, partitions=args.partitions)
+
+    run_job(STAGE, args, body)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
