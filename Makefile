@@ -123,7 +123,7 @@ test: $(VENV)/.setup-done
 bench-peer-venv: .venv-peer/.done
 .venv-peer/.done:
 	$(PYTHON_BASE) -m venv .venv-peer
-	.venv-peer/bin/pip install -q "datatrove[processing]==0.10.1" warcio fasttext-numpy2-wheel
+	.venv-peer/bin/pip install -q "datatrove[processing]==0.10.1" warcio fasttext-numpy2-wheel "lxml-html-clean==0.4.6"
 	touch $@
 
 bench: $(VENV)/.setup-done bench-peer-venv
