@@ -1,0 +1,69 @@
+"""AS job: perplexity scoring and per-language quality buckets (see docs/score.md).
+
+  python -m jobs.score --input RUN/10-preprocess --output RUN/20-score [--cutoffs cutoffs.json] [--drop low]
+  spark-submit --files build/models/lm/zh.sp.model,... jobs/score.py --input ... --output ...
+
+Adds `ppl` (double; cc_net document perplexity under the language's SentencePiece + 5-gram KenLM),
+`quality` (high < p30 <= medium < p60 <= low, per language; `unscored` for a language without a model or
+an empty document) and `score_note` (no_model, empty, truncated:<paragraphs>). Cutoffs are computed on
+this input with approxQuantile (score.relative_error) unless --cutoffs fixes them, so a new crawl batch
+can be bucketed like an earlier one. All records are kept unless --drop / score.drop names buckets, which
+then go to rejected/ with reason quality:<bucket>.
+
+Writes OUT/data, OUT/rejected, OUT/stats.json (extra.cutoffs, extra.quality_by_lang, extra.unscored),
+OUT/cutoffs.json (reusable with --cutoffs) and OUT/_SUCCESS.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataflow.cli import main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.config import section  # noqa: E402
+
+STAGE = "score"
+
+
+def parser():
+    ap = stage_argparser("jobs.score", __doc__)
+    ap.add_argument("--cutoffs", metavar="JSON", default=None,
+                    help='fixed cutoffs {"<lang>": {"p30": x, "p60": y}} (e.g. an earlier OUT/cutoffs.json); '
+                         "languages not in the file get cutoffs computed on this input; sets score.cutoffs_file")
+    ap.add_argument("--drop", nargs="*", metavar="BUCKET", default=None,
+                    help="buckets to move to rejected/ (high, medium, low, unscored); sets score.drop")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    if args.drop is not None:
+        args.overrides.append(f"score.drop={json.dumps(args.drop)}")
+    if args.cutoffs is not None:
+        args.overrides.append(f"score.cutoffs_file={json.dumps(args.cutoffs)}")
+
+    def body(spark, cfg):
+        from dataflow.score import read_cutoffs, run
+        from dataflow.stage import read_stage_input, write_stage
+
+        scfg = section(cfg, STAGE)
+        cutoffs = read_cutoffs(scfg["cutoffs_file"]) if scfg.get("cutoffs_file") else None
+        t0 = time.time()
+        df, paths = read_stage_input(spark, args.input)
+        n = df.count()
+        result = run(df, scfg, cutoffs=cutoffs)
+        stats = write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=paths, cfg=scfg,
+                            t0=t0, partitions=args.partitions, extra_versions=("kenlm", "sentencepiece"))
+        cuts = {lang: {"p30": c["p30"], "p60": c["p60"]} for lang, c in stats["extra"]["cutoffs"].items()}
+        (Path(args.output) / "cutoffs.json").write_text(json.dumps(cuts, indent=2) + "\n")
+        return stats
+
+    run_job(STAGE, args, body)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)

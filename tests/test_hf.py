@@ -1,0 +1,79 @@
+"""HF LLaMA interop: export -> transformers loads it and agrees; export -> re-import is identical;
+vocabulary-expansion init rows are the means of their constituent rows; the vocabulary is padded to 128."""
+import json
+
+import pytest
+import torch
+
+from trainer.config import ModelConfig
+from trainer.hf import expand_vocab, init_state, load_hf, save_hf
+from trainer.model import Llama
+
+CFG = ModelConfig(vocab_size=300, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=176, max_seq_len=128)
+
+
+def test_export_reimports_identically(tmp_path):
+    torch.manual_seed(0)
+    m = Llama(CFG)
+    save_hf(tmp_path / "a", CFG, m.state_dict())
+    cfg2, sd2 = load_hf(tmp_path / "a")
+    assert cfg2 == CFG
+    sd = m.state_dict()
+    assert sd.keys() == sd2.keys() and all(torch.equal(sd[k], sd2[k]) for k in sd)
+    # sharded export (tiny shard limit) round-trips too, through the index file
+    save_hf(tmp_path / "b", CFG, sd, max_shard_bytes=200_000)
+    assert (tmp_path / "b" / "model.safetensors.index.json").exists()
+    _, sd3 = load_hf(tmp_path / "b")
+    assert all(torch.equal(sd[k], sd3[k]) for k in sd)
+
+
+def test_transformers_loads_the_export_and_gives_our_logits(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(1)
+    m = Llama(CFG, attention="sdpa_mask").eval()
+    save_hf(tmp_path, CFG, m.state_dict())
+    ref = transformers.LlamaForCausalLM.from_pretrained(tmp_path, dtype=torch.float32,
+                                                        attn_implementation="eager").eval()
+    ids = torch.randint(0, CFG.vocab_size, (1, 40))
+    with torch.no_grad():
+        assert (ref(input_ids=ids).logits - m(ids)).abs().max().item() <= 1e-4
+    # and back: transformers' own save_pretrained imports into our model
+    ref.save_pretrained(tmp_path / "hf")
+    cfg2, sd2 = load_hf(tmp_path / "hf")
+    m2 = Llama(cfg2).eval()
+    m2.load_state_dict(sd2)
+    with torch.no_grad():
+        assert torch.equal(m2(ids), m(ids))
+
+
+def test_vocab_expansion_rows_are_means_of_their_pieces(tmp_path):
+    torch.manual_seed(2)
+    sd = Llama(CFG).state_dict()
+    init_map = {300: [17, 42], 301: [5], 305: [7, 8, 9]}
+    out, vocab = expand_vocab(sd, init_map, multiple=128)
+    assert vocab == 384  # 306 ids padded to a multiple of 128
+    for key in ("model.embed_tokens.weight", "lm_head.weight"):
+        w, g = sd[key], out[key]
+        assert g.shape == (384, 64)
+        assert torch.equal(g[:300], w)                      # old rows untouched
+        assert torch.allclose(g[300], (w[17] + w[42]) / 2)
+        assert torch.allclose(g[301], w[5])
+        assert torch.allclose(g[305], w[7:10].mean(0))
+        assert torch.allclose(g[383], w.mean(0))            # padding rows: mean of the old vocabulary
+    assert torch.equal(out["model.norm.weight"], sd["model.norm.weight"])
+    with pytest.raises(ValueError):
+        expand_vocab(sd, {10: [1]})                          # not a new id
+
+
+def test_init_state_applies_the_init_map_from_disk(tmp_path):
+    torch.manual_seed(3)
+    m = Llama(CFG)
+    save_hf(tmp_path / "base", CFG, m.state_dict())
+    (tmp_path / "init_map.json").write_text(json.dumps({"300": [1, 2], "310": [3]}))
+    cfg, sd = init_state(str(tmp_path / "base"), str(tmp_path / "init_map.json"), 128)
+    assert cfg.vocab_size == 384
+    m2 = Llama(cfg)
+    m2.load_state_dict(sd)
+    e = m.model.embed_tokens.weight
+    assert torch.allclose(m2.model.embed_tokens.weight[300], (e[1] + e[2]) / 2)
+    assert torch.allclose(m2.lm_head.weight[310], m.lm_head.weight[3])
