@@ -1,0 +1,230 @@
+"""The three-stage mixer (Ziya2 §4): per stage, pick tokens from each source by `sample` x `epochs`, pack
+them, and write `OUT/stage{N}/` (manifest.json + shards/part-XXXXX.parquet), plus `OUT/manifest.json`.
+
+- Stage 1 (unsupervised): every source's documents are shuffled together (seeded) and concatenated into
+  seq_len rows (`pack.pack_pretrain`).
+- Stages 2 and 3 (supervised; 3 is math): examples of one `type` are bin-packed whole (`pack.pack_supervised`);
+  unsupervised documents are added at `unsupervised_ratio` tokens per supervised token (Ziya2: the same
+  proportion, 1:1), split across the `unsupervised` sources by `weight`, and packed as in stage 1.
+
+Selection is by tokens and exact up to half a document: a source yields `target = sample x epochs x its
+tokens` (stages 2/3 unsupervised: its weight's share of the supervised tokens); each epoch is a fresh seeded
+order over the source, and the last, partial epoch is cut where the running token sum crosses the target.
+The cut is found with a per-bucket token histogram (aggregated in Spark), then a window over one bucket only,
+so no step needs all of a source in one task. Repeated documents get ids `<id>#e<epoch>`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from . import pack as packing
+from .config import apply_overrides
+from .stage import StageResult, write_stage
+from .tokenize import tokenizer_info
+
+TOKEN_COLUMNS = ["id", "source", "type", "input_ids", "loss_mask", "n_tokens"]
+
+
+def load_mixer(path: str | Path, overrides=()) -> dict:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"mixer configuration {p} does not exist")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    return apply_overrides(cfg, overrides)
+
+
+def select(df, where: Mapping[str, Any] | None):
+    """Rows whose columns take one of the listed values (`null` in a list matches null)."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+
+    for col, allowed in (where or {}).items():
+        allowed = allowed if isinstance(allowed, list) else [allowed]
+        conds = [F.col(col).isNull() if v is None else F.col(col) == F.lit(v) for v in allowed]
+        df = df.filter(reduce(lambda a, b: a | b, conds))
+    return df
+
+
+def take_tokens(df, target: float, seed: int, name: str, buckets: int):
+    """(rows, available tokens): `target` tokens of `df` in whole documents, epoch by epoch."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    avail = int(df.agg(F.sum("n_tokens")).first()[0] or 0)
+    empty = df.limit(0)
+    if avail == 0 or target <= 0:
+        return empty, avail
+    cycles = math.ceil(target / avail)
+    last_target = target - (cycles - 1) * avail
+
+    def replica(d, cycle_col):
+        return d.withColumn("id", F.when(cycle_col == 0, F.col("id"))
+                            .otherwise(F.concat(F.col("id"), F.lit("#e"), cycle_col.cast("string"))))
+
+    parts = []
+    if cycles > 1:
+        full = df.withColumn("_cycle", F.explode(F.sequence(F.lit(0), F.lit(cycles - 2))))
+        parts.append(replica(full, F.col("_cycle")).drop("_cycle"))
+    c = cycles - 1
+    if last_target >= avail:
+        parts.append(replica(df, F.lit(c)))
+    else:
+        key = F.xxhash64(F.lit(int(seed)), F.lit(name), F.lit(c), F.col("id"))
+        d = df.withColumn("_key", key).withColumn("_b", F.pmod(F.col("_key"), F.lit(int(buckets))))
+        hist = sorted((r["_b"], int(r["n"])) for r in d.groupBy("_b").agg(F.sum("n_tokens").alias("n")).collect())
+        before, cut_b = 0, None
+        for b, n in hist:
+            if before + n >= last_target:
+                cut_b = b
+                break
+            before += n
+        need = last_target - before
+        w = Window.partitionBy("_b").orderBy("_key", "id").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+        inside = (d.filter(F.col("_b") == cut_b).withColumn("_cum", F.sum("n_tokens").over(w))
+                   .filter(F.col("_cum") - F.col("n_tokens") / 2 < F.lit(float(need))).drop("_cum"))
+        last = d.filter(F.col("_b") < cut_b).unionByName(inside).drop("_key", "_b")
+        parts.append(replica(last, F.lit(c)))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out, avail
+
+
+def _with_name(df, name: str):
+    """The mixer source name replaces `source`, so manifests count tokens per mixer source."""
+    from pyspark.sql import functions as F
+
+    return df.withColumn("source", F.lit(name))
+
+
+def check_tokenizer(inputs: Mapping[str, str], sha: str) -> None:
+    """A tokenized input made with another tokenizer would silently train on wrong ids."""
+    for name, path in inputs.items():
+        stats = Path(path) / "stats.json"
+        if stats.exists():
+            got = (json.loads(stats.read_text()).get("extra") or {}).get("tokenizer", {}).get("sha256")
+            if got and got != sha:
+                raise ValueError(f"input {name} ({path}) was tokenized with sha256 {got[:12]}…, "
+                                 f"the mixer's tokenizer is {sha[:12]}…")
+
+
+def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: Mapping, pad_id: int):
+    """(rows, placed, rejected, selected, sources report) for one stage."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    seed, seq_len, buckets = int(mcfg["seed"]), int(mcfg["seq_len"]), int(mcfg["cut_buckets"])
+    report, chosen = [], []
+
+    def pick(src, target_of):
+        d = _with_name(select(frames[src["input"]], src.get("where")), src["name"])
+        got, avail = take_tokens(d, target_of(d), seed, f"{scfg['stage']}:{src['name']}", buckets)
+        got = got.persist(StorageLevel.MEMORY_AND_DISK)
+        return got, avail
+
+    def sampled(src):
+        def target(d):
+            avail = d.agg(F.sum("n_tokens")).first()[0] or 0
+            return float(src.get("sample", 1.0)) * float(src.get("epochs", 1)) * avail
+        return target
+
+    sup_rows = rejected = None
+    if int(scfg["stage"]) == 1 or not scfg.get("supervised"):
+        unsup_specs = [(s, sampled(s)) for s in scfg["sources"]]
+    else:
+        sup = []
+        for s in scfg["supervised"]:
+            got, avail = pick(s, sampled(s))
+            sup.append(got)
+            chosen.append(got)
+            report.append({"name": s["name"], "kind": "supervised", "available_tokens": avail})
+        sup_df = sup[0]
+        for d in sup[1:]:
+            sup_df = sup_df.unionByName(d)
+        sup_rows, rejected = packing.pack_supervised(sup_df, seq_len, seed, int(pcfg["supervised_buckets"]), pad_id)
+        sup_tokens = int(sup_df.filter(F.col("n_tokens") <= seq_len).agg(F.sum("n_tokens")).first()[0] or 0)
+        budget = float(scfg.get("unsupervised_ratio", 1.0)) * sup_tokens
+        wsum = sum(float(u.get("weight", 1.0)) for u in scfg.get("unsupervised", []))
+        unsup_specs = [(u, (lambda d, u=u: budget * float(u.get("weight", 1.0)) / wsum))
+                       for u in scfg.get("unsupervised", [])]
+    unsup = []
+    for s, target in unsup_specs:
+        got, avail = pick(s, target)
+        unsup.append(got)
+        chosen.append(got)
+        report.append({"name": s["name"], "kind": "unsupervised", "available_tokens": avail})
+    parts = []
+    if unsup:
+        u = unsup[0]
+        for d in unsup[1:]:
+            u = u.unionByName(d)
+        parts.append(packing.pack_pretrain(u, seq_len, seed, int(pcfg["group_tokens"]), pad_id, label="u",
+                                           explicit_mask=int(scfg["stage"]) != 1))
+    if sup_rows is not None:
+        parts.append(sup_rows)
+    if not parts:
+        raise ValueError(f"stage {scfg['stage']} selects no data")
+    rows = parts[0]
+    for p in parts[1:]:
+        rows = rows.unionByName(p)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    selected = chosen[0]
+    for d in chosen[1:]:
+        selected = selected.unionByName(d)
+    if rejected is None:
+        rejected = selected.limit(0).withColumn("reason", F.lit(None).cast("string")).withColumn("detail", F.lit(None).cast("string"))
+    for r, d in zip(report, chosen):
+        agg = d.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").alias("t")).first()
+        r.update({"selected_docs": int(agg["n"]), "selected_tokens": int(agg["t"] or 0)})
+    return rows, packing.placements(rows), rejected, selected, report, chosen
+
+
+def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: Path) -> dict:
+    t0 = time.time()
+    stage, seq_len, seed = int(scfg["stage"]), int(mcfg["seq_len"]), int(mcfg["seed"])
+    out.mkdir(parents=True, exist_ok=True)
+    rows, placed, rejected, selected, report, chosen = build_stage(frames, scfg, mcfg, pcfg, int(tok["pad_id"]))
+    stats = packing.row_stats(rows, seq_len)
+    shards = packing.write_shards(rows, out, seed, int(pcfg["rows_per_shard"]), stats["rows"])
+    manifest = packing.stage_manifest(stage, seq_len, seed, tok, shards, stats, sources=report)
+    packing.write_manifest(manifest, out)
+    n_in = selected.count()
+    write_stage(StageResult(kept=placed, rejected=rejected, stats={"rows": stats["rows"], "efficiency": stats["efficiency"]}),
+                out, stage=f"mix-stage{stage}", input_count=n_in, input_paths=sorted(set(str(v) for v in mcfg["inputs"].values())),
+                cfg={"stage": dict(scfg), "seq_len": seq_len, "seed": seed, "pack": dict(pcfg)}, t0=t0)
+    rows.unpersist()
+    for d in chosen:
+        d.unpersist()
+    return manifest
+
+
+def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None) -> dict:
+    """Write every configured stage (or only `stages`) and the top-level manifest."""
+    from .stage import read_stage_input
+
+    out = Path(out)
+    tok = tokenizer_info(mcfg["tokenizer"], pcfg.get("pad_id"))
+    check_tokenizer(mcfg["inputs"], tok["sha256"])
+    frames = {}
+    for name, path in mcfg["inputs"].items():
+        df, _ = read_stage_input(spark, [path])
+        frames[name] = df.select(*TOKEN_COLUMNS).cache()
+    written = {}
+    for scfg in mcfg["stages"]:
+        if stages and int(scfg["stage"]) not in stages:
+            continue
+        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok, out / f"stage{scfg['stage']}")
+    for df in frames.values():
+        df.unpersist()
+    present = sorted(int(p.name[5:]) for p in out.glob("stage*") if (p / "manifest.json").exists() and p.name[5:].isdigit())
+    top = {"stages": [f"stage{n}/manifest.json" for n in present], "seq_len": int(mcfg["seq_len"]),
+           "seed": int(mcfg["seed"]), "tokenizer": tok}
+    (out / "manifest.json").write_text(json.dumps(top, indent=2) + "\n")
+    return {"top": top, "stages": written}
