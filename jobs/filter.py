@@ -29,13 +29,25 @@ def parser():
             action.required = False
     ap.add_argument("--list-rules", action="store_true",
                     help="print every rule (application order, level, languages, enabled in this conf) and exit")
+    ap.add_argument("--markdown", action="store_true",
+                    help="with --list-rules: a Markdown table with each rule's thresholds (the table in docs/filter.md)")
     return ap
 
 
-def list_rules(cfg: dict) -> str:
+def list_rules(cfg: dict, markdown: bool = False) -> str:
     from dataflow.rules import active_rules, all_rules
+    from dataflow.rules.registry import rule_conf
 
     active = {r.name: r for r in active_rules(cfg)}
+    if markdown:
+        rows = ["| # | rule | level | languages | description | thresholds (conf) |", "|---:|---|---|---|---|---|"]
+        for i, r in enumerate(all_rules(), 1):
+            p = {k: v for k, v in rule_conf(cfg["rules"], r.name).items() if k not in ("enabled", "phrases", "words",
+                                                                                      "stop_words", "end_chars", "bullets")}
+            thr = ", ".join(f"{k}={v}" for k, v in p.items()).replace("|", "\\|") or "-"
+            on = "" if r.name in active else " (disabled)"
+            rows.append(f"| {i} | `{r.name}`{on} | {r.level} | {','.join(r.langs)} | {r.description} | {thr} |")
+        return "\n".join(rows)
     rows = [f"{'#':>3}  {'rule':36} {'level':9} {'langs':7} {'on':3} description"]
     for i, r in enumerate(all_rules(), 1):
         langs = ",".join(active[r.name].langs if r.name in active else r.langs)
@@ -46,7 +58,7 @@ def list_rules(cfg: dict) -> str:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.list_rules:
-        print(list_rules(section(load_job_conf(args), STAGE)))
+        print(list_rules(section(load_job_conf(args), STAGE), markdown=args.markdown))
         return 0
     if not args.input or not args.output:
         print("error: --input and --output are required (or --list-rules)", file=sys.stderr)
