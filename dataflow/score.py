@@ -66,22 +66,22 @@ def load_kenlm(path: str):
 def doc_perplexity(text: str | None, sp, lm, norm: Mapping, max_chars: int, max_pieces: int
                    ) -> tuple[float | None, int, int]:
     """(ppl or None when nothing is left to score, scored paragraphs, truncated paragraphs)."""
-    lines, truncated = [], 0
+    lines, cut = [], []
     for raw in (text or "").split("\n"):
-        if len(raw) > max_chars:
-            raw, truncated = raw[:max_chars], truncated + 1
-        line = normalize_line(raw, **norm)
+        long = len(raw) > max_chars
+        line = normalize_line(raw[:max_chars] if long else raw, **norm)
         if line:
             lines.append(line)
+            cut.append(long)
     if not lines:
-        return None, 0, truncated
+        return None, 0, 0
     log_sum, length = 0.0, 0
-    for pieces in sp.encode(lines, out_type=str):
+    for i, pieces in enumerate(sp.encode(lines, out_type=str)):
         if len(pieces) > max_pieces:
-            pieces, truncated = pieces[:max_pieces], truncated + 1
+            pieces, cut[i] = pieces[:max_pieces], True
         log_sum += lm.score(" ".join(pieces), bos=True, eos=True)
         length += len(pieces) + 1
-    return 10.0 ** (-log_sum / length), len(lines), truncated
+    return 10.0 ** (-log_sum / length), len(lines), sum(cut)
 
 
 def score_record(text: str | None, lang: str | None, models: Mapping, norm: Mapping, max_chars: int,
