@@ -65,14 +65,13 @@ def main(argv=None) -> int:
         t0 = time.time()
         clear_success(args.output)
         df, resolved = read_stage_input(spark, args.input)
-        n = df.count()
         stages = args.stages if args.stages is not None else sibling_stage_dirs(args.input, args.output)
         m = evaluate(spark, df, ecfg, args.output, stages, config_hash=conf_hash(ecfg))
         extra = {"sampled": m["sample"]["docs"], "strata": m["sampling"]["strata"], "near_dups": m["near_dups"],
                  "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"]}
         result = run(df, ecfg)
         result.stats = extra
-        stats = write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=resolved, cfg=ecfg,
+        stats = write_stage(result, args.output, stage=STAGE, input_count=m["output"]["docs"], input_paths=resolved, cfg=ecfg,
                             t0=t0, partitions=args.partitions)
         print(f"[evaluate] sample of {m['sample']['docs']} docs in {m['sampling']['strata']} strata; "
               f"review sheet {m['sheet']['csv']}; report {m['report']['html']}", flush=True)

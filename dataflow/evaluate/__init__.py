@@ -18,7 +18,7 @@ from . import gate as gate_mod
 from .metrics import load_lexicons, log_histogram, near_dup_pairs, summarize, with_metrics
 from .report import find_extra, funnel, load_stage_stats, write_report
 from .review import check_ids, read_labels, sheet_frame, with_suspicion, write_sheet
-from .sample import draw_sample, with_draw
+from .sample import draw_sample
 
 
 def run(df, cfg: Mapping) -> StageResult:
@@ -57,19 +57,29 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
 
     # near-duplicates left: pairs inside the sample; both ends of a pair are in it with probability share^2
     hamming = int(cfg["near_dup_hamming"])
-    pairs = near_dup_pairs(sample, hamming, int(cfg["simhash_ngram_zh"]), int(cfg["simhash_ngram_words"])).persist()
-    by_share_ids = sample.filter(F.col("sampled_by") == "share").select("id")
-    share_pairs = (pairs.join(by_share_ids.withColumnRenamed("id", "id_a"), "id_a")
-                   .join(by_share_ids.withColumnRenamed("id", "id_b"), "id_b").count())
+    pairs = near_dup_pairs(sample, hamming, int(cfg["simhash_ngram_zh"]), int(cfg["simhash_ngram_words"]))
     partner = (pairs.select(F.col("id_a").alias("id"), F.col("id_b").alias("p"))
                .unionByName(pairs.select(F.col("id_b").alias("id"), F.col("id_a").alias("p")))
-               .groupBy("id").agg(F.min("p").alias("near_dup_of")))
+               .groupBy("id").agg(F.min("p").alias("near_dup_of"), F.count(F.lit(1)).alias("_partners"),
+                                  F.collect_set("p").alias("_partner_ids")))
+    scored = with_suspicion(sample.join(partner, "id", "left"), cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    # one pass over the scored sample for the sampling and near-duplicate counts
+    share_ids = scored.filter(F.col("sampled_by") == "share").select("id")
+    row = scored.agg(
+        F.sum(F.when(F.col("sampled_by") == "share", 1).otherwise(0)).alias("by_share"),
+        F.sum(F.when(F.col("sampled_by") == "min_per_stratum", 1).otherwise(0)).alias("by_min"),
+        F.sum(F.coalesce(F.col("_partners"), F.lit(0))).alias("pair_ends"),
+        F.sum(F.when(F.col("near_dup_of").isNotNull(), 1).otherwise(0)).alias("with_partner")).collect()[0]
+    share_pair_ends = (scored.filter(F.col("sampled_by") == "share")
+                       .select(F.explode_outer("_partner_ids").alias("p")).join(share_ids.withColumnRenamed("id", "p"), "p")
+                       .count())
     share = float(cfg["sample_share"])
-    near = {"hamming": hamming, "pairs_in_sample": pairs.count(), "docs_with_partner": partner.count(),
-            "pairs_between_share_sampled": share_pairs,
+    share_pairs = share_pair_ends // 2
+    near = {"hamming": hamming, "pairs_in_sample": (row["pair_ends"] or 0) // 2,
+            "docs_with_partner": row["with_partner"] or 0, "pairs_between_share_sampled": share_pairs,
             "estimated_pairs_in_output": round(share_pairs / (share * share), 1) if share > 0 else None}
+    counts = {"share": row["by_share"] or 0, "min_per_stratum": row["by_min"] or 0}
 
-    scored = with_suspicion(sample.join(partner, "id", "left"), cfg)
     sheet_paths = write_sheet(sheet_frame(scored), out_dir, int(cfg["sheet_text_chars"]))
     sample.drop("_u").write.mode("overwrite").option("compression", "zstd").parquet(str(out_dir / "sample"))
 
@@ -77,16 +87,16 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
     filter_stats = next((s for s in stage_stats if s.get("stage") == "filter"), None)
     dedup_stats = next((s for s in stage_stats if s.get("stage") == "dedup"), None)
     per_decade = int(cfg["hist_bins_per_decade"])
-    counts = {r["sampled_by"]: r["count"] for r in sample.groupBy("sampled_by").count().collect()}
+    output = summarize(measured, cfg)
     m = {
         "run_dir": str(out_dir.parent),
         "config_hash": config_hash,
         "sampling": {"seed": cfg["seed"], "share": share, "min_per_stratum": cfg.get("min_per_stratum"),
                      "strata_keys": list(cfg["strata"]),
-                     "strata": with_draw(measured, cfg).select("stratum").distinct().count(),
+                     "strata": output["strata"],
                      "by_share": counts.get("share", 0), "by_min_per_stratum": counts.get("min_per_stratum", 0)},
-        "output": summarize(measured, cfg),
-        "sample": summarize(sample, cfg),
+        "output": output,
+        "sample": summarize(scored, cfg),
         "near_dups": near,
         "hist": {"chars": log_histogram(measured, "chars", per_decade),
                  "ppl": log_histogram(measured, "ppl", per_decade)},
@@ -97,7 +107,7 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
         "funnel": funnel(stage_stats),
         "sheet": sheet_paths,
     }
-    pairs.unpersist()
+    scored.unpersist()
     sample.unpersist()
     measured.unpersist()
     (out_dir / "metrics.json").write_text(json.dumps(m, indent=2, ensure_ascii=False, default=str) + "\n")

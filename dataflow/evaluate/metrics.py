@@ -213,14 +213,14 @@ def near_dup_pairs(sample, hamming: int, zh_n: int, word_n: int):
 
     blocks = hamming + 1
     width = 64 // blocks
-    hashed = with_simhash(sample.select("id", "text"), zh_n, word_n).select("id", "_simhash").persist()
+    hashed = with_simhash(sample.select("id", "text"), zh_n, word_n).select("id", "_simhash")
     parts = []
     for i in range(blocks):
         lo = i * width
         bits = width if i < blocks - 1 else 64 - lo
         mask = (1 << bits) - 1
         parts.append(hashed.select("id", "_simhash", F.lit(i).alias("blk"),
-                                   F.shiftrightunsigned("_simhash", lo).bitwiseAND(F.lit(mask)).alias("val")))
+                                   F.shiftrightunsigned("_simhash", lo).bitwiseAND(F.lit(mask).cast("long")).alias("val")))
     banded = parts[0]
     for p in parts[1:]:
         banded = banded.unionByName(p)
@@ -255,10 +255,21 @@ def summarize(df, cfg: Mapping) -> dict:
         q = row[f"{c}__q"]
         out["distributions"][c] = {"mean": row[f"{c}__mean"],
                                    **({f"p{int(round(p * 100))}": v for p, v in zip(qs, q)} if q else {})}
-    for key in ("lang", "source", "quality"):
-        if key in df.columns:
-            out[f"by_{key}"] = {str(r[0]): {"docs": r[1], "chars": r[2]} for r in
-                                df.groupBy(key).agg(F.count(F.lit(1)), F.sum("chars")).orderBy(key).collect()}
+    # one grouping at the finest level, rolled up here: the stratum table is small (sources x langs x buckets)
+    strata = list(cfg["strata"])
+    keys = [k for k in dict.fromkeys(["lang", "source", "quality", *strata]) if k in df.columns]
+    out["strata"] = 1
+    if keys:
+        cells = (df.groupBy(*[F.coalesce(F.col(k).cast("string"), F.lit("unknown")).alias(k) for k in keys])
+                 .agg(F.count(F.lit(1)).alias("docs"), F.sum("chars").alias("chars")).collect())
+        out["strata"] = len({tuple(r[k] for k in strata if k in keys) for r in cells})
+        for k in keys:
+            agg: dict = {}
+            for r in cells:
+                a = agg.setdefault(r[k], {"docs": 0, "chars": 0})
+                a["docs"] += r["docs"]
+                a["chars"] += r["chars"] or 0
+            out[f"by_{k}"] = dict(sorted(agg.items()))
     if "rule_flags" in df.columns:
         out["rule_flags"] = rule_flag_counts(df)
     return out

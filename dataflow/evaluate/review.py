@@ -47,7 +47,7 @@ def sheet_frame(scored):
     from pyspark.sql.types import ArrayType
 
     def col_or_null(name, typ="string"):
-        return F.col(name) if name in scored.columns else F.lit(None).cast(typ).alias(name)
+        return (F.col(name) if name in scored.columns else F.lit(None)).cast(typ).alias(name)
 
     flags = F.lit("")
     if "rule_flags" in scored.columns:
@@ -86,7 +86,8 @@ def write_sheet(sheet, out_dir: str | os.PathLike, text_chars: int) -> dict:
     _single_file(tmp / "jsonl", out_dir / "review.jsonl", ".json")
     cut = sheet.withColumn("text", F.substring("text", 1, int(text_chars)))
     (cut.write.mode("overwrite").option("header", "true").option("escape", '"').option("quoteAll", "true")
-     .option("emptyValue", "").option("nullValue", "").csv(str(tmp / "csv")))
+     .option("emptyValue", "").option("nullValue", "").option("ignoreLeadingWhiteSpace", "false")
+     .option("ignoreTrailingWhiteSpace", "false").csv(str(tmp / "csv")))
     _single_file(tmp / "csv", out_dir / "review.csv", ".csv")
     shutil.rmtree(tmp, ignore_errors=True)
     return {"jsonl": str(out_dir / "review.jsonl"), "csv": str(out_dir / "review.csv")}

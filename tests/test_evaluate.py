@@ -1,0 +1,241 @@
+"""DE: gate arithmetic (Clopper-Pearson against independent values), the stratified reproducible sample,
+the review sheet and its round trip through the gate, and the per-record metrics, on the real fixture text."""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+from collections import Counter
+
+import pytest
+
+from dataflow.config import load_conf
+from dataflow.evaluate import evaluate, gate as run_gate
+from dataflow.evaluate.gate import (LabelError, beta_ppf, betainc, clopper_pearson, evaluate_labels,
+                                    reviews_needed)
+from dataflow.evaluate.metrics import (hamming64, lexicon_matcher, load_lexicons, simhash64, suspicion,
+                                       text_metrics)
+from dataflow.evaluate.sample import draw_sample
+
+CFG = load_conf()["evaluate"]
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+# ---------------------------------------------------------------- gate arithmetic
+@pytest.mark.parametrize("n", [1, 5, 30, 100, 1000, 3688])
+def test_clopper_pearson_zero_failures_closed_form(n):
+    lo, up = clopper_pearson(0, n, 0.95)
+    assert lo == 0.0
+    assert up == pytest.approx(1 - 0.025 ** (1 / n), rel=1e-9)
+
+
+@pytest.mark.parametrize("k,n,lo,up", [
+    # exact 95% intervals as tabulated in binomial confidence-limit tables (e.g. Geigy Scientific Tables)
+    (1, 10, 0.0025, 0.4450), (5, 20, 0.0866, 0.4910), (0, 10, 0.0, 0.3085), (10, 10, 0.6915, 1.0),
+])
+def test_clopper_pearson_published_values(k, n, lo, up):
+    got = clopper_pearson(k, n, 0.95)
+    assert got[0] == pytest.approx(lo, abs=5e-5)
+    assert got[1] == pytest.approx(up, abs=5e-5)
+
+
+@pytest.mark.parametrize("k,n", [(1, 10), (3, 1000), (7, 50), (120, 400)])
+def test_clopper_pearson_matches_binomial_tails(k, n):
+    """Definition: P(X <= k | upper) = alpha/2 and P(X >= k | lower) = alpha/2, by direct summation."""
+    lo, up = clopper_pearson(k, n, 0.95)
+    assert binom_cdf(k, n, up) == pytest.approx(0.025, abs=1e-8)
+    assert 1 - binom_cdf(k - 1, n, lo) == pytest.approx(0.025, abs=1e-8)
+
+
+def test_betainc_and_quantile_are_inverse():
+    assert betainc(2, 3, 0.4) == pytest.approx(0.5248, abs=1e-12)  # 1 - sum_{i<2} C(4,i).4^i.6^(4-i)
+    for a, b, q in [(0.5, 0.5, 0.3), (3, 200, 0.975), (50, 2, 0.01)]:
+        assert betainc(a, b, beta_ppf(q, a, b)) == pytest.approx(q, abs=1e-9)
+
+
+def test_reviews_needed_is_the_smallest_passing_n():
+    n = reviews_needed(0.001, 0.95)
+    assert clopper_pearson(0, n)[1] < 0.001 <= clopper_pearson(0, n - 1)[1]
+
+
+def _rows(n_ok, bad_sources):
+    rows = [{"id": f"r{i}", "source": "dict-devil", "lang": "en", "quality": "high", "rule_flags": "",
+             "verdict": "ok", "reason": ""} for i in range(n_ok)]
+    for j, src in enumerate(bad_sources):
+        rows.append({"id": f"b{j}", "source": src, "lang": "zh", "quality": "low", "rule_flags": "c4.terminal_punct",
+                     "verdict": "BAD", "reason": "boilerplate"})
+    return rows
+
+
+def test_gate_upper_bound_pass_and_fail():
+    cfg = dict(CFG, gate_on="upper", gate_threshold=0.001)
+    passing = evaluate_labels(_rows(4000, []), cfg)
+    assert passing["passed"] and passing["rate"] == 0.0
+    assert passing["upper"] == pytest.approx(1 - 0.025 ** (1 / 4000))
+    # zero failures in 1,200 reviews: the rate is 0 but the bound is 0.31%, so an upper-bound gate fails
+    short = evaluate_labels(_rows(1200, []), cfg)
+    assert not short["passed"] and "3688 reviews" in short["message"]
+    assert evaluate_labels(_rows(1200, []), dict(cfg, gate_on="point"))["passed"]
+
+
+def test_gate_fails_on_rate_and_reports_where_failures_came_from():
+    out = evaluate_labels(_rows(997, ["fortunes-zh", "fortunes-zh", "wamerican"]), dict(CFG, gate_on="point"))
+    assert not out["passed"]
+    assert out["reviewed"] == 1000 and out["unqualified"] == 3 and out["rate"] == pytest.approx(0.003)
+    assert out["unqualified_by"]["source"] == {"fortunes-zh": 2, "wamerican": 1}
+    assert out["unqualified_by"]["rule_flag"] == {"c4.terminal_punct": 3}
+    assert out["unqualified_by"]["reason"] == {"boilerplate": 3}
+
+
+def test_gate_counts_unreviewed_and_rejects_unknown_verdicts():
+    rows = _rows(10, [])
+    rows[0]["verdict"] = ""
+    out = evaluate_labels(rows, CFG)
+    assert out["reviewed"] == 9 and out["unreviewed"] == 1
+    rows[1]["verdict"] = "meh"
+    with pytest.raises(LabelError, match="row 2"):
+        evaluate_labels(rows, CFG)
+
+
+# ---------------------------------------------------------------- per-record metrics
+def _doc(corpus_docs, doc_id):
+    return next(d for d in corpus_docs if d["id"] == doc_id)
+
+
+def test_text_metrics_on_real_text(corpus_docs):
+    head = _doc(corpus_docs, "dict-devil:6")["text"]  # "                          AMBROSE BIERCE"
+    m = text_metrics(head)
+    assert m["chars"] == len(head) and m["words"] == 2
+    assert m["upper_ratio"] == 1.0 and m["symbol_ratio"] == 0.0 and m["digit_ratio"] == 0.0
+    zh = next(d["text"] for d in corpus_docs if d["source"] == "fortunes-zh")
+    assert text_metrics(zh)["cjk_ratio"] > 0.5
+
+
+def test_lexicon_hits_use_the_rf_lexicons(corpus_docs):
+    lex = load_lexicons(CFG["lexicons"], CFG["lexicon_glob"])
+    assert lex, "conf/rules lexicons are expected"
+    matcher, terms = lexicon_matcher(lex)
+    name, words = next((n, t) for n, t in sorted(lex.items()) if n.endswith(".en"))
+    text = _doc(corpus_docs, "dict-devil:1")["text"]
+    assert text_metrics(text, matcher, terms)["lexicon_hits"] == 0
+    edited = text + f" Also {words[0]} here."
+    m = text_metrics(edited, matcher, terms)
+    assert m["lexicon_hits"] == 1 and f"{name}:{words[0].lower()}" in m["lexicon_terms"]
+
+
+def test_simhash_near_duplicate_distance(corpus_docs):
+    ref = [d["text"] for d in corpus_docs if d["source"] == "debian-reference" and d["lang"] == "en"]
+    a, other = ref[0], ref[1]
+    edited = a.replace("the", "a", 1)  # one word changed in a long chapter
+    h = simhash64(a, 4, 3)
+    assert hamming64(h, simhash64(edited, 4, 3)) <= CFG["near_dup_hamming"]
+    assert hamming64(h, simhash64(other, 4, 3)) > CFG["near_dup_hamming"]
+
+
+def test_suspicion_orders_signals():
+    base = {"symbol_ratio": 0.02, "digit_ratio": 0.0, "upper_ratio": 0.02, "lang_score": 0.98, "chars": 2000,
+            "lexicon_hits": 0, "n_rule_flags": 0, "near_dup_of": None, "quality": "high"}
+    s0 = suspicion(base, CFG)
+    for change in ({"lexicon_hits": 2}, {"quality": "low"}, {"lang_score": 0.4}, {"near_dup_of": "x"},
+                   {"symbol_ratio": 0.3}, {"chars": 20}):
+        assert suspicion({**base, **change}, CFG) > s0, change
+
+
+# ---------------------------------------------------------------- sample, sheet, gate round trip (Spark)
+def _frame(spark, corpus_docs):
+    import pyarrow as pa
+
+    rows = corpus_docs
+    quality = ["high", "medium", "low"]
+    t = pa.table({
+        "id": [d["id"] for d in rows], "source": [d["source"] for d in rows], "url": [None] * len(rows),
+        "text": [d["text"] for d in rows],
+        "lang": ["zh" if d["lang"].startswith("zh") else d["lang"] for d in rows],
+        "lang_score": pa.array([0.9] * len(rows), pa.float32()),
+        # a stand-in bucket column so the quality stratum has more than one value
+        "quality": [quality[i % 3] if d["label"] == "ref" else "low" for i, d in enumerate(rows)],
+    })
+    return spark.createDataFrame(t.to_pandas(), "id string, source string, url string, text string, lang string, "
+                                                "lang_score float, quality string")
+
+
+def _sample_ids(df, cfg):
+    return {r["id"]: r["sampled_by"] for r in draw_sample(df, cfg).select("id", "sampled_by").collect()}
+
+
+def test_sample_is_stratified_reproducible_and_partition_independent(spark, corpus_docs):
+    df = _frame(spark, corpus_docs)
+    cfg = dict(CFG, sample_share=0.2, min_per_stratum=1)
+    a = _sample_ids(df.repartition(1), cfg)
+    b = _sample_ids(df.repartition(7), cfg)
+    assert a == b
+    assert _sample_ids(df.repartition(3), dict(cfg, seed=cfg["seed"] + 1)) != a
+    strata = Counter((r["source"], r["lang"], r["quality"]) for r in df.select("source", "lang", "quality").collect())
+    got = Counter((r["source"], r["lang"], r["quality"])
+                  for r in df.filter(df.id.isin(list(a))).select("source", "lang", "quality").collect())
+    assert set(got) == set(strata)  # every stratum is represented
+    for key, n in strata.items():
+        if n >= 100:  # large strata get their share: binomial(n, 0.2) within 4 sigma
+            assert abs(got[key] - 0.2 * n) <= 4 * math.sqrt(n * 0.2 * 0.8), (key, got[key], n)
+    by_share = sum(1 for v in a.values() if v == "share")
+    assert abs(by_share - 0.2 * len(corpus_docs)) <= 4 * math.sqrt(len(corpus_docs) * 0.16)
+    # without the per-stratum minimum, only the hash draw selects
+    plain = _sample_ids(df, dict(cfg, min_per_stratum=0))
+    assert set(plain) == {i for i, v in a.items() if v == "share"}
+
+
+def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
+    df = _frame(spark, corpus_docs)
+    cfg = dict(CFG, sample_share=0.03, sheet_text_chars=500)
+    out = tmp_path / "de"
+    m = evaluate(spark, df, cfg, out, stage_dirs=())
+    assert m["output"]["docs"] == len(corpus_docs)
+    assert m["output"]["chars"] == sum(len(d["text"]) for d in corpus_docs)
+    jsonl = [json.loads(l) for l in open(out / "review.jsonl", encoding="utf-8")]
+    with open(out / "review.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(jsonl) == len(rows) == m["sample"]["docs"] > 0
+    assert [r["id"] for r in jsonl] == [r["id"] for r in rows]
+    assert [r["rank"] for r in jsonl] == list(range(1, len(jsonl) + 1))
+    scores = [r["suspicion"] for r in jsonl]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["verdict"] == "" and r["reason"] == "" for r in jsonl + rows)
+    texts = {d["id"]: d["text"] for d in corpus_docs}
+    assert all(r["text"] == texts[r["id"]] for r in jsonl)
+    assert all(r["text"] == texts[r["id"]][:500] for r in rows)
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 2
+
+    # reviewers label the CSV: one unqualified document fails the 0.1% gate
+    rows[0]["verdict"], rows[0]["reason"] = "bad", "word list, not prose"
+    for r in rows[1:]:
+        r["verdict"] = "ok"
+    labelled = tmp_path / "reviewed.csv"
+    with open(labelled, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    d = run_gate(out, labelled, dict(cfg, gate_on="point"))
+    assert not d["passed"] and d["unqualified"] == 1 and d["reviewed"] == len(rows)
+    assert d["unqualified_by"]["source"] == {rows[0]["source"]: 1}
+    assert json.loads((out / "gate.json").read_text())["passed"] is False
+    assert "FAIL" in (out / "report.html").read_text()
+    # all qualified: the point-estimate gate passes
+    rows[0]["verdict"] = "ok"
+    with open(labelled, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert run_gate(out, labelled, dict(cfg, gate_on="point"))["passed"]
+    # labels for documents that are not in this sample are refused
+    foreign = copy.deepcopy(rows)
+    foreign[0]["id"] = "not-in-the-sample"
+    with open(labelled, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(foreign)
+    with pytest.raises(ValueError, match="not in this run's sample"):
+        run_gate(out, labelled, cfg)
