@@ -1,0 +1,123 @@
+"""CD stage, the optional steps and the shared machinery: CCNet line dedup against a sequential
+reference, book-level dedup at 90% overlap, connected components against union-find, the job's CLI."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from dataflow.config import load_conf
+from dataflow.dedup.components import connected_components
+from dataflow.dedup.lines import line_hashes
+from test_dedup import LANG, T2S, docs_frame, run_stage, union_find
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def _rows(docs, date="2024-03-01T00:00:00Z"):
+    return [{"id": d["id"], "source": d["source"], "url": None, "text": d["text"],
+             "lang": LANG.get(d["lang"], d["lang"]), "lang_score": 0.99, "meta": {"warc_date": date}}
+            for d in docs]
+
+
+def test_components_match_union_find(spark):
+    """A random forest of chains and stars (long paths stress the rounds) against union-find."""
+    rng = random.Random(5)
+    nodes = [f"2024\x00n{i:04d}" for i in range(400)]
+    pairs = []
+    for _ in range(300):
+        a, b = rng.sample(nodes, 2)
+        pairs.append((a, b))
+    chain = nodes[:60]                       # one path of 60 nodes in shuffled order
+    rng.shuffle(chain)
+    pairs += list(zip(chain, chain[1:]))
+    edges = spark.createDataFrame(pairs, "a string, b string")
+    labels, cc = connected_components(edges, 30)
+    got = {r["node"]: r["rep"] for r in labels.collect()}
+    ref = union_find({n for p in pairs for n in p}, pairs)
+    assert got == ref
+    assert cc["cc_rounds"] >= 2
+
+
+def test_lines_match_sequential_ccnet_reference(spark, corpus_docs, tmp_path):
+    """HumanEval problems share boilerplate lines (imports, doctest prompts). The reference walks the
+    documents in (date, id) order and drops every line whose hash an earlier document had."""
+    docs = [d for d in corpus_docs if d["source"] == "human-eval"][:80]
+    rows = _rows(docs)
+    # a later page made only of lines copied from two problems: it must be emptied and rejected
+    a, b = docs[3]["text"].split("\n"), docs[4]["text"].split("\n")
+    rows.append({**rows[0], "id": "zz-copied-lines", "text": "\n".join(a[2:6] + b[2:5]),
+                 "meta": {"warc_date": "2024-09-01T00:00:00Z"}})
+    c = load_conf()["dedup"]["lines"]
+    seen: set = set()
+    expected_text, expected_rej = {}, set()
+    for r in sorted(rows, key=lambda r: (r["meta"]["warc_date"], r["id"])):
+        hs = line_hashes(r["text"], r["lang"], c["min_line_chars"], T2S)
+        lines = r["text"].split("\n")
+        keep = [l for l, h in zip(lines, hs) if h is None or h not in seen]
+        seen |= {h for h in hs if h is not None}
+        text = "\n".join(keep)
+        if len(keep) < len(lines) and len("".join(text.split())) < c["min_doc_chars"]:
+            expected_rej.add(r["id"])
+        else:
+            expected_text[r["id"]] = text
+    stats, rej, kept = run_stage(spark, rows, tmp_path, ["lines"], 2)
+    got = {r["id"]: r["text"] for r in kept.select("id", "text").collect()}
+    assert got == expected_text
+    assert set(rej) == expected_rej and "zz-copied-lines" in expected_rej
+    assert rej["zz-copied-lines"]["dup_of"] in (docs[3]["id"], docs[4]["id"])
+    changed = sum(expected_text[i] != r["text"] for r in rows for i in [r["id"]] if i in expected_text)
+    assert stats["extra"]["lines"]["documents_changed"] == changed + len(expected_rej) and changed > 5
+
+
+def test_book_level_dedup_at_ninety_percent(spark, corpus_docs, tmp_path):
+    moby = next(d for d in corpus_docs if d["id"] == "r-cran-tokenizers:mobydick")
+    paras = moby["text"].split("\r\n\r\n")     # a Gutenberg text: CRLF line ends
+    rng = random.Random(9)
+    edited = list(paras)
+    for i in rng.sample(range(len(paras)), len(paras) // 50):   # an edition with 2% of paragraphs dropped
+        edited[i] = ""
+    half = "\r\n\r\n".join(paras[: len(paras) // 2])                  # volume one only: ~50% overlap
+    short = [d for d in corpus_docs if d["source"] == "dict-devil"][5]
+    rows = _rows([moby, {**moby, "id": "zz-edition"}, {**moby, "id": "zz-volume-one"},
+                  short, {**short, "id": "zz-short-copy"}])
+    rows[1]["text"], rows[2]["text"] = "\r\n\r\n".join(edited), half
+    stats, rej, kept = run_stage(spark, rows, tmp_path, ["book"], 2)
+    assert set(rej) == {"zz-edition"}
+    assert rej["zz-edition"]["reason"] == "dedup:book" and rej["zz-edition"]["dup_of"] == moby["id"]
+    # the shorter volume is under 90% overlap, and non-books are not this step's business
+    assert {r["id"] for r in kept.select("id").collect()} == {moby["id"], "zz-volume-one", short["id"], "zz-short-copy"}
+    assert stats["extra"]["book"]["books"] == 3
+
+
+def test_zh_simp_trad_pairs_collapse_only_with_t2s(corpus_dir, corpus_docs):
+    """pairs.tsv: the zh-cn and zh-tw translations of a chapter. OpenCC t2s raises their 5-gram overlap
+    (the same script for both), which is what lets a lower MinHash threshold find them."""
+    from dataflow.dedup.normalize import shingles
+
+    by_id = {d["id"]: d for d in corpus_docs}
+    pairs = [l.split("\t")[:2] for l in (corpus_dir / "pairs.tsv").read_text().splitlines()[1:] if l.strip()]
+    assert pairs
+    for a, b in pairs:
+        def jac(t2s):
+            sa = set(shingles(by_id[a]["text"], "zh", 5, ["zh"], t2s))
+            sb = set(shingles(by_id[b]["text"], "zh", 5, ["zh"], t2s))
+            return len(sa & sb) / len(sa | sb)
+        assert jac(T2S) > jac(()) + 0.2 and jac(T2S) > 0.5
+
+
+def test_job_help_and_bad_step():
+    out = subprocess.run([sys.executable, "-m", "jobs.dedup", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "--set" in out.stdout and "dedup:simhash" in out.stdout
+
+
+def test_unknown_step_is_an_error(spark, corpus_docs):
+    from dataflow.dedup import run
+
+    cfg = load_conf(overrides=["dedup.steps=[url, fuzzy]"])["dedup"]
+    with pytest.raises(ValueError, match="fuzzy"):
+        run(docs_frame(spark, _rows(corpus_docs[:3])), cfg)
