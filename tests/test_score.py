@@ -4,6 +4,7 @@ documents accounted, fixed cutoffs, --drop, and the job's accounting from stats.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -128,6 +129,10 @@ def test_bucket_shares_are_30_30_40_per_language(scored_corpus):
         # the buckets really are ppl ranges split at the reported cutoffs
         cut = stats["extra"]["cutoffs"][lang]
         assert cut["source"] == "computed" and cut["p30"] < cut["p60"]
+        # relative_error 0: exact sample quantiles, the smallest value with >= p of the values at or below it
+        vals = sorted(r["ppl"] for r in rows.values() if r["lang"] == lang)
+        assert cut["p30"] == vals[math.ceil(0.3 * len(vals)) - 1]
+        assert cut["p60"] == vals[math.ceil(0.6 * len(vals)) - 1]
         for r in rows.values():
             if r["lang"] == lang:
                 assert r["quality"] == bucket(r["ppl"], cut)
