@@ -52,12 +52,18 @@ def select(df, where: Mapping[str, Any] | None):
     return df
 
 
-def take_tokens(df, target: float, seed: int, name: str, buckets: int):
+def source_tokens(df) -> int:
+    from pyspark.sql import functions as F
+
+    return int(df.agg(F.sum("n_tokens")).first()[0] or 0)
+
+
+def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: int | None = None):
     """(rows, available tokens): `target` tokens of `df` in whole documents, epoch by epoch."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    avail = int(df.agg(F.sum("n_tokens")).first()[0] or 0)
+    avail = source_tokens(df) if avail is None else avail
     empty = df.limit(0)
     if avail == 0 or target <= 0:
         return empty, avail
@@ -125,15 +131,13 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
 
     def pick(src, target_of):
         d = _with_name(select(frames[src["input"]], src.get("where")), src["name"])
-        got, avail = take_tokens(d, target_of(d), seed, f"{scfg['stage']}:{src['name']}", buckets)
+        avail = source_tokens(d)
+        got, _ = take_tokens(d, target_of(avail), seed, f"{scfg['stage']}:{src['name']}", buckets, avail)
         got = got.persist(StorageLevel.MEMORY_AND_DISK)
         return got, avail
 
     def sampled(src):
-        def target(d):
-            avail = d.agg(F.sum("n_tokens")).first()[0] or 0
-            return float(src.get("sample", 1.0)) * float(src.get("epochs", 1)) * avail
-        return target
+        return lambda avail: float(src.get("sample", 1.0)) * float(src.get("epochs", 1)) * avail
 
     sup_rows = rejected = None
     if int(scfg["stage"]) == 1 or not scfg.get("supervised"):
@@ -152,7 +156,7 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
         sup_tokens = int(sup_df.filter(F.col("n_tokens") <= seq_len).agg(F.sum("n_tokens")).first()[0] or 0)
         budget = float(scfg.get("unsupervised_ratio", 1.0)) * sup_tokens
         wsum = sum(float(u.get("weight", 1.0)) for u in scfg.get("unsupervised", []))
-        unsup_specs = [(u, (lambda d, u=u: budget * float(u.get("weight", 1.0)) / wsum))
+        unsup_specs = [(u, (lambda avail, u=u: budget * float(u.get("weight", 1.0)) / wsum))
                        for u in scfg.get("unsupervised", [])]
     unsup = []
     for s, target in unsup_specs:

@@ -1,0 +1,142 @@
+"""The three-stage mixer on the sample corpus with the shipped demo mixture (conf/mixer.yaml): the trainer
+contract, mixture proportions, whole supervised examples, accounting and byte-identical reruns."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import sentencepiece as spm
+
+from dataflow import tokenize
+from dataflow.config import load_conf
+from dataflow.mix import load_mixer, mix
+from dataflow.stage import write_stage
+
+ROOT = Path(__file__).resolve().parent.parent
+SEQ_LEN = 512
+
+
+@pytest.fixture(scope="module")
+def setup(spark, corpus_dir, corpus_docs, tmp_path_factory):
+    d = tmp_path_factory.mktemp("mix")
+    lines = [l for doc in corpus_docs for l in doc["text"].split("\n") if l.strip()]
+    (d / "lines.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(d / "lines.txt"), model_prefix=str(d / "tok"), vocab_size=3000,
+                                   model_type="bpe", byte_fallback=True, split_digits=True, num_threads=1,
+                                   character_coverage=0.98, normalization_rule_name="identity",
+                                   remove_extra_whitespaces=False, minloglevel=2)
+    tcfg = dict(load_conf()["tokenizer"], model=str(d / "tok.model"))
+    write_stage(tokenize.run(spark.read.json(str(corpus_dir / "docs.jsonl")), tcfg), d / "tok", stage="tokenize",
+                input_count=len(corpus_docs), cfg=tcfg)
+    mcfg = load_mixer(ROOT / "conf" / "mixer.yaml", [f"seq_len={SEQ_LEN}", f"tokenizer={d / 'tok.model'}",
+                                                    f"inputs.pretrain={d / 'tok'}", f"inputs.supervised={d / 'tok'}"])
+    pcfg = dict(load_conf()["pack"], rows_per_shard=64)
+    mix(spark, mcfg, pcfg, d / "out")
+    tokens = {r["id"]: r for r in spark.read.parquet(str(d / "tok" / "data")).collect()}
+    return d, mcfg, pcfg, tokens
+
+
+def _stage_rows(out: Path, n: int):
+    m = json.loads((out / f"stage{n}" / "manifest.json").read_text())
+    rows = []
+    for s in m["shards"]:
+        assert not Path(s["path"]).is_absolute()
+        t = pq.read_table(out / f"stage{n}" / s["path"])
+        assert t.num_rows == s["rows"]
+        rows += t.to_pylist()
+    return m, rows
+
+
+def test_manifests_and_rows_follow_the_trainer_contract(setup):
+    d, mcfg, _, _ = setup
+    out = d / "out"
+    top = json.loads((out / "manifest.json").read_text())
+    assert top["stages"] == ["stage1/manifest.json", "stage2/manifest.json", "stage3/manifest.json"]
+    for n in (1, 2, 3):
+        m, rows = _stage_rows(out, n)
+        assert m["stage"] == n and m["seq_len"] == SEQ_LEN and m["seed"] == mcfg["seed"]
+        assert set(m["tokenizer"]) >= {"path", "sha256", "vocab_size", "bos_id", "eos_id", "pad_id"}
+        assert m["rows"] == len(rows) == sum(s["rows"] for s in m["shards"]) > 0
+        pad = 0
+        for r in rows:
+            assert len(r["input_ids"]) == SEQ_LEN and sum(r["doc_lens"]) == SEQ_LEN
+            assert all(0 <= i < m["tokenizer"]["vocab_size"] for i in r["input_ids"])
+            if r["num_pad"]:
+                assert r["doc_lens"][-1] == r["num_pad"]
+                assert r["input_ids"][-r["num_pad"]:] == [m["tokenizer"]["pad_id"]] * r["num_pad"]
+            if r["loss_mask"] is not None:
+                assert len(r["loss_mask"]) == SEQ_LEN and set(r["loss_mask"]) <= {0, 1}
+                assert r["loss_mask"][SEQ_LEN - r["num_pad"]:] == [0] * r["num_pad"]
+            else:
+                assert n == 1 and r["num_pad"] == 0
+            pad += r["num_pad"]
+        assert m["padding_tokens"] == pad
+        assert abs(m["efficiency"] - (1 - pad / (len(rows) * SEQ_LEN))) < 1e-6
+        assert sum(m["tokens"].values()) + pad == len(rows) * SEQ_LEN
+        stats = json.loads((out / f"stage{n}" / "stats.json").read_text())
+        assert stats["input"] == stats["kept"] + stats["rejected_total"] and (out / f"stage{n}" / "_SUCCESS").exists()
+
+
+def test_stage1_proportions_match_the_conf(setup):
+    d, mcfg, _, tokens = setup
+    m, _ = _stage_rows(d / "out", 1)
+    target, biggest = {}, {}
+    for src in mcfg["stages"][0]["sources"]:
+        docs = [t for t in tokens.values() if t["source"] in src["where"]["source"] and t["type"] is None]
+        target[src["name"]] = src["sample"] * src["epochs"] * sum(t["n_tokens"] for t in docs)
+        biggest[src["name"]] = max(t["n_tokens"] for t in docs)
+    total_t, total_m = sum(target.values()), sum(m["tokens"].values())
+    for name, t in target.items():
+        assert abs(m["tokens"][name] / total_m - t / total_t) <= 0.01, name
+        assert abs(m["tokens"][name] - t) <= biggest[name] / 2 + 1       # the cut is exact to half a document
+    assert m["tokens"]["zh-poetry"] == 2 * sum(t["n_tokens"] for t in tokens.values() if t["source"] == "fortunes-zh")
+
+
+def test_stages_2_3_whole_examples_and_one_to_one(setup, corpus_docs):
+    d, mcfg, _, tokens = setup
+    text = {c["id"]: c["text"] for c in corpus_docs}
+    sp = spm.SentencePieceProcessor(model_file=mcfg["tokenizer"])
+    for n, typ, name in ((2, "code", "code-sft"), (3, "math", "math-sft")):
+        m, rows = _stage_rows(d / "out", n)
+        fits = {i for i, t in tokens.items() if t["type"] == typ and t["n_tokens"] <= SEQ_LEN}
+        seen = defaultdict(int)
+        for r in rows:
+            off = 0
+            for doc, start, ln, src in zip(r["doc_ids"], r["seg_starts"], r["doc_lens"], r["doc_sources"]):
+                if src == name:
+                    ex = tokens[doc]
+                    assert start == 0 and ln == ex["n_tokens"]
+                    # decode the example out of the row and find the whole original problem + solution
+                    assert sp.decode(r["input_ids"][off + 1:off + ln - 1]) == text[doc]
+                    assert r["loss_mask"][off:off + ln] == ex["loss_mask"]
+                    seen[doc] += 1
+                off += ln
+        assert set(seen) == fits and set(seen.values()) == {1}
+        sup = m["tokens"][name]
+        unsup = sum(v for k, v in m["tokens"].items() if k != name)
+        assert sup == sum(tokens[i]["n_tokens"] for i in fits)
+        assert abs(unsup / sup - mcfg["stages"][n - 1]["unsupervised_ratio"]) <= 0.01
+        stats = json.loads((d / "out" / f"stage{n}" / "stats.json").read_text())
+        too_long = sum(1 for t in tokens.values() if t["type"] == typ and t["n_tokens"] > SEQ_LEN)
+        assert stats["rejected"].get("too_long", 0) == too_long
+        assert m["packing"]["supervised"]["efficiency"] > 0.9
+
+
+def test_rerun_is_byte_identical_with_other_partitioning(spark, setup, tmp_path):
+    d, mcfg, pcfg, _ = setup
+    old = {k: spark.conf.get(k) for k in ("spark.sql.shuffle.partitions", "spark.sql.files.maxPartitionBytes")}
+    spark.conf.set("spark.sql.shuffle.partitions", "3")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "65536")
+    try:
+        mix(spark, mcfg, pcfg, tmp_path / "again", stages=[2])
+    finally:
+        for k, v in old.items():
+            spark.conf.set(k, v)
+    a = json.loads((d / "out" / "stage2" / "manifest.json").read_text())
+    b = json.loads((tmp_path / "again" / "stage2" / "manifest.json").read_text())
+    assert a["shards"] == b["shards"] and len(a["shards"]) > 1
+    for s in a["shards"]:
+        assert (d / "out" / "stage2" / s["path"]).read_bytes() == (tmp_path / "again" / "stage2" / s["path"]).read_bytes()
