@@ -21,7 +21,7 @@ from pathlib import Path
 from . import BenchContext, run_cmd
 
 SEED = 42
-N_DOCS, N_QUICK = 20000, 2000
+N_DOCS, N_QUICK = 10000, 2000
 HTML_SHARE = 0.2          # a fifth of the sample is real HTML pages (web-like text for the C4/FineWeb rules)
 SUBSET_GROUPS = ("length", "gopher_quality", "gopher_repetition", "c4", "fineweb")
 
