@@ -32,13 +32,12 @@ def main(argv=None) -> dict:
 
 
     def body(spark, cfg):
-        from dataflow import ingest, preprocess
+        from dataflow.preprocess import run_files
         from dataflow.stage import write_stage
 
         t0 = time.time()
         pcfg = section(cfg, STAGE)
-        raw, files = ingest.read(spark, args.input, pcfg)
-        result = preprocess.run(raw, pcfg)
+        result, files = run_files(spark, args.input, pcfg)
         input_count = result.annotated.count()  # one annotated row per raw record; the frame is persisted
         return write_stage(result, args.output, stage=STAGE, input_count=input_count,
                            input_paths=[f.path for f in files], cfg=pcfg, t0=t0,

@@ -257,17 +257,25 @@ def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_
     assert stats["input"] == total
 
 
-def test_stage_result_does_not_depend_on_partitioning(spark, bad_inputs, cfg, tmp_path_factory):
+def test_fused_job_and_two_step_api_agree_whatever_the_partitioning(spark, bad_inputs, cfg, tmp_path_factory):
+    """The job reads and preprocesses in one Python worker, one file per task; the two-step API
+    (ingest.read then preprocess.run) with every file in one task must give the very same rows."""
+    from dataflow import ingest, preprocess
+
     d, _, _ = bad_inputs
-    outs = []
-    for per_task in (1, 100):
-        out = tmp_path_factory.mktemp(f"dp_p{per_task}")
-        run_job([d / "good.warc.gz", d / "c.warc.gz", d / "docs.jsonl"], out,
-                f"preprocess.langid_model={cfg['langid_model']}", f"preprocess.files_per_task={per_task}",
-                "preprocess.batch_rows=7")
-        rows = ds.dataset(out / "data").to_table().to_pylist() + ds.dataset(out / "rejected").to_table().to_pylist()
-        outs.append(sorted((r["id"], r["text"], r["lang"], r["lang_score"], r.get("reason")) for r in rows))
-    assert outs[0] == outs[1] and len(outs[0]) > 0
+    inputs = [d / "good.warc.gz", d / "c.warc.gz", d / "docs.jsonl"]
+    out = tmp_path_factory.mktemp("dp_fused")
+    run_job(inputs, out, f"preprocess.langid_model={cfg['langid_model']}", "preprocess.files_per_task=1",
+            "preprocess.batch_rows=7")
+    rows = ds.dataset(out / "data").to_table().to_pylist() + ds.dataset(out / "rejected").to_table().to_pylist()
+    fused = sorted((r["id"], r["text"], r["lang"], r["lang_score"], r.get("reason")) for r in rows)
+    one_task = dict(cfg, files_per_task=100)
+    raw, _ = ingest.read(spark, [str(p) for p in inputs], one_task)
+    result = preprocess.run(raw, one_task)
+    two_step = sorted((r["id"], r["text"], r["lang"], r["lang_score"], r["reason"])
+                      for r in result.annotated.select("id", "text", "lang", "lang_score", "reason").collect())
+    result.annotated.unpersist()
+    assert fused == two_step and len(fused) > 0
 
 
 def test_missing_input_path_exits_non_zero_naming_it(tmp_path):

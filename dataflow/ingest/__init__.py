@@ -6,6 +6,8 @@ sizes; a DataFrame of paths is spread over tasks and `mapInArrow` opens each fil
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pyarrow as pa
 
 from .listing import InputFile, file_format, list_inputs
@@ -42,20 +44,30 @@ def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000):
         raise ValueError(f"input file {path}: unknown format {fmt!r}")
 
 
-def _batches(rows, batch_rows: int, batch_bytes: int):
+def _chunks(rows, batch_rows: int, batch_bytes: int):
+    """Lists of raw records bounded by count and by payload bytes."""
     buf, size = [], 0
     for r in rows:
         buf.append(r)
         size += len(r["content"] or b"") + len(r["text"] or "")
         if len(buf) >= batch_rows or size >= batch_bytes:
-            yield to_batch(buf)
+            yield buf
             buf, size = [], 0
     if buf:
-        yield to_batch(buf)
+        yield buf
 
 
-def read(spark, paths, cfg: dict):
-    """(raw DataFrame, files). `cfg` is the `preprocess` section."""
+def _batches(rows, batch_rows: int, batch_bytes: int):
+    for chunk in _chunks(rows, batch_rows, batch_bytes):
+        yield to_batch(chunk)
+
+
+def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: pa.Schema | None = None):
+    """(DataFrame, files). `cfg` is the `preprocess` section.
+
+    Without `transform` the frame holds raw records (RAW_SCHEMA). With it, each batch of raw records
+    (a list of dicts) goes through `transform(rows) -> pa.RecordBatch` of `schema` in the same Python
+    worker that read it, so payload bytes never travel to the JVM and back (the DP job's fused path)."""
     files = list_inputs(paths)
     per_task = max(1, int(cfg["files_per_task"]))
     n_tasks = max(1, (len(files) + per_task - 1) // per_task)
@@ -68,8 +80,12 @@ def read(spark, paths, cfg: dict):
     def read_files(batches):
         for b in batches:
             for path, fmt in zip(b.column("path").to_pylist(), b.column("fmt").to_pylist()):
-                yield from _batches(iter_file(path, fmt, cfg, batch_rows), batch_rows, batch_bytes)
+                rows = iter_file(path, fmt, cfg, batch_rows)
+                if transform is None:
+                    yield from _batches(rows, batch_rows, batch_bytes)
+                else:
+                    yield from (transform(chunk) for chunk in _chunks(rows, batch_rows, batch_bytes))
 
     from ..schema import spark_schema
 
-    return paths_df.mapInArrow(read_files, spark_schema(RAW_SCHEMA)), files
+    return paths_df.mapInArrow(read_files, spark_schema(schema if transform is not None else RAW_SCHEMA)), files

@@ -127,13 +127,46 @@ def to_batch(rows: list[dict]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(cols, schema=OUT_SCHEMA)
 
 
-def run(raw_df, cfg: dict):
-    """raw records -> StageResult(kept, rejected). `cfg` is the `preprocess` section; the langid model
-    is shipped to executors and loaded once per Python worker."""
+def _result(annotated):
     from pyspark.sql import functions as F
 
-    from ..spark import ship_file
     from ..stage import StageResult
+
+    result = StageResult.from_annotated(annotated)
+
+    def stats():
+        langs = (result.annotated.groupBy("lang")
+                 .agg(F.count(F.lit(1)).alias("n"), F.sum(F.when(F.col("reason").isNull(), 1).otherwise(0)).alias("kept"))
+                 .collect())
+        return {"langs": {(r["lang"] or "none"): {"input": r["n"], "kept": r["kept"]}
+                          for r in sorted(langs, key=lambda r: r["lang"] or "")}}
+
+    result.stats = stats
+    return result
+
+
+def run_files(spark, paths, cfg: dict):
+    """The DP job's path: read the input files and preprocess each batch in the same Python worker
+    (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`."""
+    from .. import ingest
+    from ..spark import ship_file
+
+    ship_file(spark, cfg["langid_model"])
+    conf = dict(cfg)
+    state = {}
+
+    def transform(rows):
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf))
+        return to_batch([pre(r) for r in rows])
+
+    annotated, files = ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA)
+    return _result(annotated), files
+
+
+def run(raw_df, cfg: dict):
+    """raw records (dataflow.ingest.read) -> StageResult(kept, rejected). `cfg` is the `preprocess`
+    section; the langid model is shipped to executors and loaded once per Python worker."""
+    from ..spark import ship_file
 
     spark = raw_df.sparkSession
     ship_file(spark, cfg["langid_model"])
@@ -144,14 +177,4 @@ def run(raw_df, cfg: dict):
         for b in batches:
             yield to_batch([pre(r) for r in _rows(b)])
 
-    annotated = raw_df.mapInArrow(transform, spark_schema(OUT_SCHEMA))
-    result = StageResult.from_annotated(annotated)
-
-    def stats():
-        langs = (result.annotated.groupBy("lang").agg(F.count(F.lit(1)).alias("n"),
-                                                       F.sum(F.when(F.col("reason").isNull(), 1).otherwise(0)).alias("kept"))
-                 .collect())
-        return {"langs": {(r["lang"] or "none"): {"input": r["n"], "kept": r["kept"]} for r in sorted(langs, key=lambda r: r["lang"] or "")}}
-
-    result.stats = stats
-    return result
+    return _result(raw_df.mapInArrow(transform, spark_schema(OUT_SCHEMA)))
