@@ -231,7 +231,7 @@ def lorem_ipsum(doc, p):
     return "contains lorem ipsum" if "lorem ipsum" in doc.lower else None
 
 
-_C4_END = (".", "?", "!", '"', "'", "。", "！", "？", "”", "」")
+_PROSE_END = TERMINAL_PUNCT + tuple(CLOSERS)
 
 
 @rule("c4.curly_bracket", "document", EN_ZH, "a '{' in a prose line (ends in punctuation, >= min_words words): code")
@@ -239,7 +239,7 @@ def curly_bracket(doc, p):
     # C4 only looks at lines that survived its line filters, i.e. prose-like lines
     for ln in doc.nonblank_lines:
         s = ln.strip()
-        if "{" in s and s.endswith(_C4_END) and len(s.split()) >= p["min_words"]:
+        if "{" in s and s.endswith(_PROSE_END) and len(s.split()) >= p["min_words"]:
             return f"curly bracket in line {s[:60]!r}"
     return None
 
@@ -345,5 +345,3 @@ def _density(doc, p):
 for _cat in ("porn", "violence", "gambling", "extremism"):
     rule(f"content.{_cat}_density", "document", EN_ZH,
          f"{_cat} lexicon: at least min_hits hits covering more than max_char_share of the characters")(_density)
-
-__all__ = ["min_chars_for", "CLOSERS"]
