@@ -105,8 +105,10 @@ tokenizer:
 	$(PY) -m jobs.train_tokenizer --input $(INPUT) --output $(OUTPUT) --conf $(CONF)
 mix:
 	$(PY) -m jobs.mix --conf conf/mixer.yaml --output $(OUTPUT)
+TRAIN_MIX ?= $(RUNS)/demo/mix
 train:
-	$(PY) -m trainer.train --config conf/train/tiny.yaml
+	@test -f $(TRAIN_MIX)/manifest.json || $(PY) -m trainer.demo_shards --corpus $(FIXTURE)/docs.jsonl --out $(TRAIN_MIX)
+	$(PY) -m trainer.train --config conf/train/tiny.yaml --set data.root=$(TRAIN_MIX)
 
 # ---------------------------------------------------------------- the two commands
 demo: $(VENV)/.setup-done

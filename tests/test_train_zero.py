@@ -12,6 +12,7 @@ import torch
 
 from trainer.config import load_config
 from trainer.demo_shards import build
+from trainer.hf import export_checkpoint, load_hf
 from trainer.model import causal_lm_loss
 from trainer.train import train
 
@@ -86,6 +87,11 @@ def test_resume_n_plus_n_equals_2n_bitwise_fp32(mix, tmp_path):
     a = [r["loss"] for r in records(tmp_path / "full")]
     b = [r["loss"] for r in records(part)]
     assert a == b and len(a) == 8 and a[0] != a[-1]
+    # the checkpoint exports as an HF model (consolidated fp32 masters) that re-imports identically
+    hf_dir = export_checkpoint(part / "ckpt", tmp_path / "hf", dtype=None)
+    cfg, sd = load_hf(hf_dir)
+    assert cfg.dim == 64 and cfg.vocab_size == 4096
+    assert sd.keys() == split.keys() and all(torch.equal(sd[k], split[k]) for k in sd)
 
 
 WORKER = """

@@ -51,6 +51,7 @@ class DataConfig:
     seed: int = 1234                    # seeds the global (shard, row) permutation of every stage
     stages: tuple[int, ...] = ()        # stage numbers to train on; () = all in manifest order
     epochs: tuple[float, ...] = ()      # passes over each stage; () = one pass each
+    steps_per_stage: int = 0            # >0 caps every stage's optimizer steps (demos: a taste of each stage)
     cache_row_groups: int = 8           # decoded Parquet row groups kept in memory per loader
 
 

@@ -133,3 +133,39 @@ def init_state(init_from: str, init_map: str = "", multiple: int = 128) -> tuple
         if vocab != cfg.vocab_size:
             sd, vocab = expand_vocab(sd, {}, multiple)
     return replace(cfg, vocab_size=vocab), sd
+
+
+def export_checkpoint(ckpt_dir: str | Path, out: str | Path, tag: str | None = None,
+                      dtype: torch.dtype | None = torch.bfloat16) -> Path:
+    """A trainer checkpoint (any ZeRO stage) -> an HF LLaMA dir. Weights are DeepSpeed's fp32 masters,
+    consolidated across ZeRO partitions; the model config comes from the checkpoint's client state."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    ckpt_dir = Path(ckpt_dir)
+    tag = tag or (ckpt_dir / "latest").read_text().strip()
+    client = torch.load(ckpt_dir / tag / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+    cfg = ModelConfig(**{k: v for k, v in client["model_config"].items()})
+    sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)
+    if not sd:  # ZeRO disabled: the module state is the full model
+        sd = client["module"]
+    return save_hf(out, cfg, sd, dtype=dtype)
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m trainer.hf",
+                                 description="Export a trainer checkpoint as an HF LlamaForCausalLM directory. "
+                                             "(Import needs no command: set init_from/init_map in the train config.)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ex = sub.add_parser("export", help="checkpoint dir -> config.json + safetensors")
+    ex.add_argument("--checkpoint", required=True, help="checkpoint.dir of a run (holds `latest`)")
+    ex.add_argument("--tag", default=None, help="global_stepN; default: the `latest` one")
+    ex.add_argument("--out", required=True, help="output directory")
+    ex.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                    help="dtype of the exported weights (LLaMA-2 releases use float16/bfloat16)")
+    a = ap.parse_args(argv)
+    print(export_checkpoint(a.checkpoint, a.out, a.tag, getattr(torch, a.dtype)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

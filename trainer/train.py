@@ -85,6 +85,8 @@ class Plan:
 
 def make_plan(cfg: TrainConfig, loaders: list[StageLoader]) -> Plan:
     steps = [l.num_micro_steps() // cfg.grad_accum for l in loaders]
+    if cfg.data.steps_per_stage > 0:
+        steps = [min(s, cfg.data.steps_per_stage) for s in steps]
     if cfg.max_steps > 0:
         left, capped = cfg.max_steps, []
         for s in steps:
