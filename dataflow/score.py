@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import pyarrow as pa
 
@@ -121,25 +121,26 @@ def read_cutoffs(path: str | Path) -> dict[str, dict[str, float]]:
 
 
 # ------------------------------------------------------------------ Spark
-def _score_batches(paths: dict, norm: dict, max_chars: int, max_pieces: int):
-    """The mapInArrow function: models are loaded once per Python worker (load_once)."""
-    def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def score_udf(paths: dict, norm: dict, max_chars: int, max_pieces: int):
+    """An Arrow UDF (text, lang) -> struct<ppl, score_note>. Only the two input columns travel to Python
+    and two small ones come back (mapInArrow would ship every column, text included, both ways); the
+    models are loaded once per Python worker (load_once)."""
+    from pyspark.sql.functions import arrow_udf
+
+    def score(text: pa.Array, lang: pa.Array) -> pa.Array:
         from .spark import load_once
 
-        models = {lang: (load_once("sentencepiece", sp, load_sp), load_once("kenlm", lm, load_kenlm))
-                  for lang, (sp, lm) in paths.items()}
-        for b in batches:
-            texts = b.column(b.schema.get_field_index("text")).to_pylist()
-            langs = b.column(b.schema.get_field_index("lang")).to_pylist()
-            ppl, note = [], []
-            for text, lang in zip(texts, langs):
-                p, n = score_record(text, lang, models, norm, max_chars, max_pieces)
-                ppl.append(p)
-                note.append(n)
-            yield pa.RecordBatch.from_arrays(
-                [*b.columns, pa.array(ppl, pa.float64()), pa.array(note, pa.string())],
-                names=[*b.schema.names, "ppl", "score_note"])
-    return fn
+        models = {l: (load_once("sentencepiece", sp, load_sp), load_once("kenlm", lm, load_kenlm))
+                  for l, (sp, lm) in paths.items()}
+        ppl, note = [], []
+        for t, l in zip(text.to_pylist(), lang.to_pylist()):
+            p, n = score_record(t, l, models, norm, max_chars, max_pieces)
+            ppl.append(p)
+            note.append(n)
+        return pa.StructArray.from_arrays([pa.array(ppl, pa.float64()), pa.array(note, pa.string())],
+                                          names=["ppl", "score_note"])
+
+    return arrow_udf(score, "ppl double, score_note string")  # scalar, from the type hints
 
 
 def compute_cutoffs(scored, langs: Iterable[str], cfg: Mapping) -> dict[str, dict]:
@@ -165,7 +166,6 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None):
     for those languages; the others get cutoffs computed on this input."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     from .schema import require_columns
     from .spark import ship_file
@@ -180,11 +180,11 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None):
     for sp, lm in paths.values():
         ship_file(spark, sp)
         ship_file(spark, lm)
-    fn = _score_batches(paths, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
-                        int(cfg["max_paragraph_pieces"]))
-    # a new StructType: df.schema.add() would mutate the frame's cached schema
-    schema = StructType([*df.schema.fields, StructField("ppl", DoubleType()), StructField("score_note", StringType())])
-    scored = df.mapInArrow(fn, schema).persist(StorageLevel.MEMORY_AND_DISK)
+    udf = score_udf(paths, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
+                    int(cfg["max_paragraph_pieces"]))
+    scored = (df.withColumn("_score", udf(F.col("text"), F.col("lang")))
+              .select(*df.columns, F.col("_score.ppl").alias("ppl"), F.col("_score.score_note").alias("score_note"))
+              .persist(StorageLevel.MEMORY_AND_DISK))
 
     fixed = {k: dict(v) for k, v in (cutoffs or {}).items()}
     computed = compute_cutoffs(scored, [l for l in paths if l not in fixed], cfg)
@@ -229,9 +229,12 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None):
             notes["empty"] += r["empty"]
             notes["no_model"] += r["no_model"]
             notes["truncated_docs"] += r["truncated"]
-        scored.unpersist()
         return {"cutoffs": cuts, "quality_by_lang": by_lang, "unscored": notes, "drop": drop,
                 "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
                 "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
 
-    return StageResult.from_annotated(annotated, stats=stats)
+    # Not from_annotated: it would cache `annotated` a second time. The bucket and reason columns are
+    # cheap expressions over the one cached scored frame, which write_stage unpersists after the stats.
+    kept = annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
+    rejected = annotated.filter(F.col("reason").isNotNull())
+    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=scored)

@@ -30,7 +30,7 @@ def prepare(ctx: BenchContext, n: int) -> tuple[Path, dict]:
     with open(src, encoding="utf-8") as f:
         total = sum(1 for line in f if '"lang": "en"' in line or '"lang": "zh' in line)
     step = max(1, total // n)
-    rows, i = [], 0
+    rows, i, seen = [], 0, set()
     with open(src, encoding="utf-8") as f:
         for line in f:
             if not ('"lang": "en"' in line or '"lang": "zh' in line):
@@ -39,6 +39,9 @@ def prepare(ctx: BenchContext, n: int) -> tuple[Path, dict]:
             if i % step or len(rows) >= n:
                 continue
             d = json.loads(line)
+            if d["id"] in seen:  # a few poem ids repeat across the simplified/traditional collections
+                continue
+            seen.add(d["id"])
             rows.append({"id": d["id"], "source": d["source"], "url": None, "text": d["text"],
                          "lang": pipeline_lang(d["lang"]), "lang_score": 1.0, "meta": [("label", d.get("label", ""))]})
     out = ctx.sub("score") / "input"

@@ -42,10 +42,13 @@ def fetch_sdist(src_dir: Path, version: str) -> Path:
     found = sorted(src_dir.glob(f"kenlm-{version}.tar.gz"))
     if found:
         return found[0]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-           "--no-binary", "kenlm", f"kenlm=={version}", "-d", str(src_dir)]
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "kenlm",
+           f"kenlm=={version}", "-d", str(src_dir)]
+    print("+", " ".join(cmd[:5] + ["--no-build-isolation"] + cmd[5:]), flush=True)
+    if subprocess.run(cmd[:5] + ["--no-build-isolation"] + cmd[5:]).returncode != 0:
+        # no setuptools in this interpreter: let pip isolate the metadata step (cmake/setuptools wheels)
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
     found = sorted(src_dir.glob(f"kenlm-{version}.tar.gz"))
     if not found:
         raise FileNotFoundError(f"pip did not leave kenlm-{version}.tar.gz in {src_dir}")
