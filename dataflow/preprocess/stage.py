@@ -127,6 +127,15 @@ def to_batch(rows: list[dict]) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(cols, schema=OUT_SCHEMA)
 
 
+def _ship_model(spark, path: str) -> None:
+    """Ship the model from the driver; a path the driver cannot see must come with `--files`
+    (workers resolve it by name through SparkFiles, and fail naming it if it is not there)."""
+    from ..spark import ship_file
+
+    if os.path.exists(path):
+        ship_file(spark, path)
+
+
 def _result(annotated):
     from pyspark.sql import functions as F
 
@@ -149,9 +158,8 @@ def run_files(spark, paths, cfg: dict):
     """The DP job's path: read the input files and preprocess each batch in the same Python worker
     (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`."""
     from .. import ingest
-    from ..spark import ship_file
 
-    ship_file(spark, cfg["langid_model"])
+    _ship_model(spark, cfg["langid_model"])
     conf = dict(cfg)
     state = {}
 
@@ -166,10 +174,9 @@ def run_files(spark, paths, cfg: dict):
 def run(raw_df, cfg: dict):
     """raw records (dataflow.ingest.read) -> StageResult(kept, rejected). `cfg` is the `preprocess`
     section; the langid model is shipped to executors and loaded once per Python worker."""
-    from ..spark import ship_file
 
     spark = raw_df.sparkSession
-    ship_file(spark, cfg["langid_model"])
+    _ship_model(spark, cfg["langid_model"])
     conf = dict(cfg)
 
     def transform(batches):
