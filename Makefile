@@ -103,6 +103,10 @@ pipeline:
 # ---------------------------------------------------------------- tokenizer, packing, mixing, training
 tokenizer:
 	$(PY) -m jobs.train_tokenizer --input $(INPUT) --output $(OUTPUT) --conf $(CONF)
+tokenize:
+	$(PY) -m jobs.tokenize --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS) $(if $(MODEL),--model $(MODEL),)
+pack:
+	$(PY) -m jobs.pack --input $(INPUT) --output $(OUTPUT) --mode $(or $(MODE),pretrain) $(STAGE_ARGS)
 mix:
 	$(PY) -m jobs.mix --conf conf/mixer.yaml --output $(OUTPUT)
 TRAIN_MIX ?= $(RUNS)/demo/mix
