@@ -110,9 +110,10 @@ pack:
 mix:
 	$(PY) -m jobs.mix --conf conf/mixer.yaml --output $(OUTPUT)
 TRAIN_MIX ?= $(RUNS)/demo/mix
-train:
-	@test -f $(TRAIN_MIX)/manifest.json || $(PY) -m trainer.demo_shards --corpus $(FIXTURE)/docs.jsonl --out $(TRAIN_MIX)
-	$(PY) -m trainer.train --config conf/train/tiny.yaml --set data.root=$(TRAIN_MIX)
+train:  # the demo's mix if `make demo` wrote it, else small shards of the fixture (trainer.demo_shards)
+	@mix=$(TRAIN_MIX); if [ ! -f $$mix/manifest.json ]; then mix=$(RUNS)/train/demo-mix; \
+	  test -f $$mix/manifest.json || $(PY) -m trainer.demo_shards --corpus $(FIXTURE)/docs.jsonl --out $$mix; fi; \
+	echo "training on $$mix"; $(PY) -m trainer.train --config conf/train/tiny.yaml --set data.root=$$mix
 
 # ---------------------------------------------------------------- the two commands
 demo: $(VENV)/.setup-done

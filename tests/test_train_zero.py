@@ -29,7 +29,7 @@ def config(mix, out: Path, *overrides):
     return load_config(ROOT / "conf/train/tiny.yaml", [
         f"data.root={mix}", f"checkpoint.dir={out / 'ckpt'}", f"metrics.dir={out}", "metrics.progress_bar=false",
         "metrics.tensorboard=false", "metrics.plot=false", "model.dim=64", "model.ffn_dim=176",
-        "optim.warmup_steps=3", *overrides])
+        "optim.warmup_steps=3", "micro_batch_size=4", "data.steps_per_stage=0", *overrides])
 
 
 def records(out: Path) -> list[dict]:
@@ -111,7 +111,7 @@ def test_two_gloo_ranks_with_zero2_keep_identical_weights(mix, tmp_path):
     overrides = [f"data.root={mix}", f"checkpoint.dir={tmp_path / 'ckpt'}", f"metrics.dir={tmp_path}",
                  "metrics.progress_bar=false", "metrics.tensorboard=false", "metrics.plot=false", "model.dim=64",
                  "model.ffn_dim=176", f"deepspeed={ROOT}/conf/deepspeed/zero2.json", "max_steps=6",
-                 "micro_batch_size=2", "checkpoint.at_exit=false", "data.stages=[1]"]
+                 "micro_batch_size=2", "checkpoint.at_exit=false", "data.stages=[1]", "data.steps_per_stage=0"]
     procs = []
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
