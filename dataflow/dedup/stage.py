@@ -8,6 +8,8 @@ rejected output and the statistics all read the same decisions. Rejected rows ca
 """
 from __future__ import annotations
 
+import time
+
 from ..schema import DOC_COLUMNS, require_columns
 from ..stage import StageResult
 from . import book, exact, lines, minhash, simhash, url
@@ -40,6 +42,7 @@ def _partitions(spark, cfg: dict) -> int:
 
 def run(df, cfg: dict) -> StageResult:
     """cfg = the `dedup` section of conf/pipeline.yaml."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     require_columns(df, DOC_COLUMNS, "dedup")
@@ -55,10 +58,20 @@ def run(df, cfg: dict) -> StageResult:
                         F.concat(F.lit("dedup input without "), F.substring_index("_bad", ":", -1)).alias("detail"),
                         F.lit(None).cast("string").alias("dup_of"))]
     live = base.where(F.col("_bad").isNull()).drop("_bad")
+    # ids are meant to be unique (DESIGN §3); a record ingested twice is not. Every step joins on
+    # _order, so repeats of one (date, id) are settled first: the first by content is kept.
+    w = Window.partitionBy(ORDER).orderBy("text", "url", "source", "lang")
+    live = live.withColumn("_n", F.row_number().over(w))
+    rejected.append(live.where(F.col("_n") > 1)
+                    .select(*df.columns, F.lit("dedup:id").alias("reason"),
+                            F.lit("id: another record has the same id and crawl date").alias("detail"),
+                            F.col("id").alias("dup_of")))
+    live = live.where(F.col("_n") == 1).drop("_n")
     step_stats: dict = {}
     added: list[str] = []     # columns the steps add to kept rows
 
     for step in steps:
+        t0 = time.time()
         if step == "url":
             out, stats = url.mark(live, cfg["url"], parts)
         elif step == "exact":
@@ -80,7 +93,7 @@ def run(df, cfg: dict) -> StageResult:
                         .select(*df.columns, *added, F.lit(f"dedup:{step}").alias("reason"),
                                 F.col("_detail").alias("detail"), F.col("_dup_of").alias("dup_of")))
         live = out.where(F.col("_dup_of").isNull()).select(*keep_cols)
-        step_stats[step] = stats(out)
+        step_stats[step] = {**stats(out), "seconds": round(time.time() - t0, 2)}
 
     kept = live.drop(ORDER)
     cols = [*df.columns, *added]

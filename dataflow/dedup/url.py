@@ -64,7 +64,8 @@ def _fp_probability(bloom) -> float:
 
 def bloom_pass(batches, initial_capacity: int, error_rate: float):
     """mapInArrow body over one URL-hash partition, already sorted by (date, id): append `_hit` (the
-    filter had seen the URL) and `_fp_p` (the filter's false-positive probability at that moment)."""
+    filter had seen the URL; never for records without one) and `_fp_p` (the filter's false-positive
+    probability at that moment, summed into the stats as the expected number of false positives)."""
     import pyarrow as pa
     from pybloom_live import ScalableBloomFilter
 
@@ -73,16 +74,20 @@ def bloom_pass(batches, initial_capacity: int, error_rate: float):
     for batch in batches:
         hits, fps = [], []
         for u in batch.column("_url_norm").to_pylist():
+            if u is None:
+                hits.append(False)
+                fps.append(0.0)
+                continue
             fps.append(_fp_probability(bloom) if bloom.filters else 0.0)
             hits.append(bloom.add(u))
-        yield pa.RecordBatch.from_arrays([batch.column(ORDER), batch.column("_url_norm"),
-                                          pa.array(hits, pa.bool_()), pa.array(fps, pa.float64())],
-                                         names=[ORDER, "_url_norm", "_hit", "_fp_p"])
+        yield pa.RecordBatch.from_arrays([*batch.columns, pa.array(hits, pa.bool_()), pa.array(fps, pa.float64())],
+                                         names=[*batch.schema.names, "_hit", "_fp_p"])
 
 
 def mark(df, cfg: dict, partitions: int):
     """Annotate `df` (with `_order`) with `_dup_of`/`_detail`; return (frame, stats thunk inputs)."""
     from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
 
     tracking = tuple(cfg.get("tracking_params") or ())
     sort_query = bool(cfg.get("sort_query", True))
@@ -92,30 +97,31 @@ def mark(df, cfg: dict, partitions: int):
         return pd.Series([normalize_url(u, tracking, sort_query) for u in urls], dtype=object)
 
     df = df.withColumn("_url_norm", norm(F.col("url")))
-    with_url = df.where(F.col("_url_norm").isNotNull()).select(ORDER, "_url_norm")
     cap, err = int(cfg["initial_capacity"]), float(cfg["error_rate"])
-    marked = (with_url.repartition(partitions, "_url_norm").sortWithinPartitions(ORDER)
-              .mapInArrow(lambda it: bloom_pass(it, cap, err),
-                          f"{ORDER} string, _url_norm string, _hit boolean, _fp_p double"))
+    schema = StructType(df.schema.fields + [StructField("_hit", BooleanType()), StructField("_fp_p", DoubleType())])
+    # records without a URL are spread by their order key instead of all landing in one partition
+    marked = (df.repartition(partitions, F.coalesce(F.col("_url_norm"), F.col(ORDER)))
+              .sortWithinPartitions(ORDER)
+              .mapInArrow(lambda it: bloom_pass(it, cap, err), schema))
     marked = marked.localCheckpoint(eager=True)
     hits = marked.where("_hit")
     # verification: the original of a URL is its smallest _order; only URLs that had a hit are looked up
     firsts = (marked.join(hits.select("_url_norm").distinct(), "_url_norm", "left_semi")
               .groupBy("_url_norm").agg(F.min(ORDER).alias("_first")))
-    verdict = (hits.join(firsts, "_url_norm")
+    verdict = (hits.select(ORDER, "_url_norm").join(firsts, "_url_norm")
                .select(ORDER, F.when(F.col("_first") != F.col(ORDER), F.col("_first")).alias("_first")))
-    out = (df.join(verdict, ORDER, "left")
+    out = (marked.join(verdict, ORDER, "left")
            .withColumn("_dup_of", F.when(F.col("_first").isNotNull(), F.substring_index("_first", "\x00", -1)))
            .withColumn("_detail", F.when(F.col("_first").isNotNull(),
                                          F.concat(F.lit("url: same normalized URL "), F.col("_url_norm"))))
            .drop("_first"))
 
     def stats(annotated) -> dict:
-        agg = marked.agg(F.count(F.lit(1)).alias("with_url"), F.sum(F.col("_hit").cast("long")).alias("hits"),
-                         F.sum("_fp_p").alias("fp_est")).collect()[0]
-        fp = verdict.where(F.col("_first").isNull()).count()
-        return {"without_url": annotated.where(F.col("_url_norm").isNull()).count(),
-                "with_url": int(agg["with_url"]), "bloom_hits": int(agg["hits"] or 0),
+        agg = marked.agg(F.count("_url_norm").alias("with_url"), F.count(F.lit(1)).alias("n"),
+                         F.sum(F.col("_hit").cast("long")).alias("hits"), F.sum("_fp_p").alias("fp_est")).collect()[0]
+        fp = int(agg["hits"] or 0) - annotated.where(F.col("_dup_of").isNotNull()).count()
+        return {"without_url": int(agg["n"]) - int(agg["with_url"]), "with_url": int(agg["with_url"]),
+                "bloom_hits": int(agg["hits"] or 0),
                 "bloom_false_positives_measured": int(fp),
                 "bloom_false_positives_estimated": round(float(agg["fp_est"] or 0.0), 6)}
 
