@@ -127,6 +127,9 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
     from pyspark.sql import functions as F
 
     seed, seq_len, buckets = int(mcfg["seed"]), int(mcfg["seq_len"]), int(mcfg["cut_buckets"])
+    names = [s["name"] for key in ("sources", "supervised", "unsupervised") for s in scfg.get(key) or []]
+    if len(names) != len(set(names)):
+        raise ValueError(f"stage {scfg['stage']}: source names must be unique within a stage, got {names}")
     report, chosen = [], []
 
     def pick(src, target_of):
@@ -184,9 +187,11 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
         selected = selected.unionByName(d)
     if rejected is None:
         rejected = selected.limit(0).withColumn("reason", F.lit(None).cast("string")).withColumn("detail", F.lit(None).cast("string"))
-    for r, d in zip(report, chosen):
-        agg = d.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").alias("t")).first()
-        r.update({"selected_docs": int(agg["n"]), "selected_tokens": int(agg["t"] or 0)})
+    got = {r["source"]: r for r in selected.groupBy("source").agg(F.count(F.lit(1)).alias("n"),
+                                                                 F.sum("n_tokens").alias("t")).collect()}
+    for r in report:   # one aggregation for every source of the stage
+        g = got.get(r["name"])
+        r.update({"selected_docs": int(g["n"]) if g else 0, "selected_tokens": int(g["t"] or 0) if g else 0})
     return rows, packing.placements(rows), rejected, selected, report, chosen
 
 

@@ -136,7 +136,7 @@ def tokenize_batch(batch: pa.RecordBatch, sp, ecfg: Mapping) -> pa.RecordBatch:
         out["input_ids"].append(ids)
         out["loss_mask"].append(mask)
         out["n_tokens"].append(len(ids) if ids is not None else None)
-        out["text"].append(text)
+        out["text"].append(text if d["kind"] == "reject" else None)   # kept rows drop it: less to cache
         out["reason"].append(d.get("reason"))
         out["detail"].append(d.get("detail"))
     return pa.RecordBatch.from_pydict(out, schema=OUT_SCHEMA)

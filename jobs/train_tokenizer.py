@@ -18,7 +18,6 @@ from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser  # noq
 def main(argv=None):
     ap = stage_argparser("train_tokenizer", __doc__,
                          input_help="pipeline output (stage dirs / Parquet with `text`) or JSONL files with `text`")
-    ap.set_defaults(output=None)
     args = ap.parse_args(argv)
     cfg = load_job_conf(args)
     from dataflow.config import section
