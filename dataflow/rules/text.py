@@ -106,7 +106,9 @@ class Doc:
 
     @cached_property
     def nonblank_lines(self) -> list[str]:
-        return [ln for ln in self.text.split("\n") if ln.strip()]
+        """Lines without trailing whitespace (so "\r\n" endings and trailing spaces do not hide the final
+        punctuation FineWeb looks at); blank lines dropped."""
+        return [ln.rstrip() for ln in self.text.split("\n") if ln.strip()]
 
     @cached_property
     def gopher_lines(self) -> list[str]:
