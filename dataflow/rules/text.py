@@ -78,8 +78,10 @@ def split_sentences(line: str) -> list[str]:
     return out
 
 
-_PARA_SPLIT = re.compile(r"\n{2,}")
-_LINE_SPLIT = re.compile(r"\n+")
+# Gopher splits on "\n{2,}" / "\n+"; whitespace around the newlines is absorbed too, so "\r\n" text and
+# whitespace-only lines do not produce runs of identical "\r" or " " lines that count as duplicates
+_PARA_SPLIT = re.compile(r"\s*\n\s*\n\s*")
+_LINE_SPLIT = re.compile(r"\s*\n\s*")
 
 
 class Doc:
@@ -113,7 +115,7 @@ class Doc:
     @cached_property
     def gopher_lines(self) -> list[str]:
         """Gopher repetition: lines split on runs of newlines."""
-        return _LINE_SPLIT.split(self.text)
+        return _LINE_SPLIT.split(self.text.strip())
 
     @cached_property
     def gopher_paragraphs(self) -> list[str]:
