@@ -17,6 +17,7 @@ import xxhash
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_SIMHASH_CHUNK = 8192  # shingles per numpy block (8192 x 64 uint64 = 4 MiB)
 
 # columns computed per record by `text_metrics`, with their Arrow/Spark types
 METRIC_DDL = ("chars long, words long, symbol_ratio double, digit_ratio double, upper_ratio double, "
@@ -40,53 +41,40 @@ def load_lexicons(directory: str | None, pattern: str) -> dict[str, list[str]]:
 
 
 def lexicon_matcher(lexicons: Mapping[str, list[str]]):
-    """One compiled alternation for all lexicons (longest terms first), plus term -> list name.
-    Latin terms match on word boundaries (case-insensitive); CJK terms match as substrings."""
-    term_list: dict[str, str] = {}
-    for name, terms in lexicons.items():
-        for t in terms:
-            term_list.setdefault(t.lower(), name)
-    if not term_list:
-        return None, {}
-    parts = []
-    for t in sorted(term_list, key=lambda s: (-len(s), s)):
-        esc = re.escape(t)
-        parts.append(esc if _CJK.search(t) else rf"(?<!\w){esc}(?!\w)")
-    return re.compile("|".join(parts), re.IGNORECASE), term_list
+    """RF's compiled patterns (dataflow.rules.lexicon.compile_terms), one per list: `<category>.en` lists match
+    case-insensitively on word boundaries, the others (zh) as substrings. Returns (patterns, None)."""
+    from ..rules.lexicon import compile_terms
+
+    pats = [(name, compile_terms(terms, "en" if name.endswith(".en") else name.rsplit(".", 1)[-1]))
+            for name, terms in sorted(lexicons.items())]
+    return (pats or None), None
 
 
-def text_metrics(text: str | None, matcher=None, term_list: Mapping[str, str] | None = None) -> dict:
+def text_metrics(text: str | None, matcher=None, term_list=None) -> dict:
     text = text or ""
-    non_space = sym = digit = upper = cased = cjk = 0
-    for ch in text:
-        if ch.isspace():
-            continue
-        non_space += 1
-        if ch.isdigit():
-            digit += 1
-        elif not ch.isalnum():
-            sym += 1
-        if ch.isupper():
-            upper += 1
-            cased += 1
-        elif ch.islower():
-            cased += 1
+    n = len(text)
+    space = sum(map(str.isspace, text))
+    alnum = sum(map(str.isalnum, text))
+    digit = sum(map(str.isdigit, text))
+    upper = sum(map(str.isupper, text))
+    lower = sum(map(str.islower, text))
+    non_space = n - space
     cjk = len(_CJK.findall(text))
-    hits, terms = 0, []
-    if matcher is not None:
-        for m in matcher.finditer(text):
+    hits, terms = 0, set()
+    for name, pat in matcher or ():
+        for m in pat.finditer(text):
             hits += 1
-            t = m.group(0).lower()
-            terms.append(f"{term_list.get(t, '?')}:{t}")
+            terms.add(f"{name}:{m.group(0).lower()}")
     return {
-        "chars": len(text),
+        "chars": n,
         "words": len(_WORD.findall(text)),
-        "symbol_ratio": sym / non_space if non_space else 0.0,
+        # symbols: neither letter/digit nor whitespace (digits are alnum, so they are not counted twice)
+        "symbol_ratio": (non_space - alnum) / non_space if non_space else 0.0,
         "digit_ratio": digit / non_space if non_space else 0.0,
-        "upper_ratio": upper / cased if cased else 0.0,
+        "upper_ratio": upper / (upper + lower) if upper + lower else 0.0,
         "cjk_ratio": cjk / non_space if non_space else 0.0,
         "lexicon_hits": hits,
-        "lexicon_terms": ",".join(sorted(set(terms))),
+        "lexicon_terms": ",".join(sorted(terms)),
     }
 
 
@@ -102,15 +90,19 @@ def shingles(text: str, zh_n: int, word_n: int) -> list[str]:
 
 
 def simhash64(text: str, zh_n: int, word_n: int) -> int:
-    """64-bit SimHash over xxh64 shingle hashes, as a signed int64 (Spark `long`)."""
-    acc = [0] * 64
-    for sh in shingles(text, zh_n, word_n):
-        h = xxhash.xxh64_intdigest(sh.encode("utf-8"))
-        for b in range(64):
-            acc[b] += 1 if (h >> b) & 1 else -1
+    """64-bit SimHash over xxh64 shingle hashes, as a signed int64 (Spark `long`). Bit counts are summed with
+    numpy in chunks, so a 400k-character book costs a fraction of a second."""
+    import numpy as np
+
+    sh = shingles(text, zh_n, word_n)
+    ones = np.zeros(64, dtype=np.int64)
+    shifts = np.arange(64, dtype=np.uint64)
+    for i in range(0, len(sh), _SIMHASH_CHUNK):
+        hs = np.fromiter((xxhash.xxh64_intdigest(x.encode("utf-8")) for x in sh[i:i + _SIMHASH_CHUNK]), dtype=np.uint64)
+        ones += ((hs[:, None] >> shifts) & np.uint64(1)).sum(axis=0, dtype=np.int64)
     v = 0
     for b in range(64):
-        if acc[b] > 0:
+        if 2 * int(ones[b]) > len(sh):  # more ones than zeros at bit b
             v |= 1 << b
     return v - (1 << 64) if v >= 1 << 63 else v
 
@@ -182,7 +174,7 @@ def with_metrics(df, lexicons: Mapping[str, list[str]]):
     lex = dict(lexicons)
 
     def apply(batches):
-        matcher, term_list = _matcher_for(lex)
+        matcher, term_list = _matcher_for(lex)  # compiled once per Python worker
         for b in batches:
             rows = [text_metrics(t, matcher, term_list) for t in b.column("text").to_pylist()]
             cols = list(b.columns) + [pa.array([r[n] for r in rows], type=types.get(n, pa.float64())) for n in names]
