@@ -158,12 +158,12 @@ def run(df, cfg: Mapping) -> StageResult:
     from pyspark.sql import functions as F
 
     from .schema import spark_schema
-    from .spark import load_once, ship_file
+    from .spark import load_once
+    from .tokenizer import ship_model
 
     ecfg = dict(cfg["encode"])
-    model = str(Path(cfg["model"]).resolve())
     spark = df.sparkSession
-    ship_file(spark, model)
+    model = ship_model(spark, cfg["model"])
     cols = [F.col(c).cast("string").alias(c) if c in df.columns else F.lit(None).cast("string").alias(c)
             for c in INPUT_COLUMNS]
 
@@ -185,6 +185,6 @@ def run(df, cfg: Mapping) -> StageResult:
         by = sorted(({"source": r["source"], "type": r["type"], "docs": r["docs"], "tokens": r["tokens"]} for r in rows),
                     key=lambda d: (d["source"] or "", d["type"] or ""))
         return {"tokens": sum(d["tokens"] for d in by), "by_source": by,
-                "tokenizer": tokenizer_info(model)}
+                "tokenizer": tokenizer_info(Path(cfg["model"]).resolve())}
 
     return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)

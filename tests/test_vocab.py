@@ -74,3 +74,20 @@ def test_old_ids_kept_new_chars_single_pieces(expanded, base_model, zh_docs):
     text = "".join(d["text"] for d in zh_docs[:50])
     assert new.decode(new.encode(text)) == text                 # round-trips exactly
     assert len(new.encode(text)) < len(base.encode(text))       # and is shorter
+
+
+def test_spark_tokenize_with_base_then_expanded_model(spark, expanded, base_model, zh_docs):
+    """Two different models both named tokenizer.model in one session: each run must use its own."""
+    from dataflow import tokenize
+
+    out, _ = expanded
+    docs = zh_docs[:30]
+    df = spark.createDataFrame([(d["id"], d["source"], d["text"]) for d in docs], "id string, source string, text string")
+    for model in (base_model, out / "tokenizer.model"):
+        assert model.name == "tokenizer.model"
+        cfg = dict(load_conf()["tokenizer"], model=str(model))
+        res = tokenize.run(df, cfg)
+        got = {r["id"]: r["input_ids"] for r in res.kept.collect()}
+        res.annotated.unpersist()
+        sp = spm.SentencePieceProcessor(model_file=str(model))
+        assert got == {d["id"]: [sp.bos_id()] + sp.encode(d["text"]) + [sp.eos_id()] for d in docs}

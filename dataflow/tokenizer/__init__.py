@@ -41,3 +41,28 @@ def pipeline_lang(lang: str | None) -> str | None:
     if lang is None:
         return None
     return "zh" if lang == "zh" or lang.startswith("zh-") else lang
+
+
+def ship_model(spark, path) -> str:
+    """Ship a model under a content-addressed name and return the path workers load it by.
+
+    SparkFiles is one flat namespace per session: a second, different `tokenizer.model` (say the expanded one
+    after the base one) would clash with the first. A copy named `<sha256[:16]>-<name>` never clashes, and the
+    same content maps to the same name, so shipping it again is a no-op."""
+    import hashlib
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from ..spark import ship_file
+
+    src = Path(path).resolve()
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / "ziya2-shipped-models"
+    cache.mkdir(parents=True, exist_ok=True)
+    dest = cache / f"{sha}-{src.name}"
+    if not dest.exists():
+        tmp = dest.with_suffix(dest.suffix + f".{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+    return ship_file(spark, dest)

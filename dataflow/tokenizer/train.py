@@ -97,9 +97,10 @@ def vocab_report(spark, sample, model_path: Path, tcfg: Mapping) -> dict:
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from ..spark import load_once, ship_file
+    from ..spark import load_once
+    from . import ship_model
 
-    path = ship_file(spark, model_path)
+    path = ship_model(spark, model_path)
 
     def stats(batches):
         sp, is_byte = load_once("sentencepiece+bytes", path, _load_sp)
