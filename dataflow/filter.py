@@ -8,6 +8,7 @@ examples per rule for human audit.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -84,7 +85,9 @@ def run(df, cfg: dict):
 
     annotated = src.mapInArrow(transform, out_schema)
     result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG])
-    result.stats = lambda: rule_stats(result.annotated, rules)
+    lexicons = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] for path in lexicon_files(rules)}
+    # the config hash covers lexicon paths, not contents: record the contents' hashes for audit
+    result.stats = lambda: {**rule_stats(result.annotated, rules), "lexicons": lexicons}
     return result
 
 
