@@ -53,13 +53,14 @@ def test_lines_match_sequential_ccnet_reference(spark, corpus_docs, tmp_path):
                  "meta": {"warc_date": "2024-09-01T00:00:00Z"}})
     c = load_conf()["dedup"]["lines"]
     seen: set = set()
-    expected_text, expected_rej = {}, set()
+    expected_text, expected_rej, removed_lines = {}, set(), 0
     for r in sorted(rows, key=lambda r: (r["meta"]["warc_date"], r["id"])):
         hs = line_hashes(r["text"], r["lang"], c["min_line_chars"], T2S)
         lines = r["text"].split("\n")
         keep = [l for l, h in zip(lines, hs) if h is None or h not in seen]
         seen |= {h for h in hs if h is not None}
         text = "\n".join(keep)
+        removed_lines += len(lines) - len(keep)
         if len(keep) < len(lines) and len("".join(text.split())) < c["min_doc_chars"]:
             expected_rej.add(r["id"])
         else:
@@ -71,6 +72,7 @@ def test_lines_match_sequential_ccnet_reference(spark, corpus_docs, tmp_path):
     assert rej["zz-copied-lines"]["dup_of"] in (docs[3]["id"], docs[4]["id"])
     changed = sum(expected_text[i] != r["text"] for r in rows for i in [r["id"]] if i in expected_text)
     assert stats["extra"]["lines"]["documents_changed"] == changed + len(expected_rej) and changed > 5
+    assert stats["extra"]["lines"]["lines_removed"] == removed_lines
 
 
 def test_book_level_dedup_at_ninety_percent(spark, corpus_docs, tmp_path):
@@ -85,11 +87,13 @@ def test_book_level_dedup_at_ninety_percent(spark, corpus_docs, tmp_path):
     rows = _rows([moby, {**moby, "id": "zz-edition"}, {**moby, "id": "zz-volume-one"},
                   short, {**short, "id": "zz-short-copy"}])
     rows[1]["text"], rows[2]["text"] = "\r\n\r\n".join(edited), half
+    rows.append({**rows[3], "id": "zz-no-source", "source": None})      # not a book, must pass through
     stats, rej, kept = run_stage(spark, rows, tmp_path, ["book"], 2)
     assert set(rej) == {"zz-edition"}
     assert rej["zz-edition"]["reason"] == "dedup:book" and rej["zz-edition"]["dup_of"] == moby["id"]
     # the shorter volume is under 90% overlap, and non-books are not this step's business
-    assert {r["id"] for r in kept.select("id").collect()} == {moby["id"], "zz-volume-one", short["id"], "zz-short-copy"}
+    assert {r["id"] for r in kept.select("id").collect()} == {moby["id"], "zz-volume-one", short["id"], "zz-short-copy",
+                                                                "zz-no-source"}
     assert stats["extra"]["book"]["books"] == 3
 
 

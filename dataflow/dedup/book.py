@@ -17,7 +17,7 @@ def is_book_expr(cfg: dict):
     sources = list(cfg.get("sources") or [])
     if sources:
         cond = cond | F.col("source").isin(sources)
-    return cond
+    return F.coalesce(cond, F.lit(False))    # a null source is simply not a listed one
 
 
 def mark(df, cfg: dict, t2s_langs: frozenset):

@@ -47,6 +47,8 @@ def connected_components(edges, max_iterations: int):
          .where(F.col("lo") != F.col("hi")).distinct())
     e = checkpoint(e)
     prev_n = edges_in = e.count()
+    if edges_in == 0:
+        return e.sparkSession.createDataFrame([], "node string, rep string"), {"edges": 0, "cc_rounds": 0}
     for it in range(1, max_iterations + 1):
         # large-star: each node x links its larger neighbours to m(x) = min(x, N(x))
         both = e.select(F.col("lo").alias("x"), F.col("hi").alias("y")).unionByName(

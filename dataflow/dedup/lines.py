@@ -62,7 +62,7 @@ def mark(df, cfg: dict, t2s_langs: frozenset):
                                    F.min("_first").alias("_first")))
     out = df.join(removed, ORDER, "left")
     out = (out.withColumn("_new", F.when(F.col("_pos").isNotNull(), rebuild("text", "_pos")).otherwise(F.col("text")))
-              .withColumn("lines_removed", F.coalesce(F.size("_pos"), F.lit(0)).cast("int")))
+              .withColumn("lines_removed", F.when(F.col("_pos").isNotNull(), F.size("_pos")).otherwise(0).cast("int")))
     emptied = F.col("_pos").isNotNull() & (F.length(F.regexp_replace("_new", r"\s+", "")) < F.lit(min_doc))
     # a rejected document keeps its original text, so the decision can be audited
     out = (out.withColumn("_dup_of", F.when(emptied, order_id("_first")))

@@ -104,22 +104,26 @@ def mark(df, cfg: dict, partitions: int):
               .sortWithinPartitions(ORDER)
               .mapInArrow(lambda it: bloom_pass(it, cap, err), schema))
     marked = marked.localCheckpoint(eager=True)
-    hits = marked.where("_hit")
-    # verification: the original of a URL is its smallest _order; only URLs that had a hit are looked up
-    firsts = (marked.join(hits.select("_url_norm").distinct(), "_url_norm", "left_semi")
-              .groupBy("_url_norm").agg(F.min(ORDER).alias("_first")))
-    verdict = (hits.select(ORDER, "_url_norm").join(firsts, "_url_norm")
-               .select(ORDER, F.when(F.col("_first") != F.col(ORDER), F.col("_first")).alias("_first")))
-    out = (marked.join(verdict, ORDER, "left")
-           .withColumn("_dup_of", F.when(F.col("_first").isNotNull(), F.substring_index("_first", "\x00", -1)))
-           .withColumn("_detail", F.when(F.col("_first").isNotNull(),
-                                         F.concat(F.lit("url: same normalized URL "), F.col("_url_norm"))))
-           .drop("_first"))
+    agg = marked.agg(F.count("_url_norm").alias("with_url"), F.count(F.lit(1)).alias("n"),
+                     F.sum(F.col("_hit").cast("long")).alias("hits"), F.sum("_fp_p").alias("fp_est")).collect()[0]
+    n_hits = int(agg["hits"] or 0)
+    if n_hits == 0:   # nothing to verify: skip the lookups (the common case on already-deduplicated input)
+        out = marked.withColumn("_dup_of", F.lit(None).cast("string")).withColumn("_detail", F.lit(None).cast("string"))
+    else:
+        hits = marked.where("_hit")
+        # verification: the original of a URL is its smallest _order; only URLs that had a hit are looked up
+        firsts = (marked.join(hits.select("_url_norm").distinct(), "_url_norm", "left_semi")
+                  .groupBy("_url_norm").agg(F.min(ORDER).alias("_first")))
+        verdict = (hits.select(ORDER, "_url_norm").join(firsts, "_url_norm")
+                   .select(ORDER, F.when(F.col("_first") != F.col(ORDER), F.col("_first")).alias("_first")))
+        out = (marked.join(verdict, ORDER, "left")
+               .withColumn("_dup_of", F.when(F.col("_first").isNotNull(), F.substring_index("_first", "\x00", -1)))
+               .withColumn("_detail", F.when(F.col("_first").isNotNull(),
+                                             F.concat(F.lit("url: same normalized URL "), F.col("_url_norm"))))
+               .drop("_first"))
 
     def stats(annotated) -> dict:
-        agg = marked.agg(F.count("_url_norm").alias("with_url"), F.count(F.lit(1)).alias("n"),
-                         F.sum(F.col("_hit").cast("long")).alias("hits"), F.sum("_fp_p").alias("fp_est")).collect()[0]
-        fp = int(agg["hits"] or 0) - annotated.where(F.col("_dup_of").isNotNull()).count()
+        fp = n_hits - annotated.where(F.col("_dup_of").isNotNull()).count() if n_hits else 0
         return {"without_url": int(agg["n"]) - int(agg["with_url"]), "with_url": int(agg["with_url"]),
                 "bloom_hits": int(agg["hits"] or 0),
                 "bloom_false_positives_measured": int(fp),
