@@ -23,36 +23,39 @@ STAGE = "filter"
 FLAGS = "rule_flags"          # kept on the output: map<string,int> rule -> units removed
 _CHARS = "_rule_chars"        # internal: map<string,long> rule -> characters removed (stats only)
 _ORIG = "_orig_text"          # internal: the input text of rewritten documents (examples only)
+_REMOVED = "_removed"         # internal: rule -> its first removed paragraphs/sentences (examples only)
 ADDED = [pa.field(FLAGS, pa.map_(pa.string(), pa.int32())), pa.field(_CHARS, pa.map_(pa.string(), pa.int64())),
-         pa.field(_ORIG, pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())]
+         pa.field(_ORIG, pa.string()), pa.field(_REMOVED, pa.map_(pa.string(), pa.list_(pa.string()))),
+         pa.field("reason", pa.string()), pa.field("detail", pa.string())]
 
 
 def lexicon_files(rules: list[ActiveRule]) -> list[str]:
     return sorted({p for r in rules for p in (r.params.get("lexicons") or {}).values()})
 
 
-def annotate_batch(batch: pa.RecordBatch, rules: list[ActiveRule]) -> pa.RecordBatch:
+def annotate_batch(batch: pa.RecordBatch, rules: list[ActiveRule], keep_removed: int = 0) -> pa.RecordBatch:
     """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns."""
     texts = batch.column("text").to_pylist()
     langs = batch.column("lang").to_pylist()
-    new_text, flags, chars, orig, reasons, details = [], [], [], [], [], []
+    new_text, flags, chars, orig, removed, reasons, details = [], [], [], [], [], [], []
     for text, lang in zip(texts, langs):
         if text is None:
-            new_text.append(None), flags.append([]), chars.append([]), orig.append(None)
+            new_text.append(None), flags.append([]), chars.append([]), orig.append(None), removed.append([])
             reasons.append("malformed:text"), details.append("text is null")
             continue
-        o = filter_text(text, lang, rules)
+        o = filter_text(text, lang, rules, keep_removed)
         new_text.append(o.text)
         flags.append(sorted(o.units.items()))
         chars.append(sorted(o.chars.items()))
         orig.append(text if o.changed else None)
+        removed.append(sorted(o.removed.items()))
         reasons.append(o.reason)
         details.append(o.detail)
     cols, fields = [], []
     for name, col, fld in zip(batch.schema.names, batch.columns, batch.schema):
         cols.append(pa.array(new_text, pa.string()) if name == "text" else col)
         fields.append(pa.field("text", pa.string()) if name == "text" else fld)
-    for fld, values in zip(ADDED, (flags, chars, orig, reasons, details)):
+    for fld, values in zip(ADDED, (flags, chars, orig, removed, reasons, details)):
         cols.append(pa.array(values, fld.type))
         fields.append(fld)
     return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
@@ -75,16 +78,20 @@ def run(df, cfg: dict):
         [f for f in df.schema.fields if f.name not in {a.name for a in ADDED}]
         + [T.StructField(FLAGS, T.MapType(T.StringType(), T.IntegerType())),
            T.StructField(_CHARS, T.MapType(T.StringType(), T.LongType())),
-           T.StructField(_ORIG, T.StringType()), T.StructField("reason", T.StringType()),
+           T.StructField(_ORIG, T.StringType()),
+           T.StructField(_REMOVED, T.MapType(T.StringType(), T.ArrayType(T.StringType()))),
+           T.StructField("reason", T.StringType()),
            T.StructField("detail", T.StringType())])
     src = df.drop(*[a.name for a in ADDED if a.name in df.columns])
 
+    keep_removed = int(cfg["example_removed_units"])
+
     def transform(batches):
         for b in batches:
-            yield annotate_batch(b, rules)
+            yield annotate_batch(b, rules, keep_removed)
 
     annotated = src.mapInArrow(transform, out_schema)
-    result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG])
+    result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG, _REMOVED])
     lexicons = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] for path in lexicon_files(rules)}
     # the config hash covers lexicon paths, not contents: record the contents' hashes for audit
     result.stats = lambda: {**rule_stats(result.annotated, rules), "lexicons": lexicons}
@@ -123,13 +130,14 @@ def write_examples(annotated, out, cfg: dict) -> dict[str, int]:
     from pyspark.sql import functions as F
 
     n, cap, seed = int(cfg["examples_per_rule"]), int(cfg["example_max_chars"]), int(cfg["seed"])
-    touched = annotated.select("id", "source", "lang", "text", _ORIG, "reason", "detail", FLAGS,
+    touched = annotated.select("id", "source", "lang", "text", _ORIG, _REMOVED, "reason", "detail", FLAGS,
                                F.explode(F.map_keys(FLAGS)).alias("rule"))
     w = Window.partitionBy("rule").orderBy(F.xxhash64(F.lit(seed), F.col("id")), F.col("id"))
     picked = (touched.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)
               .select("rule", "rank", "id", "source", "lang",
                       F.element_at(FLAGS, F.col("rule")).alias("units"),
                       F.col("reason").alias("rejected_by"), "detail",
+                      F.col(_REMOVED)[F.col("rule")].alias("removed"),
                       F.substring(F.coalesce(_ORIG, "text"), 1, cap).alias("before"),
                       F.when(F.col("reason").isNull(), F.substring("text", 1, cap)).alias("after")))
     rows = picked.collect()   # at most examples_per_rule x rules rows, each text cut to example_max_chars

@@ -89,7 +89,9 @@ def test_per_rule_stats(job_out, expected):
     assert per_rule["c4.terminal_punct"]["paragraphs"] > 0 and per_rule["gopher_quality.word_count"]["documents"] > 0
 
 
-def test_examples_are_seeded_and_show_before_after(job_out, expected):
+def test_examples_are_seeded_and_show_before_after(job_out, expected, corpus_docs):
+    texts = {d["id"]: d["text"] for d in corpus_docs}
+    levels = {r.name: r.level for r in all_rules()}
     ex_dir = job_out / "examples"
     fired = {name for o in expected.values() for name in o.units}
     assert {p.stem for p in ex_dir.glob("*.jsonl")} == fired
@@ -100,6 +102,11 @@ def test_examples_are_seeded_and_show_before_after(job_out, expected):
         for row in rows:
             o = expected[row["id"]]
             assert p.stem in o.units
+            if levels[p.stem] == "document":
+                assert row["removed"] is None
+            else:  # the removed units themselves, verbatim from the input, at most example_removed_units
+                assert 1 <= len(row["removed"]) <= CFG["example_removed_units"]
+                assert all(u in texts[row["id"]] for u in row["removed"])
             if o.reason is None:
                 assert row["after"] is not None and row["before"] != row["after"]
             else:

@@ -369,3 +369,14 @@ def test_crlf_line_endings_do_not_hide_final_punctuation(T):
     crlf = T.moby.replace("\n", "\r\n")
     assert check("fineweb.line_punct_ratio", crlf, "en") is None
     assert filter_text(crlf, "en", ACTIVE).reason is None
+
+
+def test_removed_units_are_kept_for_audit_up_to_the_cap(T):
+    lines = T.moby.split("\n")
+    for k, extra in enumerate(["Share on Facebook", "Share on Twitter", "Share via email"]):
+        lines.insert(2 + 2 * k, extra)
+    o = filter_text("\n".join(lines), "en", ACTIVE, keep_removed=2)
+    assert o.units == {"c4.terminal_punct": 3}          # no final punctuation: C4 takes them first
+    assert o.removed == {"c4.terminal_punct": ["Share on Facebook", "Share on Twitter"]}
+    assert o.text == T.moby
+    assert filter_text("\n".join(lines), "en", ACTIVE).removed == {}

@@ -23,6 +23,7 @@ class Outcome:
     detail: str | None = None
     units: dict[str, int] = field(default_factory=dict)   # rule -> documents/paragraphs/sentences removed
     chars: dict[str, int] = field(default_factory=dict)   # rule -> characters removed
+    removed: dict[str, list[str]] = field(default_factory=dict)  # rule -> its first removed units (audit examples)
 
     @property
     def changed(self) -> bool:
@@ -36,7 +37,8 @@ def _floor(rules: list[ActiveRule], lang: str | None) -> int:
     return 1  # min_chars disabled: only an emptied document is rejected
 
 
-def filter_text(text: str, lang: str | None, rules: list[ActiveRule]) -> Outcome:
+def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_removed: int = 0) -> Outcome:
+    """`keep_removed`: how many removed units per rule to keep in `Outcome.removed` (for audit examples)."""
     doc = Doc(text, lang)
     applicable = [r for r in rules if r.applies_to(lang)]
     out = Outcome(text=text)
@@ -86,6 +88,8 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule]) -> Outcome
                 alive[i] = False
                 removed += 1
                 out.chars[r.name] = out.chars.get(r.name, 0) + len(ln) + 1   # the line and its newline
+                if removed <= keep_removed:
+                    out.removed.setdefault(r.name, []).append(ln)
         if removed:
             out.units[r.name] = removed
         if reject_if_short(r, removed):
@@ -109,6 +113,8 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule]) -> Outcome
                     flags[j] = False
                     removed += 1
                     out.chars[r.name] = out.chars.get(r.name, 0) + len(s)
+                    if removed <= keep_removed:
+                        out.removed.setdefault(r.name, []).append(s)
             if not any(flags):
                 alive[i] = False     # every sentence gone: the line goes too (its newline with it)
                 out.chars[r.name] = out.chars.get(r.name, 0) + 1
