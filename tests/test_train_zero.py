@@ -126,3 +126,22 @@ def test_two_gloo_ranks_with_zero2_keep_identical_weights(mix, tmp_path):
     assert r0["summary"]["steps"] == 6
     # both ranks consumed distinct halves of each global batch: 6 steps × 2 ranks × 2 rows × 128 tokens
     assert r0["summary"]["tokens"] == 6 * 2 * 2 * 128
+
+
+def test_sigterm_checkpoints_after_the_current_step_and_resume_finishes(mix, tmp_path):
+    import signal
+    calls = []
+
+    def preempted(logits, labels):  # the scheduler sends SIGTERM during the 3rd step
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return causal_lm_loss(logits, labels)
+
+    common = ("data.stages=[1]", "max_steps=5", "checkpoint.resume=true")
+    s1, _ = train(config(mix, tmp_path, *common), loss_fn=preempted)
+    assert s1["stopped"] and s1["steps"] == 3
+    assert (tmp_path / "ckpt" / "latest").read_text().strip() == "global_step3"
+    s2, _ = train(config(mix, tmp_path, *common))
+    assert s2["steps"] == 5 and not s2["stopped"]
+    assert [r["step"] for r in records(tmp_path)] == [1, 2, 3, 4, 5]

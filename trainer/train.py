@@ -118,10 +118,13 @@ class Stop:
 
     def __init__(self):
         self.requested = False
-        signal.signal(signal.SIGTERM, self._handle)
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, *_):
         self.requested = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
@@ -233,6 +236,7 @@ def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
         if cfg.checkpoint.at_exit or stop.requested:
             save()
     finally:
+        stop.restore()
         if bar is not None:
             bar.close()
         log.close()
