@@ -113,3 +113,28 @@ def test_build_tools_is_cached(tmp_path):
     assert build_tools.main(["--dest", str(dest)]) == 0
     assert before == {t: os.stat(dest / "bin" / t).st_mtime_ns for t in build_tools.TOOLS}
     assert not build_tools.tools_ready(tmp_path)
+
+
+def test_train_lm_job_from_a_wiki_dump_is_reproducible(tmp_path, corpus_dir, corpus_docs):
+    """`score.train.wiki.<lang>` (JSONL with "text", gzipped) replaces the corpus; two runs give
+    byte-identical models (seeded SentencePiece, deterministic lmplz)."""
+    import gzip
+
+    from jobs import train_lm
+
+    dump = tmp_path / "zhwiki.jsonl.gz"
+    with gzip.open(dump, "wt", encoding="utf-8") as f:
+        for d in corpus_docs:
+            if d["source"] == "fortunes-zh":
+                f.write(json.dumps({"title": d["id"], "text": d["text"]}, ensure_ascii=False) + "\n")
+    outs = []
+    out = tmp_path / "lm"
+    for _ in range(2):
+        report = train_lm.main(["--corpus", str(corpus_dir), "--output", str(out), "--langs", "zh",
+                                "--set", f"score.train.wiki.zh={dump}", "--set", "score.train.sp_vocab_size={zh: 3500}"])
+        info = report["langs"]["zh"]
+        assert info["source"] == f"wiki:{dump}" and "heldout_docs" not in info
+        assert info["sp_vocab"] <= 3500 and info["ngrams"]["1"] > 100
+        assert json.loads((out / "report.json").read_text())["langs"]["zh"]["lines"] == info["lines"] > 1000
+        outs.append([(out / f).read_bytes() for f in ("zh.sp.model", "zh.arpa.bin")])
+    assert outs[0] == outs[1]

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -193,8 +192,12 @@ def train_language(lang: str, texts: Iterable[str], out_dir: Path, scfg: dict, l
     norm = normalize_settings(scfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix=f"lm-{lang}-", dir=out_dir) as tmp:
-        tmp = Path(tmp)
+    # a fixed scratch name: the SentencePiece model records its input path and prefix, so a random
+    # temporary name would make reruns differ byte for byte
+    tmp = out_dir / f".train-{lang}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
         text_file = tmp / "text.txt"
         n_lines = write_normalized(texts, text_file, norm)
         if n_lines == 0:
@@ -210,6 +213,8 @@ def train_language(lang: str, texts: Iterable[str], out_dir: Path, scfg: dict, l
         shutil.move(str(tmp / f"{lang}.arpa.bin"), out_dir / f"{lang}.arpa.bin")
         if tcfg.get("keep_arpa"):
             shutil.move(str(arpa), out_dir / f"{lang}.arpa")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     import sentencepiece as spm
 
     vocab = spm.SentencePieceProcessor(model_file=str(out_dir / f"{lang}.sp.model")).get_piece_size()
