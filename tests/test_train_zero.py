@@ -145,3 +145,19 @@ def test_sigterm_checkpoints_after_the_current_step_and_resume_finishes(mix, tmp
     s2, _ = train(config(mix, tmp_path, *common))
     assert s2["steps"] == 5 and not s2["stopped"]
     assert [r["step"] for r in records(tmp_path)] == [1, 2, 3, 4, 5]
+
+
+def test_zero3_trains_and_exports_a_model_transformers_loads(mix, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = config(mix, tmp_path, f"deepspeed={ROOT}/conf/deepspeed/zero3.json", "data.stages=[1]", "max_steps=3")
+    summary, _ = train(cfg)
+    assert summary["steps"] == 3 and summary["skipped"] == 0
+    hf_dir = export_checkpoint(tmp_path / "ckpt", tmp_path / "hf", dtype=torch.float32)
+    ours_cfg, sd = load_hf(hf_dir)
+    from trainer.model import Llama
+    ours = Llama(ours_cfg, attention="sdpa_mask").eval()
+    ours.load_state_dict(sd)
+    ref = transformers.LlamaForCausalLM.from_pretrained(hf_dir, attn_implementation="eager").eval()
+    ids = torch.tensor([[1, 50, 60, 70, 80, 2]])
+    with torch.no_grad():
+        assert (ref(input_ids=ids).logits - ours(ids)).abs().max().item() <= 1e-4

@@ -142,7 +142,10 @@ def export_checkpoint(ckpt_dir: str | Path, out: str | Path, tag: str | None = N
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     ckpt_dir = Path(ckpt_dir)
     tag = tag or (ckpt_dir / "latest").read_text().strip()
-    client = torch.load(ckpt_dir / tag / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+    states = ckpt_dir / tag / "mp_rank_00_model_states.pt"
+    if not states.exists():  # ZeRO-3 writes one model-states file per rank
+        states = ckpt_dir / tag / "zero_pp_rank_0_mp_rank_00_model_states.pt"
+    client = torch.load(states, map_location="cpu", weights_only=False)
     cfg = ModelConfig(**{k: v for k, v in client["model_config"].items()})
     sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)
     if not sd:  # ZeRO disabled: the module state is the full model

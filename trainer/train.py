@@ -144,6 +144,7 @@ def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
     seq_len = max(s.seq_len for s in stages)
     if seq_len > mcfg.max_seq_len:
         raise ValueError(f"shards have seq_len {seq_len} > model max_seq_len {mcfg.max_seq_len}")
+    n_matmul = num_params(model, exclude_embeddings=True)  # before ZeRO-3 partitions the parameters away
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     sched = scheduler(optimizer, cfg.optim, plan.total)
@@ -159,7 +160,6 @@ def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
     if rank == 0:
         Path(cfg.metrics.dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.metrics.dir) / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
-    n_matmul = num_params(model, exclude_embeddings=True)
     peak = device_peak_tflops(cfg.metrics.peak_tflops)
     stop = Stop()
     bar = None
