@@ -61,14 +61,15 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_remov
     sent_alive: dict[int, list[bool]] = {}
 
     def remaining() -> int:
+        """Characters left, measured like length.min_chars (surrounding whitespace of each line not counted)."""
         n = 0
         for i, ln in enumerate(lines):
             if not alive[i]:
                 continue
             if i in sentences:
-                n += sum(len(s) for s, a in zip(sentences[i], sent_alive[i]) if a)
+                n += len("".join(s for s, a in zip(sentences[i], sent_alive[i]) if a).strip())
             else:
-                n += len(ln)
+                n += len(ln.strip())
         return n
 
     def reject_if_short(r: ActiveRule, removed: int) -> bool:
