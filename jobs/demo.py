@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
                     help="configuration override for the data stages (repeatable)")
     ap.add_argument("--train-steps", type=int, default=8,
                     help="trainer steps per training stage (conf/train/tiny.yaml data.steps_per_stage; 0 = skip training)")
+    ap.add_argument("--vocab-size", type=int, default=4000,
+                    help="SentencePiece vocabulary for the demo tokenizer (the few-MB fixture cannot fill LLaMA's 32k; "
+                         "a small vocabulary also keeps the tiny model's embedding small)")
     ap.add_argument("--force", action="store_true", help="redo every step, finished or not")
     return ap
 
@@ -117,7 +120,8 @@ def main(argv=None) -> int:
     tok_model = tok_dir / "tokenizer.model"
     if final is not None:
         step("tokenizer: SentencePiece BPE on the kept documents",
-             [py, "-m", "jobs.train_tokenizer", "--input", str(final), "--output", str(tok_dir), "--conf", a.conf],
+             [py, "-m", "jobs.train_tokenizer", "--input", str(final), "--output", str(tok_dir), "--conf", a.conf,
+              "--set", f"tokenizer.train.vocab_size={a.vocab_size}"],
              tok_model, a.force)
         if tok_model.exists():
             step("tokenize: pipeline output (pretraining documents)",

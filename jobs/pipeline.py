@@ -66,7 +66,7 @@ def plan(cfg: dict, inputs: list[str], output: str, only: list[str] | None = Non
         if not job_exists(name):
             steps.append({"name": name, "dir": st["dir"], "missing": True})
             continue
-        out = str(Path(output) / st["dir"])
+        out = output.rstrip("/") + "/" + st["dir"]  # string join: Path() would fold s3a:// to s3a:/
         sect_hash = conf_hash(cfg.get(name) or {})
         key = conf_hash({"stage": name, "config_hash": sect_hash, "upstream": upstream})
         extra = ["--stages", *earlier] if name == "evaluate" else []
