@@ -70,9 +70,12 @@ def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: in
     cycles = math.ceil(target / avail)
     last_target = target - (cycles - 1) * avail
 
-    def replica(d, cycle_col):
-        return d.withColumn("id", F.when(cycle_col == 0, F.col("id"))
-                            .otherwise(F.concat(F.col("id"), F.lit("#e"), cycle_col.cast("string"))))
+    def replica(d, cycle):
+        """Epoch 0 keeps the id; repeat k becomes `<id>#e<k>` (cycle: an int or a column)."""
+        if isinstance(cycle, int):
+            return d if cycle == 0 else d.withColumn("id", F.concat(F.col("id"), F.lit(f"#e{cycle}")))
+        return d.withColumn("id", F.when(cycle == 0, F.col("id"))
+                            .otherwise(F.concat(F.col("id"), F.lit("#e"), cycle.cast("string"))))
 
     parts = []
     if cycles > 1:
@@ -80,7 +83,7 @@ def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: in
         parts.append(replica(full, F.col("_cycle")).drop("_cycle"))
     c = cycles - 1
     if last_target >= avail:
-        parts.append(replica(df, F.lit(c)))
+        parts.append(replica(df, c))
     else:
         key = F.xxhash64(F.lit(int(seed)), F.lit(name), F.lit(c), F.col("id"))
         d = df.withColumn("_key", key).withColumn("_b", F.pmod(F.col("_key"), F.lit(int(buckets))))
@@ -96,7 +99,7 @@ def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: in
         inside = (d.filter(F.col("_b") == cut_b).withColumn("_cum", F.sum("n_tokens").over(w))
                    .filter(F.col("_cum") - F.col("n_tokens") / 2 < F.lit(float(need))).drop("_cum"))
         last = d.filter(F.col("_b") < cut_b).unionByName(inside).drop("_key", "_b")
-        parts.append(replica(last, F.lit(c)))
+        parts.append(replica(last, c))
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
