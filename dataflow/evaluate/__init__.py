@@ -98,7 +98,7 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
         "output": output,
         "sample": summarize(scored, cfg),
         "near_dups": near,
-        "hist": {"chars": log_histogram(measured, "chars", per_decade),
+        "hist": {"per_decade": per_decade, "chars": log_histogram(measured, "chars", per_decade),
                  "ppl": log_histogram(measured, "ppl", per_decade)},
         "lexicons": {name: len(terms) for name, terms in lexicons.items()},
         "rule_hits": (find_extra(filter_stats, "hit") or (filter_stats or {}).get("rejected") or {}),

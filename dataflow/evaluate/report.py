@@ -59,6 +59,9 @@ def funnel(stage_stats: list[dict]) -> dict:
 def find_extra(stats: Mapping | None, needle: str) -> dict:
     """The first dict in a stage's `extra` whose key contains `needle` (stages name them their own way)."""
     extra = (stats or {}).get("extra") or {}
+    for key in (needle, needle + "s"):  # the stage's own name for it first (e.g. AS: cutoffs vs ccnet_cutoffs)
+        if isinstance(extra.get(key), dict):
+            return extra[key]
     for key in sorted(extra):
         if needle in key.lower() and isinstance(extra[key], dict):
             return extra[key]
@@ -96,8 +99,8 @@ def plot_funnel(f: dict) -> bytes | None:
     ax1.bar([i - 0.2 for i in x], [d * 100 for d in docs], 0.4, label="documents", color="#4c72b0")
     ax1.bar([i + 0.2 for i in x], [c * 100 for c in chars], 0.4, label="characters", color="#dd8452")
     for i, (d, c) in enumerate(zip(docs, chars)):
-        ax1.text(i - 0.2, d * 100 + 1, f"{d:.0%}", ha="center", fontsize=8)
-        ax1.text(i + 0.2, c * 100 + 1, f"{c:.0%}", ha="center", fontsize=8)
+        ax1.text(i - 0.2, d * 100 + 1, f"{d:.0%}", ha="center", fontsize=7)
+        ax1.text(i + 0.2, c * 100 + 1, f"{c:.0%}", ha="center", fontsize=7)
     ax1.set_xticks(list(x), labels, rotation=20)
     ax1.set_ylabel("% of the input retained")
     ax1.set_ylim(0, 112)
@@ -138,23 +141,26 @@ def plot_counts(summary: Mapping) -> bytes | None:
     return _png(fig)
 
 
-def _hist_by_group(ax, hist: list[dict], max_groups: int = 8):
+def _hist_by_group(ax, hist: list[dict], per_decade: int, max_groups: int = 8):
     groups = {}
     for h in hist:
         groups.setdefault(h["group"], []).append((h["bin"], h["count"]))
     top = sorted(groups, key=lambda g: -sum(c for _, c in groups[g]))[:max_groups]
     for g in top:
-        pts = sorted(groups[g])
-        ax.step([10 ** b for b, _ in pts], [c for _, c in pts], where="post", label=f"{g} ({sum(c for _, c in pts)})")
+        # empty bins are absent from the aggregate: put zeros back so a step does not bridge a gap
+        counts = {round(b * per_decade): c for b, c in groups[g]}
+        lo, hi = min(counts), max(counts)
+        pts = [(i / per_decade, counts.get(i, 0)) for i in range(lo, hi + 2)]
+        ax.step([10 ** b for b, _ in pts], [c for _, c in pts], where="post", label=f"{g} ({sum(counts.values())})")
     ax.set_xscale("log")
     return top
 
 
-def plot_ppl(hist: list[dict], cutoffs: Mapping[str, list[float]]) -> bytes | None:
+def plot_ppl(hist: list[dict], cutoffs: Mapping[str, list[float]], per_decade: int) -> bytes | None:
     if not hist:
         return None
     fig, ax = plt.subplots(figsize=(10, 4))
-    top = _hist_by_group(ax, hist)
+    top = _hist_by_group(ax, hist, per_decade)
     colors = {line.get_label().split(" ")[0]: line.get_color() for line in ax.get_lines()}
     for lang in top:
         for c in cutoffs.get(lang, []):
@@ -166,11 +172,11 @@ def plot_ppl(hist: list[dict], cutoffs: Mapping[str, list[float]]) -> bytes | No
     return _png(fig)
 
 
-def plot_lengths(hist: list[dict]) -> bytes | None:
+def plot_lengths(hist: list[dict], per_decade: int) -> bytes | None:
     if not hist:
         return None
     fig, ax = plt.subplots(figsize=(10, 4))
-    _hist_by_group(ax, hist)
+    _hist_by_group(ax, hist, per_decade)
     ax.set_xlabel("characters per document (log scale)")
     ax.set_ylabel("documents")
     ax.set_title("Length by language (final output)")
@@ -210,11 +216,12 @@ def plot_clusters(dist: Mapping[str, int]) -> bytes | None:
 def make_plots(m: Mapping) -> dict[str, bytes]:
     score = next((s for s in m.get("stage_stats", []) if s.get("stage") == "score"), None)
     rule_hits = dict(m.get("rule_hits") or {})
+    per_decade = int(m["hist"].get("per_decade", 10))
     plots = {
         "funnel": plot_funnel(m["funnel"]),
         "counts": plot_counts(m["output"]),
-        "perplexity": plot_ppl(m["hist"].get("ppl") or [], cutoffs_by_lang(score)),
-        "lengths": plot_lengths(m["hist"].get("chars") or []),
+        "perplexity": plot_ppl(m["hist"].get("ppl") or [], cutoffs_by_lang(score), per_decade),
+        "lengths": plot_lengths(m["hist"].get("chars") or [], per_decade),
         "rule_hits": plot_bars(rule_hits, "Rule hits (filter stage)", "documents", "#c44e52"),
         "dup_clusters": plot_clusters(m.get("dup_cluster_sizes") or {}),
     }
