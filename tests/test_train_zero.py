@@ -14,7 +14,7 @@ from trainer.config import load_config
 from trainer.demo_shards import build
 from trainer.hf import export_checkpoint, load_hf
 from trainer.model import causal_lm_loss
-from trainer.train import train
+from trainer.train import free_port, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,9 +113,10 @@ def test_two_gloo_ranks_with_zero2_keep_identical_weights(mix, tmp_path):
                  "model.ffn_dim=176", f"deepspeed={ROOT}/conf/deepspeed/zero2.json", "max_steps=6",
                  "micro_batch_size=2", "checkpoint.at_exit=false", "data.stages=[1]", "data.steps_per_stage=0"]
     procs = []
+    port = str(free_port())
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29617", "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
         procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(ROOT / "conf/train/tiny.yaml"),
                                        json.dumps(overrides), str(tmp_path / f"rank{rank}.json")],
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))

@@ -30,10 +30,20 @@ from .schedule import scheduler
 from . import checkpoint
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def setup_distributed(cfg: TrainConfig):
     """Single-process runs (python -m) get the env the deepspeed launcher would set; CPU uses gloo."""
-    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
-                 ("MASTER_PORT", "29511")):
+    if "WORLD_SIZE" not in os.environ and "MASTER_PORT" not in os.environ:
+        # a lone process owns its rendezvous: take a free port so two local runs (or test sessions) never collide
+        os.environ["MASTER_PORT"] = str(free_port())
+    for k, v in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(k, v)
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
