@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dataflow.cli import main_guard  # noqa: E402
 from dataflow.config import DEFAULT_CONF, load_conf, section  # noqa: E402
 
 
@@ -72,8 +73,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    main_guard(main)
