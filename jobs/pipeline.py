@@ -12,6 +12,7 @@ note, and the next stage reads the previous available output.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -57,6 +58,30 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def referenced_files(node) -> dict:
+    """Content hashes of the local files and folders a section names (lexicons, models): editing a lexicon
+    or retraining a model changes no YAML value, yet it must invalidate the stage like a threshold does."""
+    out: dict[str, str] = {}
+    if isinstance(node, dict):
+        for v in node.values():
+            out.update(referenced_files(v))
+    elif isinstance(node, list):
+        for v in node:
+            out.update(referenced_files(v))
+    elif isinstance(node, str) and "/" in node and "://" not in node:
+        p = Path(node)
+        paths = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
+        if paths:
+            h = hashlib.sha256()
+            for q in paths:
+                h.update(str(q.relative_to(p) if p.is_dir() else q.name).encode() + b"\0")
+                with open(q, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            out[node] = h.hexdigest()[:16]
+    return out
+
+
 def plan(cfg: dict, inputs: list[str], output: str, only: list[str] | None = None) -> list[dict]:
     """The chain as it would run: each stage's inputs, output, section hash and chain key."""
     pcfg = section(cfg, "pipeline")
@@ -68,7 +93,8 @@ def plan(cfg: dict, inputs: list[str], output: str, only: list[str] | None = Non
             continue
         out = output.rstrip("/") + "/" + st["dir"]  # string join: Path() would fold s3a:// to s3a:/
         sect_hash = conf_hash(cfg.get(name) or {})
-        key = conf_hash({"stage": name, "config_hash": sect_hash, "upstream": upstream})
+        key = conf_hash({"stage": name, "config_hash": sect_hash, "upstream": upstream,
+                         "files": referenced_files(cfg.get(name) or {})})
         extra = ["--stages", *earlier] if name == "evaluate" else []
         steps.append({"name": name, "dir": st["dir"], "missing": False, "inputs": prev, "output": out,
                       "config_hash": sect_hash, "chain_key": key, "extra_args": extra,

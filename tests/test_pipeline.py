@@ -154,3 +154,21 @@ def test_print_submit_lines(tmp_path):
     model = (cfg.get("preprocess") or {}).get("langid_model")
     if pre and model and (ROOT / model).exists():
         assert model in pre and f"--set preprocess.langid_model={Path(model).name}" in pre
+
+
+def test_editing_a_lexicon_invalidates_its_stage_and_later_ones(tmp_path):
+    """A lexicon or model edit changes no YAML value; the chain key must still change from that stage on."""
+    lex = tmp_path / "porn.en.txt"
+    lex.write_text((Path(__file__).resolve().parent.parent / "conf/rules/porn.en.txt").read_text())
+    cfg = load_conf(overrides=[f"filter.rules.content.porn_density.lexicons.en={lex}"])
+    before = {s["name"]: s for s in plan(cfg, ["in"], str(tmp_path / "out")) if not s["missing"]}
+    lex.write_text(lex.read_text() + "\nfreshly-added-term\n")
+    after = {s["name"]: s for s in plan(cfg, ["in"], str(tmp_path / "out")) if not s["missing"]}
+    names = list(before)
+    assert "filter" in names
+    i = names.index("filter")
+    for name in names[:i]:
+        assert before[name]["chain_key"] == after[name]["chain_key"], name
+    for name in names[i:]:
+        assert before[name]["chain_key"] != after[name]["chain_key"], name
+    assert before["filter"]["config_hash"] == after["filter"]["config_hash"]  # the YAML did not change
