@@ -57,3 +57,29 @@ def models_dir() -> Path:
     if not (MODELS / "langid.bin").exists():
         pytest.exit(f"models are missing at {MODELS}: run `make models` first", returncode=2)
     return MODELS
+
+
+def gzip_members(path: Path) -> list[int]:
+    """Start offsets of the gzip members of a file (independent of the WARC reader under test)."""
+    import zlib
+
+    data, offs, i = path.read_bytes(), [], 0
+    while i < len(data):
+        d = zlib.decompressobj(31)
+        d.decompress(data[i:])
+        offs.append(i)
+        i = len(data) - len(d.unused_data)
+    return offs
+
+
+def train_test_tokenizer(corpus_docs: list[dict], d: Path, vocab_size: int = 3000) -> Path:
+    """A small LLaMA-style BPE (digits split, byte fallback) trained on every non-blank corpus line."""
+    import sentencepiece as spm
+
+    lines = [line for doc in corpus_docs for line in doc["text"].split("\n") if line.strip()]
+    (d / "lines.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(d / "lines.txt"), model_prefix=str(d / "tok"), vocab_size=vocab_size,
+                                   model_type="bpe", byte_fallback=True, split_digits=True, num_threads=1,
+                                   character_coverage=0.98, normalization_rule_name="identity",
+                                   remove_extra_whitespaces=False, minloglevel=2)
+    return d / "tok.model"

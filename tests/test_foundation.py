@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from conftest import gzip_members
 from dataflow.config import apply_overrides, conf_hash, load_conf
 from dataflow.corpus.warc import write_warc, write_wet
 from dataflow.stage import AccountingError, StageResult, write_stage
@@ -90,12 +91,8 @@ def test_warc_writer_output_reads_back_with_digests(corpus_dir, tmp_path):
     path = tmp_path / "x.warc.gz"
     assert write_warc(str(path), pages) == 3
     raw = path.read_bytes()
-    members, pos = [], 0
-    import zlib
-    while pos < len(raw):  # every record is its own gzip member
-        d = zlib.decompressobj(31)
-        members.append(d.decompress(raw[pos:]))
-        pos = len(raw) - len(d.unused_data)
+    offs = gzip_members(path) + [len(raw)]  # every record is its own gzip member
+    members = [gzip.decompress(raw[a:b]) for a, b in zip(offs, offs[1:])]
     assert len(members) == 1 + 2 * 3
     for m in members:
         head, _, rest = m.partition(b"\r\n\r\n")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from conftest import gzip_members
 from dataflow.corpus.warc import write_warc, write_wet
 from dataflow.ingest import iter_file, list_inputs
 from dataflow.ingest.records import RAW_SCHEMA, to_batch
@@ -39,17 +39,6 @@ def pages(corpus_dir):
     return out
 
 
-def members(path: Path) -> list[int]:
-    """Start offsets of the gzip members of a file (independent of the reader under test)."""
-    data, offs, i = path.read_bytes(), [], 0
-    while i < len(data):
-        d = zlib.decompressobj(31)
-        d.decompress(data[i:])
-        offs.append(i)
-        i = len(data) - len(d.unused_data)
-    return offs
-
-
 def read(path, fmt, cfg):
     return list(iter_file(str(path), fmt, cfg))
 
@@ -62,7 +51,7 @@ def test_warc_reads_every_page_with_offsets_and_payload(tmp_path, pages, cfg):
     assert all(r["reason"] is None for r in recs)
     assert [r["content"] for r in recs] == [pg["body"] for pg in pages]
     # members: warcinfo, then request/response per page; each response is the 2nd member of its pair
-    offs = members(p)
+    offs = gzip_members(p)
     assert [r["offset"] for r in recs] == offs[2::2]
     assert recs[0]["meta"]["warc_date"] == DATE and recs[0]["content_type"] == "text/html"
 
@@ -83,7 +72,7 @@ def test_uncompressed_warc_and_wet(tmp_path, pages, cfg, corpus_docs):
 def test_corrupt_gzip_member_is_quarantined_and_reading_resyncs(tmp_path, pages, cfg):
     good = tmp_path / "good.warc.gz"
     write_warc(str(good), pages[:6])
-    offs = members(good)
+    offs = gzip_members(good)
     data = bytearray(good.read_bytes())
     bad_member = offs[4]  # the 2nd page's response
     data[bad_member + 40: bad_member + 80] = b"\x00" * 40
@@ -101,7 +90,7 @@ def test_corrupt_gzip_member_is_quarantined_and_reading_resyncs(tmp_path, pages,
 def test_garbage_between_members_is_quarantined(tmp_path, pages, cfg):
     good = tmp_path / "good.warc.gz"
     write_warc(str(good), pages[:3])
-    offs = members(good)
+    offs = gzip_members(good)
     data = good.read_bytes()
     junk = (ROOT / ".venv/lib/python3.11/site-packages/matplotlib/mpl-data/images/back.png").read_bytes()
     p = tmp_path / "junk.warc.gz"
@@ -114,7 +103,7 @@ def test_garbage_between_members_is_quarantined(tmp_path, pages, cfg):
 def test_truncated_record(tmp_path, pages, cfg):
     good = tmp_path / "good.warc.gz"
     write_warc(str(good), pages[:3])
-    offs = members(good)
+    offs = gzip_members(good)
     p = tmp_path / "trunc.warc.gz"
     p.write_bytes(good.read_bytes()[: offs[6] + 300])  # cut inside the 3rd page's response member
     recs = read(p, "warc", cfg)

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import sentencepiece as spm
 
+from conftest import train_test_tokenizer
 from dataflow import tokenize
 from dataflow.config import load_conf
 from dataflow.mix import load_mixer, mix
@@ -22,13 +23,7 @@ SEQ_LEN = 512
 @pytest.fixture(scope="module")
 def setup(spark, corpus_dir, corpus_docs, tmp_path_factory):
     d = tmp_path_factory.mktemp("mix")
-    lines = [l for doc in corpus_docs for l in doc["text"].split("\n") if l.strip()]
-    (d / "lines.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    spm.SentencePieceTrainer.train(input=str(d / "lines.txt"), model_prefix=str(d / "tok"), vocab_size=3000,
-                                   model_type="bpe", byte_fallback=True, split_digits=True, num_threads=1,
-                                   character_coverage=0.98, normalization_rule_name="identity",
-                                   remove_extra_whitespaces=False, minloglevel=2)
-    tcfg = dict(load_conf()["tokenizer"], model=str(d / "tok.model"))
+    tcfg = dict(load_conf()["tokenizer"], model=str(train_test_tokenizer(corpus_docs, d)))
     write_stage(tokenize.run(spark.read.json(str(corpus_dir / "docs.jsonl")), tcfg), d / "tok", stage="tokenize",
                 input_count=len(corpus_docs), cfg=tcfg)
     mcfg = load_mixer(ROOT / "conf" / "mixer.yaml", [f"seq_len={SEQ_LEN}", f"tokenizer={d / 'tok.model'}",

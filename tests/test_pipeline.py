@@ -28,8 +28,6 @@ STAGES = "[{name: preprocess, dir: 10-preprocess}, {name: evaluate, dir: 50-eval
 SETS = [f"pipeline.stages={STAGES}", "evaluate.sample_share=0.1", "spark.master=local[2]",
         "spark.conf.spark.sql.shuffle.partitions=4"]
 
-pytestmark = pytest.mark.skipif(not (ROOT / "jobs" / "preprocess.py").exists(),
-                                reason="needs the DP job to ingest raw JSONL")
 
 
 def cmd(inp: Path, out: Path, *extra: str) -> list[str]:

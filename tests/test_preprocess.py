@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import unicodedata
-import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from conftest import gzip_members
 from dataflow.corpus.warc import write_warc, write_wet
 from dataflow.preprocess import Preprocessor, doc_id
 from dataflow.preprocess.html import html_to_text
@@ -165,14 +165,6 @@ def test_doc_id_is_stable_and_distinct():
 
 
 # ---------------------------------------------------------------- the Spark stage, end to end
-def members(path: Path) -> list[int]:
-    data, offs, i = path.read_bytes(), [], 0
-    while i < len(data):
-        d = zlib.decompressobj(31)
-        d.decompress(data[i:])
-        offs.append(i)
-        i = len(data) - len(d.unused_data)
-    return offs
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +178,12 @@ def bad_inputs(tmp_path_factory, pages, corpus_docs):
     # corrupt member: 2nd page's response
     write_warc(str(d / "c.warc.gz"), pages[:5])
     data = bytearray((d / "c.warc.gz").read_bytes())
-    off = members(d / "c.warc.gz")[4]
+    off = gzip_members(d / "c.warc.gz")[4]
     data[off + 40: off + 80] = b"\x00" * 40
     (d / "c.warc.gz").write_bytes(bytes(data))
     # truncated: cut inside the 3rd page's response
     write_warc(str(d / "t.warc.gz"), pages[:3])
-    (d / "t.warc.gz").write_bytes((d / "t.warc.gz").read_bytes()[: members(d / "t.warc.gz")[6] + 2000])
+    (d / "t.warc.gz").write_bytes((d / "t.warc.gz").read_bytes()[: gzip_members(d / "t.warc.gz")[6] + 2000])
     png = (ROOT / ".venv/lib/python3.11/site-packages/matplotlib/mpl-data/images/back.png").read_bytes()
     write_warc(str(d / "bin.warc.gz"), [dict(pages[0], url="https://fixture.invalid/back.png", body=png)])
     # WET: plain (uncompressed) with one record's UTF-8 broken, same length
