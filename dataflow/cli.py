@@ -56,6 +56,19 @@ def run_job(stage: str, args, body: Callable[[object, dict], dict]) -> dict:
     return stats
 
 
+def run_document_stage(spark, args, stage: str, scfg: dict, transform, **write_kw) -> dict:
+    """The common body of a stage over an earlier stage's Parquet documents: read, count the input,
+    apply `transform(df) -> StageResult`, and write it through `write_stage` (which does the accounting)."""
+    from .stage import clear_success, read_stage_input, write_stage
+
+    t0 = time.time()
+    clear_success(args.output)
+    df, paths = read_stage_input(spark, args.input)
+    n = df.count()
+    return write_stage(transform(df), args.output, stage=stage, input_count=n, input_paths=paths, cfg=scfg,
+                       t0=t0, partitions=args.partitions, **write_kw)
+
+
 def main_guard(fn: Callable[[list[str] | None], object]) -> None:
     """Run a job's main and turn expected failures into one clear line and exit code 2."""
     try:

@@ -19,12 +19,11 @@ filter's estimated and measured false positives) and OUT/_SUCCESS.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser  # noqa: E402
 from dataflow.config import section  # noqa: E402
 
 STAGE = "dedup"
@@ -35,15 +34,9 @@ def main(argv=None) -> int:
 
     def body(spark, cfg):
         from dataflow.dedup import run
-        from dataflow.stage import read_stage_input, write_stage
 
         dcfg = section(cfg, STAGE)
-        t0 = time.time()
-        df, paths = read_stage_input(spark, args.input)
-        n = df.count()
-        result = run(df, dcfg)
-        return write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=paths, cfg=dcfg,
-                           t0=t0, partitions=args.partitions)
+        return run_document_stage(spark, args, STAGE, dcfg, lambda df: run(df, dcfg))
 
     run_job(STAGE, args, body)
     return 0

@@ -11,12 +11,11 @@ Disable a rule with --set filter.rules.<group>.<check>.enabled=false.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import load_job_conf, main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.cli import load_job_conf, main_guard, run_document_stage, run_job, stage_argparser  # noqa: E402
 from dataflow.config import section  # noqa: E402
 
 STAGE = "filter"
@@ -66,19 +65,17 @@ def main(argv=None) -> int:
 
     def body(spark, cfg):
         from dataflow.filter import run, write_examples
-        from dataflow.stage import clear_success, read_stage_input, write_stage
 
         fcfg = section(cfg, STAGE)
-        t0 = time.time()
-        clear_success(args.output)
-        df, resolved = read_stage_input(spark, args.input)
-        n = df.count()
-        result = run(df, fcfg)
-        examples = write_examples(result.annotated, args.output, fcfg)
-        stats_fn = result.stats
-        result.stats = lambda: {**stats_fn(), "examples": examples}
-        return write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=resolved, cfg=fcfg,
-                           t0=t0, partitions=args.partitions)
+
+        def transform(df):
+            result = run(df, fcfg)
+            examples = write_examples(result.annotated, args.output, fcfg)
+            stats_fn = result.stats
+            result.stats = lambda: {**stats_fn(), "examples": examples}
+            return result
+
+        return run_document_stage(spark, args, STAGE, fcfg, transform)
 
     run_job(STAGE, args, body)
     return 0

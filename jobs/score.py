@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser  # noqa: E402
 from dataflow.config import section  # noqa: E402
 
 STAGE = "score"
@@ -47,16 +46,11 @@ def main(argv=None) -> int:
 
     def body(spark, cfg):
         from dataflow.score import read_cutoffs, run
-        from dataflow.stage import read_stage_input, write_stage
 
         scfg = section(cfg, STAGE)
         cutoffs = read_cutoffs(scfg["cutoffs_file"]) if scfg.get("cutoffs_file") else None
-        t0 = time.time()
-        df, paths = read_stage_input(spark, args.input)
-        n = df.count()
-        result = run(df, scfg, cutoffs=cutoffs)
-        stats = write_stage(result, args.output, stage=STAGE, input_count=n, input_paths=paths, cfg=scfg,
-                            t0=t0, partitions=args.partitions, extra_versions=("kenlm", "sentencepiece"))
+        stats = run_document_stage(spark, args, STAGE, scfg, lambda df: run(df, scfg, cutoffs=cutoffs),
+                                   extra_versions=("kenlm", "sentencepiece"))
         cuts = {lang: {"p30": c["p30"], "p60": c["p60"]} for lang, c in stats["extra"]["cutoffs"].items()}
         (Path(args.output) / "cutoffs.json").write_text(json.dumps(cuts, indent=2) + "\n")
         return stats
