@@ -68,7 +68,7 @@ venv: $(VENV)/.setup-done
 
 # ---------------------------------------------------------------- data and models
 data: $(VENV)/.setup-done
-	$(PY) -m dataflow.corpus --set $(SET) --root $(CORPUS_ROOT)
+	$(PY) -m tools.corpus --set $(SET) --root $(CORPUS_ROOT)
 
 models: langid lm
 
@@ -104,7 +104,7 @@ pipeline:
 tokenizer:
 	$(PY) -m jobs.train_tokenizer --input $(INPUT) --output $(OUTPUT) --conf $(CONF)
 tokenize:
-	$(PY) -m jobs.tokenize --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS) $(if $(MODEL),--model $(MODEL),)
+	$(PY) -m jobs.encode --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS) $(if $(MODEL),--model $(MODEL),)
 pack:
 	$(PY) -m jobs.pack --input $(INPUT) --output $(OUTPUT) --mode $(or $(MODE),pretrain) $(STAGE_ARGS)
 mix:
@@ -136,7 +136,7 @@ bench-peer-venv: .venv-peer/.done
 bench: $(VENV)/.setup-done bench-peer-venv
 	@test -f $(BENCH_CORPUS)/docs.jsonl || $(MAKE) data BENCH=1
 	@test -f $(MODELS)/langid.bin || $(MAKE) models
-	$(PY) -m dataflow.bench --corpus $(BENCH_CORPUS) --models $(MODELS) --work $(BUILD)/bench --out BENCHMARKS.md $(if $(ONLY),--only $(ONLY),)
+	$(PY) -m bench --corpus $(BENCH_CORPUS) --models $(MODELS) --work $(BUILD)/bench --out BENCHMARKS.md $(if $(ONLY),--only $(ONLY),)
 
 # ---------------------------------------------------------------- cluster packaging
 dist: $(VENV)/.setup-done

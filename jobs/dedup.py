@@ -21,10 +21,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser  # noqa: E402
-from dataflow.config import section  # noqa: E402
+from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser
+from dataflow.config import section
 
 STAGE = "dedup"
 

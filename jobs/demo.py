@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.config import DEFAULT_CONF, REPO_ROOT, load_conf, section  # noqa: E402
-from jobs.pipeline import plan  # noqa: E402
+from dataflow.config import DEFAULT_CONF, REPO_ROOT, load_conf, section
+from jobs.pipeline import plan
 
 
 def parser() -> argparse.ArgumentParser:
@@ -125,10 +124,10 @@ def main(argv=None) -> int:
              tok_model, a.force)
         if tok_model.exists():
             step("tokenize: pipeline output (pretraining documents)",
-                 [py, "-m", "jobs.tokenize", "--input", str(final), "--output", str(out / "tokenized" / "pretrain"),
+                 [py, "-m", "jobs.encode", "--input", str(final), "--output", str(out / "tokenized" / "pretrain"),
                   "--model", str(tok_model), "--conf", a.conf], out / "tokenized" / "pretrain" / "_SUCCESS", a.force)
             step("tokenize: supervised examples (HumanEval code, CHAMP math)",
-                 [py, "-m", "jobs.tokenize", "--input", str(corpus / "docs.jsonl"),
+                 [py, "-m", "jobs.encode", "--input", str(corpus / "docs.jsonl"),
                   "--output", str(out / "tokenized" / "supervised"), "--model", str(tok_model), "--conf", a.conf],
                  out / "tokenized" / "supervised" / "_SUCCESS", a.force)
             mixed = step("mix: three training stages, packed 4096-token rows",

@@ -12,9 +12,8 @@ used to split into) and OUT/expand_report.json. Old ids are unchanged. Settings:
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser  # noqa: E402
+from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser
 
 
 def main(argv=None):

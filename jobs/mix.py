@@ -13,9 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import dump, main_guard  # noqa: E402
+from dataflow.cli import dump, main_guard
 
 
 def main(argv=None):
@@ -23,7 +22,7 @@ def main(argv=None):
     ap.add_argument("--conf", default="conf/mixer.yaml", metavar="YAML", help="mixer configuration (default: conf/mixer.yaml)")
     ap.add_argument("--output", "-o", required=True, metavar="OUT", help="output directory (stage1/ stage2/ stage3/ manifest.json)")
     ap.add_argument("--input", "-i", nargs="*", default=[], metavar="NAME=PATH",
-                    help="override a named input of the mixer conf (a jobs.tokenize output directory)")
+                    help="override a named input of the mixer conf (a jobs.encode output directory)")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.model the inputs were tokenized with (default: the conf's)")
     ap.add_argument("--pipeline-conf", default=None, help="pipeline YAML whose `pack` and `spark` sections apply (default: the mixer conf's pipeline_conf)")
     ap.add_argument("--stages", nargs="*", type=int, default=None, help="build only these stages (default: all)")
@@ -50,7 +49,7 @@ def main(argv=None):
     pcfg = dict(section(cfg, "pack"))
     for name, path in mcfg["inputs"].items():
         if not Path(path).exists():
-            raise FileNotFoundError(f"mixer input {name}: {path} does not exist (run jobs.tokenize first)")
+            raise FileNotFoundError(f"mixer input {name}: {path} does not exist (run jobs.encode first)")
     if not Path(mcfg["tokenizer"]).exists():
         raise FileNotFoundError(f"tokenizer {mcfg['tokenizer']} does not exist")
     spark = get_session(cfg, app_name="ziya2-mix")

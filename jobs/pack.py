@@ -14,13 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import main_guard, run_job, stage_argparser  # noqa: E402
+from dataflow.cli import main_guard, run_job, stage_argparser
 
 
 def main(argv=None):
-    ap = stage_argparser("pack", __doc__, input_help="a jobs.tokenize output directory (or its data/ Parquet)")
+    ap = stage_argparser("pack", __doc__, input_help="a jobs.encode output directory (or its data/ Parquet)")
     ap.add_argument("--mode", choices=["pretrain", "supervised"], required=True, help="stage-1 concatenation or stage-2/3 bin packing")
     ap.add_argument("--tokenizer", default=None, help="tokenizer.model the input was tokenized with (default: tokenizer.model in the conf); recorded in the manifest")
     ap.add_argument("--stage", type=int, default=None, help="stage number written to the manifest (default: 1 for pretrain, null otherwise)")

@@ -22,10 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.config import DEFAULT_CONF, REPO_ROOT, conf_hash, load_conf, section  # noqa: E402
-from dataflow.stage import remove_output  # noqa: E402
+from dataflow.config import DEFAULT_CONF, REPO_ROOT, conf_hash, load_conf, section
+from dataflow.stage import remove_output
 
 STATE_DIR = ".pipeline"   # OUTPUT/.pipeline/<dir>.json: the chain key each finished stage was run with
 

@@ -18,12 +18,11 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import main_guard  # noqa: E402
-from dataflow.config import DEFAULT_CONF, load_conf, section  # noqa: E402
-from dataflow.preprocess.langid import LABEL_PREFIX  # noqa: E402
-from dataflow.preprocess.normalize import normalize  # noqa: E402
+from dataflow.cli import main_guard
+from dataflow.config import DEFAULT_CONF, load_conf, section
+from dataflow.preprocess.langid import LABEL_PREFIX
+from dataflow.preprocess.normalize import normalize
 
 
 def samples(docs, lang_map: dict, min_chars: int, form: str):

@@ -20,10 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import main_guard  # noqa: E402
-from dataflow.config import DEFAULT_CONF, load_conf, section  # noqa: E402
+from dataflow.cli import main_guard
+from dataflow.config import DEFAULT_CONF, load_conf, section
 
 
 def main(argv=None) -> dict:

@@ -10,9 +10,8 @@ Writes OUT/tokenizer.model, OUT/tokenizer.vocab, OUT/vocab_report.{json,md} and 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser  # noqa: E402
+from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import gzip_members
 from dataflow.config import apply_overrides, conf_hash, load_conf
-from dataflow.corpus.warc import write_warc, write_wet
+from tools.corpus.warc import write_warc, write_wet
 from dataflow.stage import AccountingError, StageResult, write_stage
 
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from conftest import gzip_members
-from dataflow.corpus.warc import write_warc, write_wet
+from tools.corpus.warc import write_warc, write_wet
 from dataflow.ingest import iter_file, list_inputs
 from dataflow.ingest.records import RAW_SCHEMA, to_batch
 

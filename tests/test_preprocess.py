@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import gzip_members
-from dataflow.corpus.warc import write_warc, write_wet
+from tools.corpus.warc import write_warc, write_wet
 from dataflow.preprocess import Preprocessor, doc_id
 from dataflow.preprocess.html import html_to_text
 from dataflow.preprocess.normalize import normalize

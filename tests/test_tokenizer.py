@@ -129,12 +129,14 @@ def test_split_prompt_rules(corpus_docs):
     assert tokenize.split_prompt(ch["text"], "docstring") is None
 
 
-def test_tokenize_job_name_does_not_shadow_stdlib(tmp_path):
-    # `spark-submit jobs/x.py` puts jobs/ first on sys.path, where jobs/tokenize.py would hide the standard
-    # library module that inspect and linecache import
+def test_no_job_shadows_the_standard_library(tmp_path):
+    # `spark-submit jobs/x.py` puts jobs/ first on sys.path, so a job named like a standard module (the old
+    # jobs/tokenize.py) would hide it from inspect and linecache
+    clash = sorted(p.stem for p in (ROOT / "jobs").glob("*.py") if p.stem in sys.stdlib_module_names)
+    assert clash == []
     code = ("import sys; sys.path.insert(0, %r); import inspect, tokenize, linecache; "
             "assert hasattr(tokenize, 'generate_tokens'), tokenize.__file__; print('ok')" % str(ROOT / "jobs"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
-    helped = subprocess.run([sys.executable, str(ROOT / "jobs" / "tokenize.py"), "--help"], capture_output=True, text=True)
+    helped = subprocess.run([sys.executable, str(ROOT / "jobs" / "encode.py"), "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--model" in helped.stdout

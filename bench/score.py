@@ -24,8 +24,8 @@ def prepare(ctx: BenchContext, n: int) -> tuple[Path, dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..lm.train import pipeline_lang
-    from ..schema import DOC_ARROW_SCHEMA
+    from dataflow.lm.train import pipeline_lang
+    from dataflow.schema import DOC_ARROW_SCHEMA
 
     src = ctx.corpus / "docs.jsonl"
     with open(src, encoding="utf-8") as f:
@@ -156,7 +156,7 @@ def measure(ctx: BenchContext, n: int, model_dir: Path, env: dict) -> dict:
 
 
 def run(ctx: BenchContext) -> str:
-    from ..config import load_conf
+    from dataflow.config import load_conf
 
     cfg = load_conf()["score"]
     model_dir = ctx.models / "lm"
@@ -215,6 +215,6 @@ def run(ctx: BenchContext) -> str:
         "",
         *cut_rows,
         "",
-        "Reproduce: `.venv/bin/python -m dataflow.bench --corpus build/corpus/out/bench --models build/models "
+        "Reproduce: `.venv/bin/python -m bench --corpus build/corpus/out/bench --models build/models "
         "--work build/bench --only score`.",
     ])

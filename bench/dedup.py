@@ -109,7 +109,7 @@ def write_inputs(docs: list[dict], work: Path) -> tuple[Path, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..schema import DOC_ARROW_SCHEMA
+    from dataflow.schema import DOC_ARROW_SCHEMA
 
     from urllib.parse import quote
 
@@ -129,8 +129,8 @@ def write_inputs(docs: list[dict], work: Path) -> tuple[Path, Path]:
 
 
 def ours(spark, pq_path: Path, out: Path, cfg: dict, steps: list[str]):
-    from ..dedup import run as dedup_run
-    from ..stage import remove_output, write_stage
+    from dataflow.dedup import run as dedup_run
+    from dataflow.stage import remove_output, write_stage
 
     c = {**cfg, "steps": steps}
     df = spark.read.parquet(str(pq_path))
@@ -145,7 +145,7 @@ def ours(spark, pq_path: Path, out: Path, cfg: dict, steps: list[str]):
 
 
 def precision_sample(rej: dict, texts: dict, langs: dict, reasons: tuple, k: int = 300) -> tuple[float, int]:
-    from ..dedup.normalize import shingles
+    from dataflow.dedup.normalize import shingles
 
     pairs = sorted((i, d) for i, (r, d) in rej.items() if r in reasons)
     random.Random(SEED).shuffle(pairs)
@@ -159,8 +159,8 @@ def precision_sample(rej: dict, texts: dict, langs: dict, reasons: tuple, k: int
 
 
 def run(ctx: BenchContext) -> str:
-    from ..config import load_conf
-    from ..spark import get_session
+    from dataflow.config import load_conf
+    from dataflow.spark import get_session
 
     cfg = load_conf()["dedup"]
     sizes = SIZES_QUICK if ctx.quick else SIZES
@@ -237,6 +237,6 @@ def run(ctx: BenchContext) -> str:
                       "5-line windows. datatrove wall time includes its four executor stages (2 workers); ours is "
                       "one Spark stage on 2 cores. Precision: share of sampled (record, dup_of) pairs whose exact "
                       "5-gram Jaccard is >= 0.7."]
-    lines += ["", "Reproduce: `.venv/bin/python -m dataflow.bench --corpus build/corpus/out/bench --models "
+    lines += ["", "Reproduce: `.venv/bin/python -m bench --corpus build/corpus/out/bench --models "
                   "build/models --work build/bench --only dedup`"]
     return "\n".join(lines)

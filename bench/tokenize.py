@@ -53,8 +53,8 @@ def prepare(ctx: BenchContext, n: int, n_reviews: int) -> dict:
 
 
 def train_tokenizer(ctx: BenchContext, docs: Path) -> tuple[Path, float]:
-    from ..config import load_conf
-    from ..tokenizer.train import train_model
+    from dataflow.config import load_conf
+    from dataflow.tokenizer.train import train_model
 
     work = ctx.sub("tokenize")
     lines = work / "train_lines.txt"
@@ -85,12 +85,12 @@ print(json.dumps({"wall": time.time() - t0, "tokens": tokens, "docs": len(texts)
 
 
 def run(ctx: BenchContext) -> str:
-    from ..config import load_conf
-    from ..pack import pack, row_stats
-    from ..spark import get_session
-    from ..stage import write_stage
-    from .. import tokenize
-    from ..tokenizer import read_documents
+    from dataflow.config import load_conf
+    from dataflow.pack import pack, row_stats
+    from dataflow.spark import get_session
+    from dataflow.stage import write_stage
+    from dataflow import tokenize
+    from dataflow.tokenizer import read_documents
 
     n, n_rev = (N_QUICK, N_REVIEWS_QUICK) if ctx.quick else (N_DOCS, N_REVIEWS)
     info = prepare(ctx, n, n_rev)

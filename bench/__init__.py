@@ -1,5 +1,5 @@
 """Benchmarks (`make bench`). Each stage has a module here with `run(ctx: BenchContext) -> str`, returning
-a Markdown section; `python -m dataflow.bench` runs them in order and writes BENCHMARKS.md.
+a Markdown section; `python -m bench` runs them in order and writes BENCHMARKS.md.
 Peers (datatrove, ...) run in their own venv (`.venv-peer`, `ctx.peer_python`) on the same files in the
 same run, so ratios compare like with like."""
 from __future__ import annotations

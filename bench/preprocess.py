@@ -65,7 +65,7 @@ def _pages(corpus: Path, n: int) -> list[dict]:
 
 
 def _wrap(corpus: Path, rows: list[dict], warc_dir: Path) -> tuple[int, int]:
-    from ..corpus.warc import write_warc
+    from tools.corpus.warc import write_warc
 
     warc_dir.mkdir(parents=True, exist_ok=True)
     for old in warc_dir.glob("*.warc.gz"):
@@ -134,7 +134,7 @@ def run(ctx: BenchContext) -> str:
 
     Input: {n:,} HTML pages of the bench corpus ({html_bytes / 2**20:.0f} MiB of HTML), a seeded sample
     (ordered by xxh3 of the URL), wrapped as {len(list(warc_dir.glob('*.warc.gz')))} Common Crawl style WARC
-    files (up to {PAGES_PER_FILE} pages each, gzip per record) with `dataflow.corpus.warc`. Both sides read the same files
+    files (up to {PAGES_PER_FILE} pages each, gzip per record) with `tools.corpus.warc`. Both sides read the same files
     with {CORES} cores, keep `zh`/`en` at fastText score >= 0.5 with the same model (`{ctx.models}/langid.bin`,
     trained here) and write their output; wall times include start-up (JVM for Spark, process pool for datatrove).
 
@@ -150,5 +150,5 @@ def run(ctx: BenchContext) -> str:
     The machine was shared while this ran (1-minute load average {load_before:.1f} before, {load_after:.1f}
     after, on {os.cpu_count()} cores): absolute times are inflated for both sides alike; the ratio is the result.
 
-    Command: `.venv/bin/python -m dataflow.bench --corpus build/corpus/out/bench --models build/models --work build/bench --only preprocess`
+    Command: `.venv/bin/python -m bench --corpus build/corpus/out/bench --models build/models --work build/bench --only preprocess`
     """).strip()

@@ -238,6 +238,6 @@ def run(ctx: BenchContext) -> str:
               "datatrove counts spaCy tokens, ours regex words (punctuation runs are one token), hence the "
               "alpha-words differences in both directions; our `c4.curly_bracket` only looks at prose-like lines. "
               f"Spark stage: kept {stats['kept']:,}, rejected {stats['rejected_total']:,}.", "",
-              "Command: `.venv/bin/python -m dataflow.bench --corpus build/corpus/out/bench --models build/models "
+              "Command: `.venv/bin/python -m bench --corpus build/corpus/out/bench --models build/models "
               "--work build/bench --only filter`"]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""python -m dataflow.bench --corpus build/corpus/out/bench --models build/models --work build/bench --out BENCHMARKS.md"""
+"""python -m bench --corpus build/corpus/out/bench --models build/models --work build/bench --out BENCHMARKS.md"""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,7 @@ from . import STAGES, BenchContext, machine_line
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dataflow.bench", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--corpus", required=True, type=Path)
     ap.add_argument("--fixture", type=Path, default=Path("build/corpus/out/fixture"))
     ap.add_argument("--models", required=True, type=Path)
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
         t0 = time.time()
         print(f"== bench {name}", flush=True)
         try:
-            mod = importlib.import_module(f"dataflow.bench.{name}")
+            mod = importlib.import_module(f"bench.{name}")
             body = mod.run(ctx).strip()
         except Exception:
             traceback.print_exc()
