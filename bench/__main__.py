@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from . import STAGES, BenchContext, machine_line
+from .harness import git_commit, provenance_tag, stale_reason
 
 
 def main(argv=None) -> int:
@@ -21,13 +22,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     ap.add_argument("--only", nargs="*", choices=STAGES, help="run only these benchmarks")
     ap.add_argument("--quick", action="store_true", help="small inputs (smoke run)")
+    ap.add_argument("--compose-only", action="store_true",
+                    help="only rewrite BENCHMARKS.md from docs/bench/ (marking stale sections), run nothing")
     a = ap.parse_args(argv)
     ctx = BenchContext(a.corpus, a.fixture, a.models, a.work, a.peer_python, a.quick)
     a.work.mkdir(parents=True, exist_ok=True)
     sections_dir = Path("docs/bench")
     sections_dir.mkdir(parents=True, exist_ok=True)
     failed = []
-    for name in a.only or STAGES:
+    for name in [] if a.compose_only else (a.only or STAGES):
         t0 = time.time()
         print(f"== bench {name}", flush=True)
         try:
@@ -37,9 +40,11 @@ def main(argv=None) -> int:
             traceback.print_exc()
             failed.append(name)
             continue  # keep the last good section for this stage; the failure is in the console and exit code
-        stamp = (f"_Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {machine_line()}, "
+        commit = git_commit()
+        stamp = (f"_Measured {time.strftime('%Y-%m-%d', time.gmtime())} at commit `{commit}` on {machine_line()}, "
                  f"with `make bench ONLY={name}` ({time.time() - t0:.0f} s)._")
-        (sections_dir / f"{name}.md").write_text(body + "\n\n" + stamp + "\n")
+        tag = provenance_tag(commit, [*getattr(mod, "PATHS", []), f"bench/{name}.py", "bench/harness.py"])
+        (sections_dir / f"{name}.md").write_text(tag + "\n" + body + "\n\n" + stamp + "\n")
         print(f"== bench {name} done in {time.time() - t0:.0f}s", flush=True)
     write_benchmarks(a.out, sections_dir)
     print(f"wrote {a.out}")
@@ -47,14 +52,31 @@ def main(argv=None) -> int:
 
 
 def write_benchmarks(out: Path, sections_dir: Path) -> None:
-    """BENCHMARKS.md = a header + each stage's latest section (docs/bench/<stage>.md), in pipeline order."""
+    """BENCHMARKS.md = a header + each section (docs/bench/<name>.md) in pipeline order, each marked stale when
+    the code it measures changed after the commit it names."""
     parts = ["# Benchmarks\n\nReproduce all with `make bench` (or one with `make bench ONLY=<name>`: "
-             + ", ".join(STAGES) + "). Each section names its command, machine and date.\n"]
-    for name in STAGES:
+             + ", ".join(STAGES) + "). Each section names its command, commit, machine and load; a section whose "
+             "measured code changed after that commit is marked stale.\n"]
+    names = STAGES + sorted(p.stem for p in sections_dir.glob("*.md") if p.stem not in STAGES)
+    for name in names:
         f = sections_dir / f"{name}.md"
         if f.exists():
-            parts.append(f.read_text().strip() + "\n")
+            text = f.read_text().strip()
+            why = stale_reason(text)
+            if why:
+                text = _mark_stale(text, why, name)
+            parts.append(text + "\n")
     out.write_text("\n".join(parts))
+
+
+def _mark_stale(text: str, why: str, name: str) -> str:
+    """Insert the stale note under the section's heading (or at its top)."""
+    note = f"> **Stale:** {why}. Rerun `make bench ONLY={name}`."
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## "):
+            return "\n".join(lines[:i + 1] + ["", note] + lines[i + 1:])
+    return note + "\n\n" + text
 
 
 if __name__ == "__main__":

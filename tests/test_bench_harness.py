@@ -1,0 +1,71 @@
+"""The bench harness measures whole process trees exactly, interleaves sides, and knows when a section is stale."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.harness import Side, compare, provenance_tag, run_measured, stale_reason
+
+# a child that starts a grandchild burning CPU, and prints the grandchild's own CPU seconds
+_TREE = r"""
+import subprocess, sys
+code = "import time, os\nt=time.process_time()\nx=0\nwhile time.process_time()-t < 0.6: x+=1\nprint(time.process_time())"
+out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+print(out.strip())
+"""
+
+
+def test_cpu_time_counts_the_whole_process_tree():
+    r = run_measured([sys.executable, "-c", _TREE])
+    assert r.rc == 0
+    grandchild_cpu = float(r.stdout.strip())
+    assert grandchild_cpu >= 0.6
+    # the grandchild's CPU is inside the measured total (plus two interpreter start-ups)
+    assert r.cpu_s >= grandchild_cpu
+    assert r.cpu_s < grandchild_cpu + 3.0
+    assert r.wall_s > 0 and r.load_before >= 0 and 0 <= r.others_cpu_share
+
+
+def test_sides_are_interleaved_with_rotating_order(tmp_path):
+    log = tmp_path / "order.txt"
+    sides = [Side(name, (lambda n: lambda rep: [sys.executable, "-c",
+                                                f"open({str(log)!r}, 'a').write('{n}')"])(name))
+             for name in ("a", "b")]
+    comp = compare(sides, reps=4, log=lambda *_: None)
+    assert log.read_text() == "abbaabba"
+    assert [r.side for r in comp.runs] == list("abbaabba")
+    assert len(comp.of("a")) == 4 and comp.median("a", "cpu_s") > 0
+
+
+def test_a_failing_side_stops_the_comparison():
+    with pytest.raises(RuntimeError, match="exited 3"):
+        compare([Side("bad", lambda rep: [sys.executable, "-c", "raise SystemExit(3)"])], reps=1,
+                log=lambda *_: None)
+
+
+def test_staleness_follows_the_measured_paths(tmp_path):
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "code.py").write_text("x = 1\n")
+    (tmp_path / "other.py").write_text("y = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    first = git("rev-parse", "--short=12", "HEAD")
+    section = provenance_tag(first, ["stage"]) + "\n## A section\n"
+    assert stale_reason(section, tmp_path) is None
+    (tmp_path / "other.py").write_text("y = 2\n")           # a change elsewhere keeps the section current
+    git("commit", "-qam", "two")
+    assert stale_reason(section, tmp_path) is None
+    (tmp_path / "stage" / "code.py").write_text("x = 2\n")  # a change in the measured code makes it stale
+    git("commit", "-qam", "three")
+    why = stale_reason(section, tmp_path)
+    assert why is not None and "stage/code.py" in why
+    assert "no commit" in stale_reason("## untagged section\n", tmp_path)
