@@ -1,20 +1,21 @@
-"""AS benchmark: documents scored per core-second, the Spark stage (`jobs.score`, local[2]) against a bare
-single-process Python loop of the same normalisation + SentencePiece + KenLM over the same documents, in
-the same run. Also prints our cutoffs next to CCNet's published ones for orientation."""
+"""AS benchmark: documents scored per CPU-second, the Spark stage (`jobs.score`, local[2]) against a bare
+single-process loop doing the same work (read Parquet, normalise + SentencePiece + KenLM, cutoffs, buckets,
+write Parquet), interleaved, exact process-tree CPU (bench/harness.py)."""
 from __future__ import annotations
 
 import json
 import os
-import resource
-import statistics
-import subprocess
+import shutil
 import sys
-import time
 from pathlib import Path
 
 from . import BenchContext
+from .harness import Side, compare, git_commit
 
-N_DOCS, N_QUICK, N_SMALL = 100000, 10000, 2000
+PATHS = ["dataflow/score.py", "dataflow/lm", "dataflow/stage.py", "dataflow/spark.py", "dataflow/cli.py", "jobs/score.py"]
+
+N_DOCS, N_QUICK = 100000, 5000
+REPS = 3
 PARTS = 8            # input files, as an upstream stage writes several part files
 SPARK_CORES = 2
 
@@ -58,163 +59,89 @@ def prepare(ctx: BenchContext, n: int) -> tuple[Path, dict]:
     return out, {"docs": len(rows), "bytes": sum(len(r["text"].encode()) for r in rows), "langs": langs}
 
 
-BARE_LOOP = r'''
-import glob, json, sys, time
-t0 = time.time()
-import kenlm, sentencepiece as spm, pyarrow.parquet as pq
+BARE_LOOP = r"""
+# The same work as jobs.score, in one plain process: read the Parquet input, normalise + SentencePiece + KenLM
+# per paragraph (length-weighted), per-language p30/p60 cutoffs, a quality bucket, write Parquet (zstd).
+import glob, sys
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+import kenlm, sentencepiece as spm
 from dataflow.lm.normalize import normalize_line
-model_dir, inp = sys.argv[1], sys.argv[2]
+model_dir, inp, out = sys.argv[1], sys.argv[2], sys.argv[3]
 models = {l: (spm.SentencePieceProcessor(model_file=f"{model_dir}/{l}.sp.model"), kenlm.Model(f"{model_dir}/{l}.arpa.bin"))
           for l in ("en", "zh")}
-t_load = time.time() - t0
-out = {}
-for f in sorted(glob.glob(f"{inp}/*.parquet")):
-    t = pq.read_table(f, columns=["id", "text", "lang"]).to_pydict()
-    for i, text, lang in zip(t["id"], t["text"], t["lang"]):
-        sp, lm = models[lang]
-        lines = [l for l in (normalize_line(x) for x in text.split("\n")) if l]
-        if not lines:
-            out[i] = None
-            continue
-        s = n = 0
-        for pieces in sp.encode(lines, out_type=str):
-            s += lm.score(" ".join(pieces), bos=True, eos=True)
-            n += len(pieces) + 1
-        out[i] = 10 ** (-s / n)
-wall = time.time() - t0
-json.dump({"wall_s": wall, "load_s": t_load, "ppl": out}, open(sys.argv[3], "w"))
-'''
-
-
-def child_cpu() -> float:
-    """user + sys CPU seconds of finished child processes (exact for the bare loop)."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def _descendants(pid: int) -> list[int]:
-    kids, out = {}, []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(d))
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def run_tree_cpu(cmd, env, poll_s: float = 0.5) -> float:
-    """Run `cmd` and return the CPU seconds (user + sys) of its whole process tree: the Python driver,
-    the JVM it starts and Spark's Python workers (which the driver never reaps, so rusage misses them).
-    Sampled from /proc every `poll_s`; a process's last < poll_s before it exits is not counted."""
-    tick = os.sysconf("SC_CLK_TCK")
-    seen: dict[int, float] = {}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None:
-        for pid in _descendants(proc.pid):
-            try:
-                f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-                seen[pid] = (int(f[11]) + int(f[12])) / tick   # utime, stime
-            except (OSError, IndexError, ValueError):
-                pass
-        time.sleep(poll_s)
-    err = proc.stderr.read()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {err[-2000:]}")
-    return sum(seen.values())
-
-
-def measure(ctx: BenchContext, n: int, model_dir: Path, env: dict) -> dict:
-    """The bare loop and the Spark job over the same n documents."""
-    import pyarrow.parquet as pq
-
-    inp, info = prepare(ctx, n)
-    work = ctx.sub("score")
-    (work / "bare.py").write_text(BARE_LOOP)
-    cpu0 = child_cpu()
-    subprocess.run([sys.executable, str(work / "bare.py"), str(model_dir), str(inp), str(work / "bare.json")],
-                   check=True, env=env)
-    bare_cpu = child_cpu() - cpu0
-    bare = json.loads((work / "bare.json").read_text())
-    t0 = time.time()
-    spark_cpu = run_tree_cpu([sys.executable, "-m", "jobs.score", "--input", str(inp), "--output", str(work / "out"),
-                              "--set", f"spark.master=local[{SPARK_CORES}]", "--set", f"score.model_dir={model_dir}"],
-                             env)
-    total_wall = time.time() - t0
-    stats = json.loads((work / "out" / "stats.json").read_text())
-    got = pq.read_table(work / "out" / "data", columns=["id", "ppl"]).to_pydict()
-    rel = [abs(p - bare["ppl"][i]) / bare["ppl"][i] for i, p in zip(got["id"], got["ppl"])
-           if p is not None and bare["ppl"].get(i)]
-    return {"info": info, "bare": bare, "bare_cpu": bare_cpu, "spark_cpu": spark_cpu, "total_wall": total_wall,
-            "stats": stats, "rel": rel, "median": statistics.median(p for p in got["ppl"] if p is not None)}
+t = pa.concat_tables([pq.read_table(f) for f in sorted(glob.glob(f"{inp}/*.parquet"))])
+ppl = []
+for text, lang in zip(t.column("text").to_pylist(), t.column("lang").to_pylist()):
+    sp, lm = models[lang]
+    lines = [l for l in (normalize_line(x) for x in text.split("\n")) if l]
+    s = n = 0
+    for pieces in sp.encode(lines, out_type=str):
+        s += lm.score(" ".join(pieces), bos=True, eos=True)
+        n += len(pieces) + 1
+    ppl.append(10 ** (-s / n) if n else None)
+langs = t.column("lang").to_pylist()
+quality = [None] * len(ppl)
+for lang in set(langs):
+    idx = [i for i, l in enumerate(langs) if l == lang and ppl[i] is not None]
+    p30, p60 = np.quantile([ppl[i] for i in idx], [0.3, 0.6])
+    for i in idx:
+        quality[i] = "high" if ppl[i] < p30 else "medium" if ppl[i] < p60 else "low"
+t = t.append_column("ppl", pa.array(ppl, pa.float64())).append_column("quality", pa.array(quality, pa.string()))
+pq.write_table(t, out, compression="zstd")
+"""
 
 
 def run(ctx: BenchContext) -> str:
-    from dataflow.config import load_conf
+    import pyarrow.parquet as pq
 
-    cfg = load_conf()["score"]
-    model_dir = ctx.models / "lm"
+    n_docs = N_QUICK if ctx.quick else N_DOCS
+    reps = 1 if ctx.quick else REPS
+    model_dir = (ctx.models / "lm").resolve()
+    root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-           "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    small = measure(ctx, N_SMALL, model_dir, env)     # mostly fixed cost: JVM start, job scheduling
-    big = measure(ctx, N_QUICK if ctx.quick else N_DOCS, model_dir, env)
+           "SPARK_LOCAL_IP": "127.0.0.1", "PYTHONPATH": str(root)}
+    inp, info = prepare(ctx, n_docs)
+    work = ctx.sub("score").absolute()
+    (work / "bare.py").write_text(BARE_LOOP)
+    spark_out, bare_out = work / "out", work / "bare.parquet"
 
-    rows = ["| run | docs | wall s | cores | docs / core-s (wall) | CPU s | docs / CPU-s |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
-    for m in (small, big):
-        n = m["info"]["docs"]
-        rows.append(f"| bare Python loop (sentencepiece + kenlm, 1 process) | {n:,} | {m['bare']['wall_s']:.1f} | 1 | "
-                    f"{n / m['bare']['wall_s']:.0f} | {m['bare_cpu']:.1f} | {n / m['bare_cpu']:.0f} |")
-        rows.append(f"| Spark `jobs.score` local[{SPARK_CORES}] | {n:,} | {m['stats']['wall_s']:.1f} | {SPARK_CORES} | "
-                    f"{n / (m['stats']['wall_s'] * SPARK_CORES):.0f} | {m['spark_cpu']:.1f} | {n / m['spark_cpu']:.0f} |")
-    n = big["info"]["docs"]
-    wall_ratio = (n / (big["stats"]["wall_s"] * SPARK_CORES)) / (n / big["bare"]["wall_s"])
-    cpu_ratio = big["bare_cpu"] / big["spark_cpu"]
-    dn = n - small["info"]["docs"]
-    marg_spark = dn / max(1e-9, big["spark_cpu"] - small["spark_cpu"])
-    marg_bare = dn / max(1e-9, big["bare_cpu"] - small["bare_cpu"])
-    extra, info = big["stats"]["extra"], big["info"]
-    ccnet = cfg.get("ccnet_cutoffs") or {}
-    cut_rows = ["| lang | docs scored | our p30 | our p60 | CCNet p30 | CCNet p60 | high / medium / low |",
-                "|---|---:|---:|---:|---:|---:|---|"]
-    for lang, c in sorted(extra["cutoffs"].items()):
-        q = extra["quality_by_lang"].get(lang, {})
-        m = sum(q.values())
-        shares = " / ".join(f"{q.get(b, 0) / m:.1%}" for b in ("high", "medium", "low")) if m else "-"
-        cc = ccnet.get(lang, {})
-        cut_rows.append(f"| {lang} | {m:,} | {c['p30']:.0f} | {c['p60']:.0f} | {cc.get('p30', '-')} | "
-                        f"{cc.get('p60', '-')} | {shares} |")
-    rel = big["rel"]
+    def rm(p):
+        return lambda rep: shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+    sides = [Side("ours", lambda rep: [sys.executable, "-m", "jobs.score", "--input", str(inp), "--output",
+                                       str(spark_out), "--set", f"spark.master=local[{SPARK_CORES}]",
+                                       "--set", f"score.model_dir={model_dir}"], env=env, cwd=root, before=rm(spark_out)),
+             Side("bare", lambda rep: [sys.executable, str(work / "bare.py"), str(model_dir), str(inp), str(bare_out)],
+                  env=env, cwd=root, before=rm(bare_out))]
+    comp = compare(sides, reps=reps)
+    ours = pq.read_table(spark_out / "data", columns=["id", "ppl"]).to_pydict()
+    bare = dict(zip(*pq.read_table(bare_out, columns=["id", "ppl"]).to_pydict().values()))
+    rel = [abs(p - bare[i]) / bare[i] for i, p in zip(ours["id"], ours["ppl"]) if p is not None and bare.get(i)]
+    n = info["docs"]
+    ratio = comp.median("bare", "cpu_s") / comp.median("ours", "cpu_s")
+    verdict = "met" if ratio >= 0.8 else f"**missed**: ours needs {1 / ratio:.2f}x the bare loop's CPU"
+    rows = [f"| {name} | {comp.spread(name, 'wall_s')} | {comp.spread(name, 'cpu_s')} | "
+            f"{n / comp.median(name, 'cpu_s'):.0f} |" for name in ("ours", "bare")]
     return "\n".join([
-        "## AS: perplexity scoring (`score`)",
+        "## AS: perplexity scoring (`score`) vs a bare loop doing the same work",
         "",
-        f"Input: {n:,} en/zh documents ({info['bytes'] / 2**20:.1f} MiB of text; {info['langs']}) sampled evenly "
-        f"from the bench corpus, as {PARTS} Parquet files in the DP schema, plus a {small['info']['docs']:,}-document "
-        f"run to separate Spark's fixed cost. Models: the SentencePiece + 5-gram KenLM pairs `make models` trains "
-        f"on the sample corpus (`{model_dir}`). Spark wall is the stage's `stats.json` wall (read, count, score, "
-        f"quantiles, write, read-back stats; JVM start excluded); Spark CPU is the whole job's process tree "
-        f"(driver, JVM, Python workers; sampled from /proc), JVM start included. CPU seconds are the fair unit on a "
-        f"shared machine: wall-clock per core assumes the cores are idle, which they were not here.",
+        f"Input: {n:,} en/zh documents ({info['bytes'] / 2**20:.1f} MiB of text; {info['langs']}) sampled evenly from "
+        f"the bench corpus, as {PARTS} Parquet files in the DP schema. Models: the SentencePiece + 5-gram KenLM pairs "
+        f"`make models` trains (`{model_dir}`). Both sides read the Parquet input, score every paragraph, compute "
+        f"per-language p30/p60 cutoffs, assign the bucket and write Parquet (zstd); ours is `jobs.score` on Spark "
+        f"local[{SPARK_CORES}] (it also writes rejected/ and stats.json), the bare loop one Python process. "
+        f"Whole processes, JVM start included; per core = per CPU-second of the process tree.",
         "",
+        f"Median [min-max] of {reps} interleaved runs:",
+        "",
+        "| side | wall s | CPU s (process tree) | docs / CPU-second |",
+        "|---|---:|---:|---:|",
         *rows,
         "",
-        f"**Spark / bare loop at {n:,} docs: {wall_ratio:.2f}x per core (wall), {cpu_ratio:.2f}x per CPU-second; "
-        f"marginal (the extra {dn:,} docs, fixed JVM and job costs removed): {marg_spark:.0f} vs {marg_bare:.0f} "
-        f"docs / CPU-s = {marg_spark / marg_bare:.2f}x** (goal >= 0.8x per core). The whole Spark job including "
-        f"JVM start took {big['total_wall']:.1f} s. Agreement: the max relative ppl difference between the two over "
-        f"{len(rel):,} documents is {max(rel) if rel else float('nan'):.1e}; median ppl {big['median']:.0f}.",
+        f"**Ours / bare loop: {ratio:.2f}x per core** (goal >= 0.8x): {verdict}. Agreement: max relative ppl "
+        f"difference over {len(rel):,} documents {max(rel) if rel else float('nan'):.1e}.",
         "",
-        "Cutoffs on this input next to CCNet's published ones (cc_net's Wikipedia-trained models with 65k pieces, "
-        "for orientation only: our models are trained on the small sample corpus and have their own scale):",
+        comp.load_line(),
         "",
-        *cut_rows,
-        "",
-        "Reproduce: `.venv/bin/python -m bench --corpus build/corpus/out/bench --models build/models "
-        "--work build/bench --only score`.",
+        f"Commit `{git_commit()}`. Command: `make bench ONLY=score`",
     ])

