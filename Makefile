@@ -33,7 +33,7 @@ export KENLM_BIN             := $(abspath $(TOOLS))/kenlm/bin
 APT_PACKAGES := openjdk-17-jre-headless libboost-program-options-dev libboost-system-dev libboost-thread-dev \
                 libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev cmake build-essential groff-base
 
-.PHONY: help setup apt venv data models langid kenlm-tools lm demo test bench bench-peer-venv dist \
+.PHONY: help setup apt venv data models langid kenlm-tools lm demo test bench bench-peer-venv dist cluster-up cluster-down \
         preprocess score filter dedup tokenizer tokenize pack mix evaluate pipeline train clean
 
 help:
@@ -97,8 +97,9 @@ dedup:
 evaluate:
 	$(PY) -m jobs.evaluate --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
 
+# PRINT_SUBMIT=1: print the chain's spark-submit lines for pipeline.cluster instead of running; OVERRIDES="k=v ..." -> --set k=v
 pipeline:
-	$(PY) -m jobs.pipeline --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS)
+	$(PY) -m jobs.pipeline --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS) $(foreach s,$(OVERRIDES),--set $(s)) $(if $(PRINT_SUBMIT),--print-submit,)
 
 # ---------------------------------------------------------------- tokenizer, packing, mixing, training
 tokenizer:
@@ -138,9 +139,18 @@ bench: $(VENV)/.setup-done bench-peer-venv
 	@test -f $(MODELS)/langid.bin || $(MAKE) models
 	$(PY) -m bench --corpus $(BENCH_CORPUS) --models $(MODELS) --work $(BUILD)/bench --out BENCHMARKS.md $(if $(ONLY),--only $(ONLY),)
 
-# ---------------------------------------------------------------- cluster packaging
-dist: $(VENV)/.setup-done
-	$(PY) -m pip wheel --no-deps -w dist .
+# ---------------------------------------------------------------- cluster: packaging, a local standalone cluster
+# dist/ziya2_dataflow.zip (dataflow/ + conf/) for --py-files; the Python runtime recipe is in docs/pipeline.md
+dist:
+	$(PY) -m tools.cluster.dist --out dist/ziya2_dataflow.zip
+
+CLUSTER_DIR  ?= $(BUILD)/cluster
+CLUSTER_PORT ?= 7077
+CLUSTER_UI   ?= 8080
+cluster-up:    # master + 2 workers (1 core, 1g each) on 127.0.0.1; master spark://127.0.0.1:$(CLUSTER_PORT)
+	$(PY) -m tools.cluster up --dir $(CLUSTER_DIR) --port $(CLUSTER_PORT) --webui-port $(CLUSTER_UI) --workers 2
+cluster-down:
+	$(PY) -m tools.cluster down --dir $(CLUSTER_DIR)
 
 clean:
 	rm -rf $(RUNS) dist

@@ -21,7 +21,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONF = REPO_ROOT / "conf" / "pipeline.yaml"
 # maps whose keys contain dots themselves: everything after the prefix is one key
-DOTTED_KEY_MAPS = (("spark", "conf"),)
+DOTTED_KEY_MAPS = (("spark", "conf"), ("pipeline", "cluster", "conf"))
 
 
 def _split_key(key: str) -> list[str]:

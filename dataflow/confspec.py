@@ -246,7 +246,14 @@ PIPELINE_SECTION = _s({
     "stages": List(Section({"name": Str(non_empty=True), "dir": Str(non_empty=True)}), min_len=1),
     "runner": Str(["python", "spark-submit"]),
     "spark_submit": Str(non_empty=True),
-    "cluster": Map(Any_(), nullable=True),
+    "cluster": _s({   # --print-submit (dataflow/pipeline.py); paths stay as written: printed relative to the cwd
+        "master": Str(non_empty=True), "deploy_mode": Str(["client", "cluster"]), "client_stages": List(Str()),
+        "py_files": Str(non_empty=True), "archives": List(Str(non_empty=True)),
+        "python": Str(non_empty=True, nullable=True), "driver_python": Str(non_empty=True, nullable=True),
+        "conf": Map(Scalar, nullable=True), "model_suffixes": List(Str(non_empty=True)),
+        "model_dirs": List(Str(non_empty=True)), "models_dist": Str(non_empty=True),
+        "zip_python": Str(non_empty=True), "skip_keys": List(Str(non_empty=True)),
+    }, nullable=True),
 })
 
 

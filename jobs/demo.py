@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 from dataflow.config import DEFAULT_CONF, REPO_ROOT, load_conf, section
-from jobs.pipeline import plan
+from dataflow.pipeline import plan
 
 
 def parser() -> argparse.ArgumentParser:

@@ -20,9 +20,9 @@ import pytest
 
 from dataflow.config import load_conf
 
+from dataflow.pipeline import is_current, plan
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from jobs.pipeline import is_current, plan  # noqa: E402
 
 STAGES = "[{name: preprocess, dir: 10-preprocess}, {name: evaluate, dir: 50-evaluate}]"
 SETS = [f"pipeline.stages={STAGES}", "evaluate.sample_share=0.1", "spark.master=local[2]",
@@ -134,39 +134,69 @@ def test_killed_run_resumes_byte_identical(small_input, tmp_path):
     assert [is_current(s, str(b)) for s in steps if not s["missing"]] == [False, False]
 
 
-def test_print_submit_lines(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jobs.pipeline", "--input", "s3a://bucket/crawl", "--output",
-                        "s3a://bucket/run", "--print-submit"], cwd=ROOT, env=env(), capture_output=True, text=True)
+def print_submit(*args: str) -> list[str]:
+    r = subprocess.run([sys.executable, "-m", "jobs.pipeline", *args, "--print-submit"], cwd=ROOT, env=env(),
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    lines = [l for l in r.stdout.splitlines() if l.startswith("spark-submit")]
+    return r.stdout.splitlines()
+
+
+def test_print_submit_lines(tmp_path):
+    """YARN-style cluster mode: the chain through the output URIs; models go with --files/--archives and the
+    job is pointed at their names in the container; DE stays in client mode; the driver runs the interpreter
+    the configuration names, never a path that exists only inside an archive of the executors."""
+    lines = print_submit("--input", "s3a://bucket/crawl", "--output", "s3a://bucket/run")
+    subs = [l for l in lines if l.startswith("spark-submit")]
     cfg = load_conf()
     present = [s for s in cfg["pipeline"]["stages"] if (ROOT / "jobs" / f"{s['name']}.py").exists()]
-    assert len(lines) == len(present)
+    assert len(subs) == len(present)
     prev = "s3a://bucket/crawl"
-    for line, st in zip(lines, present):
+    for line, st in zip(subs, present):
         assert f"--master {cfg['pipeline']['cluster']['master']}" in line
-        assert "--py-files" in line and "--archives" in line and "--files conf/pipeline.yaml" in line
+        assert "--py-files dist/ziya2_dataflow.zip" in line
         assert f"jobs/{st['name']}.py --input {prev} --output s3a://bucket/run/{st['dir']}" in line
+        mode = "client" if st["name"] == "evaluate" else "cluster"
+        assert f"--deploy-mode {mode}" in line
+        assert ("--files conf/pipeline.yaml" in line) == (mode == "cluster"), line
         prev = f"s3a://bucket/run/{st['dir']}"
-    pre = next((l for l in lines if "jobs/preprocess.py" in l), None)
-    model = (cfg.get("preprocess") or {}).get("langid_model")
-    if pre and model and (ROOT / model).exists():
-        assert model in pre and f"--set preprocess.langid_model={Path(model).name}" in pre
+    [dp] = [l for l in subs if "jobs/preprocess.py" in l]
+    assert "build/models/langid.bin" in dp and "--set preprocess.langid_model=langid.bin" in dp
+    [de] = [l for l in subs if "jobs/evaluate.py" in l]
+    assert f"spark.pyspark.driver.python={sys.executable}" in de and "./venv" not in de
 
 
-def test_editing_a_lexicon_invalidates_its_stage_and_later_ones(tmp_path):
-    """A lexicon or model edit changes no YAML value; the chain key must still change from that stage on."""
-    lex = tmp_path / "porn.en.txt"
-    lex.write_text((Path(__file__).resolve().parent.parent / "conf/rules/porn.en.txt").read_text())
-    cfg = load_conf(overrides=[f"filter.rules.content.porn_density.lexicons.en={lex}"])
-    before = {s["name"]: s for s in plan(cfg, ["in"], str(tmp_path / "out")) if not s["missing"]}
-    lex.write_text(lex.read_text() + "\nfreshly-added-term\n")
-    after = {s["name"]: s for s in plan(cfg, ["in"], str(tmp_path / "out")) if not s["missing"]}
-    names = list(before)
-    assert "filter" in names
-    i = names.index("filter")
-    for name in names[:i]:
-        assert before[name]["chain_key"] == after[name]["chain_key"], name
-    for name in names[i:]:
-        assert before[name]["chain_key"] != after[name]["chain_key"], name
-    assert before["filter"]["config_hash"] == after["filter"]["config_hash"]  # the YAML did not change
+def test_print_submit_ships_model_dirs_flat(tmp_path):
+    """An absolute model_dir (CCNet's models live outside the repository) is zipped by the printed command with
+    its files at the top level, so `--archives X.zip#alias` extracts to alias/<file> (not alias/lm/<file>), and
+    the job is pointed at the alias. The printed packing line runs here, unchanged."""
+    import shlex
+    import zipfile
+
+    models = tmp_path / "ccnet"
+    models.mkdir()
+    for name in ("en.sp.model", "en.arpa.bin"):
+        (models / name).write_bytes(name.encode() * 10)
+    dist = tmp_path / "dist-models"
+    lines = print_submit("--input", "s3a://b/in", "--output", "s3a://b/run", "--set", f"score.model_dir={models}",
+                         "--set", f"pipeline.cluster.models_dist={dist}", "--set", f"pipeline.cluster.zip_python={sys.executable}")
+    [pack] = [l for l in lines if "zipfile" in l]
+    r = subprocess.run(["bash", "-c", pack], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    names = sorted(zipfile.ZipFile(dist / "score_model_dir.zip").namelist())
+    assert names == ["en.arpa.bin", "en.sp.model"]
+    [score] = [shlex.split(l) for l in lines if "jobs/score.py" in l]
+    assert score[score.index("--archives") + 1].endswith("score_model_dir.zip#score_model_dir")
+    assert "score.model_dir=score_model_dir" in score
+
+
+def test_print_submit_client_mode_runs_local_paths(tmp_path):
+    """Client mode (standalone): no model shipping (the local driver ships them itself), local paths printed
+    absolute so executors with another working directory find them, the driver on the local interpreter."""
+    lines = print_submit("--input", "build/corpus/out/fixture/docs.jsonl", "--output", str(tmp_path / "run"),
+                         "--set", "pipeline.cluster.master=spark://127.0.0.1:7077",
+                         "--set", "pipeline.cluster.deploy_mode=client")
+    subs = [l for l in lines if l.startswith("spark-submit")]
+    assert subs and all("--deploy-mode client" in l and "--files" not in l and "--archives" not in l for l in subs)
+    assert f"--input {ROOT / 'build/corpus/out/fixture/docs.jsonl'} --output {tmp_path / 'run' / '10-preprocess'}" in subs[0]
+    assert all(f"spark.pyspark.driver.python={sys.executable}" in l for l in subs)
+    assert not any("pipeline.cluster" in l for l in subs)   # the stage jobs never read the pipeline section
