@@ -88,7 +88,7 @@ def conf_root(path: str | os.PathLike) -> str:
     return fs.parent(d) if fs.basename(d) == "conf" else d
 
 
-def _resolve_paths(spec, cfg: dict, base: str | None) -> None:
+def resolve_paths(spec, cfg: dict, base: str | None) -> None:
     """Make every relative local File/Dir value absolute, in place: against `base` (falling back to the package
     root where only that has the file), or against the current directory when `base` is None."""
     from . import fs
@@ -115,9 +115,9 @@ def load_conf(path: str | os.PathLike | None = None, overrides: Iterable[str] = 
     path = str(path) if path else str(DEFAULT_CONF)
     spec = pipeline_spec()
     cfg = read_yaml(path)
-    _resolve_paths(spec, cfg, conf_root(path))
+    resolve_paths(spec, cfg, conf_root(path))
     cfg = apply_overrides(cfg, overrides)
-    _resolve_paths(spec, cfg, None)
+    resolve_paths(spec, cfg, None)
     if validate:
         check(spec, cfg)
     return cfg

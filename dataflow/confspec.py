@@ -147,13 +147,16 @@ def _rules_spec() -> Spec:
 
 
 def filter_spec() -> Section:
+    from .rules.registry import settings_spec   # the engine's own keys (min_chars_left)
+
     return _s({
         "seed": Int(),
         "examples_per_rule": Count(0),
         "example_max_chars": Count(1),
         "example_removed_units": Count(0),
+        **settings_spec(),
         "rules": _rules_spec(),
-    }, required=("rules",))
+    }, required=("rules", *settings_spec()))
 
 
 # ---------------------------------------------------------------- CD

@@ -21,22 +21,52 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from . import pack as packing
 from .config import apply_overrides
-from .stage import StageResult, write_stage
 from .tokenize import tokenizer_info
 
 TOKEN_COLUMNS = ["id", "source", "type", "input_ids", "loss_mask", "n_tokens"]
 
 
 def load_mixer(path: str | Path, overrides=()) -> dict:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"mixer configuration {p} does not exist")
-    cfg = yaml.safe_load(p.read_text()) or {}
-    return apply_overrides(cfg, overrides)
+    """conf/mixer.yaml plus overrides, validated (`confspec.MIXER`), paths resolved like the pipeline conf's.
+    seq_len is not a mixer key: it is the pipeline conf's `pack.seq_len` (one home)."""
+    from .config import resolve_paths, conf_root, read_yaml
+    from .confschema import validate
+    from .confspec import MIXER
+
+    cfg = read_yaml(str(path))
+    resolve_paths(MIXER, cfg, conf_root(str(path)))
+    cfg = apply_overrides(cfg, overrides)
+    resolve_paths(MIXER, cfg, None)
+    validate(MIXER, cfg)
+    return cfg
+
+
+def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, pipeline_conf: str | None = None):
+    """jobs.mix's configuration: (mixer conf, pipeline conf). `pack.*`/`spark.*` overrides go to the pipeline
+    conf (its `pack.seq_len` is the one seq_len); `--input NAME=PATH` and `--tokenizer` to the mixer's."""
+    from . import fs
+    from .config import load_conf
+
+    mix_over = [o for o in overrides if not o.startswith(("pack.", "spark."))]
+    pipe_over = [o for o in overrides if o.startswith(("pack.", "spark."))]
+    for item in inputs:
+        if "=" not in item:
+            raise ValueError(f"--input {item!r} is not NAME=PATH")
+        name, path = item.split("=", 1)
+        mix_over.append(f"inputs.{name}={path}")
+    if tokenizer:
+        mix_over.append(f"tokenizer={tokenizer}")
+    mcfg = load_mixer(conf, mix_over)
+    cfg = load_conf(pipeline_conf or mcfg["pipeline_conf"], pipe_over)
+    for name, path in mcfg["inputs"].items():
+        if not fs.exists(path):
+            raise FileNotFoundError(f"mixer input {name}: {path} does not exist (run jobs.encode first)")
+    if not fs.exists(mcfg["tokenizer"]):
+        raise FileNotFoundError(f"mixer tokenizer = {mcfg['tokenizer']} does not exist")
+    return mcfg, cfg
 
 
 def select(df, where: Mapping[str, Any] | None):
@@ -129,7 +159,7 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    seed, seq_len, buckets = int(mcfg["seed"]), int(mcfg["seq_len"]), int(mcfg["cut_buckets"])
+    seed, seq_len, buckets = int(mcfg["seed"]), int(pcfg["seq_len"]), int(mcfg["cut_buckets"])
     names = [s["name"] for key in ("sources", "supervised", "unsupervised") for s in scfg.get(key) or []]
     if len(names) != len(set(names)):
         raise ValueError(f"stage {scfg['stage']}: source names must be unique within a stage, got {names}")
@@ -198,20 +228,17 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
     return rows, packing.placements(rows), rejected, selected, report, chosen
 
 
-def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: Path) -> dict:
+def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str) -> dict:
     t0 = time.time()
-    stage, seq_len, seed = int(scfg["stage"]), int(mcfg["seq_len"]), int(mcfg["seed"])
-    out.mkdir(parents=True, exist_ok=True)
+    stage, seq_len, seed = int(scfg["stage"]), int(pcfg["seq_len"]), int(mcfg["seed"])
     rows, placed, rejected, selected, report, chosen = build_stage(frames, scfg, mcfg, pcfg, int(tok["pad_id"]))
-    stats = packing.row_stats(rows, seq_len)
-    shards = packing.write_shards(rows, out, seed, int(pcfg["rows_per_shard"]), stats["rows"])
-    manifest = packing.stage_manifest(stage, seq_len, seed, tok, shards, stats, sources=report)
-    packing.write_manifest(manifest, out)
     n_in = selected.count()
-    write_stage(StageResult(kept=placed, rejected=rejected, stats={"rows": stats["rows"], "efficiency": stats["efficiency"]}),
-                out, stage=f"mix-stage{stage}", input_count=n_in, input_paths=sorted(set(str(v) for v in mcfg["inputs"].values())),
-                cfg={"stage": dict(scfg), "seq_len": seq_len, "seed": seed, "pack": dict(pcfg)}, t0=t0)
-    rows.unpersist()
+    manifest, _stats = packing.write_packed(
+        packing.Packed(rows=rows, placed=placed, rejected=rejected), out, stage_no=stage, seq_len=seq_len, seed=seed,
+        rows_per_shard=int(pcfg["rows_per_shard"]), tokenizer=tok, stage=f"mix-stage{stage}", input_count=n_in,
+        input_paths=sorted(set(str(v) for v in mcfg["inputs"].values())),
+        cfg={"stage": dict(scfg), "seq_len": seq_len, "seed": seed, "pack": dict(pcfg)}, t0=t0,
+        manifest_extra={"sources": report})
     for d in chosen:
         d.unpersist()
     return manifest
@@ -232,11 +259,11 @@ def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None) -> di
     for scfg in mcfg["stages"]:
         if stages and int(scfg["stage"]) not in stages:
             continue
-        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok, out / f"stage{scfg['stage']}")
+        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok, str(out / f"stage{scfg['stage']}"))
     for df in frames.values():
         df.unpersist()
     present = sorted(int(p.name[5:]) for p in out.glob("stage*") if (p / "manifest.json").exists() and p.name[5:].isdigit())
-    top = {"stages": [f"stage{n}/manifest.json" for n in present], "seq_len": int(mcfg["seq_len"]),
+    top = {"stages": [f"stage{n}/manifest.json" for n in present], "seq_len": int(pcfg["seq_len"]),
            "seed": int(mcfg["seed"]), "tokenizer": tok}
     (out / "manifest.json").write_text(json.dumps(top, indent=2) + "\n")
     return {"top": top, "stages": written}

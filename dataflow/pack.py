@@ -359,3 +359,47 @@ def pack(df, cfg: Mapping, mode: str, pad_id: int) -> Packed:
         raise ValueError(f"pack mode must be pretrain or supervised, not {mode!r}")
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     return Packed(rows=rows, placed=placements(rows), rejected=rejected)
+
+
+def write_packed(packed: Packed, out: str, *, stage_no: int | None, seq_len: int, seed: int, rows_per_shard: int,
+                 tokenizer: Mapping, stage: str, input_count: int, input_paths: Iterable[str] = (),
+                 cfg: Mapping | None = None, t0: float | None = None, manifest_extra: Mapping | None = None) -> dict:
+    """The one packed-output sequence (jobs.pack and every mixer stage): shards and manifest.json into an
+    attempt, then the per-document accounting through `write_stage`, which commits it all (`_SUCCESS` last).
+    Returns (manifest, stats)."""
+    from .stage import Attempt, StageResult, write_stage
+
+    attempt = Attempt(out).begin()
+    stats = row_stats(packed.rows, seq_len)
+    shards = write_shards(packed.rows, attempt.dir, seed, rows_per_shard, stats["rows"])
+    manifest = stage_manifest(stage_no, seq_len, seed, tokenizer, shards, stats, **dict(manifest_extra or {}))
+    write_manifest(manifest, attempt.dir)
+    out_stats = write_stage(StageResult(kept=packed.placed, rejected=packed.rejected,
+                            stats={k: stats[k] for k in ("rows", "efficiency", "padding_tokens", "packing")}),
+                out, stage=stage, input_count=input_count, input_paths=input_paths, cfg=cfg, t0=t0, attempt=attempt)
+    packed.rows.unpersist()
+    return manifest, out_stats
+
+
+def run(spark, inputs: Iterable[str], out: str, cfg: Mapping, mode: str, tokenizer_model: str, *,
+        stage_no: int | None = None, output_check: bool = True, allow_incomplete: bool = False) -> dict:
+    """jobs.pack: read a tokenize-stage output, pack it (`mode` pretrain or supervised) and write it.
+    cfg: the `pack` section. Returns (manifest, stats)."""
+    import time
+
+    from .stage import read_stage_input
+    from .tokenize import tokenizer_info
+
+    t0 = time.time()
+    tok = tokenizer_info(tokenizer_model, cfg.get("pad_id"))
+    df, paths = read_stage_input(spark, inputs, output=out if output_check else None,
+                                 allow_incomplete=allow_incomplete, require=("id", "input_ids", "n_tokens"))
+    df = df.select("id", "source", "type", "input_ids", "loss_mask", "n_tokens").cache()
+    n = df.count()
+    result = write_packed(pack(df, cfg, mode, tok["pad_id"]), out,
+                            stage_no=stage_no if stage_no is not None else (1 if mode == "pretrain" else None),
+                            seq_len=int(cfg["seq_len"]), seed=int(cfg["seed"]), rows_per_shard=int(cfg["rows_per_shard"]),
+                            tokenizer=tok, stage="pack", input_count=n, input_paths=paths, cfg=cfg, t0=t0,
+                            manifest_extra={"mode": mode})
+    df.unpersist()
+    return result

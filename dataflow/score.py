@@ -23,6 +23,7 @@ from typing import Iterable, Mapping
 
 import pyarrow as pa
 
+from . import fs
 from .lm.normalize import normalize_line, normalize_settings
 
 STAGE = "score"
@@ -40,10 +41,10 @@ def model_paths(cfg: Mapping) -> dict[str, tuple[str, str]]:
     overrides = cfg.get("models") or {}
     for lang in cfg["langs"]:
         o = overrides.get(lang) or {}
-        sp = o.get("sp") or str(Path(cfg["model_dir"]) / f"{lang}.sp.model")
-        lm = o.get("lm") or str(Path(cfg["model_dir"]) / f"{lang}.arpa.bin")
+        sp = o.get("sp") or fs.join(cfg["model_dir"], f"{lang}.sp.model")
+        lm = o.get("lm") or fs.join(cfg["model_dir"], f"{lang}.arpa.bin")
         for p in (sp, lm):
-            if not Path(p).exists():
+            if not fs.exists(p):
                 raise FileNotFoundError(f"score: model file {p} for {lang!r} does not exist (run `make models`, "
                                         f"or set score.models.{lang} / remove {lang!r} from score.langs)")
         out[lang] = (sp, lm)
@@ -109,7 +110,7 @@ def bucket(ppl: float | None, cut: Mapping | None) -> str:
 
 def read_cutoffs(path: str | Path) -> dict[str, dict[str, float]]:
     """Fixed cutoffs, JSON {lang: {"p30": x, "p60": y}} (what a previous run wrote to cutoffs.json)."""
-    data = json.loads(Path(path).read_text())
+    data = json.loads(fs.read_text(str(path)))
     out = {}
     for lang, c in data.items():
         if not isinstance(c, dict) or "p30" not in c or "p60" not in c:
@@ -118,6 +119,11 @@ def read_cutoffs(path: str | Path) -> dict[str, dict[str, float]]:
             raise ValueError(f"cutoffs file {path}: {lang!r} has p30 > p60")
         out[lang] = {"p30": float(c["p30"]), "p60": float(c["p60"])}
     return out
+
+
+def cutoffs_json(cuts: Mapping) -> str:
+    """OUT/cutoffs.json: the cutoffs of this run, readable back by `read_cutoffs` (--cutoffs)."""
+    return json.dumps({lang: {"p30": c["p30"], "p60": c["p60"]} for lang, c in cuts.items()}, indent=2) + "\n"
 
 
 # ------------------------------------------------------------------ Spark

@@ -8,6 +8,7 @@ by that source's rule (HumanEval: at the end of the docstring; CHAMP: at "Soluti
 Output columns: `id`, `source`, `type` (null = unsupervised), `input_ids` (list<int32>, BOS + text + EOS),
 `loss_mask` (list<int8>, null for unsupervised; 0 on BOS and prompt tokens, 1 on response tokens and EOS),
 `n_tokens`. Rejected rows keep `text` for audit, with `reason`/`detail`: `empty`, `malformed:json`,
+`malformed:type` (a `text`/`prompt`/`response`/... value that is not a string: never encoded as its JSON),
 `malformed:prompt_response`, `malformed:no_type`, `supervised_split`.
 
 The prompt/response mask comes from SentencePiece's byte offsets on the *whole* text, so the ids are exactly
@@ -25,7 +26,8 @@ import pyarrow as pa
 
 from .stage import StageResult
 
-INPUT_COLUMNS = ["id", "source", "type", "text", "prompt", "response", "_corrupt_record"]
+INPUT_COLUMNS = ["id", "source", "type", "text", "prompt", "response", "_corrupt_record", "_bad_fields"]
+TEXT_COLUMNS = ("id", "source", "type", "text", "prompt", "response")   # must be strings, never cast
 OUT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("type", pa.string()),
                         ("input_ids", pa.list_(pa.int32())), ("loss_mask", pa.list_(pa.int8())),
                         ("n_tokens", pa.int32()), ("text", pa.string()),
@@ -83,6 +85,9 @@ def classify(rec: Mapping, ecfg: Mapping) -> dict:
     typ, source = rec.get("type"), rec.get("source")
     if rec.get("_corrupt_record") is not None and text is None and prompt is None and response is None:
         return {"kind": "reject", "reason": "malformed:json", "detail": (rec["_corrupt_record"] or "")[:200]}
+    if rec.get("_bad_fields"):
+        return {"kind": "reject", "reason": "malformed:type",
+                "detail": f"not a string: {rec['_bad_fields']} (field:type)"}
     if prompt is not None or response is not None:
         if not (prompt or "").strip() or not (response or "").strip():
             return {"kind": "reject", "reason": "malformed:prompt_response",
@@ -164,15 +169,21 @@ def run(df, cfg: Mapping) -> StageResult:
     ecfg = dict(cfg["encode"])
     spark = df.sparkSession
     model = ship_model(spark, cfg["model"])
-    cols = [F.col(c).cast("string").alias(c) if c in df.columns else F.lit(None).cast("string").alias(c)
-            for c in INPUT_COLUMNS]
+    types = dict(df.dtypes)
+    wrong = [c for c in TEXT_COLUMNS if c in types and types[c] != "string"]   # e.g. Parquet text as a struct
+    cols = [F.lit(None).cast("string").alias(c) if c in wrong or c not in types else F.col(c).cast("string").alias(c)
+            for c in INPUT_COLUMNS if c != "_bad_fields"]
+    bad = [F.when(F.col(c).isNotNull(), F.lit(f"{c}:{types[c]}")) for c in wrong]
+    prior = [F.col("_bad_fields")] if "_bad_fields" in types else []
+    cols.append((F.concat_ws(",", *prior, *bad) if prior or bad else F.lit("")).alias("_bad_fields"))
 
     def apply(batches):
         sp = load_once("sentencepiece", model, _load_sp)
         for b in batches:
             yield tokenize_batch(b, sp, ecfg)
 
-    annotated = df.select(*cols).mapInArrow(apply, spark_schema(OUT_SCHEMA))
+    annotated = (df.select(*cols).withColumn("_bad_fields", F.when(F.col("_bad_fields") != "", F.col("_bad_fields")))
+                 .mapInArrow(apply, spark_schema(OUT_SCHEMA)))
     from pyspark import StorageLevel
 
     annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
@@ -188,3 +199,29 @@ def run(df, cfg: Mapping) -> StageResult:
                 "tokenizer": tokenizer_info(Path(cfg["model"]).resolve())}
 
     return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)
+
+
+def run_stage(spark, inputs, out: str, cfg: Mapping, *, partitions: int | None = None,
+              allow_incomplete: bool = False) -> dict:
+    """jobs.encode: read documents (stage output or JSONL), tokenize, write the stage. cfg: `tokenizer`."""
+    import time
+
+    from .stage import Attempt, check_overlap, write_stage
+    from .tokenizer import is_jsonl, read_documents
+
+    t0 = time.time()
+    inputs = [str(p) for p in inputs]
+    check_overlap(inputs, out)
+    if is_jsonl(inputs):
+        df, paths = read_documents(spark, inputs)
+    else:
+        from .stage import read_stage_input
+
+        df, paths = read_stage_input(spark, inputs, output=out, allow_incomplete=allow_incomplete, require=("text",))
+    attempt = Attempt(out).begin()
+    df = df.cache()
+    n = df.count()
+    stats = write_stage(run(df, cfg), out, stage="tokenize", input_count=n, input_paths=paths, cfg=cfg, t0=t0,
+                        partitions=partitions, extra_versions=("sentencepiece",), attempt=attempt)
+    df.unpersist()
+    return stats

@@ -18,10 +18,6 @@ filter's estimated and measured false positives) and OUT/_SUCCESS.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
 from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser
 from dataflow.config import section
 
@@ -35,7 +31,7 @@ def main(argv=None) -> int:
         from dataflow.dedup import run
 
         dcfg = section(cfg, STAGE)
-        return run_document_stage(spark, args, STAGE, dcfg, lambda df: run(df, dcfg))
+        return run_document_stage(spark, args, STAGE, dcfg, lambda df, _attempt: run(df, dcfg))
 
     run_job(STAGE, args, body)
     return 0

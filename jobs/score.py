@@ -16,9 +16,6 @@ OUT/cutoffs.json (reusable with --cutoffs) and OUT/_SUCCESS.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-
 
 from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser
 from dataflow.config import section
@@ -26,33 +23,27 @@ from dataflow.config import section
 STAGE = "score"
 
 
-def parser():
+def main(argv=None) -> int:
     ap = stage_argparser("jobs.score", __doc__)
     ap.add_argument("--cutoffs", metavar="JSON", default=None,
                     help='fixed cutoffs {"<lang>": {"p30": x, "p60": y}} (e.g. an earlier OUT/cutoffs.json); '
                          "languages not in the file get cutoffs computed on this input; sets score.cutoffs_file")
     ap.add_argument("--drop", nargs="*", metavar="BUCKET", default=None,
                     help="buckets to move to rejected/ (high, medium, low, unscored); sets score.drop")
-    return ap
-
-
-def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    args = ap.parse_args(argv)
     if args.drop is not None:
         args.overrides.append(f"score.drop={json.dumps(args.drop)}")
     if args.cutoffs is not None:
         args.overrides.append(f"score.cutoffs_file={json.dumps(args.cutoffs)}")
 
     def body(spark, cfg):
-        from dataflow.score import read_cutoffs, run
+        from dataflow.score import cutoffs_json, read_cutoffs, run
 
         scfg = section(cfg, STAGE)
         cutoffs = read_cutoffs(scfg["cutoffs_file"]) if scfg.get("cutoffs_file") else None
-        stats = run_document_stage(spark, args, STAGE, scfg, lambda df: run(df, scfg, cutoffs=cutoffs),
-                                   extra_versions=("kenlm", "sentencepiece"))
-        cuts = {lang: {"p30": c["p30"], "p60": c["p60"]} for lang, c in stats["extra"]["cutoffs"].items()}
-        (Path(args.output) / "cutoffs.json").write_text(json.dumps(cuts, indent=2) + "\n")
-        return stats
+        return run_document_stage(spark, args, STAGE, scfg, lambda df, _a: run(df, scfg, cutoffs=cutoffs),
+                                  extra_versions=("kenlm", "sentencepiece"),
+                                  side_files=lambda st: {"cutoffs.json": cutoffs_json(st["extra"]["cutoffs"])})
 
     run_job(STAGE, args, body)
     return 0

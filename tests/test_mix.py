@@ -26,9 +26,9 @@ def setup(spark, corpus_dir, corpus_docs, tmp_path_factory):
     tcfg = dict(load_conf()["tokenizer"], model=str(train_test_tokenizer(corpus_docs, d)))
     write_stage(tokenize.run(spark.read.json(str(corpus_dir / "docs.jsonl")), tcfg), d / "tok", stage="tokenize",
                 input_count=len(corpus_docs), cfg=tcfg)
-    mcfg = load_mixer(ROOT / "conf" / "mixer.yaml", [f"seq_len={SEQ_LEN}", f"tokenizer={d / 'tok.model'}",
+    mcfg = load_mixer(ROOT / "conf" / "mixer.yaml", [f"tokenizer={d / 'tok.model'}",
                                                     f"inputs.pretrain={d / 'tok'}", f"inputs.supervised={d / 'tok'}"])
-    pcfg = dict(load_conf()["pack"], rows_per_shard=64)
+    pcfg = dict(load_conf()["pack"], rows_per_shard=64, seq_len=SEQ_LEN)
     mix(spark, mcfg, pcfg, d / "out")
     tokens = {r["id"]: r for r in spark.read.parquet(str(d / "tok" / "data")).collect()}
     return d, mcfg, pcfg, tokens

@@ -9,9 +9,12 @@ import os
 from typing import Iterable
 
 # every field a JSONL input may carry; absent ones read as null. Reading with a fixed schema avoids a
-# schema-inference pass over the whole input, and `_corrupt_record` catches lines that are not JSON.
-JSONL_DDL = ("id string, source string, url string, text string, lang string, label string, domain string, "
-             "type string, prompt string, response string, _corrupt_record string")
+# schema-inference pass over the whole input, `_corrupt_record` catches lines that are not JSON, and
+# `_bad_fields` names fields whose value is not a string (`text:dict`): Spark's JSON reader would hand the
+# JSON text of an object to a string column, and the tokenizer would encode it.
+JSONL_FIELDS = ("id", "source", "url", "text", "lang", "label", "domain", "type", "prompt", "response")
+ENCODED_FIELDS = ("text", "prompt", "response")     # what the tokenizer encodes: strings only
+JSONL_DDL = ", ".join(f"{f} string" for f in JSONL_FIELDS) + ", _corrupt_record string, _bad_fields string"
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".jsonl.bz2", ".ndjson")
 
 
@@ -25,15 +28,55 @@ def read_documents(spark, paths: Iterable[str]):
     stage output (a stage directory means its `data/`)."""
     from ..stage import read_stage_input
 
+    from .. import fs
+
     paths = [str(p) for p in paths]
     if is_jsonl(paths):
         for p in paths:
-            if not os.path.exists(p):
+            if not fs.exists(p):
                 raise FileNotFoundError(f"input path {p} does not exist")
-        df = (spark.read.schema(JSONL_DDL).option("mode", "PERMISSIVE")
-              .option("columnNameOfCorruptRecord", "_corrupt_record").json(paths))
-        return df, paths
+        from pyspark.sql import functions as F
+
+        lines = spark.read.text([fs.spark_uri(p) for p in paths]).filter(F.trim("value") != "")
+        return lines.mapInArrow(_parse_jsonl, JSONL_DDL), paths
     return read_stage_input(spark, paths)
+
+
+def parse_jsonl_line(line: str) -> dict:
+    """One JSONL line -> the JSONL_DDL fields. Not JSON (or not an object): `_corrupt_record` holds the line;
+    a non-string field value reads as null and is named in `_bad_fields` (`text:dict`)."""
+    import json
+
+    out = dict.fromkeys(JSONL_FIELDS)
+    out["_corrupt_record"] = out["_bad_fields"] = None
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
+        out["_corrupt_record"] = line
+        return out
+    bad = []
+    for f in JSONL_FIELDS:
+        v = rec.get(f)
+        if v is None or isinstance(v, str):
+            out[f] = v
+        elif f not in ENCODED_FIELDS and isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f] = json.dumps(v)      # a numeric id or label is still that id
+        else:
+            bad.append(f"{f}:{type(v).__name__}")
+    out["_bad_fields"] = ",".join(bad) or None
+    return out
+
+
+def _parse_jsonl(batches):
+    import pyarrow as pa
+
+    names = [*JSONL_FIELDS, "_corrupt_record", "_bad_fields"]
+    schema = pa.schema([(n, pa.string()) for n in names])
+    for b in batches:
+        recs = [parse_jsonl_line(x) for x in b.column(0).to_pylist()]
+        yield pa.RecordBatch.from_pylist(recs, schema=schema)
 
 
 def pipeline_lang(lang: str | None) -> str | None:
