@@ -181,7 +181,7 @@ def run(ctx: BenchContext) -> str:
 
         sides = [ours("minhash"), ours("simhash"),
                  Side("datatrove-minhash", lambda rep: [str(Path(ctx.peer_python).absolute()), str(work / "peer_minhash.py"),
-                                                        str(jdir), str(outs["datatrove-minhash"]), "en"], cwd=work)]
+                                                        str(jdir), str(outs["datatrove-minhash"]), "eng"], cwd=work)]
         reps = 1 if ctx.quick else REPS.get(n, 3)
         comp = compare(sides, reps=reps, timeout=4 * 3600)
         found, removed_pairs = {}, {}
