@@ -99,7 +99,7 @@ evaluate:
 
 # PRINT_SUBMIT=1: print the chain's spark-submit lines for pipeline.cluster instead of running; OVERRIDES="k=v ..." -> --set k=v
 pipeline:
-	$(PY) -m jobs.pipeline --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS) $(foreach s,$(OVERRIDES),--set $(s)) $(if $(PRINT_SUBMIT),--print-submit,)
+	$(if $(PRINT_SUBMIT),@,)$(PY) -m jobs.pipeline --input $(INPUT) --output $(OUTPUT) $(STAGE_ARGS) $(foreach s,$(OVERRIDES),--set $(s)) $(if $(PRINT_SUBMIT),--print-submit,)
 
 # ---------------------------------------------------------------- tokenizer, packing, mixing, training
 tokenizer:

@@ -228,6 +228,9 @@ def submit_lines(conf: str, overrides: list[str], inputs: list[str], output: str
              + (f"executors run {python} from {', '.join(archives)}" if archives else
                 f"executors run {python}, which must exist on every node")]
     packed: set[str] = set()
+    # the launcher on PATH, else the one installed with pyspark next to this interpreter (a venv not activated)
+    launcher = shutil.which(pcfg["spark_submit"]) or next(
+        (str(p) for p in [Path(sys.executable).parent / pcfg["spark_submit"]] if p.exists()), pcfg["spark_submit"])
     stage_sets = [o for o in overrides if not o.startswith("pipeline.")]  # the stage jobs never read `pipeline`
     for step in plan(cfg, [fs.normalize(i) for i in inputs], fs.normalize(output)):
         if step["missing"]:
@@ -258,7 +261,7 @@ def submit_lines(conf: str, overrides: list[str], inputs: list[str], output: str
                 arch.append(f"{zipped}#{alias}")
                 sets.append(f"{key}={alias}")
         driver_python = ccfg.get("driver_python") or sys.executable
-        cmd = [pcfg["spark_submit"], "--master", ccfg["master"], "--deploy-mode", "client" if client else "cluster",
+        cmd = [launcher, "--master", ccfg["master"], "--deploy-mode", "client" if client else "cluster",
                "--name", f"ziya2-{step['name']}", "--py-files", py_files]
         if arch:
             cmd += ["--archives", ",".join(arch)]

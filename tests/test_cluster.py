@@ -126,14 +126,19 @@ def test_standalone_cluster_runs_printed_lines(cluster, dist_zip, runtime, chain
                        timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
-    printed = subprocess.run(
-        [sys.executable, "-m", "jobs.pipeline", "--input", str(chain_input), "--output", str(remote), "--print-submit",
-         "--set", f"pipeline.cluster.master={cluster['master']}", "--set", "pipeline.cluster.deploy_mode=client",
-         "--set", f"pipeline.cluster.python={runtime}", "--set", "pipeline.cluster.conf.spark.executor.memory=512m"],
-        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    overrides = [f"pipeline.cluster.master={cluster['master']}", "pipeline.cluster.deploy_mode=client",
+                 f"pipeline.cluster.python={runtime}", "pipeline.cluster.conf.spark.executor.memory=512m"]
+    printed = subprocess.run([sys.executable, "-m", "jobs.pipeline", "--input", str(chain_input), "--output",
+                              str(remote), "--print-submit", *[x for o in overrides for x in ("--set", o)]],
+                             cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
     assert printed.returncode == 0, printed.stderr
-    commands = [l for l in printed.stdout.splitlines() if l and not l.startswith("#")]
-    assert len(commands) == len(STAGES) and all(c.startswith("spark-submit ") for c in commands)
+    # the README's form prints the same lines (make echoes nothing else into the script)
+    script = tmp_path / "submit.sh"
+    made = make("pipeline", f"INPUT={chain_input}", f"OUTPUT={remote}", "PRINT_SUBMIT=1", f"OVERRIDES={' '.join(overrides)}")
+    assert made.stdout == printed.stdout
+    script.write_text(made.stdout)
+    commands = [l for l in script.read_text().splitlines() if l and not l.startswith("#")]
+    assert len(commands) == len(STAGES) and all(shlex.split(c)[0].endswith("spark-submit") for c in commands)
     for c in commands:
         argv = shlex.split(c)
         assert argv[argv.index("--master") + 1] == cluster["master"]

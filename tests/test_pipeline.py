@@ -146,7 +146,7 @@ def test_print_submit_lines(tmp_path):
     job is pointed at their names in the container; DE stays in client mode; the driver runs the interpreter
     the configuration names, never a path that exists only inside an archive of the executors."""
     lines = print_submit("--input", "s3a://bucket/crawl", "--output", "s3a://bucket/run")
-    subs = [l for l in lines if l.startswith("spark-submit")]
+    subs = [l for l in lines if l.split(" ")[0].endswith("spark-submit")]
     cfg = load_conf()
     present = [s for s in cfg["pipeline"]["stages"] if (ROOT / "jobs" / f"{s['name']}.py").exists()]
     assert len(subs) == len(present)
@@ -195,7 +195,7 @@ def test_print_submit_client_mode_runs_local_paths(tmp_path):
     lines = print_submit("--input", "build/corpus/out/fixture/docs.jsonl", "--output", str(tmp_path / "run"),
                          "--set", "pipeline.cluster.master=spark://127.0.0.1:7077",
                          "--set", "pipeline.cluster.deploy_mode=client")
-    subs = [l for l in lines if l.startswith("spark-submit")]
+    subs = [l for l in lines if l.split(" ")[0].endswith("spark-submit")]
     assert subs and all("--deploy-mode client" in l and "--files" not in l and "--archives" not in l for l in subs)
     assert f"--input {ROOT / 'build/corpus/out/fixture/docs.jsonl'} --output {tmp_path / 'run' / '10-preprocess'}" in subs[0]
     assert all(f"spark.pyspark.driver.python={sys.executable}" in l for l in subs)
