@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -228,3 +229,170 @@ def test_raw_batch_round_trip(cfg, corpus_docs, tmp_path):
     b = to_batch(read(p, "jsonl", cfg))
     assert b.schema == RAW_SCHEMA and b.num_rows == 3
     assert dict(b.column("meta").to_pylist()[0])["domain"] == corpus_docs[0]["domain"]
+
+
+# ---------------------------------------------------------------- #11: hostile inputs
+def plain_record_starts(data: bytes) -> list[int]:
+    """Start offsets of the records of an uncompressed WARC, found by the record separator (test-side)."""
+    return [0] + [m.start() + 4 for m in re.finditer(rb"\r\n\r\nWARC/1\.0\r\n", data)]
+
+
+def lie_about_length(record: bytes, delta: int) -> bytes:
+    """The record with its WARC Content-Length header changed by delta (the block itself untouched)."""
+    head, sep, rest = record.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", head)
+    head = head[:m.start(1)] + str(int(m.group(1)) + delta).encode() + head[m.end(1):]
+    return head + sep + rest
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["warc.gz", "warc"])
+@pytest.mark.parametrize("delta", [300, -300], ids=["too-many", "too-few"])
+def test_warc_content_length_lie_keeps_every_later_record(tmp_path, pages, cfg, gz, delta):
+    src = tmp_path / ("good.warc.gz" if gz else "good.warc")
+    write_warc(str(src), pages[:5], gzip_records=gz)
+    data = src.read_bytes()
+    starts = gzip_members(src) if gz else plain_record_starts(data)
+    a, b = starts[4], starts[5]          # the 2nd page's response record (warcinfo, req, resp, req, resp, ...)
+    rec = gzip.decompress(data[a:b]) if gz else data[a:b]
+    bad = lie_about_length(rec, delta)
+    bad = gzip.compress(bad, mtime=0) if gz else bad
+    p = tmp_path / ("lie.warc.gz" if gz else "lie.warc")
+    p.write_bytes(data[:a] + bad + data[b:])
+    end = a + len(bad)                    # where the damaged record really ends (the next record's start)
+    recs = read(p, "warc", cfg)
+    assert [r["url"] for r in recs if r["reason"] is None] == [pg["url"] for i, pg in enumerate(pages[:5]) if i != 1]
+    assert [r["content"] for r in recs if r["reason"] is None] == [pg["body"] for i, pg in enumerate(pages[:5]) if i != 1]
+    q = [r for r in recs if r["reason"]]
+    assert len(q) == 1 and q[0]["reason"] == "malformed:content_length", q
+    assert q[0]["offset"] == a and int(q[0]["meta"]["span_end"]) == end > a
+    assert f"{a}-{end}" in q[0]["detail"] and str(p) in q[0]["detail"]
+
+
+def test_doc_ids_unique_across_folders_and_stable(tmp_path, corpus_docs, cfg):
+    from dataflow.preprocess import doc_id
+
+    docs = corpus_docs[:30]
+    table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        pq.write_table(table, tmp_path / sub / "train-00000.parquet")
+    files = list_inputs([tmp_path])
+    assert len(files) == 2
+
+    def ids():
+        return [doc_id(r["file"], r["offset"]) for f in files for r in read(f.path, f.fmt, cfg)]
+
+    first = ids()
+    assert len(set(first)) == 2 * len(docs)     # distinct records, distinct ids
+    assert ids() == first                       # a rerun gives the same ids
+    again = [doc_id(r["file"], r["offset"]) for r in read("file://" + files[0].path, "parquet", cfg)]
+    assert again == first[:len(docs)]           # a file:// URI is the same input as its path
+    recs = read(files[0].path, "parquet", cfg)
+    assert [r["meta"]["id"] for r in recs] == [d["id"] for d in docs]
+
+
+def test_lone_surrogates_are_quarantined_not_fatal(tmp_path, corpus_docs, cfg):
+    d = corpus_docs[0]
+    lines = [json.dumps(d), json.dumps(dict(d, url="https://x.invalid/\ud800")),
+             json.dumps(dict(d, license="MIT\udfff")), json.dumps(dict(d, text=d["text"] + "\ud83d"))]
+    p = tmp_path / "s.jsonl"
+    p.write_text("\n".join(lines) + "\n", encoding="ascii")  # json.dumps escapes: \\ud800 in the file
+    recs = read(p, "jsonl", cfg)
+    assert [r["reason"] for r in recs] == [None, "malformed:lone_surrogate", "malformed:lone_surrogate", None]
+    assert "`url`" in recs[1]["detail"] and "`license`" in recs[2]["detail"] and str(p) in recs[1]["detail"]
+    assert recs[3]["text"] == d["text"]
+    to_batch(recs)  # Arrow takes every row (a surrogate would raise UnicodeEncodeError here)
+
+
+def corrupt_first_data_page(path: Path, column: str) -> None:
+    md = pq.ParquetFile(path).metadata
+    rg = md.row_group(0)
+    col = next(rg.column(i) for i in range(rg.num_columns) if rg.column(i).path_in_schema == column)
+    start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+    size = col.total_compressed_size     # counted from the first page of the chunk
+    data = bytearray(path.read_bytes())
+    mid = start + size // 2
+    data[mid: mid + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_parquet_data_page_is_one_row_group_quarantine(tmp_path, corpus_docs, cfg):
+    docs = corpus_docs[:40]
+    p = tmp_path / "z.parquet"
+    pq.write_table(pa.table({"text": [d["text"] for d in docs]}), p, row_group_size=20, compression="zstd")
+    corrupt_first_data_page(p, "text")
+    recs = read(p, "parquet", cfg)
+    assert recs[0]["reason"] == "malformed:parquet_row_group" and recs[0]["offset"] == 0
+    assert "row group 0" in recs[0]["detail"] and str(p) in recs[0]["detail"]
+    assert [r["text"] for r in recs[1:]] == [d["text"] for d in docs[20:]]
+    assert [r["offset"] for r in recs[1:]] == list(range(20, 40))
+
+
+def test_jsonl_bom_and_cr_only_line_ends(tmp_path, corpus_docs, cfg):
+    docs = corpus_docs[:5]
+    body = [json.dumps(d, ensure_ascii=False).encode() for d in docs]
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + b"\n".join(body) + b"\n")
+    assert [r["text"] for r in read(tmp_path / "bom.jsonl", "jsonl", cfg)] == [d["text"] for d in docs]
+    (tmp_path / "cr.jsonl").write_bytes(b"\r".join(body) + b"\r")
+    recs = read(tmp_path / "cr.jsonl", "jsonl", cfg)
+    assert [r["text"] for r in recs] == [d["text"] for d in docs]
+    starts = [0]
+    for ln in body[:-1]:
+        starts.append(starts[-1] + len(ln) + 1)
+    assert [r["offset"] for r in recs] == starts
+
+
+@pytest.mark.parametrize("kind", ["dictionary", "large_string", "string_view"])
+def test_parquet_text_of_any_string_type(tmp_path, corpus_docs, cfg, kind):
+    texts = [d["text"] for d in corpus_docs[:10]]
+    arr = pa.array(texts, pa.large_string()) if kind == "large_string" else pa.array(texts)
+    if kind == "dictionary":
+        arr = arr.dictionary_encode()
+    elif kind == "string_view":
+        arr = arr.cast(pa.string_view())
+    p = tmp_path / f"{kind}.parquet"
+    pq.write_table(pa.table({"text": arr}), p, use_dictionary=kind == "dictionary")
+    assert [r["text"] for r in read(p, "parquet", cfg)] == texts
+
+
+def test_provenance_wins_over_input_meta(tmp_path, corpus_docs, cfg):
+    d = corpus_docs[0]
+    p = tmp_path / "m.jsonl"
+    p.write_text(json.dumps(dict(d, meta={"file": "/elsewhere.jsonl", "offset": 99}, file="x")) + "\n")
+    r = read(p, "jsonl", cfg)[0]
+    assert r["meta"]["file"] == str(p) and r["meta"]["offset"] == "0"
+    assert r["meta"]["src_offset"] == "99" and r["meta"]["src_file"] in ("/elsewhere.jsonl", "x")
+    q = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"text": [d["text"]], "offset": [7], "meta": [[("file", "/e.parquet")]]},
+                            schema=pa.schema([("text", pa.string()), ("offset", pa.int64()),
+                                              ("meta", pa.map_(pa.string(), pa.string()))])), q)
+    r = read(q, "parquet", cfg)[0]
+    assert r["meta"]["file"] == str(q) and r["meta"]["offset"] == "0" and r["meta"]["src_offset"] == "7"
+    assert r["meta"]["src_file"] == "/e.parquet"
+
+
+def test_chunked_transfer_encoding_is_removed(tmp_path, pages, cfg):
+    body = pages[0]["body"]
+    pieces = [body[i:i + 4000] for i in range(0, len(body), 4000)]
+    chunked = b"".join(b"%x\r\n" % len(c) + c + b"\r\n" for c in pieces) + b"0\r\n\r\n"
+    p = tmp_path / "c.warc.gz"
+    write_warc(str(p), [dict(pages[0], body=chunked)])
+    raw = p.read_bytes()
+    offs = gzip_members(p)
+    rec = gzip.decompress(raw[offs[2]:]).replace(b"Content-Type: text/html; charset=utf-8\r\n",
+                                                 b"Transfer-Encoding: chunked\r\nContent-Type: text/html; charset=utf-8\r\n", 1)
+    rec = lie_about_length(rec, len(b"Transfer-Encoding: chunked\r\n"))
+    p.write_bytes(raw[:offs[2]] + gzip.compress(rec, mtime=0))
+    r = read(p, "warc", cfg)
+    assert len(r) == 1 and r[0]["reason"] is None and r[0]["content"] == body
+    assert r[0]["meta"]["dechunked"] == "true"
+
+
+def test_listing_and_reading_take_file_uris(tmp_path, pages, cfg):
+    (tmp_path / "d").mkdir()
+    write_warc(str(tmp_path / "d" / "a.warc.gz"), pages[:2])
+    files = list_inputs([f"file://{tmp_path}/d"])
+    assert [f.path for f in files] == [str(tmp_path / "d" / "a.warc.gz")]
+    assert [f.path for f in list_inputs([f"file://{tmp_path}/d/*.warc.gz"])] == [files[0].path]
+    recs = read(f"file://{tmp_path}/d/a.warc.gz", "warc", cfg)
+    assert [r["url"] for r in recs] == [pg["url"] for pg in pages[:2]]

@@ -134,7 +134,7 @@ def test_opencc_t2s_is_optional_and_recorded(cfg, corpus_docs):
     assert "系统初始化" in cn  # the zh-cn edition of the same chapter spells it so
 
 
-def test_payload_reasons(cfg, pages):
+def test_payload_reasons(cfg, pages, corpus_docs):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -149,19 +149,21 @@ def test_payload_reasons(cfg, pages):
     assert pre(raw(content=buf.getvalue(), content_type="application/pdf"))["reason"] == "malformed:binary"
     body = pages[0]["body"]
     assert pre(raw(content=body, content_type="application/json"))["reason"] == "content_type"
-    text = "Debian système".encode("utf-8")
-    assert pre(raw(content=text[:-3] + b"\xff" + text[-2:], content_type="text/plain"))["reason"] == \
+    # UTF-8 with one broken byte stays broken UTF-8 (no detector guesses a legacy charset for it)
+    fr = next(d for d in corpus_docs if d["lang"] == "fr")["text"].encode("utf-8")
+    i = fr.index("é".encode("utf-8"))
+    assert pre(raw(content=fr[:i] + b"\xff" + fr[i + 1:], content_type="text/plain"))["reason"] == \
         "malformed:invalid_utf8"
     head = body[: body.index(b"<body")] + b"<body></body></html>"
     assert pre(raw(content=head, content_type="text/html"))["reason"] == "empty"
 
 
-def test_doc_id_is_stable_and_distinct():
-    a = doc_id("cc", "https://a.invalid/", "/x/f.warc.gz", 10)
-    assert a == doc_id("cc", "https://a.invalid/", "/elsewhere/f.warc.gz", 10)  # file name, not mount path
-    assert len({a, doc_id("cc", "https://a.invalid/", "/x/f.warc.gz", 11),
-                doc_id("cc2", "https://a.invalid/", "/x/f.warc.gz", 10),
-                doc_id("cc", "https://b.invalid/", "/x/f.warc.gz", 10)}) == 4
+def test_doc_id_is_the_full_uri_and_offset():
+    a = doc_id("/x/a/train-00000.parquet", 10)
+    assert a == doc_id("file:///x/a/train-00000.parquet", 10)  # a path and its file:// URI are one input
+    assert a != doc_id("/x/b/train-00000.parquet", 10)         # same name in another folder: another document
+    assert len({a, doc_id("/x/a/train-00000.parquet", 11), doc_id("/x/a/train-00000.parquet", 10, 1),
+                doc_id("s3://bucket/x/a/train-00000.parquet", 10)}) == 4
 
 
 # ---------------------------------------------------------------- the Spark stage, end to end

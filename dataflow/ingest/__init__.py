@@ -2,7 +2,8 @@
 
 `read(spark, paths, cfg)` returns a DataFrame with `RAW_SCHEMA` (one row per input document, malformed
 input included as `malformed:<what>` rows) and the list of files. The driver only sees file names and
-sizes; a DataFrame of paths is spread over tasks and `mapInArrow` opens each file where it runs.
+sizes (listed through `dataflow.fs`, so any URI); a DataFrame of read units (a file, or a byte range of a
+WARC/WET larger than `preprocess.split_bytes`) is spread over tasks and `mapInArrow` opens each where it runs.
 """
 from __future__ import annotations
 
@@ -13,35 +14,68 @@ import pyarrow as pa
 from .listing import InputFile, file_format, list_inputs
 from .records import RAW_COLUMNS, RAW_SCHEMA, quarantine, source_for, to_batch
 
-__all__ = ["InputFile", "file_format", "list_inputs", "read", "iter_file", "RAW_SCHEMA", "RAW_COLUMNS"]
+__all__ = ["InputFile", "file_format", "list_inputs", "read", "iter_file", "splits", "RAW_SCHEMA", "RAW_COLUMNS"]
 
-_PATHS_SCHEMA = "path string, fmt string, size long, idx int"
+_PATHS_SCHEMA = "path string, fmt string, size long, lo long, hi long"
 
 
-def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000):
-    """Every raw record of one file, in file order (pure Python: usable without Spark)."""
-    import os
+def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: int = 0,
+              end: int | None = None):
+    """Every raw record of one file (or, for WARC/WET, of the byte range [start, end): the records whose
+    gzip member or WARC header starts there), in file order. Pure Python, usable without Spark; the file
+    is opened through `dataflow.fs` where this runs (any URI), never with `open()` on a driver path."""
+    from .. import fs
 
     source = source_for(path, cfg.get("source"))
-    if not os.path.exists(path):  # vanished between listing and reading
-        raise FileNotFoundError(f"input file {path} does not exist (listed on the driver, missing on the worker)")
-    if os.path.getsize(path) == 0:
-        yield quarantine(source=source, file=path, offset=0, what="empty_file", why="zero-byte file")
-        return
     if fmt in ("warc", "wet"):
         from .warc import iter_warc
 
-        yield from iter_warc(path, source=source, is_wet=fmt == "wet", cfg=cfg)
+        try:
+            f = fs.open_input(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"input file {path} does not exist (listed on the driver, missing where the "
+                                    f"task runs)") from None
+        try:
+            size = f.size()
+            if size == 0:
+                yield quarantine(source=source, file=path, offset=0, what="empty_file", why="zero-byte file")
+                return
+            yield from iter_warc(path, source=source, is_wet=fmt == "wet", cfg=cfg, start=start, end=end, f=f,
+                                 size=size)
+        finally:
+            f.close()
+        return
+    if start:
+        raise ValueError(f"input file {path}: only WARC/WET files are read in byte ranges, not {fmt}")
+    if fmt not in ("jsonl", "parquet"):
+        raise ValueError(f"input file {path}: unknown format {fmt!r}")
+    try:
+        size = fs.size(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"input file {path} does not exist (listed on the driver, missing where the "
+                                f"task runs)") from None
+    if size == 0:
+        yield quarantine(source=source, file=path, offset=0, what="empty_file", why="zero-byte file")
     elif fmt == "jsonl":
         from .jsonl import iter_jsonl
 
         yield from iter_jsonl(path, source=source, cfg=cfg)
-    elif fmt == "parquet":
+    else:
         from .parquet import iter_parquet
 
         yield from iter_parquet(path, source=source, cfg=cfg, batch_rows=batch_rows)
-    else:
-        raise ValueError(f"input file {path}: unknown format {fmt!r}")
+
+
+def splits(files, split_bytes: int) -> list[tuple[str, str, int, int, int]]:
+    """(path, fmt, size, start, end) read units: WARC/WET files over `split_bytes` become several byte ranges
+    (each task resyncs at the first record boundary in its range), every other file is one unit."""
+    out = []
+    for f in files:
+        if f.fmt in ("warc", "wet") and f.size > split_bytes:
+            out.extend((f.path, f.fmt, f.size, a, min(a + split_bytes, f.size)) for a in range(0, f.size, split_bytes))
+        else:
+            out.append((f.path, f.fmt, f.size, 0, f.size))
+    return out
 
 
 def _chunks(rows, batch_rows: int, batch_bytes: int):
@@ -69,18 +103,19 @@ def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: 
     (a list of dicts) goes through `transform(rows) -> pa.RecordBatch` of `schema` in the same Python
     worker that read it, so payload bytes never travel to the JVM and back (the DP job's fused path)."""
     files = list_inputs(paths)
+    units = splits(files, int(cfg.get("split_bytes") or 0) or 1 << 62)
     per_task = max(1, int(cfg["files_per_task"]))
-    n_tasks = max(1, (len(files) + per_task - 1) // per_task)
+    n_tasks = max(1, (len(units) + per_task - 1) // per_task)
     batch_rows = int(cfg["batch_rows"])
     batch_bytes = int(cfg["batch_bytes"])
-    # parallelize slices the list into contiguous chunks: with one file per task, task i reads file i
-    rows = [(f.path, f.fmt, f.size, i) for i, f in enumerate(files)]
+    # parallelize slices the list into contiguous chunks: with one unit per task, task i reads unit i
+    rows = [(p, fmt, size, start, end) for p, fmt, size, start, end in units]
     paths_df = spark.createDataFrame(spark.sparkContext.parallelize(rows, n_tasks), _PATHS_SCHEMA)
 
     def read_files(batches):
         for b in batches:
-            for path, fmt in zip(b.column("path").to_pylist(), b.column("fmt").to_pylist()):
-                rows = iter_file(path, fmt, cfg, batch_rows)
+            for path, fmt, start, end in zip(*(b.column(c).to_pylist() for c in ("path", "fmt", "lo", "hi"))):
+                rows = iter_file(path, fmt, cfg, batch_rows, start=start, end=end)
                 if transform is None:
                     yield from _batches(rows, batch_rows, batch_bytes)
                 else:

@@ -1,70 +1,101 @@
 """JSON Lines (`.jsonl`, `.jsonl.gz`, `.jsonl.zst`): one object per line with a `text` string.
 
 Optional fields `id`, `url`, `source`, `meta` (an object) are taken over; every other field goes into
-`meta` as a string (so `license`, `domain`, a source-side `lang` label survive for audit). A line that is
-not valid UTF-8 or JSON, has no `text`, or a `text` that is not a string is quarantined with its byte
-offset (in the decompressed stream). A damaged compressed stream ends the file with a quarantine row
-naming the offset where decompression failed (a single gzip/zstd stream has no point to resync at).
+`meta` as a string (so `id`, `license`, `domain`, a source-side `lang` label survive for audit). A line
+that is not valid UTF-8 or JSON, has no `text`, a `text` that is not a string, or a lone surrogate in
+`url`/`source`/a meta field is quarantined with its byte offset (in the decompressed stream). A damaged
+compressed stream ends the file with a quarantine row naming the offset where decompression failed (a
+single gzip/zstd stream has no point to resync at).
+
+Lines end at `\\n`, `\\r\\n` or a lone `\\r` (old Mac exports): a raw CR cannot occur inside a JSON value,
+so splitting there never cuts a record. A UTF-8 byte order mark at the start of the file is skipped.
+The file is streamed through `dataflow.fs` (any URI), decompressed on top of that stream.
 """
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import re
 import zlib
 from typing import Iterator
 
-from .records import quarantine, record
+from .. import fs
+from .records import input_fields, quarantine, record, strip_surrogates
 
-_TAKEN = ("text", "url", "source", "meta")
-
-
-def _open(path: str):
-    low = path.lower()
-    if low.endswith(".gz"):
-        return gzip.open(path, "rb")
-    if low.endswith(".zst"):
-        import zstandard
-
-        # the zstd reader has no readline; a buffered wrapper provides it
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(
-            open(path, "rb"), read_across_frames=True, closefd=True), buffer_size=1 << 20)
-    return open(path, "rb")
+_EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = b"\xef\xbb\xbf"
+_READ = 64 << 10   # small reads: a damaged gzip block loses only what one read would have returned
 
 
-def _str(v) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+class _Opened:
+    """The decompressed byte stream of a URI (gzip and zstd on top of the filesystem stream)."""
+
+    def __init__(self, uri: str):
+        self.raw = fs.open_stream(uri)
+        low = uri.lower()
+        if low.endswith(".gz"):
+            self.fh = gzip.GzipFile(fileobj=self.raw, mode="rb")
+        elif low.endswith(".zst"):
+            import zstandard
+
+            self.fh = zstandard.ZstdDecompressor().stream_reader(self.raw, read_across_frames=True, closefd=False)
+        else:
+            self.fh = self.raw
+
+    def __enter__(self):
+        return self.fh
+
+    def __exit__(self, *exc):
+        try:
+            if self.fh is not self.raw:
+                self.fh.close()
+        finally:
+            self.raw.close()
 
 
-def _lines(fh, max_bytes: int):
-    """(offset, line, oversize_length) with lines longer than max_bytes cut to a bounded head."""
-    offset = 0
+def _lines(fh, max_bytes: int, keep: int):
+    """(offset, line without its end, oversize) for every line; a line longer than max_bytes comes back as
+    its first `keep` bytes with oversize = its length (end of line included), never held whole."""
+    buf, i, base, eof = b"", 0, 0, False
     while True:
-        line = fh.readline(max_bytes + 1)
-        if not line:
-            return
-        if len(line) > max_bytes and not line.endswith(b"\n"):
-            total = len(line)
-            head = line
-            while True:  # consume the rest of the over-long line without keeping it
-                more = fh.readline(1 << 20)
-                total += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-            yield offset, head, total
-            offset += total
+        m = _EOL.search(buf, i, min(len(buf), i + max_bytes + 2))
+        if m and (m.end() < len(buf) or eof or m.group() != b"\r"):
+            yield base + i, buf[i:m.start()], None
+            i = m.end()
             continue
-        yield offset, line, None
-        offset += len(line)
+        if len(buf) - i > max_bytes + 1:  # no end of line within max_bytes: consume the rest without keeping it
+            start, head, j = base + i, buf[i:i + keep], i + max_bytes
+            while True:
+                m = _EOL.search(buf, j)
+                if m:
+                    i = m.end()
+                    break
+                base += len(buf)
+                buf, i, j = fh.read(_READ), 0, 0
+                if not buf:
+                    eof = True
+                    break
+            yield start, head, base + i - start
+            continue
+        if eof:
+            if i < len(buf):
+                yield base + i, buf[i:], None
+            return
+        more = fh.read(_READ)
+        if not more:
+            eof = True
+        buf, base, i = buf[i:] + more, base + i, 0
 
 
 def iter_jsonl(path: str, *, source: str, cfg: dict) -> Iterator[dict]:
     max_bytes = int(cfg["max_doc_bytes"])
     prefix = int(cfg["quarantine_prefix_chars"])
     offset = 0
-    with _open(path) as fh:
+    with _Opened(path) as fh:
         try:
-            for offset, line, oversize in _lines(fh, max_bytes):
+            for offset, line, oversize in _lines(fh, max_bytes, prefix):
+                if offset == 0 and line.startswith(_BOM):
+                    line = line[len(_BOM):]
                 if oversize is not None:
                     yield quarantine(source=source, file=path, offset=offset, what="too_large",
                                      why=f"line of {oversize} bytes exceeds preprocess.max_doc_bytes={max_bytes}",
@@ -75,13 +106,16 @@ def iter_jsonl(path: str, *, source: str, cfg: dict) -> Iterator[dict]:
                 yield _parse(line, path=path, offset=offset, source=source, prefix=prefix)
         except (OSError, EOFError, zlib.error) as e:
             # zstandard raises its own ZstdError (an Exception subclass); gzip raises OSError/EOFError
-            yield quarantine(source=source, file=path, offset=offset, what="corrupt_compression",
-                             why=f"decompression failed after offset {offset}: {e}; rest of file unreadable")
+            yield _corrupt(path, source, offset, e)
         except Exception as e:
             if type(e).__name__ != "ZstdError":
                 raise
-            yield quarantine(source=source, file=path, offset=offset, what="corrupt_compression",
-                             why=f"decompression failed after offset {offset}: {e}; rest of file unreadable")
+            yield _corrupt(path, source, offset, e)
+
+
+def _corrupt(path, source, offset, e) -> dict:
+    return quarantine(source=source, file=path, offset=offset, what="corrupt_compression",
+                      why=f"decompression failed after offset {offset}: {e}; rest of file unreadable")
 
 
 def _parse(line: bytes, *, path, offset, source, prefix) -> dict:
@@ -92,29 +126,26 @@ def _parse(line: bytes, *, path, offset, source, prefix) -> dict:
                           why=f"byte {e.start} of the line is not UTF-8 ({e.reason})", prefix=line[:prefix])
     try:
         obj = json.loads(s)
-    except json.JSONDecodeError as e:
-        return quarantine(source=source, file=path, offset=offset, what="json",
-                          why=f"not JSON: {e.msg} at column {e.colno}", prefix=s[:prefix])
+    except (json.JSONDecodeError, RecursionError) as e:
+        why = f"not JSON: {e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "not JSON: nested too deep"
+        return quarantine(source=source, file=path, offset=offset, what="json", why=why, prefix=s[:prefix])
     if not isinstance(obj, dict):
         return quarantine(source=source, file=path, offset=offset, what="json_not_object",
                           why=f"a JSON {type(obj).__name__}, not an object", prefix=s[:prefix])
-    rec_source = obj["source"] if isinstance(obj.get("source"), str) and obj["source"] else source
-    url = obj.get("url") if isinstance(obj.get("url"), str) else None
-    meta = {"file": path, "offset": str(offset)}
-    if isinstance(obj.get("meta"), dict):
-        meta.update({str(k): _str(v) for k, v in obj["meta"].items()})
-    for k, v in obj.items():
-        if k not in _TAKEN and v is not None:
-            meta[k if k not in ("file", "offset") else f"src_{k}"] = _str(v)
+    rec_source, url, meta, bad = input_fields(obj, file=path, offset=offset, source=source)
+    common = dict(source=rec_source, file=path, offset=offset, url=url, meta=meta)
+    if bad is not None:
+        return quarantine(**common, what="lone_surrogate",
+                          why=f"field `{bad}` holds a lone surrogate (an unpaired UTF-16 escape)",
+                          prefix=s[:prefix])
     if "text" not in obj or obj["text"] is None:
-        return quarantine(source=rec_source, file=path, offset=offset, url=url, meta=meta, what="missing_text",
-                          why=f"no `text` field (fields: {sorted(obj)[:12]})", prefix=s[:prefix])
+        return quarantine(**common, what="missing_text", why=f"no `text` field (fields: {sorted(obj)[:12]})",
+                          prefix=s[:prefix])
     text = obj["text"]
     if not isinstance(text, str):
-        return quarantine(source=rec_source, file=path, offset=offset, url=url, meta=meta, what="text_type",
-                          why=f"`text` is a {type(text).__name__}, not a string", prefix=s[:prefix])
+        return quarantine(**common, what="text_type", why=f"`text` is a {type(text).__name__}, not a string",
+                          prefix=s[:prefix])
+    text = strip_surrogates(text)  # normalization drops them anyway; UTF-8 (Arrow) cannot hold them
     if not text.strip():
-        return quarantine(source=rec_source, file=path, offset=offset, url=url, meta=meta, what="empty_text",
-                          why="`text` is empty or whitespace only")
-    return record(source=rec_source, file=path, offset=offset, url=url, text=text, meta=meta,
-                  content_type="text/plain")
+        return quarantine(**common, what="empty_text", why="`text` is empty or whitespace only")
+    return record(**common, text=text, content_type="text/plain")

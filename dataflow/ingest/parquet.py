@@ -1,65 +1,67 @@
-"""Parquet with a `text` column (and optional `id/url/source/meta`), read batch by batch in the executor.
+"""Parquet with a `text` column (and optional `id/url/source/meta`), read row group by row group in the executor.
 
-Other columns go into `meta` as strings. Rows whose `text` is null, empty or not a string are
-quarantined with their row index as offset; a file that is not Parquet is one quarantine row.
+Other columns go into `meta` as strings (an input `id` is `meta.id`). `text` may be any Arrow string type
+(`string`, `large_string`, `string_view`, dictionary-encoded). Rows whose `text` is null, empty or not a
+string are quarantined with their row index as offset; a file that is not Parquet is one quarantine row;
+a row group that cannot be decoded (a corrupt data page: a bare ZSTD/snappy/thrift error) becomes one
+quarantine row naming the row group and its rows, and the next row group is read.
 """
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .records import quarantine, record
-
-_TAKEN = ("text", "url", "source", "meta")
-
-
-def _str(v) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+from .. import fs
+from .records import input_fields, meta_str, quarantine, record, strip_surrogates
 
 
 def iter_parquet(path: str, *, source: str, cfg: dict, batch_rows: int) -> Iterator[dict]:
     max_bytes = int(cfg["max_doc_bytes"])
     prefix = int(cfg["quarantine_prefix_chars"])
+    f = fs.open_input(path)
     try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        yield quarantine(source=source, file=path, offset=0, what="parquet", why=f"not readable as Parquet: {e}")
-        return
-    names = pf.schema_arrow.names
-    ttype = pf.schema_arrow.field("text").type if "text" in names else None
-    text_is_str = ttype is not None and (pa.types.is_string(ttype) or pa.types.is_large_string(ttype))
-    row = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for obj in batch.to_pylist():
-            yield _row(obj, path=path, offset=row, source=source, text_is_str=text_is_str,
-                       max_bytes=max_bytes, prefix=prefix)
-            row += 1
+        try:
+            pf = pq.ParquetFile(f)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            yield quarantine(source=source, file=path, offset=0, what="parquet", why=f"not readable as Parquet: {e}")
+            return
+        row = 0
+        for g in range(pf.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            first, done = row, 0
+            try:
+                for batch in pf.iter_batches(batch_size=batch_rows, row_groups=[g]):
+                    for obj in batch.to_pylist():
+                        yield _row(obj, path=path, offset=row, source=source, max_bytes=max_bytes, prefix=prefix)
+                        row += 1
+                        done += 1
+            except Exception as e:  # noqa: BLE001 - Arrow raises OSError, ArrowException or a bare codec error
+                lost = n - done
+                yield quarantine(source=source, file=path, offset=row, what="parquet_row_group",
+                                 why=f"row group {g} (rows {first}-{first + n - 1}) cannot be decoded after row "
+                                     f"{row}: {type(e).__name__}: {e}; {lost} row(s) in it lost",
+                                 meta={"row_group": str(g), "rows_lost": str(lost)})
+                row = first + n
+    finally:
+        f.close()
 
 
-def _row(obj: dict, *, path, offset, source, text_is_str, max_bytes, prefix) -> dict:
-    rec_source = obj["source"] if isinstance(obj.get("source"), str) and obj["source"] else source
-    url = obj.get("url") if isinstance(obj.get("url"), str) else None
-    meta = {"file": path, "offset": str(offset)}
-    m = obj.get("meta")
-    if isinstance(m, dict):
-        meta.update({str(k): _str(v) for k, v in m.items() if v is not None})
-    elif isinstance(m, list):  # Arrow maps come back as [(key, value), ...]
-        meta.update({str(k): _str(v) for k, v in m if v is not None})
-    for k, v in obj.items():
-        if k not in _TAKEN and v is not None:
-            meta[k if k not in ("file", "offset") else f"src_{k}"] = _str(v)
-    text = obj.get("text")
+def _row(obj: dict, *, path, offset, source, max_bytes, prefix) -> dict:
+    rec_source, url, meta, bad = input_fields(obj, file=path, offset=offset, source=source)
     common = dict(source=rec_source, file=path, offset=offset, url=url, meta=meta)
+    if bad is not None:
+        return quarantine(**common, what="lone_surrogate", why=f"field `{bad}` holds a lone surrogate")
+    text = obj.get("text")
     if "text" not in obj:
         return quarantine(**common, what="missing_text", why="the file has no `text` column")
     if text is None:
         return quarantine(**common, what="missing_text", why="`text` is null")
-    if not text_is_str or not isinstance(text, str):
+    if not isinstance(text, str):
         return quarantine(**common, what="text_type", why=f"`text` is a {type(text).__name__}, not a string",
-                          prefix=_str(text)[:prefix])
+                          prefix=meta_str(text)[:prefix] if not isinstance(text, bytes) else text[:prefix])
+    text = strip_surrogates(text)
     # chars <= UTF-8 bytes <= 4 * chars: encode only when the length alone does not decide
     if len(text) > max_bytes or (4 * len(text) > max_bytes and len(text.encode("utf-8")) > max_bytes):
         return quarantine(**common, what="too_large",

@@ -7,7 +7,9 @@ the file and offset, and it is counted like any other input record.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import pyarrow as pa
 
@@ -30,11 +32,65 @@ def source_for(path: str, cfg_source: str | None) -> str:
     """The configured source name, else the file name without its (compound) extension."""
     if cfg_source:
         return str(cfg_source)
-    name = os.path.basename(path)
+    name = path.rstrip("/").rsplit("/", 1)[-1]
     for suffix in (".warc.wet.gz", ".warc.gz", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return os.path.splitext(name)[0]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def has_surrogate(s) -> bool:
+    """True for a str holding a lone surrogate (from a JSON `\\ud800` escape): UTF-8 cannot encode it."""
+    return isinstance(s, str) and _SURROGATE.search(s) is not None
+
+
+def clean(s):
+    """A str that UTF-8 can hold (lone surrogates replaced by U+FFFD); other values unchanged."""
+    return _SURROGATE.sub("\ufffd", s) if has_surrogate(s) else s
+
+
+def strip_surrogates(s: str) -> str:
+    return _SURROGATE.sub("", s) if has_surrogate(s) else s
+
+
+# fields of a JSONL object / Parquet row taken as record columns; every other one goes to `meta`
+TAKEN = ("text", "url", "source", "meta")
+PROVENANCE = ("file", "offset")   # set by the reader; an input's own values are kept as src_file/src_offset
+
+
+def meta_str(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def input_fields(obj: dict, *, file: str, offset: int, source: str):
+    """(source, url, meta, bad) of a JSONL object or Parquet row. `meta` holds the input's `meta` object and
+    every field not in TAKEN (so an input `id` is `meta.id`), as strings; provenance (`file`, `offset`)
+    is the reader's and wins, the input's own values move to `src_file`/`src_offset`. `bad` names the first
+    field holding a lone surrogate (UTF-8 cannot store it: the caller quarantines the record), else None."""
+    rec_source = obj["source"] if isinstance(obj.get("source"), str) and obj["source"] else source
+    url = obj.get("url") if isinstance(obj.get("url"), str) else None
+    meta: dict = {}
+    m = obj.get("meta")
+    items = m.items() if isinstance(m, dict) else (m if isinstance(m, list) else ())
+    for k, v in items:   # Arrow maps come back as [(key, value), ...]
+        if v is not None:
+            meta[str(k)] = meta_str(v)
+    for k, v in obj.items():
+        if k not in TAKEN and v is not None:
+            meta[str(k)] = meta_str(v)
+    for k in PROVENANCE:
+        if k in meta:
+            meta[f"src_{k}"] = meta.pop(k)
+    meta["file"], meta["offset"] = file, str(offset)
+    bad = next((name for name, v in (("source", rec_source), ("url", url), *meta.items())
+                if has_surrogate(v) or has_surrogate(name)), None)
+    if bad is not None:
+        rec_source, url = clean(rec_source), clean(url)
+        meta = {clean(k): clean(v) for k, v in meta.items()}
+    return rec_source, url, meta, bad
 
 
 def record(*, source, file, offset, url=None, content=None, text=None, content_type=None, meta=None,
@@ -48,11 +104,18 @@ def quarantine(*, source, file, offset, what, why, prefix=None, url=None, meta=N
     text = None
     if prefix is not None:
         text = prefix.decode("utf-8", "replace") if isinstance(prefix, (bytes, bytearray)) else str(prefix)
-    return record(source=source, file=file, offset=offset, url=url, text=text, meta=meta,
-                  reason=f"malformed:{what}", detail=f"{file} @ offset {offset}: {why}")
+    return record(source=clean(source), file=file, offset=offset, url=clean(url), text=clean(text), meta=meta,
+                  reason=f"malformed:{what}", detail=clean(f"{file} @ offset {offset}: {why}"))
 
 
 def to_batch(rows: list[dict]) -> pa.RecordBatch:
     cols = {name: [r[name] for r in rows] for name in RAW_COLUMNS}
     cols["meta"] = [list(m.items()) for m in cols["meta"]]
-    return pa.RecordBatch.from_pydict(cols, schema=RAW_SCHEMA)
+    try:
+        return pa.RecordBatch.from_pydict(cols, schema=RAW_SCHEMA)
+    except (UnicodeEncodeError, pa.ArrowException):
+        # a lone surrogate the readers did not catch must not kill the task: replace it and go on
+        for name in ("source", "url", "file", "text", "content_type", "reason", "detail"):
+            cols[name] = [clean(v) for v in cols[name]]
+        cols["meta"] = [[(clean(k), clean(v)) for k, v in m] for m in cols["meta"]]
+        return pa.RecordBatch.from_pydict(cols, schema=RAW_SCHEMA)

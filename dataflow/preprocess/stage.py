@@ -12,23 +12,34 @@ kept (reason null) or rejected with `reason`:
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import pyarrow as pa
 import xxhash
 
+from .. import fs
 from ..schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
-from .html import binary_reason, decode_text, html_to_text, media_type
+from .html import binary_reason, decode, html_to_text, looks_like_html, media_type
 from .langid import load_model, predict
 from .normalize import normalize
 
 OUT_SCHEMA = with_reject_fields(DOC_ARROW_SCHEMA)
 
 
-def doc_id(source: str, url: str | None, file: str, offset: int) -> str:
-    """Stable id: xxh3-128 of source + url + record offset (file name + byte offset/row: unique per input)."""
-    key = f"{source}\x1f{url or ''}\x1f{os.path.basename(file)}:{offset}"
-    return xxhash.xxh3_128_hexdigest(key.encode("utf-8"))
+@functools.lru_cache(maxsize=4096)
+def _canonical(file: str) -> str:
+    return fs.normalize(file)
+
+
+def doc_id(file: str, offset: int, index: int = 0) -> str:
+    """Stable, unique id: xxh3-128 of the full input URI (`dataflow.fs.normalize`d, so a plain path and its
+    `file://` URI agree) and the record's offset (byte offset of its gzip member / line / WARC record, or
+    Parquet row), plus its index inside a multi-record gzip member. `a/train-0.parquet` and
+    `b/train-0.parquet` give different ids; a rerun on the same URIs gives the same ones. An input's
+    own `id` field is kept in `meta.id`."""
+    key = f"{_canonical(file)}\x1f{offset}" + (f"\x1f{index}" if index else "")
+    return xxhash.xxh3_128_hexdigest(key.encode("utf-8", "surrogatepass"))
 
 
 _OPENCC: dict = {}
@@ -61,8 +72,9 @@ class Preprocessor:
             opencc = _opencc_converter(self.opencc_name)
         self.opencc = opencc
 
-    # the raw record's text, or (reason, detail) when the payload cannot become text
-    def _text(self, r: dict):
+    # the raw record's text, or (reason, detail) when the payload cannot become text; `meta` gets the
+    # charset used (and where it came from) and a sniffed content type
+    def _text(self, r: dict, meta: dict):
         body = r["content"]
         if body is None:
             return r["text"] or "", None
@@ -72,27 +84,34 @@ class Preprocessor:
         if why:
             return None, ("malformed:binary", f"{where}: binary payload ({why}), declared {ctype or 'no type'}")
         mt = media_type(ctype)
-        charset = (r["meta"] or {}).get("http_charset")
+        if not mt and looks_like_html(body, self.sniff):
+            mt = "text/html"
+            meta["content_type_sniffed"] = mt
+        charset = meta.get("http_charset")
         if mt in self.html_types:
-            return html_to_text(body, charset=charset, main_content=bool(self.cfg["html_main_content"]),
-                                list_bullets=bool(self.cfg["html_list_bullets"])), None
+            info: dict = {}
+            text = html_to_text(body, charset=charset, main_content=bool(self.cfg["html_main_content"]),
+                                list_bullets=bool(self.cfg["html_list_bullets"]), info=info)
+            meta.update(info)
+            return text, None
         if mt.startswith("text/") or not mt:
-            try:
-                return decode_text(body, charset), None
-            except (UnicodeDecodeError, LookupError) as e:
-                return None, ("malformed:invalid_utf8" if charset in (None, "utf-8") else "malformed:encoding",
-                              f"{where}: {e}")
+            # WET conversion records are UTF-8 by definition (Common Crawl's WET format): no detector
+            text, info = decode(body, charset, html=False, detect=meta.get("warc_type") != "conversion")
+            if text is None:
+                return None, (f"malformed:{info['what']}", f"{where}: {info['error']}")
+            meta.update(info)
+            return text, None
         return None, ("content_type", f"{where}: payload type {mt!r} is neither HTML nor text")
 
     def __call__(self, r: dict) -> dict:
         meta = dict(r["meta"] or {})
-        out = {"id": doc_id(r["source"], r["url"], r["file"], r["offset"]), "source": r["source"],
+        out = {"id": doc_id(r["file"], r["offset"], int(meta.get("member_record") or 0)), "source": r["source"],
                "url": r["url"], "text": None, "lang": None, "lang_score": None, "meta": meta,
                "reason": r["reason"], "detail": r["detail"]}
         if r["reason"]:  # quarantined by the reader: keep its bounded prefix for audit
             out["text"] = r["text"]
             return out
-        text, bad = self._text(r)
+        text, bad = self._text(r, meta)
         if bad:
             out["reason"], out["detail"] = bad
             return out
