@@ -13,7 +13,7 @@ import torch
 from trainer.config import load_config
 from trainer.demo_shards import build
 from trainer.hf import export_checkpoint, load_hf
-from trainer.model import causal_lm_loss
+from trainer.step import lm_loss_sum
 from trainer.train import free_port, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,9 +51,9 @@ def test_bf16_zero_loss_falls_on_packed_shards(mix, tmp_path, zero):
 def test_spike_guard_skips_an_injected_nan_batch(mix, tmp_path):
     calls = []
 
-    def poisoned(logits, labels):  # the 6th micro-batch's loss is NaN, as from a corrupt batch
+    def poisoned(model, batch, device):  # the 6th micro-batch's loss is NaN, as from a corrupt batch
         calls.append(1)
-        loss = causal_lm_loss(logits, labels)
+        loss = lm_loss_sum(model, batch, device)
         return loss * float("nan") if len(calls) == 6 else loss
 
     cfg = config(mix, tmp_path, "data.stages=[1]", "max_steps=9", "checkpoint.at_exit=false")
@@ -133,11 +133,11 @@ def test_sigterm_checkpoints_after_the_current_step_and_resume_finishes(mix, tmp
     import signal
     calls = []
 
-    def preempted(logits, labels):  # the scheduler sends SIGTERM during the 3rd step
+    def preempted(model, batch, device):  # the scheduler sends SIGTERM during the 3rd step
         calls.append(1)
         if len(calls) == 3:
             os.kill(os.getpid(), signal.SIGTERM)
-        return causal_lm_loss(logits, labels)
+        return lm_loss_sum(model, batch, device)
 
     common = ("data.stages=[1]", "max_steps=5", "checkpoint.resume=true")
     s1, _ = train(config(mix, tmp_path, *common), loss_fn=preempted)

@@ -10,10 +10,12 @@ import sentencepiece as spm
 from trainer.data import IGNORE, StageLoader, collate, read_mix, stage_order
 from trainer.demo_shards import build
 
+SEQ = 512  # long enough for several Q&A examples (~200 tokens each) to share a row
+
 
 @pytest.fixture(scope="module")
 def mix(corpus_dir, tmp_path_factory):
-    return build(corpus_dir / "docs.jsonl", tmp_path_factory.mktemp("mix"), seq_len=128, vocab_size=4000,
+    return build(corpus_dir / "docs.jsonl", tmp_path_factory.mktemp("mix"), seq_len=SEQ, vocab_size=4000,
                  rows_per_stage=24, rows_per_shard=10)
 
 
@@ -21,11 +23,11 @@ def test_manifests_follow_the_shard_contract(mix):
     stages = read_mix(mix)
     assert [s.stage for s in stages] == [1, 2, 3]
     for s in stages:
-        assert s.rows == 24 and len(s.shards) == 3 and s.seq_len == 128
+        assert s.rows == 24 and len(s.shards) == 3 and s.seq_len == SEQ
         t = pq.read_table(s.shards[0][0])
         assert {"input_ids", "doc_lens", "source", "loss_mask", "num_pad"} <= set(t.column_names)
         for ids, lens, pad in zip(t["input_ids"].to_pylist(), t["doc_lens"].to_pylist(), t["num_pad"].to_pylist()):
-            assert len(ids) == 128 and sum(lens) == 128
+            assert len(ids) == SEQ and sum(lens) == SEQ
             if pad:
                 assert lens[-1] == pad
 
@@ -35,7 +37,7 @@ def test_collate_labels_and_positions_at_boundaries(mix):
     sp = spm.SentencePieceProcessor(model_file=stage.tokenizer["path"])
     t = [r for path, _ in stage.shards for r in pq.read_table(path).to_pylist()]
     row = next(r for r in t if r["num_pad"] and r["loss_mask"] is not None and len(r["doc_lens"]) >= 3)
-    b = collate([row], 128)
+    b = collate([row], SEQ)
     ids, labels, pos = row["input_ids"], b["labels"][0].tolist(), b["position_ids"][0].tolist()
     starts = np.cumsum([0] + row["doc_lens"][:-1])
     for s, n in zip(starts, row["doc_lens"]):
@@ -50,7 +52,7 @@ def test_collate_labels_and_positions_at_boundaries(mix):
     assert all(labels[t] == ids[t + 1] for t in answer_t)
     assert all(labels[t] == IGNORE for t in prompt_t)  # prompt tokens are not trained on
     assert "Solution" in sp.decode(ids[:first]) or '"""' in sp.decode(ids[:first])
-    assert all(l == IGNORE for l in labels[128 - row["num_pad"] - 1:])  # nothing predicts or is padding
+    assert all(l == IGNORE for l in labels[SEQ - row["num_pad"] - 1:])  # nothing predicts or is padding
     assert b["cu_seqlens"].tolist() == list(np.cumsum([0] + row["doc_lens"]))
     assert b["max_seqlen"] == max(row["doc_lens"])
 
@@ -58,12 +60,12 @@ def test_collate_labels_and_positions_at_boundaries(mix):
 def test_collate_flattens_cu_seqlens_across_the_batch(mix):
     stage = read_mix(mix)[0]
     rows = pq.read_table(stage.shards[0][0]).to_pylist()[:3]
-    b = collate(rows, 128)
+    b = collate(rows, SEQ)
     expect = [0]
     for r_i, r in enumerate(rows):
-        expect += list(r_i * 128 + np.cumsum(r["doc_lens"]))
+        expect += list(r_i * SEQ + np.cumsum(r["doc_lens"]))
     assert b["cu_seqlens"].tolist() == expect
-    assert b["input_ids"].shape == (3, 128)
+    assert b["input_ids"].shape == (3, SEQ)
 
 
 def test_order_is_a_seeded_permutation_and_ranks_partition_it(mix):

@@ -10,12 +10,14 @@ Backends:
 - `auto`       varlen on CUDA if available, else flash_attn on CUDA, else sdpa_mask
 
 `prepare()` runs once per forward (the mask or the cu_seqlens casts are shared by every layer), and
-`attend()` runs in each layer.
+`attend()` runs in each layer. The kernel and its keyword arguments are resolved once per process
+(`kernel()`, cached): no layer call inspects a signature.
 """
 from __future__ import annotations
 
+import functools
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,31 @@ def _varlen_causal_kwargs(fn) -> dict:
     raise RuntimeError(f"unrecognised varlen_attn signature: {inspect.signature(fn)}")
 
 
+@dataclass(frozen=True)
+class Kernel:
+    """A varlen kernel and the keyword arguments that make it causal (and handle GQA), fixed at setup."""
+    fn: object
+    kwargs: dict = field(default_factory=dict)
+    gqa_kwargs: dict | None = None   # extra kwargs when k/v have fewer heads; None = repeat k/v heads
+
+
+def varlen_kernel(fn) -> Kernel:
+    """torch.nn.attention.varlen_attn: causal via `window_size=(-1, 0)` (2.10+) or `is_causal=True` (2.9);
+    GQA natively when it takes `enable_gqa`, else k/v heads are repeated."""
+    gqa = {"enable_gqa": True} if "enable_gqa" in inspect.signature(fn).parameters else None
+    return Kernel(fn, _varlen_causal_kwargs(fn), gqa)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel(backend: str) -> Kernel | None:
+    """The kernel of a resolved CUDA backend, once per process; None for sdpa_mask."""
+    if backend == "varlen":
+        return varlen_kernel(_varlen_fn())
+    if backend == "flash_attn":
+        return Kernel(_flash_fn(), {"causal": True}, gqa_kwargs={})  # flash_attn handles GQA natively
+    return None
+
+
 def resolve_backend(name: str, device: torch.device) -> str:
     if name not in BACKENDS:
         raise ValueError(f"attention backend {name!r} not in {BACKENDS}")
@@ -77,6 +104,7 @@ class AttnMeta:
     cu_seqlens: torch.Tensor | None = None   # int32 [n_docs + 1], varlen / flash_attn
     max_seqlen: int = 0
     mask: torch.Tensor | None = None         # bool [B, 1, S, S], sdpa_mask; None = plain causal
+    kernel: Kernel | None = None             # varlen / flash_attn: the function and its causal kwargs
 
 
 def doc_ids_from_cu_seqlens(cu_seqlens: torch.Tensor, batch: int, seq_len: int) -> torch.Tensor:
@@ -100,7 +128,8 @@ def prepare(backend: str, batch: int, seq_len: int, device: torch.device,
         return AttnMeta(backend, batch, seq_len, mask=mask[:, None])
     if max_seqlen is None:
         max_seqlen = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-    return AttnMeta(backend, batch, seq_len, cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen))
+    return AttnMeta(backend, batch, seq_len, cu_seqlens=cu_seqlens, max_seqlen=int(max_seqlen),
+                    kernel=kernel(backend))
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttnMeta) -> torch.Tensor:
@@ -114,19 +143,14 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: AttnMeta) ->
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                              attn_mask=meta.mask)
         return out.transpose(1, 2)
+    if meta.kernel is None:
+        raise ValueError(f"backend {meta.backend} has no kernel")
     qf, kf, vf = (t.reshape(B * S, t.shape[2], D) for t in (q, k, v))
-    if meta.backend == "varlen":
-        fn = _varlen_fn()
-        kw = _varlen_causal_kwargs(fn)
-        if n_rep > 1:
-            if "enable_gqa" in inspect.signature(fn).parameters:
-                kw["enable_gqa"] = True
-            else:
-                kf, vf = kf.repeat_interleave(n_rep, dim=1), vf.repeat_interleave(n_rep, dim=1)
-        out = fn(qf, kf, vf, meta.cu_seqlens, meta.cu_seqlens, meta.max_seqlen, meta.max_seqlen, **kw)
-    elif meta.backend == "flash_attn":
-        out = _flash_fn()(qf, kf, vf, meta.cu_seqlens, meta.cu_seqlens, meta.max_seqlen, meta.max_seqlen,
-                          causal=True)  # flash_attn handles GQA natively
-    else:
-        raise ValueError(meta.backend)
+    kw = meta.kernel.kwargs
+    if n_rep > 1:
+        if meta.kernel.gqa_kwargs is not None:
+            kw = {**kw, **meta.kernel.gqa_kwargs}
+        else:
+            kf, vf = kf.repeat_interleave(n_rep, dim=1), vf.repeat_interleave(n_rep, dim=1)
+    out = meta.kernel.fn(qf, kf, vf, meta.cu_seqlens, meta.cu_seqlens, meta.max_seqlen, meta.max_seqlen, **kw)
     return out.view(B, S, H, D)

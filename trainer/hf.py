@@ -2,7 +2,10 @@
 and the vocabulary-expansion init.
 
 - `load_hf(dir)`  -> (ModelConfig, state_dict) from config.json and model.safetensors or a sharded index
-- `save_hf(dir, cfg, state_dict)` writes config.json + safetensors (sharded with an index above max_shard_bytes)
+- `save_hf(dir, cfg, state_dict, tokenizer=...)` writes config.json + safetensors (sharded with an index above
+  max_shard_bytes), and with a SentencePiece model also tokenizer.model, tokenizer_config.json,
+  special_tokens_map.json and generation_config.json, so `AutoTokenizer` and `AutoModelForCausalLM` both load
+  the directory; every file is world-readable (0644), whatever the umask or the writer's temp files
 - `expand_vocab(sd, init_map, multiple)` grows embed_tokens and lm_head: each new id's row is the mean of the
   rows of the old ids it used to split into (init_map.json: {new_id: [old ids]}); rows added only to pad the
   vocabulary to a multiple of `multiple` get the mean of all old rows (they are never produced by the tokenizer).
@@ -10,6 +13,8 @@ and the vocabulary-expansion init.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,10 +68,51 @@ def load_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     return cfg, sd
 
 
+FILE_MODE, DIR_MODE = 0o644, 0o755  # an export is shared: readable by the serving user, not only its writer
+
+
+def write_tokenizer(path: str | Path, model_file: str | Path, max_len: int) -> None:
+    """tokenizer.model plus the configs transformers' LlamaTokenizer reads (SentencePiece BPE, LLaMA's
+    <s>/</s>/<unk> layout; BOS prepended, no EOS appended, as LLaMA-2), and generation_config.json."""
+    import sentencepiece as spm
+    path = Path(path)
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    shutil.copyfile(model_file, path / "tokenizer.model")
+    piece = lambda i: sp.id_to_piece(i) if i >= 0 else None  # noqa: E731
+    special = {"bos_token": piece(sp.bos_id()), "eos_token": piece(sp.eos_id()), "unk_token": piece(sp.unk_id()),
+               "pad_token": piece(sp.pad_id())}
+    special = {k: v for k, v in special.items() if v is not None}
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", **special, "add_bos_token": True, "add_eos_token": False,
+         "legacy": False, "model_max_length": max_len, "clean_up_tokenization_spaces": False}, indent=2))
+    (path / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    gen = {"bos_token_id": sp.bos_id(), "eos_token_id": sp.eos_id()}
+    if sp.pad_id() >= 0:
+        gen["pad_token_id"] = sp.pad_id()
+    (path / "generation_config.json").write_text(json.dumps(gen, indent=2))
+
+
+def make_readable(path: Path) -> None:
+    os.chmod(path, DIR_MODE)
+    for f in path.iterdir():
+        if f.is_file():
+            os.chmod(f, FILE_MODE)
+
+
 def save_hf(path: str | Path, cfg: ModelConfig, state_dict: dict[str, torch.Tensor],
-            dtype: torch.dtype | None = None, max_shard_bytes: int = 5 * 2**30) -> Path:
+            dtype: torch.dtype | None = None, max_shard_bytes: int = 5 * 2**30,
+            tokenizer: str | Path | None = None) -> Path:
+    """An HF LlamaForCausalLM directory; `tokenizer` (a SentencePiece .model) makes it AutoTokenizer-loadable."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    if tokenizer:
+        write_tokenizer(path, tokenizer, cfg.max_seq_len)
+    _save_weights(path, cfg, state_dict, dtype, max_shard_bytes)
+    make_readable(path)
+    return path
+
+
+def _save_weights(path: Path, cfg: ModelConfig, state_dict: dict[str, torch.Tensor], dtype, max_shard_bytes) -> None:
     sd = {k: (v.to(dtype) if dtype else v).detach().cpu().contiguous() for k, v in state_dict.items()}
     out_dtype = dtype or next(iter(sd.values())).dtype
     (path / "config.json").write_text(json.dumps(config_to_hf(cfg, out_dtype), indent=2))
@@ -81,7 +127,7 @@ def save_hf(path: str | Path, cfg: ModelConfig, state_dict: dict[str, torch.Tens
     shards.append(cur)
     if len(shards) == 1:
         save_file(shards[0], str(path / "model.safetensors"), metadata={"format": "pt"})
-        return path
+        return
     weight_map = {}
     for i, s in enumerate(shards):
         name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
@@ -90,7 +136,6 @@ def save_hf(path: str | Path, cfg: ModelConfig, state_dict: dict[str, torch.Tens
     total = sum(v.numel() * v.element_size() for v in sd.values())
     (path / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-    return path
 
 
 def read_init_map(path: str | Path) -> dict[int, list[int]]:
@@ -136,21 +181,24 @@ def init_state(init_from: str, init_map: str = "", multiple: int = 128) -> tuple
 
 
 def export_checkpoint(ckpt_dir: str | Path, out: str | Path, tag: str | None = None,
-                      dtype: torch.dtype | None = torch.bfloat16) -> Path:
-    """A trainer checkpoint (any ZeRO stage) -> an HF LLaMA dir. Weights are DeepSpeed's fp32 masters,
-    consolidated across ZeRO partitions; the model config comes from the checkpoint's client state."""
+                      dtype: torch.dtype | None = torch.bfloat16, tokenizer: str | Path | None = None) -> Path:
+    """A trainer checkpoint (any ZeRO stage) -> an HF LLaMA dir with its tokenizer. Weights are DeepSpeed's
+    fp32 masters, consolidated across ZeRO partitions; the model config and the tokenizer (the mix manifest's)
+    come from the checkpoint's client state unless `tokenizer` is given."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    ckpt_dir = Path(ckpt_dir)
-    tag = tag or (ckpt_dir / "latest").read_text().strip()
-    states = ckpt_dir / tag / "mp_rank_00_model_states.pt"
-    if not states.exists():  # ZeRO-3 writes one model-states file per rank
-        states = ckpt_dir / tag / "zero_pp_rank_0_mp_rank_00_model_states.pt"
-    client = torch.load(states, map_location="cpu", weights_only=False)
+
+    from .checkpoint import model_states_file, resolve
+    tag_dir = resolve(ckpt_dir, tag)
+    client = torch.load(model_states_file(tag_dir), map_location="cpu", weights_only=False)
     cfg = ModelConfig(**{k: v for k, v in client["model_config"].items()})
-    sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag)
+    tokenizer = tokenizer or (client.get("tokenizer") or {}).get("path")
+    if not tokenizer or not Path(tokenizer).exists():
+        raise FileNotFoundError(f"tokenizer {tokenizer!r} (from {tag_dir}'s client state) does not exist: pass "
+                                "--tokenizer the SentencePiece model the shards were encoded with")
+    sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag_dir.name)
     if not sd:  # ZeRO disabled: the module state is the full model
         sd = client["module"]
-    return save_hf(out, cfg, sd, dtype=dtype)
+    return save_hf(out, cfg, sd, dtype=dtype, tokenizer=tokenizer)
 
 
 def main(argv=None) -> int:
@@ -163,10 +211,12 @@ def main(argv=None) -> int:
     ex.add_argument("--checkpoint", required=True, help="checkpoint.dir of a run (holds `latest`)")
     ex.add_argument("--tag", default=None, help="global_stepN; default: the `latest` one")
     ex.add_argument("--out", required=True, help="output directory")
+    ex.add_argument("--tokenizer", default=None,
+                    help="SentencePiece tokenizer.model; default: the one the checkpoint's mix manifest names")
     ex.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
                     help="dtype of the exported weights (LLaMA-2 releases use float16/bfloat16)")
     a = ap.parse_args(argv)
-    print(export_checkpoint(a.checkpoint, a.out, a.tag, getattr(torch, a.dtype)))
+    print(export_checkpoint(a.checkpoint, a.out, a.tag, getattr(torch, a.dtype), a.tokenizer))
     return 0
 
 

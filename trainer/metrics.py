@@ -1,9 +1,15 @@
 """Throughput accounting (tokens/s, TFLOPS, MFU) and the metric sinks: JSONL, TensorBoard, loss-curve PNG.
 
-FLOPs per token = 6·N + 12·L·d·S (Kaplan et al. / PaLM appendix B): 6N for the forward and backward matmuls
-of the N non-embedding parameters (lm_head included, the embedding lookup is not a matmul), plus the
-attention score and value products, 12·L·d·S for L layers of width d over a sequence of S. Activation
-recomputation is not counted (MFU, not HFU). MFU = achieved FLOP/s per device ÷ the dense bf16 peak.
+FLOPs of a step = 6·N·T + 12·L·d·A (Kaplan et al. / PaLM appendix B, with the attention term counted over the
+area actually attended):
+- 6·N·T: the forward (2) and backward (4) matmul FLOPs of the N non-embedding parameters (lm_head included; the
+  embedding lookup is not a matmul) for each of the T tokens of the step;
+- 12·L·d·A: the attention score (QKᵀ) and value (AV) products, 2·d FLOPs each per (query, key) pair in the
+  forward, twice that in the backward, for L layers of width d = heads·head_dim, over A pairs. With document
+  masking a row attends only inside its documents: A = Σ over documents of n(n+1)/2 (causal, diagonal
+  included), not the full S² of PaLM's 12·L·d·S per token. One 4096-token document has A = 8,390,656; 16
+  documents of 256 have A = 526,336.
+Activation recomputation is not counted (MFU, not HFU). MFU = achieved FLOP/s per device ÷ the dense bf16 peak.
 """
 from __future__ import annotations
 
@@ -18,8 +24,18 @@ from .config import ModelConfig
 PEAK_TFLOPS = {"A100": 312.0, "H100": 989.0, "H200": 989.0}
 
 
-def flops_per_token(cfg: ModelConfig, n_params_no_embed: int, seq_len: int) -> float:
-    return 6.0 * n_params_no_embed + 12.0 * cfg.n_layers * cfg.dim * seq_len
+def attention_pairs(doc_lens) -> int:
+    """(query, key) pairs a causal, document-masked attention computes: Σ n(n+1)/2 over the segments."""
+    return int(sum(int(n) * (int(n) + 1) // 2 for n in doc_lens))
+
+
+def pairs_from_cu_seqlens(cu_seqlens: torch.Tensor) -> int:
+    return attention_pairs((cu_seqlens[1:] - cu_seqlens[:-1]).tolist())
+
+
+def step_flops(cfg: ModelConfig, n_params_no_embed: int, tokens: int, pairs: int) -> float:
+    """Model FLOPs of one training step (forward + backward) over `tokens` tokens whose rows attend `pairs` pairs."""
+    return 6.0 * n_params_no_embed * tokens + 12.0 * cfg.n_layers * cfg.n_heads * cfg.head_dim * pairs
 
 
 def device_peak_tflops(configured: float = 0.0) -> float | None:

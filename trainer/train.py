@@ -4,29 +4,32 @@ GPU:  deepspeed --num_gpus 8 -m trainer.train --config conf/train/llama2-13b.yam
 CPU:  DS_ACCELERATOR=cpu python -m trainer.train --config conf/train/tiny.yaml   (gloo, one process)
 
 The model (trainer/model.py) knows nothing of DeepSpeed; this file wires config -> data -> model ->
-deepspeed.initialize -> loop, and owns the step-level policy: spike guard, metrics, checkpoints, SIGTERM.
+deepspeed.initialize -> loop, in pieces as torchtitan splits its trainer: `setup` (data, model, engine,
+resume), `train_step` (trainer/step.py: forward/backward of the micro-batches, spike guard, update),
+`step_record`/`log_step` (metrics), `save_checkpoint`, and `train`, the loop that strings them together
+and handles stages and SIGTERM.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, load_config, to_dict
-from .data import StageLoader, read_mix
+from .config import ModelConfig, TrainConfig, load_config, to_dict
+from .data import StageLoader, check_shards, read_mix
 from .guard import SpikeGuard
 from .hf import init_state, padded_vocab
-from .metrics import MetricsLog, device_peak_tflops, flops_per_token, plot_loss
-from .model import Llama, causal_lm_loss, num_params
+from .metrics import MetricsLog, device_peak_tflops, plot_loss, step_flops
+from .model import Llama, num_params
 from .schedule import scheduler
+from .step import StepResult, lm_loss_sum, train_step
 from . import checkpoint
 
 
@@ -106,7 +109,7 @@ def make_plan(cfg: TrainConfig, loaders: list[StageLoader]) -> Plan:
     return Plan(steps)
 
 
-def build_model(cfg: TrainConfig, data_vocab: int) -> tuple[Llama, "ModelConfig"]:
+def build_model(cfg: TrainConfig, data_vocab: int) -> tuple[Llama, ModelConfig]:
     mcfg, sd = cfg.model, None
     if cfg.init_from:
         hf_cfg, sd = init_state(cfg.init_from, cfg.init_map, cfg.vocab_multiple)
@@ -117,7 +120,7 @@ def build_model(cfg: TrainConfig, data_vocab: int) -> tuple[Llama, "ModelConfig"
     if data_vocab > mcfg.vocab_size:
         raise ValueError(f"tokenizer has {data_vocab} ids but the model only {mcfg.vocab_size}")
     torch.manual_seed(cfg.seed)
-    model = Llama(mcfg, cfg.attention)
+    model = Llama(mcfg, cfg.attention, loss_chunk=cfg.loss_chunk_tokens)
     if sd is not None:
         model.load_state_dict(sd, strict=True)
     return model, mcfg
@@ -137,14 +140,39 @@ class Stop:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
-    """Runs the whole schedule (or resumes it); returns (summary, engine). `loss_fn` is injectable for tests."""
+@dataclass
+class Run:
+    """Everything a running schedule holds; built once by `setup`, then advanced by `train`."""
+    cfg: TrainConfig
+    mcfg: ModelConfig
+    engine: object
+    optimizer: torch.optim.Optimizer
+    loaders: list[StageLoader]
+    plan: Plan
+    guard: SpikeGuard
+    log: MetricsLog
+    dist: object
+    rank: int
+    world: int
+    n_matmul: int            # non-embedding parameters, for the FLOP count
+    peak: float | None       # dense bf16 TFLOPS of the device; None = MFU n/a
+    tokenizer: dict
+    state: dict = field(default_factory=lambda: {"step": 0, "stage_index": 0, "consumed_samples": 0, "tokens": 0})
+    skipped: int = 0
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Distributed init, every stage's shards checked, model, DeepSpeed engine, and the resumed state."""
     deepspeed = setup_distributed(cfg)
     import torch.distributed as dist
     rank, world = dist.get_rank(), dist.get_world_size()
     stages = read_mix(cfg.data.root)
     if cfg.data.stages:
+        missing = set(cfg.data.stages) - {s.stage for s in stages}
+        if missing:
+            raise ValueError(f"data.stages asks for {sorted(missing)}, not in {cfg.data.root}/manifest.json")
         stages = [s for s in stages if s.stage in cfg.data.stages]
+    check_shards(stages)  # every shard of every stage, before the first step (not when its stage comes up)
     epochs = list(cfg.data.epochs) or [1.0] * len(stages)
     loaders = [StageLoader(s, cfg.data.seed, cfg.micro_batch_size, rank, world, e, cfg.data.cache_row_groups)
                for s, e in zip(stages, epochs)]
@@ -160,101 +188,103 @@ def train(cfg: TrainConfig, loss_fn=causal_lm_loss):
     sched = scheduler(optimizer, cfg.optim, plan.total)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=sched,
                                            config=deepspeed_config(cfg))
-    guard = SpikeGuard(cfg.guard)
-    state = {"step": 0, "stage_index": 0, "consumed_samples": 0, "tokens": 0}
+    if cfg.compile:
+        engine.module.compile_blocks()
+    run = Run(cfg, mcfg, engine, optimizer, loaders, plan, SpikeGuard(cfg.guard), None, dist, rank, world,
+              n_matmul, device_peak_tflops(cfg.metrics.peak_tflops), dict(stages[0].tokenizer))
     client = checkpoint.load(engine, cfg.checkpoint.dir) if cfg.checkpoint.resume else None
     if client:
-        state = {k: client[k] for k in state}
-        guard.load_state_dict(client.get("guard", {}))
-    log = MetricsLog(cfg.metrics.dir, cfg.metrics.tensorboard, enabled=rank == 0, resume=bool(client))
+        run.state = {k: client[k] for k in run.state}
+        run.guard.load_state_dict(client.get("guard", {}))
+    run.log = MetricsLog(cfg.metrics.dir, cfg.metrics.tensorboard, enabled=rank == 0, resume=bool(client))
     if rank == 0:
         Path(cfg.metrics.dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.metrics.dir) / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
-    peak = device_peak_tflops(cfg.metrics.peak_tflops)
-    stop = Stop()
+    return run
+
+
+def next_batches(run: Run, loader: StageLoader) -> list[dict]:
+    """The step's micro-batches (all collated before the first forward, so the step's token count is known)."""
+    out = []
+    for _ in range(run.cfg.grad_accum):
+        out.append(loader.batch(run.state["consumed_samples"]))
+        run.state["consumed_samples"] += loader.samples_per_micro_step
+    return out
+
+
+def step_record(run: Run, stage: int, res: StepResult, dt: float) -> dict:
+    """The metrics of one step; FLOPs count attention over the document-masked area (trainer/metrics.py)."""
+    tflops = step_flops(run.mcfg, run.n_matmul, res.tokens, res.attn_pairs) / dt / 1e12
+    gn = run.engine.get_global_grad_norm()
+    return {"step": run.state["step"], "stage": stage, "loss": res.loss,
+            "grad_norm": float(gn) if gn is not None else None, "lr": run.optimizer.param_groups[0]["lr"],
+            "tokens": run.state["tokens"], "label_tokens": res.label_tokens,
+            "tokens_per_s": res.tokens * run.world / dt, "tflops_per_gpu": tflops,
+            "mfu": (tflops / run.peak) if run.peak else None, "step_time_s": dt,
+            "skipped": not res.applied, "skip_reason": res.reason}
+
+
+def log_step(run: Run, rec: dict, bar) -> None:
+    if run.state["step"] % run.cfg.metrics.log_every == 0 or rec["skipped"]:
+        run.log.log(rec)
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}",
+                        tok_s=f"{rec['tokens_per_s']:.0f}", mfu="n/a" if rec["mfu"] is None else f"{rec['mfu']:.1%}")
+
+
+def save_checkpoint(run: Run) -> None:
+    """Collective: every rank writes its own ZeRO partition."""
+    checkpoint.save(run.engine, run.cfg.checkpoint.dir, run.state["step"],
+                    {**run.state, "guard": run.guard.state_dict(), "model_config": to_dict(run.mcfg),
+                     "tokenizer": run.tokenizer})
+
+
+def train(cfg: TrainConfig, loss_fn=lm_loss_sum):
+    """Runs the whole schedule (or resumes it); returns (summary, engine). `loss_fn` is injectable for tests."""
+    run = setup(cfg)
+    state, stop, start_step = run.state, Stop(), run.state["step"]
     bar = None
-    if rank == 0 and cfg.metrics.progress_bar:
+    if run.rank == 0 and cfg.metrics.progress_bar:
         from tqdm import tqdm
-        bar = tqdm(total=plan.total, initial=state["step"], desc="train", dynamic_ncols=True)
-    device = engine.device
-    skipped, start_step = 0, state["step"]
-
-    def save():  # collective: every rank writes its own ZeRO partition
-        checkpoint.save(engine, cfg.checkpoint.dir, state["step"],
-                        {**state, "guard": guard.state_dict(), "model_config": to_dict(mcfg)})
-
+        bar = tqdm(total=run.plan.total, initial=state["step"], desc="train", dynamic_ncols=True)
     try:
-        while state["stage_index"] < len(loaders) and not stop.requested:
-            si = state["stage_index"]
-            loader, stage_end = loaders[si], sum(plan.steps[:si + 1])
-            fpt = flops_per_token(mcfg, n_matmul, loader.stage.seq_len)
+        while state["stage_index"] < len(run.loaders) and not stop.requested:
+            loader = run.loaders[state["stage_index"]]
+            stage_end = sum(run.plan.steps[:state["stage_index"] + 1])
             while state["step"] < stage_end and not stop.requested:
                 if cfg.run_steps and state["step"] - start_step >= cfg.run_steps:
                     stop.requested = True  # this run's time slice is used up; the schedule is unchanged
                     break
                 t0 = time.perf_counter()
-                engine.train()
-                losses, reason = [], None
-                for _ in range(cfg.grad_accum):
-                    b = loader.batch(state["consumed_samples"])
-                    state["consumed_samples"] += loader.samples_per_micro_step
-                    logits = engine(b["input_ids"].to(device), b["position_ids"].to(device),
-                                    b["cu_seqlens"].to(device), b["max_seqlen"])
-                    loss = loss_fn(logits, b["labels"].to(device))
-                    mean = loss.detach().float().clone()
-                    dist.all_reduce(mean)
-                    mean = mean.item() / world
-                    why = guard.verdict(mean)
-                    if why and not reason:
-                        reason = why
-                    if reason:  # poison the gradient: DeepSpeed then skips the update on every rank
-                        loss = loss * float("nan")
-                    losses.append(mean)
-                    engine.backward(loss)
-                    engine.step()
-                applied = engine.was_step_applied() and reason is None
-                if reason is None and not applied:
-                    reason = "nonfinite_grad"
-                step_loss = sum(losses) / len(losses)
-                if applied:
-                    guard.accept(step_loss)
-                else:
-                    skipped += 1
+                res = train_step(run.engine, next_batches(run, loader), run.guard, loss_fn, run.dist)
                 dt = time.perf_counter() - t0
-                toks = cfg.grad_accum * loader.samples_per_micro_step * loader.stage.seq_len
-                state["tokens"] += toks
+                run.skipped += not res.applied
+                state["tokens"] += res.tokens * run.world
                 state["step"] += 1
-                gn = engine.get_global_grad_norm()
-                tflops = fpt * toks / world / dt / 1e12
-                rec = {"step": state["step"], "stage": loader.stage.stage, "loss": step_loss,
-                       "grad_norm": float(gn) if gn is not None else None,
-                       "lr": optimizer.param_groups[0]["lr"], "tokens": state["tokens"], "tokens_per_s": toks / dt,
-                       "tflops_per_gpu": tflops, "mfu": (tflops / peak) if peak else None, "step_time_s": dt,
-                       "skipped": not applied, "skip_reason": reason}
-                if state["step"] % cfg.metrics.log_every == 0 or not applied:
-                    log.log(rec)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(stage=loader.stage.stage, loss=f"{step_loss:.3f}", lr=f"{rec['lr']:.2e}",
-                                    tok_s=f"{rec['tokens_per_s']:.0f}",
-                                    mfu="n/a" if peak is None else f"{rec['mfu']:.1%}")
+                log_step(run, step_record(run, loader.stage.stage, res, dt), bar)
                 if cfg.checkpoint.every_steps and state["step"] % cfg.checkpoint.every_steps == 0:
-                    save()
+                    save_checkpoint(run)
             if state["step"] >= stage_end:
                 state["stage_index"] += 1
                 state["consumed_samples"] = 0
         if cfg.checkpoint.at_exit or stop.requested:
-            save()
+            save_checkpoint(run)
     finally:
         stop.restore()
         if bar is not None:
             bar.close()
-        log.close()
-    summary = {"steps": state["step"], "skipped": skipped, "tokens": state["tokens"], "plan": plan.steps,
-               "stopped": stop.requested}
-    if rank == 0 and cfg.metrics.plot and log.enabled and (Path(cfg.metrics.dir) / "metrics.jsonl").exists():
-        summary["plot"] = str(plot_loss(Path(cfg.metrics.dir) / "metrics.jsonl", Path(cfg.metrics.dir) / "loss.png"))
-    return summary, engine
+        run.log.close()
+    return summarize(run, stop.requested), run.engine
+
+
+def summarize(run: Run, stopped: bool) -> dict:
+    summary = {"steps": run.state["step"], "skipped": run.skipped, "tokens": run.state["tokens"],
+               "plan": run.plan.steps, "stopped": stopped}
+    metrics = Path(run.cfg.metrics.dir) / "metrics.jsonl"
+    if run.rank == 0 and run.cfg.metrics.plot and run.log.enabled and metrics.exists():
+        summary["plot"] = str(plot_loss(metrics, Path(run.cfg.metrics.dir) / "loss.png"))
+    return summary
 
 
 def parse_args(argv=None):
