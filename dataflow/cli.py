@@ -60,9 +60,14 @@ def run_job(stage: str, args, body: Callable[[object, dict], dict], files: Itera
     from .progress import stage_progress
     from .spark import get_session
 
+    from .stage import check_overlap, stage_input_paths
+
     verbose = bool(getattr(args, "verbose", False))
     cfg = load_conf(args.conf, args.overrides)
     require_files(cfg, [stage] if files is None else files)
+    if getattr(args, "input", None):   # refused before a JVM starts: unfinished inputs, input/output overlap
+        check_overlap(args.input, getattr(args, "output", None))
+        stage_input_paths(args.input, allow_incomplete=bool(getattr(args, "allow_incomplete", False)))
     t0 = time.time()
     spark = get_session(cfg, app_name=f"ziya2-{stage}", verbose=verbose)
     with stage_progress(spark, stage, enabled=not verbose):
