@@ -164,7 +164,7 @@ DEDUP_STEPS = ["url", "exact", "simhash", "minhash", "book", "lines"]
 _SCHEMES = ["affine32", "legacy"]
 _MINHASH = {
     "num_perm": Count(1), "bands": Count(1), "rows": Count(1), "seed": Int(), "scheme": Str(_SCHEMES),
-    "ngram": Count(1), "char_langs": Langs(), "min_features": Count(0), "max_iterations": Count(1),
+    "char_ngram": Count(1), "word_ngram": Count(1), "min_features": Count(0), "max_iterations": Count(1),
     "jaccard": Prob(),
 }
 
@@ -180,15 +180,15 @@ DEDUP = _s({
     "steps": List(Str(DEDUP_STEPS), unique=True),
     "date_keys": List(Str(non_empty=True)),
     "shuffle_partitions": Count(1, nullable=True),
-    "t2s": Bool(),
-    "t2s_langs": Langs(),
+    "zh_fold": List(Str(non_empty=True)),
+    "char_script_share": Prob(),
     "url": _s({"initial_capacity": Count(1), "error_rate": Float(0, 1, min_exclusive=True),
                "tracking_params": List(Str(non_empty=True)), "sort_query": Bool()}),
     "exact": _s({"hash": Str(["xxh3_128"])}),
     "simhash": _s({"bits": Int(8, 64), "max_distance": Count(0), "blocks": Count(1), "char_ngram": Count(1),
-                   "word_ngram": Count(1), "char_langs": Langs(), "min_features": Count(0),
+                   "word_ngram": Count(1), "min_features": Count(0), "verify_jaccard": Prob(nullable=True),
                    "max_iterations": Count(1)}),
-    "minhash": _s({**_MINHASH, "verify": Str(["none", "signature"])}, extra=_bands_rows),
+    "minhash": _s({**_MINHASH, "verify": Str(["none", "signature", "jaccard"])}, extra=_bands_rows),
     "book": _s({**_MINHASH, "sources": List(Str(non_empty=True)), "min_chars": Count(0)}, extra=_bands_rows),
     "lines": _s({"max_docs": Count(1), "min_line_chars": Count(0), "min_doc_chars": Count(0)}),
 }, required=("steps",))
@@ -207,9 +207,6 @@ EVALUATE = _s({
     "unqualified_labels": List(Str(non_empty=True)),
     "lexicons": Dir(nullable=True),
     "lexicon_glob": Str(non_empty=True),
-    "near_dup_hamming": Int(0, 64, nullable=True),
-    "simhash_ngram_zh": Count(1, nullable=True),
-    "simhash_ngram_words": Count(1, nullable=True),
     "sheet_text_chars": Count(1),
     "quantiles": List(Prob()),
     "quantile_accuracy": Count(1),

@@ -9,7 +9,8 @@ from .config import conf_hash
 from .stage import sibling_stage_dirs
 
 
-def transform(spark, cfg: Mapping, inputs: Iterable[str], output: str, stages: Iterable[str] | None):
+def transform(spark, cfg: Mapping, inputs: Iterable[str], output: str, stages: Iterable[str] | None,
+              dedup_cfg: Mapping):
     """`transform(df, attempt) -> StageResult` for run_document_stage. The products go to OUT itself (the
     attempt has removed `_SUCCESS`, which is written last): the report links OUT's files by name."""
     from .evaluate import evaluate, run
@@ -18,7 +19,7 @@ def transform(spark, cfg: Mapping, inputs: Iterable[str], output: str, stages: I
     stage_dirs = list(stages) if stages is not None else sibling_stage_dirs(inputs, output)
 
     def apply(df, attempt):
-        m = evaluate(spark, df, cfg, attempt.out, stage_dirs, config_hash=conf_hash(cfg))
+        m = evaluate(spark, df, cfg, attempt.out, stage_dirs, config_hash=conf_hash(cfg), dedup_cfg=dedup_cfg)
         result = run(df, cfg)
         result.stats = {"sampled": m["sample"]["docs"], "strata": m["sampling"]["strata"],
                         "near_dups": m["near_dups"], "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"]}

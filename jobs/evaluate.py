@@ -36,7 +36,8 @@ def main(argv=None) -> int:
         from dataflow.evaluate_stage import transform
 
         ecfg = section(cfg, STAGE)
-        return run_document_stage(spark, args, STAGE, ecfg, transform(spark, ecfg, args.input, args.output, args.stages))
+        return run_document_stage(spark, args, STAGE, ecfg, transform(spark, ecfg, args.input, args.output, args.stages,
+                                                                    section(cfg, "dedup")))
 
     run_job(STAGE, args, body)
     return 0

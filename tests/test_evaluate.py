@@ -14,11 +14,11 @@ from dataflow.config import load_conf
 from dataflow.evaluate import evaluate, gate as run_gate
 from dataflow.evaluate.gate import (LabelError, beta_ppf, betainc, clopper_pearson, evaluate_labels,
                                     reviews_needed)
-from dataflow.evaluate.metrics import (hamming64, lexicon_matcher, load_lexicons, simhash64, suspicion,
-                                       text_metrics)
+from dataflow.evaluate.metrics import lexicon_matcher, load_lexicons, near_dup_pairs, suspicion, text_metrics
 from dataflow.evaluate.sample import draw_sample
 
 CFG = load_conf()["evaluate"]
+DEDUP = load_conf()["dedup"]
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -127,13 +127,24 @@ def test_lexicon_hits_use_the_rf_lexicons(corpus_docs):
     assert m["lexicon_hits"] == 1 and f"{name}:{words[0].lower()}" in m["lexicon_terms"]
 
 
-def test_simhash_near_duplicate_distance(corpus_docs):
-    ref = [d["text"] for d in corpus_docs if d["source"] == "debian-reference" and d["lang"] == "en"]
-    a, other = ref[0], ref[1]
-    edited = a.replace("the", "a", 1)  # one word changed in a long chapter
-    h = simhash64(a, 4, 3)
-    assert hamming64(h, simhash64(edited, 4, 3)) <= CFG["near_dup_hamming"]
-    assert hamming64(h, simhash64(other, 4, 3)) > CFG["near_dup_hamming"]
+def test_near_dups_are_cds_simhash_pairs(spark, corpus_docs):
+    """DE's estimate uses CD's SimHash and settings: a copy-edited chapter and a Taiwan-localized copy of a
+    Simplified chapter are found, distinct chapters are not (the expected pairs are the ones planted here)."""
+    import opencc
+
+    from dataflow.schema import DOC_ARROW_SCHEMA
+    import pyarrow as pa
+
+    en = [d for d in corpus_docs if d["source"] == "debian-reference" and d["lang"] == "en"]
+    zh = [d for d in corpus_docs if d["source"] == "debian-reference" and d["lang"] == "zh-cn"]
+    rows = [{"id": d["id"], "text": d["text"]} for d in en[:2] + zh[:2]]
+    rows.append({"id": "copy-en", "text": en[0]["text"].replace("the", "a", 1)})
+    rows.append({"id": "copy-zh-tw", "text": opencc.OpenCC("s2twp").convert(zh[0]["text"])})
+    full = [{"source": "t", "url": None, "lang": "x", "lang_score": 1.0, "meta": {}, **r} for r in rows]
+    df = spark.createDataFrame(pa.Table.from_pylist(full, schema=DOC_ARROW_SCHEMA))
+    got = {(r["id_a"], r["id_b"]) for r in near_dup_pairs(df, DEDUP).collect()}
+    assert got == {tuple(sorted((en[0]["id"], "copy-en"))), tuple(sorted((zh[0]["id"], "copy-zh-tw")))}
+    assert "near_dup_hamming" not in CFG and "simhash_ngram_zh" not in CFG   # one set of settings: CD's
 
 
 def test_suspicion_orders_signals():
@@ -192,7 +203,7 @@ def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
     df = _frame(spark, corpus_docs)
     cfg = dict(CFG, sample_share=0.03, sheet_text_chars=500)
     out = tmp_path / "de"
-    m = evaluate(spark, df, cfg, out, stage_dirs=())
+    m = evaluate(spark, df, cfg, out, stage_dirs=(), dedup_cfg=DEDUP)
     assert m["output"]["docs"] == len(corpus_docs)
     assert m["output"]["chars"] == sum(len(d["text"]) for d in corpus_docs)
     jsonl = [json.loads(l) for l in open(out / "review.jsonl", encoding="utf-8")]

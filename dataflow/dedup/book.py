@@ -8,6 +8,7 @@ records pass through this step untouched.
 from __future__ import annotations
 
 from . import minhash
+from .components import Context
 
 
 def is_book_expr(cfg: dict):
@@ -20,12 +21,13 @@ def is_book_expr(cfg: dict):
     return F.coalesce(cond, F.lit(False))    # a null source is simply not a listed one
 
 
-def mark(df, cfg: dict, t2s_langs: frozenset):
+def mark(df, dcfg: dict, ctx: Context):
     from pyspark.sql import functions as F
 
+    cfg = dcfg["book"]
     mcfg = {**cfg, "verify": "signature"}    # a 0.9 threshold needs verified pairs, not raw collisions
     books = df.where(is_book_expr(cfg))
-    out, stats = minhash.mark(books, mcfg, t2s_langs, "book")
+    out, stats = minhash.mark_section(books, mcfg, ctx, "book")
     rest = (df.where(~is_book_expr(cfg))
             .withColumn("_dup_of", F.lit(None).cast("string"))
             .withColumn("_detail", F.lit(None).cast("string")))

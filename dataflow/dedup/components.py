@@ -9,11 +9,29 @@ itself as the node label makes the component minimum the representative, with no
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable
 
 ORDER = "_order"
 SEP = "\x00"
 UNDATED = "~"   # '~' (0x7E) sorts after the digits that start every ISO-8601 date
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every step gets besides its own section: how texts become fingerprints and the shuffle width.
+
+    zh_fold: OpenCC configs applied to every text holding a Han character before hashing (dataflow.text);
+    char_share: the spaceless-script share above which a text is shingled by characters;
+    partitions: partitions for the steps that repartition (url)."""
+    zh_fold: tuple[str, ...] = ()
+    char_share: float = 0.3
+    partitions: int = 0
+
+    @classmethod
+    def from_conf(cls, cfg: dict, partitions: int = 0) -> "Context":
+        """cfg = the `dedup` section (DE builds the same context from it, so both measure alike)."""
+        return cls(tuple(cfg.get("zh_fold") or ()), float(cfg["char_script_share"]), partitions)
 
 
 def with_order(df, date_keys: Iterable[str]):

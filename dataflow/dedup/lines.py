@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
-import xxhash
+from ..hashing import xxh3_64
+from ..text import line_form
+from .components import ORDER, Context, order_id
 
-from .components import ORDER, order_id
-from .normalize import line_form
 
-
-def line_hashes(text: str | None, lang: str | None, min_line_chars: int, t2s_langs=()) -> list:
+def line_hashes(text: str | None, min_line_chars: int, zh_fold=()) -> list:
     """Per line (split on '\\n'): signed xxh3-64 of its normalized form, or None when it is too short."""
     out = []
     for line in (text or "").split("\n"):
-        f = line_form(line, lang, t2s_langs)
-        if len(f) < min_line_chars:
-            out.append(None)
-        else:
-            v = xxhash.xxh3_64_intdigest(f.encode("utf-8"))
-            out.append(v - (1 << 64) if v >= 1 << 63 else v)
+        f = line_form(line, zh_fold)
+        out.append(None if len(f) < min_line_chars else xxh3_64(f))
     return out
 
 
@@ -33,23 +28,24 @@ def drop_lines(text: str, positions) -> str:
     return "\n".join(l for i, l in enumerate(text.split("\n")) if i not in drop)
 
 
-def mark(df, cfg: dict, t2s_langs: frozenset):
+def mark(df, dcfg: dict, ctx: Context):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    cfg, zh = dcfg["lines"], ctx.zh_fold
     max_docs, min_line = int(cfg["max_docs"]), int(cfg["min_line_chars"])
     min_doc = int(cfg["min_doc_chars"])
 
     @F.pandas_udf("array<long>")
-    def hashes(text: pd.Series, lang: pd.Series) -> pd.Series:
-        return pd.Series([line_hashes(t, l, min_line, t2s_langs) for t, l in zip(text, lang)])
+    def hashes(text: pd.Series) -> pd.Series:
+        return pd.Series([line_hashes(t, min_line, zh) for t in text])
 
     @F.pandas_udf("string")
     def rebuild(text: pd.Series, pos: pd.Series) -> pd.Series:
         return pd.Series([drop_lines(t, p) if p is not None and len(p) else t for t, p in zip(text, pos)],
                          dtype=object)
 
-    occ = (df.select(ORDER, F.posexplode(hashes("text", "lang")).alias("pos", "h"))
+    occ = (df.select(ORDER, F.posexplode(hashes("text")).alias("pos", "h"))
            .where(F.col("h").isNotNull()))
     # the documents holding each line, earliest first; a line repeated inside one document counts once
     docs_of_line = occ.select("h", ORDER).distinct()

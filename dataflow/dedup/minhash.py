@@ -5,11 +5,15 @@ same permutation parameters drawn from `np.random.RandomState(seed)`, the same S
 and the same permutation arithmetic (datasketch 2.x "affine32": MurmurHash3 fmix32, then a*h+b mod 2^32;
 "legacy": (a*h+b) mod (2^61-1), truncated to 32 bits). The test suite checks equality against datasketch.
 
+Shingles: character n-grams of the fingerprint form for text written mostly in spaceless scripts, word
+n-grams otherwise (dataflow.text.shingles).
+
 LSH: the signature is cut into `bands` bands of `rows` values; records that share a band (same index, same
 xxh3-64 of the band's bytes) are candidates. With `verify: none` every collision is a duplicate and a bucket
 links each member to its smallest (date, id), as datatrove does; with `verify: signature` only pairs whose
-estimated Jaccard (share of equal signature values) reaches `jaccard` are linked. Connected components then
-pick the earliest (date, id) per cluster.
+estimated Jaccard (share of equal signature values) reaches `jaccard` are linked; with `verify: jaccard`
+only pairs whose exact shingle Jaccard reaches it (verify.py). Connected components then pick the earliest
+(date, id) per cluster.
 """
 from __future__ import annotations
 
@@ -20,10 +24,13 @@ import struct
 from functools import lru_cache
 
 import numpy as np
-import xxhash
 
-from .components import ORDER, connected_components, mark_from_components
-from .normalize import shingles
+from ..hashing import xxh3_64
+from ..text import shingles
+from .components import ORDER, Context, connected_components, mark_from_components
+from .verify import verify_pairs
+
+VERIFY = ("none", "signature", "jaccard")
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH32 = np.uint64((1 << 32) - 1)
@@ -81,20 +88,16 @@ def signature(features: list[str], num_perm: int, seed: int, scheme: str = "affi
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
     """Signed xxh3-64 of each band's bytes (one LSH bucket key per band)."""
     s = sig.astype("<u8")
-    out = []
-    for i in range(bands):
-        v = xxhash.xxh3_64_intdigest(s[i * rows:(i + 1) * rows].tobytes())
-        out.append(v - (1 << 64) if v >= 1 << 63 else v)
-    return out
+    return [xxh3_64(s[i * rows:(i + 1) * rows].tobytes()) for i in range(bands)]
 
 
-def record_minhash(text, lang, cfg: dict, t2s_langs=()):
+def record_minhash(text, mcfg: dict, ctx: Context):
     """(signature as list[int], band keys) or None when the record has too few shingles."""
-    num_perm, bands, rows = int(cfg["num_perm"]), int(cfg["bands"]), int(cfg["rows"])
-    feats = shingles(text or "", lang, int(cfg["ngram"]), set(cfg["char_langs"]), t2s_langs)
-    if len(feats) < int(cfg["min_features"]):
+    num_perm, bands, rows = int(mcfg["num_perm"]), int(mcfg["bands"]), int(mcfg["rows"])
+    feats = shingles(text, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx.zh_fold, ctx.char_share)
+    if len(feats) < int(mcfg["min_features"]):
         return None
-    sig = signature(feats, num_perm, int(cfg["seed"]), cfg.get("scheme", "affine32"))
+    sig = signature(feats, num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
     return sig.astype(np.int64).tolist(), band_keys(sig, bands, rows)
 
 
@@ -103,26 +106,31 @@ def check_bands(cfg: dict) -> None:
         raise ValueError(f"bands x rows ({cfg['bands']} x {cfg['rows']}) exceeds num_perm ({cfg['num_perm']})")
 
 
-def mark(df, cfg: dict, t2s_langs: frozenset, step: str):
+def mark(df, cfg: dict, ctx: Context, step: str = "minhash"):
+    """cfg = the `dedup` section; the step's parameters are `cfg[step]` (book.py reuses this with its own)."""
+    return mark_section(df, cfg[step], ctx, step)
+
+
+def mark_section(df, mcfg: dict, ctx: Context, step: str):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    check_bands(cfg)
-    verify = cfg.get("verify", "none")
-    if verify not in ("none", "signature"):
-        raise ValueError(f"dedup.{step}.verify must be none or signature, got {verify!r}")
-    num_perm = int(cfg["num_perm"])
+    check_bands(mcfg)
+    verify = mcfg.get("verify", "none")
+    if verify not in VERIFY:
+        raise ValueError(f"dedup.{step}.verify must be one of {VERIFY}, got {verify!r}")
+    num_perm = int(mcfg["num_perm"])
 
     @F.pandas_udf("sig array<long>, bands array<long>")
-    def sketch(text: pd.Series, lang: pd.Series) -> pd.DataFrame:
+    def sketch(text: pd.Series) -> pd.DataFrame:
         sigs, bks = [], []
-        for t, l in zip(text, lang):
-            r = record_minhash(t, l, cfg, t2s_langs)
+        for t in text:
+            r = record_minhash(t, mcfg, ctx)
             sigs.append(r[0] if r else None)
             bks.append(r[1] if r else None)
         return pd.DataFrame({"sig": sigs, "bands": bks})
 
-    sk = df.select(ORDER, sketch("text", "lang").alias("m")).select(ORDER, "m.sig", "m.bands")
+    sk = df.select(ORDER, sketch("text").alias("m")).select(ORDER, "m.sig", "m.bands")
     sk = sk.where(F.col("sig").isNotNull()).localCheckpoint(eager=True)
     buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
     if verify == "none":
@@ -133,13 +141,17 @@ def mark(df, cfg: dict, t2s_langs: frozenset, step: str):
         l = buckets.select(F.col(ORDER).alias("a"), "band", "key")
         r = buckets.select(F.col(ORDER).alias("b"), "band", "key")
         cand = l.join(r, ["band", "key"]).where(F.col("a") < F.col("b")).select("a", "b").distinct()
-        sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
-        sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
-        est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
-                          F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
-        edges = (cand.join(sa, "a").join(sb, "b").where(est >= F.lit(float(cfg["jaccard"])))
-                 .select("a", "b"))
-    labels, cc = connected_components(edges, int(cfg["max_iterations"]))
+        if verify == "signature":
+            sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
+            sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
+            est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
+                              F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
+            edges = (cand.join(sa, "a").join(sb, "b").where(est >= F.lit(float(mcfg["jaccard"])))
+                     .select("a", "b"))
+        else:
+            edges = verify_pairs(cand.localCheckpoint(eager=True), df, int(mcfg["char_ngram"]),
+                                 int(mcfg["word_ngram"]), ctx, float(mcfg["jaccard"]))
+    labels, cc = connected_components(edges, int(mcfg["max_iterations"]))
     out = mark_from_components(df, labels, step)
 
     def stats(annotated) -> dict:

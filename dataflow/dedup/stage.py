@@ -1,29 +1,45 @@
 """The CD stage: run the configured dedup steps in their fixed order and account for every record.
 
-Each step gets the records the earlier steps kept, returns them annotated with `_dup_of` (the
-representative's id) and `_detail`, and is materialized once (localCheckpoint) so the next step, the
-rejected output and the statistics all read the same decisions. Rejected rows carry
-`reason = dedup:<step>`, `detail` and `dup_of`. Kept rows gain `simhash` when that step ran and
-`lines_removed` when the line step ran.
+Every step is a function of one signature, `mark(df, cfg, ctx) -> (annotated, stats)` (cfg = the whole
+`dedup` section, ctx = components.Context), listed in `STEPS` in the order they run. Each step gets the
+records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
+`_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
+statistics all read the same decisions. Rejected rows carry `reason = dedup:<step>`, `detail` and
+`dup_of`. Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
+
+Before any step, ids are checked: ids are unique for distinct records (DESIGN §8), so records that share
+an id and the same text are one record ingested twice (`dedup:id`, the first by (date, id) is kept),
+while records that share an id but not the text are a data error, never duplicates: all of them are
+quarantined as `malformed:id_conflict` with the locations (meta file@offset) of every record of that id.
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from ..schema import DOC_COLUMNS, require_columns
 from ..stage import StageResult
 from . import book, exact, lines, minhash, simhash, url
-from .components import ORDER, checkpoint, with_order
+from .components import ORDER, Context, checkpoint, with_order
 
-STEP_ORDER = ["url", "exact", "simhash", "minhash", "book", "lines"]
+# the order is part of the method: cheap exact steps shrink the input of the fuzzy ones
+STEPS: dict[str, Callable] = {
+    "url": url.mark,
+    "exact": exact.mark,
+    "simhash": simhash.mark,
+    "minhash": minhash.mark,
+    "book": book.mark,
+    "lines": lines.mark,
+}
+STEP_ORDER = list(STEPS)
+ID_CONFLICT_LOCATIONS = 5   # locations named in a conflict's detail (the count is always given in full)
 
 
 def _steps(cfg: dict) -> list[str]:
     steps = list(cfg.get("steps") or [])
-    unknown = [s for s in steps if s not in STEP_ORDER]
+    unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError(f"dedup.steps: unknown step(s) {unknown}; known: {STEP_ORDER}")
-    # the order is part of the method (cheap exact steps shrink the input of the fuzzy ones)
     return [s for s in STEP_ORDER if s in steps]
 
 
@@ -35,21 +51,52 @@ def _malformed(df):
             .when(F.col("text").isNull(), F.lit("malformed:text")))
 
 
-def _partitions(spark, cfg: dict) -> int:
-    n = cfg.get("shuffle_partitions")
-    return int(n) if n else int(spark.conf.get("spark.sql.shuffle.partitions"))
+def _location(F):
+    """Where a record came from: meta file@offset as the readers set it, else source and url."""
+    m = F.col("meta")
+    return F.coalesce(F.concat(m["file"], F.lit("@"), F.coalesce(m["offset"], F.lit("?"))),
+                      F.concat(F.lit("source="), F.coalesce(F.col("source"), F.lit("?")),
+                               F.lit(" url="), F.coalesce(F.col("url"), F.lit("?"))))
+
+
+def _split_ids(live, cols):
+    """(conflicts, duplicates, unique): rows whose id is shared with a different text, later copies of an
+    id with the same text, and the rest (every id once)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    by_id = Window.partitionBy("id")
+    live = (live.withColumn("_texts_differ", F.min("text").over(by_id) != F.max("text").over(by_id))
+                .withColumn("_copies", F.count(F.lit(1)).over(by_id)))
+    live = checkpoint(live)
+    bad = live.where("_texts_differ")
+    locs = F.array_sort(F.collect_list(_location(F)).over(by_id))
+    conflicts = bad.select(
+        *cols, F.lit("malformed:id_conflict").alias("reason"),
+        F.concat(F.lit("id_conflict: "), F.col("_copies").cast("string"),
+                 F.lit(" records with different texts share this id; at "),
+                 F.array_join(F.slice(locs, 1, ID_CONFLICT_LOCATIONS), "; "),
+                 F.when(F.col("_copies") > ID_CONFLICT_LOCATIONS, F.lit("; ...")).otherwise(F.lit(""))).alias("detail"),
+        F.lit(None).cast("string").alias("dup_of"))
+    same = live.where(~F.col("_texts_differ"))
+    same = same.withColumn("_n", F.row_number().over(by_id.orderBy(ORDER)))
+    dups = (same.where(F.col("_n") > 1)
+            .select(*cols, F.lit("dedup:id").alias("reason"),
+                    F.lit("id: an earlier record has the same id and the same text").alias("detail"),
+                    F.col("id").alias("dup_of")))
+    unique = same.where(F.col("_n") == 1).drop("_n", "_texts_differ", "_copies")
+    return conflicts, dups, unique
 
 
 def run(df, cfg: dict) -> StageResult:
     """cfg = the `dedup` section of conf/pipeline.yaml."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     require_columns(df, DOC_COLUMNS, "dedup")
-    spark = df.sparkSession
     steps = _steps(cfg)
-    t2s_langs = frozenset(cfg.get("t2s_langs") or ()) if cfg.get("t2s", True) else frozenset()
-    parts = _partitions(spark, cfg)
+    spark = df.sparkSession
+    parts = int(cfg.get("shuffle_partitions") or spark.conf.get("spark.sql.shuffle.partitions"))
+    ctx = Context.from_conf(cfg, parts)
 
     base = with_order(df, cfg.get("date_keys"))
     base = base.withColumn("_bad", _malformed(base))
@@ -57,33 +104,14 @@ def run(df, cfg: dict) -> StageResult:
                 .select(*df.columns, F.col("_bad").alias("reason"),
                         F.concat(F.lit("dedup input without "), F.substring_index("_bad", ":", -1)).alias("detail"),
                         F.lit(None).cast("string").alias("dup_of"))]
-    live = base.where(F.col("_bad").isNull()).drop("_bad")
-    # ids are meant to be unique (DESIGN §3); a record ingested twice is not. Every step joins on
-    # _order, so repeats of one (date, id) are settled first: the first by content is kept.
-    w = Window.partitionBy(ORDER).orderBy("text", "url", "source", "lang")
-    live = live.withColumn("_n", F.row_number().over(w))
-    rejected.append(live.where(F.col("_n") > 1)
-                    .select(*df.columns, F.lit("dedup:id").alias("reason"),
-                            F.lit("id: another record has the same id and crawl date").alias("detail"),
-                            F.col("id").alias("dup_of")))
-    live = live.where(F.col("_n") == 1).drop("_n")
-    step_stats: dict = {}
+    conflicts, id_dups, live = _split_ids(base.where(F.col("_bad").isNull()).drop("_bad"), df.columns)
+    rejected += [conflicts, id_dups]
+    step_stats: dict = {"id": {"conflicting_records": conflicts.count(), "same_text_copies": id_dups.count()}}
     added: list[str] = []     # columns the steps add to kept rows
 
     for step in steps:
         t0 = time.time()
-        if step == "url":
-            out, stats = url.mark(live, cfg["url"], parts)
-        elif step == "exact":
-            out, stats = exact.mark(live, cfg["exact"], t2s_langs)
-        elif step == "simhash":
-            out, stats = simhash.mark(live, cfg["simhash"], t2s_langs)
-        elif step == "minhash":
-            out, stats = minhash.mark(live, cfg["minhash"], t2s_langs, "minhash")
-        elif step == "book":
-            out, stats = book.mark(live, cfg["book"], t2s_langs)
-        else:
-            out, stats = lines.mark(live, cfg["lines"], t2s_langs)
+        out, stats = STEPS[step](live, cfg, ctx)
         for c in ("simhash", "lines_removed"):
             if c in out.columns and c not in added:
                 added.append(c)

@@ -14,7 +14,7 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 import math
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .components import ORDER
+from .components import ORDER, Context
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 
@@ -84,10 +84,12 @@ def bloom_pass(batches, initial_capacity: int, error_rate: float):
                                          names=[*batch.schema.names, "_hit", "_fp_p"])
 
 
-def mark(df, cfg: dict, partitions: int):
+def mark(df, dcfg: dict, ctx: Context):
     """Annotate `df` (with `_order`) with `_dup_of`/`_detail`; return (frame, stats thunk inputs)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import BooleanType, DoubleType, StructField, StructType
+
+    cfg, partitions = dcfg["url"], ctx.partitions
 
     tracking = tuple(cfg.get("tracking_params") or ())
     sort_query = bool(cfg.get("sort_query", True))

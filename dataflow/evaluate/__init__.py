@@ -44,8 +44,9 @@ def dup_cluster_sizes(spark, dedup_dir: str | os.PathLike | None) -> dict[str, i
 
 
 def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: Iterable[str | os.PathLike] = (),
-             config_hash: str = "") -> dict:
-    """Sample, metrics, sheet and report for the frame `df` (the pipeline's final output)."""
+             config_hash: str = "", *, dedup_cfg: Mapping) -> dict:
+    """Sample, metrics, sheet and report for the frame `df` (the pipeline's final output). `cfg` is the
+    `evaluate` section; `dedup_cfg` the `dedup` section, whose SimHash settings define a near-duplicate."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -56,8 +57,8 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
     sample = draw_sample(measured, cfg).persist(StorageLevel.MEMORY_AND_DISK)
 
     # near-duplicates left: pairs inside the sample; both ends of a pair are in it with probability share^2
-    hamming = int(cfg["near_dup_hamming"])
-    pairs = near_dup_pairs(sample, hamming, int(cfg["simhash_ngram_zh"]), int(cfg["simhash_ngram_words"]))
+    hamming = int(dedup_cfg["simhash"]["max_distance"])
+    pairs = near_dup_pairs(sample, dedup_cfg)
     partner = (pairs.select(F.col("id_a").alias("id"), F.col("id_b").alias("p"))
                .unionByName(pairs.select(F.col("id_b").alias("id"), F.col("id_a").alias("p")))
                .groupBy("id").agg(F.min("p").alias("near_dup_of"), F.count(F.lit(1)).alias("_partners"),

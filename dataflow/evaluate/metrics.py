@@ -1,8 +1,9 @@
 """Automatic metrics for data evaluation: pure per-record functions, then the Spark aggregations.
 
-Per record (plain Python over str): length, symbol / digit / uppercase ratios, content-lexicon hits and
-a 64-bit SimHash (for the near-duplicate estimate inside the sample). The suspicion score that orders
-the review sheet combines them with the weights in `evaluate.suspicion`.
+Per record (plain Python over str): length, symbol / digit / uppercase ratios, CJK share (dataflow.text) and
+content-lexicon hits. The near-duplicate estimate inside the sample uses CD's own SimHash and settings
+(`dedup.simhash`, dataflow.dedup.simhash), so DE measures what CD removes. The suspicion score that orders
+the review sheet combines the signals with the weights in `evaluate.suspicion`.
 Over the whole output and the sample (Spark aggregations, only small aggregates reach the driver):
 quantiles of length, perplexity and language score, rule-flag hit rates, and log10 histograms.
 """
@@ -13,11 +14,9 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-import xxhash
+from ..text import cjk_count
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff]")
 _WORD = re.compile(r"\w+", re.UNICODE)
-_SIMHASH_CHUNK = 8192  # shingles per numpy block (8192 x 64 uint64 = 4 MiB)
 
 # columns computed per record by `text_metrics`, with their Arrow/Spark types
 METRIC_DDL = ("chars long, words long, symbol_ratio double, digit_ratio double, upper_ratio double, "
@@ -59,7 +58,7 @@ def text_metrics(text: str | None, matcher=None, term_list=None) -> dict:
     upper = sum(map(str.isupper, text))
     lower = sum(map(str.islower, text))
     non_space = n - space
-    cjk = len(_CJK.findall(text))
+    cjk = cjk_count(text)
     hits, terms = 0, set()
     for name, pat in matcher or ():
         for m in pat.finditer(text):
@@ -76,39 +75,6 @@ def text_metrics(text: str | None, matcher=None, term_list=None) -> dict:
         "lexicon_hits": hits,
         "lexicon_terms": ",".join(sorted(terms)),
     }
-
-
-def shingles(text: str, zh_n: int, word_n: int) -> list[str]:
-    """Character n-grams for CJK-dominant text (MNBVC), word n-grams otherwise (text-dedup)."""
-    text = text or ""
-    cjk = len(_CJK.findall(text))
-    if cjk * 2 > len(text.strip() or " "):
-        s = re.sub(r"\s+", "", text)
-        return [s[i:i + zh_n] for i in range(max(1, len(s) - zh_n + 1))]
-    words = _WORD.findall(text.lower())
-    return [" ".join(words[i:i + word_n]) for i in range(max(1, len(words) - word_n + 1))]
-
-
-def simhash64(text: str, zh_n: int, word_n: int) -> int:
-    """64-bit SimHash over xxh64 shingle hashes, as a signed int64 (Spark `long`). Bit counts are summed with
-    numpy in chunks, so a 400k-character book costs a fraction of a second."""
-    import numpy as np
-
-    sh = shingles(text, zh_n, word_n)
-    ones = np.zeros(64, dtype=np.int64)
-    shifts = np.arange(64, dtype=np.uint64)
-    for i in range(0, len(sh), _SIMHASH_CHUNK):
-        hs = np.fromiter((xxhash.xxh64_intdigest(x.encode("utf-8")) for x in sh[i:i + _SIMHASH_CHUNK]), dtype=np.uint64)
-        ones += ((hs[:, None] >> shifts) & np.uint64(1)).sum(axis=0, dtype=np.int64)
-    v = 0
-    for b in range(64):
-        if 2 * int(ones[b]) > len(sh):  # more ones than zeros at bit b
-            v |= 1 << b
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def hamming64(a: int, b: int) -> int:
-    return bin((a ^ b) & 0xFFFFFFFFFFFFFFFF).count("1")
 
 
 def suspicion(rec: Mapping, cfg: Mapping) -> float:
@@ -183,46 +149,22 @@ def with_metrics(df, lexicons: Mapping[str, list[str]]):
     return df.mapInArrow(apply, out_schema)
 
 
-def with_simhash(df, zh_n: int, word_n: int, column: str = "_simhash"):
-    import pyarrow as pa
-    from pyspark.sql.types import LongType, StructField, StructType
-
-    out_schema = StructType(df.schema.fields + [StructField(column, LongType())])
-
-    def apply(batches):
-        for b in batches:
-            hs = [simhash64(t, zh_n, word_n) for t in b.column("text").to_pylist()]
-            yield pa.RecordBatch.from_arrays(list(b.columns) + [pa.array(hs, type=pa.int64())],
-                                             names=list(b.schema.names) + [column])
-
-    return df.mapInArrow(apply, out_schema)
-
-
-def near_dup_pairs(sample, hamming: int, zh_n: int, word_n: int):
-    """Pairs (a < b) of sample documents whose SimHashes differ in <= `hamming` bits. Pigeonhole:
-    split the 64 bits into hamming+1 blocks; a pair within the distance agrees on at least one block."""
+def near_dup_pairs(sample, dedup_cfg: Mapping):
+    """Pairs (id_a < id_b) of sample documents that CD's SimHash step would link: within
+    `dedup.simhash.max_distance` bits (pigeonhole blocks) and, when CD verifies, overlapping enough."""
     from pyspark.sql import functions as F
 
-    blocks = hamming + 1
-    width = 64 // blocks
-    hashed = with_simhash(sample.select("id", "text"), zh_n, word_n).select("id", "_simhash")
-    parts = []
-    for i in range(blocks):
-        lo = i * width
-        bits = width if i < blocks - 1 else 64 - lo
-        mask = (1 << bits) - 1
-        parts.append(hashed.select("id", "_simhash", F.lit(i).alias("blk"),
-                                   F.shiftrightunsigned("_simhash", lo).bitwiseAND(F.lit(mask).cast("long")).alias("val")))
-    banded = parts[0]
-    for p in parts[1:]:
-        banded = banded.unionByName(p)
-    a, b = banded.alias("a"), banded.alias("b")
-    pairs = (a.join(b, (F.col("a.blk") == F.col("b.blk")) & (F.col("a.val") == F.col("b.val"))
-                    & (F.col("a.id") < F.col("b.id")))
-             .select(F.col("a.id").alias("id_a"), F.col("b.id").alias("id_b"),
-                     F.bit_count(F.col("a._simhash").bitwiseXOR(F.col("b._simhash"))).alias("hamming"))
-             .filter(F.col("hamming") <= hamming).distinct())
-    return pairs
+    from ..dedup.components import Context
+    from ..dedup.simhash import similar_pairs, with_simhash
+
+    scfg, ctx = dedup_cfg["simhash"], Context.from_conf(dedup_cfg)
+    fp = with_simhash(sample.select("id", "text"), scfg, ctx).localCheckpoint(eager=True)
+    _, pairs = similar_pairs(fp, "id", scfg, ctx)
+    h = fp.select("id", "simhash")
+    return (pairs.join(h.select(F.col("id").alias("a"), F.col("simhash").alias("_ha")), "a")
+            .join(h.select(F.col("id").alias("b"), F.col("simhash").alias("_hb")), "b")
+            .select(F.col("a").alias("id_a"), F.col("b").alias("id_b"),
+                    F.bit_count(F.col("_ha").bitwiseXOR(F.col("_hb"))).alias("hamming")))
 
 
 def summarize(df, cfg: Mapping) -> dict:

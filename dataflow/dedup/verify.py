@@ -1,0 +1,33 @@
+"""Verification of fuzzy candidate pairs: the exact Jaccard similarity of the two records' shingle sets.
+
+SimHash distance and MinHash band collisions are estimates; a pair becomes a duplicate edge only when the
+shingles of the two texts (the step's own n-grams over the fingerprint form) overlap by at least the
+threshold. Candidate pairs are few next to the records, so joining their texts back costs one shuffle.
+"""
+from __future__ import annotations
+
+import pandas as pd  # pandas_udf type hints are resolved against module globals
+
+from ..text import jaccard, shingles
+from .components import ORDER, Context
+
+
+def pair_jaccard(text_a: str | None, text_b: str | None, char_n: int, word_n: int, ctx: Context) -> float:
+    return jaccard(shingles(text_a, char_n, word_n, ctx.zh_fold, ctx.char_share),
+                   shingles(text_b, char_n, word_n, ctx.zh_fold, ctx.char_share))
+
+
+def verify_pairs(pairs, df, char_n: int, word_n: int, ctx: Context, threshold: float, key: str = ORDER):
+    """pairs: DataFrame(a, b) of `key` values; df: the records (key, text). Returns the pairs whose
+    shingle Jaccard is at least `threshold`."""
+    from pyspark.sql import functions as F
+
+    @F.pandas_udf("double")
+    def jac(ta: pd.Series, tb: pd.Series) -> pd.Series:
+        return pd.Series([pair_jaccard(x, y, char_n, word_n, ctx) for x, y in zip(ta, tb)], dtype="float64")
+
+    texts = df.select(key, "text")
+    return (pairs.join(texts.select(F.col(key).alias("a"), F.col("text").alias("_ta")), "a")
+            .join(texts.select(F.col(key).alias("b"), F.col("text").alias("_tb")), "b")
+            .where(jac("_ta", "_tb") >= F.lit(float(threshold)))
+            .select("a", "b"))
