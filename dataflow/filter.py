@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .rules.engine import filter_text
-from .rules.registry import ActiveRule, active_rules, all_rules
+from .rules.engine import RuleEngine
+from .rules.registry import ActiveRule, all_rules
 from .schema import require_columns
 
 STAGE = "filter"
@@ -33,7 +33,7 @@ def lexicon_files(rules: list[ActiveRule]) -> list[str]:
     return sorted({p for r in rules for p in (r.params.get("lexicons") or {}).values()})
 
 
-def annotate_batch(batch: pa.RecordBatch, rules: list[ActiveRule], keep_removed: int = 0) -> pa.RecordBatch:
+def annotate_batch(batch: pa.RecordBatch, engine: RuleEngine, keep_removed: int = 0) -> pa.RecordBatch:
     """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns."""
     texts = batch.column("text").to_pylist()
     langs = batch.column("lang").to_pylist()
@@ -43,7 +43,7 @@ def annotate_batch(batch: pa.RecordBatch, rules: list[ActiveRule], keep_removed:
             new_text.append(None), flags.append([]), chars.append([]), orig.append(None), removed.append([])
             reasons.append("malformed:text"), details.append("text is null")
             continue
-        o = filter_text(text, lang, rules, keep_removed)
+        o = engine.filter_text(text, lang, keep_removed)
         new_text.append(o.text)
         flags.append(sorted(o.units.items()))
         chars.append(sorted(o.chars.items()))
@@ -69,7 +69,8 @@ def run(df, cfg: dict):
     from .stage import StageResult
 
     require_columns(df, ["id", "text", "lang"], STAGE)
-    rules = active_rules(cfg)
+    engine = RuleEngine(cfg)          # a bad rule parameter fails here, on the driver
+    rules = engine.rules
     spark = df.sparkSession
     for path in lexicon_files(rules):
         ship_file(spark, path)
@@ -88,7 +89,7 @@ def run(df, cfg: dict):
 
     def transform(batches):
         for b in batches:
-            yield annotate_batch(b, rules, keep_removed)
+            yield annotate_batch(b, engine, keep_removed)
 
     annotated = src.mapInArrow(transform, out_schema)
     result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG, _REMOVED])

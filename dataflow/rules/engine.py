@@ -1,19 +1,24 @@
 """Apply the active rules to one document: pure Python over str, no Spark (testable on its own).
 
-Order (Ziya2): every document rule, then every paragraph rule, then every sentence rule; within a level,
-the configured order. A document rule rejects the document. A paragraph/sentence rule removes its unit;
-after each rule the engine checks the remaining text against `length.min_chars`, and a document that falls
-under it (or becomes empty) is rejected with that rule as its reason. All bookkeeping lives here.
+Order (Ziya2): every document rule, then every paragraph rule, then every sentence rule, then the final
+rules on what is left; within a level, the configured order (registry.all_rules). A document or final rule
+rejects the document (a rejected document keeps its input text). A paragraph/sentence rule
+removes its unit; after each rule the engine checks the remaining text against `filter.min_chars_left`
+(per language), and a document that falls under it (or becomes empty) is rejected with that rule as its
+reason. All bookkeeping lives here.
+
+    engine = RuleEngine(cfg["filter"])     # checks filter.rules first: a bad parameter fails here
+    outcome = engine.filter_text(text, "en")
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
-from .document import min_chars_for
-from .registry import ActiveRule
+from ..confschema import validate
+from .base import per_lang
+from .registry import SETTINGS, ActiveRule, active_rules
 from .text import Doc, split_sentences
-
-MIN_RULE = "length.min_chars"
 
 
 @dataclass
@@ -30,15 +35,24 @@ class Outcome:
         return self.reason is None and bool(self.units)
 
 
-def _floor(rules: list[ActiveRule], lang: str | None) -> int:
-    for r in rules:
-        if r.name == MIN_RULE:
-            return min_chars_for(r.params, lang)
-    return 1  # min_chars disabled: only an emptied document is rejected
+class RuleEngine:
+    """The enabled rules of one `filter` configuration, checked and resolved once (picklable for Spark)."""
+
+    def __init__(self, filter_cfg: Mapping[str, Any]):
+        for key, spec in SETTINGS.items():
+            validate(spec, filter_cfg.get(key), f"filter.{key}")
+        self.rules = active_rules(filter_cfg)
+        self.min_chars_left = dict(filter_cfg["min_chars_left"])
+
+    def filter_text(self, text: str, lang: str | None, keep_removed: int = 0) -> Outcome:
+        return filter_text(text, lang, self.rules, keep_removed, per_lang(self.min_chars_left, lang))
 
 
-def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_removed: int = 0) -> Outcome:
-    """`keep_removed`: how many removed units per rule to keep in `Outcome.removed` (for audit examples)."""
+def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_removed: int = 0,
+                min_chars_left: int = 1) -> Outcome:
+    """Apply `rules` (already in application order) to one text. `keep_removed`: how many removed units per
+    rule to keep in `Outcome.removed` (audit examples); `min_chars_left`: the floor after unit removal
+    (1: only an emptied document is rejected). RuleEngine.filter_text passes the configured floor."""
     doc = Doc(text, lang)
     applicable = [r for r in rules if r.applies_to(lang)]
     out = Outcome(text=text)
@@ -53,7 +67,7 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_remov
             out.chars[r.name] = len(text)
             return out
 
-    floor = _floor(rules, lang)
+    floor = max(int(min_chars_left), 1)
     lines = text.split("\n")
     alive = [bool(ln.strip()) for ln in lines]          # blank lines are kept as separators, never judged
     blank = [not a for a in alive]
@@ -133,4 +147,15 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_remov
             elif alive[i]:
                 kept.append("".join(s for s, a in zip(sentences[i], sent_alive[i]) if a) if i in sentences else ln)
         out.text = "\n".join(kept)
+
+    for r in applicable:            # final rules judge what is left (C4's page drop after its line filters)
+        if r.level != "final":
+            continue
+        detail = r.fn(Doc(out.text, lang) if out.units else doc, r.params)
+        if detail:
+            out.reason, out.detail = r.name, detail
+            out.units[r.name] = 1
+            out.chars[r.name] = len(out.text)
+            out.text = text
+            return out
     return out

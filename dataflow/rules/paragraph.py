@@ -1,22 +1,25 @@
 """Paragraph-level rules: each removes one paragraph (a non-blank line, the unit C4 and CCNet filter;
-HTML extraction writes one block per line). Applied after the document rules, in this order.
+HTML extraction writes one block per line). Applied after the document rules, in the configured order.
+The `c4` rules follow datatrove 0.10's C4QualityFilter line filters (whitespace words, citations removed
+before the end check); each rule declares its parameters in the `RULES` table at the end of this file.
 """
 from __future__ import annotations
 
 import re
 
-from .registry import ANY_LANG, rule
+from ..confschema import Int, List, Map, Str
+from .base import ANY_LANG, Rule
 from .text import words
 
 EN_ZH = ("en", "zh")
-_CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)
+PHRASES = Map(List(Str(non_empty=True)))          # language -> phrases (lowercase substrings)
+_CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]", re.IGNORECASE)   # datatrove CITATION_REGEX (+ any case)
 
 
 def _c4_line(unit: str) -> str:
     return _CITATION.sub("", unit.strip())
 
 
-@rule("c4.terminal_punct", "paragraph", EN_ZH, "line does not end in terminal punctuation (or ends in an ellipsis)")
 def terminal_punct(unit, doc, p):
     s = _c4_line(unit)
     if not s.endswith(tuple(p["end_chars"])) or s.endswith(("...", "…")):
@@ -24,7 +27,6 @@ def terminal_punct(unit, doc, p):
     return None
 
 
-@rule("c4.min_words", "paragraph", EN_ZH, "line with fewer than min_words words (zh: jieba words, punctuation excluded)")
 def min_words(unit, doc, p):
     if doc.lang == "zh":
         n = sum(1 for w in words(unit, "zh") if any(ch.isalnum() for ch in w))
@@ -33,13 +35,11 @@ def min_words(unit, doc, p):
     return f"{n} words < {p['min_words']}" if n < p["min_words"] else None
 
 
-@rule("c4.max_word_length", "paragraph", ("en",), "line containing a whitespace token longer than max_chars")
 def max_word_length(unit, doc, p):
     longest = max((len(w) for w in unit.split()), default=0)
     return f"token of {longest} chars > {p['max_chars']}" if longest > p["max_chars"] else None
 
 
-@rule("c4.javascript", "paragraph", (ANY_LANG,), "line mentioning javascript (\"enable JavaScript\" notices)")
 def javascript(unit, doc, p):
     return "mentions javascript" if "javascript" in unit.lower() else None
 
@@ -56,7 +56,6 @@ def _has_phrase(unit, doc, p):
     return None
 
 
-@rule("c4.policy", "paragraph", EN_ZH, "cookie / privacy-policy / terms-of-use line")
 def policy(unit, doc, p):
     ph = _has_phrase(unit, doc, p)
     return f"policy phrase {ph!r}" if ph else None
@@ -67,8 +66,6 @@ def policy(unit, doc, p):
 _NAV_SEP = re.compile(r"\s+(?:\||>|/|-|–)\s+|\s*(?:»|›|·|•|→|｜|\t)\s*")   # HTML-to-text renders menu cells with tabs
 
 
-@rule("boilerplate.navigation", "paragraph", EN_ZH,
-      "navigation line: a known phrase, or at least min_items short items joined by | » > · / separators")
 def navigation(unit, doc, p):
     ph = _has_phrase(unit, doc, p)
     if ph:
@@ -80,7 +77,6 @@ def navigation(unit, doc, p):
     return None
 
 
-@rule("boilerplate.copyright", "paragraph", EN_ZH, "copyright / all-rights-reserved / ICP licence line")
 def copyright_line(unit, doc, p):
     s = unit.strip()
     if len(s) > p["max_chars"]:
@@ -89,10 +85,29 @@ def copyright_line(unit, doc, p):
     return f"copyright phrase {ph!r}" if ph else None
 
 
-@rule("boilerplate.share", "paragraph", EN_ZH, "social-share line (share on / tweet / 分享到)")
 def share(unit, doc, p):
     s = unit.strip()
     if len(s) > p["max_chars"]:
         return None
     ph = _has_phrase(unit, doc, p)
     return f"share phrase {ph!r}" if ph else None
+
+
+RULES = (
+    Rule("c4.terminal_punct", "paragraph", EN_ZH, "line does not end in terminal punctuation (or ends in an ellipsis)",
+         terminal_punct, {"end_chars": List(Str(non_empty=True), min_len=1)}),
+    Rule("c4.min_words", "paragraph", EN_ZH, "line with fewer than min_words words (zh: jieba words, punctuation excluded)",
+         min_words, {"min_words": Int(0)}),
+    Rule("c4.max_word_length", "paragraph", ("en",), "line containing a whitespace token longer than max_chars",
+         max_word_length, {"max_chars": Int(1)}),
+    Rule("c4.javascript", "paragraph", (ANY_LANG,), "line mentioning javascript (\"enable JavaScript\" notices)",
+         javascript),
+    Rule("c4.policy", "paragraph", EN_ZH, "cookie / privacy-policy / terms-of-use line", policy, {"phrases": PHRASES}),
+    Rule("boilerplate.navigation", "paragraph", EN_ZH,
+         "navigation line: a known phrase, or at least min_items short items joined by | » > · / separators",
+         navigation, {"min_items": Int(2), "max_item_chars": Int(1), "phrases": PHRASES}),
+    Rule("boilerplate.copyright", "paragraph", EN_ZH, "copyright / all-rights-reserved / ICP licence line",
+         copyright_line, {"max_chars": Int(1), "phrases": PHRASES}),
+    Rule("boilerplate.share", "paragraph", EN_ZH, "social-share line (share on / tweet / 分享到)", share,
+         {"max_chars": Int(1), "phrases": PHRASES}),
+)

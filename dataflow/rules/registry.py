@@ -1,60 +1,68 @@
-"""The rule registry. A rule is a named one-line decision (the datatrove lesson): it returns None to
-keep, or a short detail string to remove. The engine (engine.py) does all the bookkeeping.
+"""The rule table and its configuration.
 
-    @rule("gopher_quality.stop_words", "document", ("en",), "fewer than min distinct English stop words")
-    def stop_words(doc, p):
-        n = len(STOP & set(doc.words))
-        return f"{n} stop words < {p['min_stop_words']}" if n < p["min_stop_words"] else None
+`TABLE` is the explicit list of every rule (document.RULES + paragraph.RULES + sentence.RULES); nothing
+registers itself by being imported. A rule's thresholds live in conf/pipeline.yaml at
+`filter.rules.<group>.<check>` (plus `enabled: true|false` and an optional `langs: [..]`); code holds no
+defaults, so a rule missing from the configuration is an error that names it.
 
-Document rules get `(doc: Doc, params)`; paragraph and sentence rules get `(unit: str, doc: Doc, params)`
-and remove that unit. A rule's name is `<group>.<check>`; its thresholds live in conf/pipeline.yaml at
-`filter.rules.<group>.<check>` (with `enabled: true|false`). Code holds no defaults: a registered rule
-missing from the configuration is an error that names it.
+`rules_spec()` is the `confschema.Section` of the whole `filter.rules` mapping, built from each rule's
+declared parameters: unknown groups, rules and parameters are errors with a spelling hint, and a wrong type
+or range names the dotted key. `dataflow.confspec` checks it on the driver before any Spark work;
+`active_rules` checks it again, so the engine fails at construction on a bad parameter (datatrove style).
+
+Order: document rules, then paragraph rules, then sentence rules (Ziya2 §3.1); within a level, the order in
+which the rules appear in `filter.rules` (the configured order).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-LEVELS = ("document", "paragraph", "sentence")
-ANY_LANG = "*"
+from ..confschema import Int, Section, validate
+from . import document, paragraph, sentence
+from .base import ANY_LANG, COMMON_PARAMS, LEVELS, PerLang, Rule
 
+TABLE: tuple[Rule, ...] = document.RULES + paragraph.RULES + sentence.RULES
+REGISTRY: dict[str, Rule] = {r.name: r for r in TABLE}
+if len(REGISTRY) != len(TABLE):
+    raise ValueError("a rule name appears twice in the rule table")
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    level: str
-    langs: tuple[str, ...]      # ("*",) = every language
-    description: str
-    fn: Callable[..., str | None]
-
-    def applies_to(self, lang: str | None) -> bool:
-        return ANY_LANG in self.langs or lang in self.langs
-
-
-REGISTRY: dict[str, Rule] = {}
+# `filter` settings the engine itself reads (besides `rules`)
+SETTINGS = {
+    # a document left with fewer characters after paragraph/sentence removal is rejected by the rule that cut it
+    "min_chars_left": PerLang(Int(0)),
+}
 
 
-def rule(name: str, level: str, langs: tuple[str, ...], description: str):
-    if level not in LEVELS:
-        raise ValueError(f"rule {name}: level {level!r} is not one of {LEVELS}")
-    if name.count(".") != 1:
-        raise ValueError(f"rule {name}: the name must be <group>.<check>")
-
-    def deco(fn):
-        if name in REGISTRY:
-            raise ValueError(f"rule {name} is registered twice")
-        REGISTRY[name] = Rule(name, level, tuple(langs), description, fn)
-        return fn
-
-    return deco
+def rule_spec(r: Rule) -> Section:
+    """One rule's section: its declared parameters (all required) plus `enabled` and `langs` (optional)."""
+    return Section({**COMMON_PARAMS, **r.params}, required=set(r.params))
 
 
-def all_rules() -> list[Rule]:
-    """Every registered rule in application order: document, paragraph, sentence; registration order within."""
-    from . import document, paragraph, sentence  # noqa: F401  (registration side effect)
+def rules_spec() -> Section:
+    """The schema of `filter.rules`: group -> check -> parameters; every rule in the table is required."""
+    groups: dict[str, dict[str, Section]] = {}
+    for r in TABLE:
+        group, check = r.name.split(".")
+        groups.setdefault(group, {})[check] = rule_spec(r)
+    return Section({g: Section(checks) for g, checks in groups.items()})
 
-    return sorted(REGISTRY.values(), key=lambda r: LEVELS.index(r.level))
+
+def settings_spec() -> dict:
+    """The `filter` keys the rule engine reads besides `rules` (for dataflow.confspec.filter_spec)."""
+    return dict(SETTINGS)
+
+
+def all_rules(rules_cfg: Mapping[str, Any] | None = None) -> list[Rule]:
+    """Every rule in application order: level first, then the order of `rules_cfg` (the table's order for
+    rules it does not name, or without one)."""
+    pos = {name: i for i, name in enumerate(_configured_names(rules_cfg or {}))}
+    table_pos = {r.name: len(pos) + i for i, r in enumerate(TABLE)}
+    return sorted(TABLE, key=lambda r: (LEVELS.index(r.level), pos.get(r.name, table_pos[r.name])))
+
+
+def _configured_names(rules_cfg: Mapping[str, Any]) -> list[str]:
+    return [f"{g}.{c}" for g, checks in rules_cfg.items() if isinstance(checks, Mapping) for c in checks]
 
 
 def rule_conf(rules_cfg: Mapping[str, Any], name: str) -> dict:
@@ -75,8 +83,6 @@ class ActiveRule:
 
     @property
     def fn(self):
-        if self.name not in REGISTRY:   # a fresh Spark worker: registration happens on first import
-            all_rules()
         return REGISTRY[self.name].fn
 
     def applies_to(self, lang: str | None) -> bool:
@@ -84,18 +90,43 @@ class ActiveRule:
 
 
 def active_rules(filter_cfg: Mapping[str, Any]) -> list[ActiveRule]:
-    """The enabled rules, in order, with their parameters; errors name unknown or missing conf entries."""
-    rules_cfg = filter_cfg.get("rules") or {}
-    known = {r.name for r in all_rules()}
-    for group, checks in rules_cfg.items():
-        for check in (checks or {}):
-            if f"{group}.{check}" not in known:
-                raise KeyError(f"filter.rules.{group}.{check} names no registered rule")
+    """The enabled rules in application order with their parameters. Raises confschema.ConfigError (every
+    mistake, one line each, naming `filter.rules.<group>.<check>.<param>`) on a bad `filter.rules`."""
+    rules_cfg = filter_cfg.get("rules")
+    validate(rules_spec(), rules_cfg, "filter.rules")
     out = []
-    for r in all_rules():
+    for r in all_rules(rules_cfg):
         p = rule_conf(rules_cfg, r.name)
         if not p.pop("enabled", True):
             continue
         langs = tuple(p.pop("langs", r.langs))
         out.append(ActiveRule(r.name, r.level, langs, p))
     return out
+
+
+# the list-valued parameters left out of the rule table's threshold column (long phrase/word lists)
+_LISTS = ("phrases", "words", "stop_words", "end_chars", "bullets")
+
+
+def list_rules(filter_cfg: Mapping[str, Any], markdown: bool = False) -> str:
+    """Every rule in application order with its languages and whether this configuration enables it; with
+    `markdown`, the table in docs/filter.md (thresholds included, long lists left out)."""
+    rules_cfg = filter_cfg.get("rules") or {}
+    active = {r.name: r for r in active_rules(filter_cfg)}
+    ordered = all_rules(rules_cfg)
+    if markdown:
+        rows = ["| # | rule | level | languages | description | thresholds (conf) |", "|---:|---|---|---|---|---|"]
+        for i, r in enumerate(ordered, 1):
+            p = {k: v for k, v in rule_conf(rules_cfg, r.name).items() if k not in ("enabled", "langs") + _LISTS}
+            if "lexicons" in p:   # resolved to absolute paths by load_conf: show the file names
+                p["lexicons"] = {lang: str(v).rsplit("/", 1)[-1] for lang, v in p["lexicons"].items()}
+            thr = ", ".join(f"{k}={v}" for k, v in p.items()).replace("|", "\\|") or "-"
+            on = "" if r.name in active else " (disabled)"
+            langs = ",".join(active[r.name].langs if r.name in active else r.langs)
+            rows.append(f"| {i} | `{r.name}`{on} | {r.level} | {langs} | {r.description} | {thr} |")
+        return "\n".join(rows)
+    rows = [f"{'#':>3}  {'rule':36} {'level':9} {'langs':7} {'on':3} description"]
+    for i, r in enumerate(ordered, 1):
+        langs = ",".join(active[r.name].langs if r.name in active else r.langs)
+        rows.append(f"{i:>3}  {r.name:36} {r.level:9} {langs:7} {'yes' if r.name in active else 'no':3} {r.description}")
+    return "\n".join(rows)

@@ -1,12 +1,15 @@
 """Sentence-level rules: each removes one sentence of a kept paragraph (split on 。！？； and . ! ? ;,
-see text.split_sentences). Applied last, in this order.
+see text.split_sentences). Applied last, in the configured order; each rule declares its parameters in the
+`RULES` table at the end of this file.
 """
 from __future__ import annotations
 
 from collections import Counter
 
+from ..confschema import Int, List, Map, Str
+from ..confspec import File
+from .base import Rule
 from .lexicon import lexicon_path, matcher
-from .registry import rule
 
 EN_ZH = ("en", "zh")
 
@@ -23,12 +26,6 @@ def _lexicon_sentence(unit, doc, p):
     return None
 
 
-for _cat in ("porn", "violence", "gambling", "extremism"):
-    rule(f"content.{_cat}_sentence", "sentence", EN_ZH,
-         f"sentence with at least min_distinct_hits distinct {_cat} lexicon terms")(_lexicon_sentence)
-
-
-@rule("boilerplate.call_to_action", "sentence", EN_ZH, "short call-to-action sentence (click here, read more, 点击查看, 扫码关注)")
 def call_to_action(unit, doc, p):
     s = unit.strip()
     if len(s) > p["max_chars"]:
@@ -38,3 +35,12 @@ def call_to_action(unit, doc, p):
         if ph in low:
             return f"phrase {ph!r}"
     return None
+
+
+RULES = (
+    *(Rule(f"content.{cat}_sentence", "sentence", EN_ZH, f"sentence with at least min_distinct_hits distinct {cat} lexicon terms",
+           _lexicon_sentence, {"min_distinct_hits": Int(1), "lexicons": Map(File())})
+      for cat in ("porn", "violence", "gambling", "extremism")),
+    Rule("boilerplate.call_to_action", "sentence", EN_ZH, "short call-to-action sentence (click here, read more, 点击查看, 扫码关注)",
+         call_to_action, {"max_chars": Int(1), "phrases": Map(List(Str(non_empty=True)))}),
+)

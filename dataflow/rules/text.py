@@ -25,12 +25,53 @@ _CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0
 _CJK_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
 _KANA_HANGUL_RE = re.compile("[\u3040-\u30ff\uac00-\ud7af]")
 
-# en words: runs of word characters with inner apostrophes/hyphens; a run of punctuation is one token
-# (close to the NLTK tokenizer datatrove uses: punctuation tokens count as words for the ratios).
-_WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]+")
-# ja/ko (no jieba): CJK ideographs and kana/hangul are one token each, everything else as en
+# Space-delimited languages: a stand-in for the spaCy English tokenizer datatrove 0.10 uses (spaCy is not a
+# dependency), after spaCy's own algorithm: split on whitespace; a URL or e-mail address stays one token;
+# then strip prefix and suffix punctuation one mark at a time, and split infixes (hyphens and : < > = /
+# between a letter/digit and a letter, "," between letters, an ellipsis). So "(see lintian)." is
+# ( see lintian ) . ; /etc/systemd is /etc / systemd; V:28, 3.11.2, os.path and e.g stay whole.
+_URL_OR_EMAIL = re.compile(r"(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PLAIN = re.compile(r"[^\W_]+")
+_PREFIX = re.compile(r"\.\.\.+|…|[§%=—–+$£€¥(\[{<,:;!?¿¡_#*&\"'“”‘’«»`。？！，、；：～·|\\~^@]")
+_SUFFIX = re.compile(r"(?:\.\.\.+|…|'s|’s|[)\]}>,:;!?_#*&\"'“”‘’«»`%°。？！，、；：～·—–|\\~^@]|"
+                     r"(?<=[^A-Z])\.|(?<=[A-Z][A-Z])\.)$")
+_INFIX = re.compile(r"(\.\.\.+|…|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[a-z])\.(?=[A-Z])|(?<=[^\W\d_]),(?=[^\W\d_])|"
+                    r"(?<=[^\W_])(?:---|--|-|–|—|~)(?=[^\W\d_])|(?<=[^\W_])[:<>=/](?=[^\W\d_]))")
+
+
+def _chunk_tokens(chunk: str) -> list[str]:
+    if _PLAIN.fullmatch(chunk) or (_URL_OR_EMAIL.fullmatch(chunk) and (chunk[-1].isalnum() or chunk[-1] == "/")):
+        return [chunk]
+    pre, suf = [], []
+    while chunk:
+        m = _PREFIX.match(chunk)
+        if m and m.end() < len(chunk) or (m and not pre and not suf and len(chunk) == m.end()):
+            pre.append(m.group())
+            chunk = chunk[m.end():]
+            continue
+        m = _SUFFIX.search(chunk)
+        if m and m.start() > 0:
+            suf.append(m.group())
+            chunk = chunk[:m.start()]
+            continue
+        break
+    if chunk and not _PLAIN.fullmatch(chunk) and not _URL_OR_EMAIL.fullmatch(chunk):
+        mid = [t for t in _INFIX.split(chunk) if t]
+    else:
+        mid = [chunk] if chunk else []
+    return pre + mid + suf[::-1]
+
+
+def _space_words(text: str) -> list[str]:
+    out = []
+    for chunk in text.split():
+        out += _chunk_tokens(chunk)
+    return out
+
+
+# ja/ko (no jieba): CJK ideographs and kana/hangul are one token each, everything else as above
 _CJK_WORD_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|"
-                          r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+(?:['’\-]\w+)*|[^\w\s]+")
+                          r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+(?:['’.]\w+)*|[^\w\s]")
 
 _jieba = None
 
@@ -54,12 +95,13 @@ def is_punct_token(tok: str) -> bool:
 
 
 def words(text: str, lang: str | None) -> list[str]:
-    """Word tokens, punctuation tokens included (as datatrove's split_into_words)."""
+    """Word tokens, punctuation tokens included (as datatrove's split_into_words): jieba for zh (datatrove 0.10
+    tokenizes zh with spaCy's jieba segmenter), one token per CJK character for ja/ko, the regex above else."""
     if lang == "zh":
         return [w for w in _segmenter().lcut(text) if not w.isspace()]
     if lang in ("ja", "ko"):
         return _CJK_WORD_RE.findall(text)
-    return _WORD_RE.findall(text)
+    return _space_words(text)
 
 
 def cjk_count(text: str) -> int:
@@ -96,6 +138,18 @@ class Doc:
     @cached_property
     def words(self) -> list[str]:
         return words(self.text, self.lang)
+
+    @cached_property
+    def word_spans(self) -> list[tuple[int, int]]:
+        """(start, end) of each of `words` in `text` (every token is a substring, in order)."""
+        out, pos, text = [], 0, self.text
+        for w in self.words:
+            i = text.find(w, pos)
+            if i < 0:           # not expected; keep going without losing the alignment of later tokens
+                i = pos
+            out.append((i, i + len(w)))
+            pos = i + len(w)
+        return out
 
     @cached_property
     def non_symbol_words(self) -> list[str]:
