@@ -1,0 +1,385 @@
+"""The labelled evaluation set, built from real pages (sources.Page): pure functions, seeded, no I/O.
+
+Labels come from the package and the construction, never from the code under test:
+  lid  paragraphs labelled with their translation's language. A translated paragraph that also appears in
+       the English version of the same page was left untranslated and is dropped; an English paragraph that
+       appears verbatim in most translations is code or a name and is dropped too.
+  rf   clean reference pages (kind=clean) and five junk kinds made from real text: navigation (the link
+       texts of real pages), repeated (real paragraphs repeated), stuffing (a page's own keywords
+       re-arranged), numbers (rows of a real numbers table), spam (real porn/gambling vocabulary mixed with
+       a real page's words).
+  cd   originals, planted copies (exact, punct, emoji, whitespace, swap3, header) and real zh-tw
+       localizations of zh-cn originals; `group` is the truth: records of one group are duplicates. Two
+       originals whose exact 5-gram Jaccard (computed here, not with CD's code) reaches `truth_jaccard`
+       share a group.
+  as   clean pages, each with a shuffled twin (the words of every line in random order).
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+
+CJK_LANGS = ("zh", "ja", "ko")
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+CD_CLASSES = ("exact", "punct", "emoji", "whitespace", "swap3", "header")
+JUNK_CLASSES = ("navigation", "repeated", "stuffing", "numbers", "spam")
+
+
+def stable(seed, s: str) -> int:
+    return int(hashlib.sha1(f"{seed}\x1f{s}".encode("utf-8")).hexdigest()[:12], 16)
+
+
+def gold_lang(code: str) -> str:
+    """Corpus code -> the code the pipeline keeps (zh-cn and zh-tw are both zh)."""
+    return "zh" if code.startswith("zh") else code.split("-")[0]
+
+
+def paragraphs(text: str) -> list[str]:
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _index(pages):
+    by = {}
+    for p in pages:
+        by[(p.source, p.lang, p.path)] = p
+    return by
+
+
+def untranslated_share(page, en_page) -> float:
+    """Share of a translated page's paragraph characters that are verbatim in the English page."""
+    if en_page is None:
+        return 0.0
+    en = set(paragraphs(en_page.text))
+    paras = paragraphs(page.text)
+    total = sum(len(p) for p in paras) or 1
+    # prose left in English: the same paragraph as the English page, with words in it (numbers, code names
+    # and table cells that no translation changes are not untranslated prose)
+    return sum(len(p) for p in paras if p in en and len(_LATIN_WORD.findall(p)) >= 5) / total
+
+
+# ---------------------------------------------------------------- LID
+def lid_set(pages, cfg: dict, seed) -> list[dict]:
+    c = cfg["lid"]
+    by = _index(pages)
+    versions: dict[tuple, list] = {}
+    for p in pages:
+        versions.setdefault((p.source, p.path), []).append(p)
+    seen_in: dict[tuple, Counter] = {}
+    for key, vs in versions.items():
+        cnt = Counter()
+        for v in vs:
+            if v.lang != "en":
+                cnt.update(set(paragraphs(v.text)))
+        seen_in[key] = cnt
+    pools: dict[str, dict[str, dict]] = {}
+    for p in pages:
+        gold = gold_lang(p.lang)
+        en = by.get((p.source, "en", p.path))
+        en_paras = set(paragraphs(en.text)) if en is not None else set()
+        n_other = sum(1 for v in versions[(p.source, p.path)] if v.lang != "en")
+        for para in paragraphs(p.text):
+            if len(para) < (c["min_chars_cjk"] if gold in CJK_LANGS else c["min_chars"]):
+                continue
+            if gold in CJK_LANGS and not _CJK.search(para):
+                continue
+            if p.lang != "en" and para in en_paras:
+                continue   # left untranslated: its label would be wrong
+            if p.lang == "en" and n_other and seen_in[(p.source, p.path)][para] > c["shared_max"] * n_other:
+                continue   # the same in most translations: code, a command, a name
+            pools.setdefault(gold, {}).setdefault(para, {"lang": gold, "variant": p.lang, "source": p.source,
+                                                         "path": p.path, "text": para})
+    out = []
+    for gold in sorted(pools):
+        items = sorted(pools[gold].values(), key=lambda r: stable(seed, r["text"]))[:c["per_lang"]]
+        for k, r in enumerate(items):
+            out.append({"id": f"lid:{gold}:{k}", **r})
+    return out
+
+
+# ---------------------------------------------------------------- RF
+def clean_pages(pages, cfg: dict, langs=("en", "zh-cn", "zh-tw")) -> list:
+    """Pages long enough to be documents, translated (not left in English), in the kept languages."""
+    c = cfg["rf"]
+    by = _index(pages)
+    out = []
+    for p in pages:
+        if p.lang not in langs or len(p.main) < c["clean_min_chars"]:
+            continue
+        if p.lang != "en" and untranslated_share(p, by.get((p.source, "en", p.path))) > c["clean_max_untranslated"]:
+            continue
+        out.append(p)
+    return out
+
+
+def rf_clean(pages, cfg: dict, seed) -> list[dict]:
+    out = []
+    cands = clean_pages(pages, cfg)
+    for lang in ("en", "zh"):
+        mine = sorted((p for p in cands if gold_lang(p.lang) == lang), key=lambda p: stable(seed, p.source + p.path + p.lang))
+        for k, p in enumerate(mine[:cfg["rf"]["clean_per_lang"]]):
+            out.append({"id": f"rf:clean:{lang}:{k}", "lang": lang, "kind": "clean", "source": p.source,
+                        "path": f"{p.lang}/{p.path}", "text": p.main})
+    return out
+
+
+def _words(text: str, lang: str) -> list[str]:
+    if lang == "zh":
+        import jieba
+
+        jieba.setLogLevel(60)
+        return [w for w in jieba.lcut(text) if len(w) >= 2 and _CJK.search(w)]
+    return [w.lower() for w in re.findall(r"[A-Za-z]{4,}", text)]
+
+
+def _join(tokens: list[str], lang: str, sep_en: str = " ", sep_zh: str = "") -> str:
+    return (sep_zh if lang == "zh" else sep_en).join(tokens)
+
+
+def junk_navigation(page_group, lang, rng) -> str:
+    links = []
+    for p in page_group:
+        for a in p.links:
+            if not links or links[-1] != a:
+                links.append(a)
+    links = links[:60]
+    if rng.random() < 0.5:
+        return "\n".join(links)
+    return "\n".join(" | ".join(links[i:i + 6]) for i in range(0, len(links), 6))
+
+
+def junk_repeated(page, lang, rng) -> str | None:
+    paras = [p for p in paragraphs(page.text) if len(p) >= (20 if lang == "zh" else 60)][:3]
+    if len(paras) < 2:
+        return None
+    return "\n\n".join(paras * 4)
+
+
+def junk_stuffing(page, lang, rng) -> str | None:
+    top = [w for w, _ in Counter(_words(page.text, lang)).most_common(8)]
+    if len(top) < 5:
+        return None
+    lines = [_join([rng.choice(top) for _ in range(12)], lang, ", ", "，") for _ in range(15)]
+    return "\n".join(lines)
+
+
+def junk_numbers(rows, title: str, rng) -> str:
+    start = rng.randrange(max(1, len(rows) - 40))
+    return title + "\n" + "\n".join("\t".join(r) for r in rows[start:start + 40])
+
+
+def junk_spam(page, vocab: list[str], lang, rng) -> str | None:
+    words = _words(page.text, lang)
+    if len(words) < 20:
+        return None
+    lines = []
+    for _ in range(15):
+        toks = rng.sample(vocab, 4) + rng.sample(words, 4)
+        rng.shuffle(toks)
+        lines.append(_join(toks, lang, " ", "，") + ("！" if lang == "zh" else "!"))
+    return "\n".join(lines)
+
+
+def spam_vocab(words: list[str], seeds: list[str], lang: str, limit: int = 400) -> list[str]:
+    """Real words that start with a seed (wamerican, en) or contain one (jieba's dictionary by frequency, zh)."""
+    out = []
+    for w in words:
+        lw = w.lower()
+        if "'" in w or not w or (lang == "en" and not w.isalpha()):
+            continue
+        hit = any(s in lw for s in seeds) if lang == "zh" else any(lw.startswith(s) for s in seeds)
+        if hit and lw not in out:
+            out.append(lw)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def rf_junk(pages, words: dict[str, list[str]], numbers: list[list[str]], cfg: dict, seed) -> list[dict]:
+    n = cfg["rf"]["junk_per_class"]
+    out = []
+    for lang, code in (("en", "en"), ("zh", "zh-cn")):
+        rng = random.Random(stable(seed, "junk:" + lang))
+        mine = sorted((p for p in pages if p.lang == code and len(p.text) >= 300),
+                      key=lambda p: stable(seed, p.source + p.path))
+        vocab = spam_vocab(words[lang], cfg["rf"]["spam_seeds"][lang], lang)
+        linked = [p for p in mine if len(p.links) >= 8]
+        made = {k: 0 for k in JUNK_CLASSES}
+        for i in range(len(mine)):
+            if all(v >= n for v in made.values()):
+                break
+            p = mine[i]
+            texts = {
+                "navigation": junk_navigation(linked[i % len(linked):i % len(linked) + 3], lang, rng) if linked else None,
+                "repeated": junk_repeated(p, lang, rng),
+                "stuffing": junk_stuffing(p, lang, rng),
+                "numbers": junk_numbers(numbers, p.text.strip().split("\n")[0][:80], rng),
+                "spam": junk_spam(p, vocab, lang, rng) if len(vocab) >= 20 else None,
+            }
+            for kind, t in texts.items():
+                if t and made[kind] < n:
+                    out.append({"id": f"rf:{kind}:{lang}:{made[kind]}", "lang": lang, "kind": kind,
+                                "source": p.source, "path": f"{p.lang}/{p.path}", "text": t})
+                    made[kind] += 1
+    return out
+
+
+# ---------------------------------------------------------------- CD
+_PUNCT_EN = str.maketrans(",.;:!?()", "，。；：！？（）")
+_PUNCT_ZH = str.maketrans("，。；：！？（）", ",.;:!?()")
+
+
+def edit_punct(t: str, lang: str, rng) -> str:
+    return t.translate(_PUNCT_ZH if lang == "zh" else _PUNCT_EN)
+
+
+def edit_emoji(t: str, lang: str, rng) -> str:
+    return re.sub(r"([.!?。！？])(\s)", lambda m: m.group(1) + " " + rng.choice("👍😀🔥✨🎉") + m.group(2), t, count=5) + " 😀"
+
+
+def edit_whitespace(t: str, lang: str, rng) -> str:
+    t = re.sub(r"[ \t]+", "  ", t).replace("\n", " \n\n")
+    if lang == "zh":
+        t = t.replace("，", "， ").replace("。", "。 ")
+    return "  " + t + "   \n"
+
+
+def edit_swap3(t: str, lang: str, rng) -> str:
+    """Three words replaced by other words of the same document (the planted edit of bench/dedup.py)."""
+    if lang == "zh":
+        import jieba
+
+        jieba.setLogLevel(60)
+        w = jieba.lcut(t)
+    else:
+        w = t.split(" ")
+    for _ in range(3):
+        w[rng.randrange(len(w))] = w[rng.randrange(len(w))]
+    return ("" if lang == "zh" else " ").join(w)
+
+
+def edit_header(t: str, lang: str, rng, other: str = "") -> str:
+    line = next((ln for ln in other.split("\n") if ln.strip()), "")[:200]
+    return line + "\n" + t
+
+
+EDITS = {"exact": lambda t, lang, rng: t, "punct": edit_punct, "emoji": edit_emoji,
+         "whitespace": edit_whitespace, "swap3": edit_swap3}
+
+
+def shingle_set(text: str, lang: str, n: int = 5) -> set:
+    """Exact 5-grams for the truth: words (\\w+, lower case), or characters of zh with non-word chars removed."""
+    if lang == "zh":
+        s = re.sub(r"[\W_]+", "", text.lower())
+        return {s[i:i + n] for i in range(max(1, len(s) - n + 1))}
+    w = re.findall(r"\w+", text.lower())
+    return {" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def localization_pairs(chapters, window_chars: int) -> list[tuple]:
+    """Aligned windows of parallel paragraphs -> (zh-cn Page, zh-tw Page) pairs."""
+    from .sources import Page
+
+    out = []
+    for ch, cn, tw in chapters:
+        i = 0
+        while i < len(cn):
+            j, n = i, 0
+            while j < len(cn) and n < window_chars:
+                n += len(cn[j])
+                j += 1
+            if n >= window_chars:
+                out.append((Page("debian-reference", "zh-cn", f"{ch}#{i}", "\n\n".join(cn[i:j])),
+                            Page("debian-reference", "zh-tw", f"{ch}#{i}", "\n\n".join(tw[i:j]))))
+            i = j
+    return out
+
+
+def cd_set(pages, chapters, cfg: dict, seed) -> list[dict]:
+    c = cfg["cd"]
+    rng = random.Random(stable(seed, "cd"))
+    long_enough = [p for p in pages if len(p.text) >= c["min_chars"]]
+    pairs = localization_pairs(chapters, c["window_chars"])
+    pairs = sorted(pairs, key=lambda pr: stable(seed, pr[0].path))[:c["max_pairs"]]
+    originals = {("zh", p.source, p.path): p for p, _ in pairs}
+    for lang, code in (("en", "en"), ("zh", "zh-cn")):
+        mine = sorted((p for p in long_enough if p.lang == code), key=lambda p: stable(seed, "o" + p.source + p.path))
+        for p in mine:
+            if sum(1 for k in originals if k[0] == lang) >= c["originals_per_lang"]:
+                break
+            originals.setdefault((lang, p.source, p.path), p)
+    recs = []
+    for k, ((lang, source, path), p) in enumerate(sorted(originals.items())):
+        recs.append({"id": f"cd:original:{k}", "lang": lang, "kind": "original", "source": source,
+                     "path": f"{p.lang}/{path}", "text": p.text, "date": "2024-01-01T00:00:00Z"})
+    # truth among originals: union-find over exact 5-gram Jaccard >= truth_jaccard
+    parent = list(range(len(recs)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    sets = [shingle_set(r["text"], r["lang"]) for r in recs]
+    for i in range(len(recs)):
+        for j in range(i + 1, len(recs)):
+            if recs[i]["lang"] == recs[j]["lang"] and jaccard(sets[i], sets[j]) >= c["truth_jaccard"]:
+                parent[find(i)] = find(j)
+    for i, r in enumerate(recs):
+        r["group"] = f"g{find(i)}"
+    by_key = {(r["lang"], r["source"], r["path"].split("/", 1)[1]): r for r in recs}
+    out = list(recs)
+    for k, (p, tw) in enumerate(pairs):
+        o = by_key[("zh", p.source, p.path)]
+        out.append({"id": f"cd:zh-hant:{k}", "lang": "zh", "kind": "zh-hant", "source": tw.source,
+                    "path": f"zh-tw/{tw.path}", "text": tw.text, "date": "2024-02-01T00:00:00Z", "group": o["group"]})
+    for kind in CD_CLASSES:
+        picked = sorted(recs, key=lambda r: stable(seed, kind + r["id"]))
+        en = [r for r in picked if r["lang"] == "en"]
+        zh = [r for r in picked if r["lang"] == "zh"]
+        chosen = [x for pair in zip(en, zh) for x in pair][:c["copies_per_class"]]
+        for k, o in enumerate(chosen):
+            if kind == "header":
+                other = recs[rng.randrange(len(recs))]["text"]
+                text = edit_header(o["text"], o["lang"], rng, other)
+            else:
+                text = EDITS[kind](o["text"], o["lang"], rng)
+            out.append({"id": f"cd:{kind}:{k}", "lang": o["lang"], "kind": kind, "source": o["source"],
+                        "path": o["path"], "text": text, "date": "2024-02-01T00:00:00Z", "group": o["group"],
+                        "original": o["id"]})
+    return out
+
+
+# ---------------------------------------------------------------- AS
+def shuffle_words(text: str, lang: str, rng) -> str:
+    out = []
+    for line in text.split("\n"):
+        if lang == "zh":
+            import jieba
+
+            jieba.setLogLevel(60)
+            toks = jieba.lcut(line)
+        else:
+            toks = line.split()
+        rng.shuffle(toks)
+        out.append(("" if lang == "zh" else " ").join(toks))
+    return "\n".join(out)
+
+
+def as_set(pages, cfg: dict, seed) -> list[dict]:
+    out = []
+    cands = clean_pages(pages, cfg, langs=("en", "zh-cn"))
+    for lang in ("en", "zh"):
+        mine = sorted((p for p in cands if gold_lang(p.lang) == lang), key=lambda p: stable(seed, "as" + p.source + p.path))
+        for k, p in enumerate(mine[:cfg["as"]["docs_per_lang"]]):
+            rng = random.Random(stable(seed, f"as:{lang}:{k}"))
+            out.append({"id": f"as:{lang}:{k}", "lang": lang, "source": p.source, "path": f"{p.lang}/{p.path}",
+                        "text": p.main, "shuffled": shuffle_words(p.main, lang, rng)})
+    return out
