@@ -182,7 +182,14 @@ def render(results: list[dict]) -> str:
             lines.append(f"| {r['docs']:,} | {stage} | {s['in']:,} | {s['kept']:,} | {s['wall_s']} | {s['cpu_s']} | "
                          f"{per:.2f} | {s['driver_peak_mb']} | {s['worker_peak_mb']} | {growth} |")
             prev[stage] = {**s, "docs": r["docs"]}
-    lines += ["", f"Goal (#13.7): wall per document grows at most {GOAL_GROWTH}x per 10x documents, driver peak flat."]
+    lines += ["", f"Goal (#13.7): wall per document grows at most {GOAL_GROWTH}x per 10x documents, driver peak flat.",
+              "", "What reaches the driver (an audit of every `collect()`/`first()` in dataflow/; there is no "
+              "`toPandas()`/`toLocalIterator()`): aggregates keyed by reason, rule, language, source, quality bucket, "
+              "histogram bin or cluster size; AS's per-language percentiles; RF's audit examples (at most "
+              "`examples_per_rule` per rule, texts cut to `example_max_chars`); the vocabulary expansion's character "
+              "counts (distinct CJK characters, bounded by Unicode). None grows with the document count. DE's review "
+              "sample (1% of the output) and the SentencePiece training sample (`tokenizer.train.max_docs`) are "
+              "written by Spark and read from files, not collected."]
     return "\n".join(lines)
 
 
