@@ -115,6 +115,8 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
 
     cfg = load_conf(conf, overrides)
     pcfg = section(cfg, "pipeline")
+    # stages run with the repository as working directory: local paths go to them absolute
+    inputs, output, conf = [fs.normalize(i) for i in inputs], fs.normalize(output), fs.normalize(conf)
     steps = plan(cfg, inputs, output, only)
     invalid = bool(force)
     t_all = time.time()
