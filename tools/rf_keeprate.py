@@ -6,7 +6,8 @@ from the same pages (<= 0.10 kept per class). Pure Python, no Spark: the rule en
 
 Each `--html LANG:DIR` names a directory of HTML pages; every page is extracted the way DP does
 (resiliparse main content, `preprocess.html_main_content`/`html_list_bullets`) and becomes one clean
-document; pages also split at <h2> into section documents (a crawl sees both page sizes). Junk classes are
+document (`clean:page`); pages also split at <h2> into section documents (`clean:section`: a crawl sees
+both sizes, and short sections are where length and repetition rules bite). Junk classes are
 made from the same real text (no invented words): navigation (headings joined as a menu), repeated
 paragraphs, keyword stuffing (one page's words repeated as tag lists), number dumps (the page's digits and
 version strings as a table), and porn/gambling spam (lexicon terms spread through real sentences).
@@ -93,7 +94,8 @@ def main(argv=None) -> int:
     for spec in args.html:
         lang, d = spec.split(":", 1)
         clean = clean_docs(Path(d), cfg["preprocess"])
-        groups = {"clean": [t for _, t in clean], **{f"junk:{k}": v for k, v in junk_docs(clean, lang, cfg).items()}}
+        groups = {"clean:page": [t for n, t in clean if "#" not in n], "clean:section": [t for n, t in clean if "#" in n],
+                  **{f"junk:{k}": v for k, v in junk_docs(clean, lang, cfg).items()}}
         for name, texts in groups.items():
             reasons = Counter(engine.filter_text(t, lang).reason for t in texts)
             kept = reasons.pop(None, 0)

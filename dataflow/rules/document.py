@@ -16,7 +16,8 @@ from ..confschema import Float, Int, List, Map, Str
 from ..confspec import File
 from .base import ANY_LANG, PerLang, Rule, per_lang
 from .lexicon import lexicon_path, matcher
-from .text import CLOSERS, TERMINAL_PUNCT, cjk_count, split_sentences
+from ..text import han_count
+from .text import CLOSERS, TERMINAL_PUNCT, split_sentences
 
 EN, ZH, EN_ZH, ALL = ("en",), ("zh",), ("en", "zh"), (ANY_LANG,)
 RATIO = Float(0, 1)
@@ -260,7 +261,7 @@ def min_sentences(doc, p):
 # ------------------------------------------------------------------ Chinese
 def cjk_ratio(doc, p):
     n = len(doc.compact)
-    r = cjk_count(doc.compact) / n if n else 0.0
+    r = han_count(doc.compact) / n if n else 0.0
     return f"CJK share {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
@@ -406,7 +407,7 @@ RULES = (
          curly_bracket, {"min_words": Int(0)}),
     Rule("c4.min_sentences", "final", EN, "fewer than min_sentences sentences left after the line rules",
          min_sentences, {"min_sentences": Int(0)}),
-    Rule("zh.cjk_ratio", "document", ZH, "share of CJK characters among non-space characters below min_ratio",
+    Rule("zh.cjk_ratio", "document", ZH, "share of Han characters among non-space characters below min_ratio",
          cjk_ratio, {"min_ratio": RATIO}),
     Rule("zh.char_ngram_repetition", "document", ZH, "share of repeated character n-grams (n = ngram) above max_ratio",
          char_ngram_repetition, {"ngram": Int(1), "max_ratio": RATIO}),

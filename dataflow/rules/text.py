@@ -11,6 +11,8 @@ import re
 import unicodedata
 from functools import cached_property
 
+from ..text import CJK_RANGES, char_class
+
 # Punctuation that ends a line or sentence, Latin and CJK (full-width) forms. FineWeb and the
 # paragraph rules use it for "ends in terminal punctuation".
 TERMINAL_PUNCT = tuple(".!?;。！？；…‼⁇⁈⁉．｡")
@@ -21,9 +23,6 @@ CLOSERS = "\"'”’」』）)】》〉]"
 # trailing closers and whitespace stay with the sentence so the pieces re-join losslessly.
 _SENT_END = re.compile(r"(?:[。！？；…]+|[.!?;]+(?=[\s" + re.escape(CLOSERS) + r"]|$))[" + re.escape(CLOSERS) + r"]*\s*")
 
-_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
-_CJK_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
-_KANA_HANGUL_RE = re.compile("[\u3040-\u30ff\uac00-\ud7af]")
 
 # Space-delimited languages: a stand-in for the spaCy English tokenizer datatrove 0.10 uses (spaCy is not a
 # dependency), after spaCy's own algorithm: split on whitespace; a URL or e-mail address stays one token;
@@ -70,8 +69,8 @@ def _space_words(text: str) -> list[str]:
 
 
 # ja/ko (no jieba): CJK ideographs and kana/hangul are one token each, everything else as above
-_CJK_WORD_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]|"
-                          r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+(?:['’.]\w+)*|[^\w\s]")
+_CJK_CLASS = char_class(CJK_RANGES)     # Han + kana + hangul (dataflow.text: one home for the ranges)
+_CJK_WORD_RE = re.compile(_CJK_CLASS + r"|[^\W" + _CJK_CLASS[1:-1] + r"]+(?:['’.]\w+)*|[^\w\s]")
 
 _jieba = None
 
@@ -102,10 +101,6 @@ def words(text: str, lang: str | None) -> list[str]:
     if lang in ("ja", "ko"):
         return _CJK_WORD_RE.findall(text)
     return _space_words(text)
-
-
-def cjk_count(text: str) -> int:
-    return len(_CJK_RE.findall(text))
 
 
 def split_sentences(line: str) -> list[str]:
