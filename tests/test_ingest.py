@@ -396,3 +396,40 @@ def test_listing_and_reading_take_file_uris(tmp_path, pages, cfg):
     assert [f.path for f in list_inputs([f"file://{tmp_path}/d/*.warc.gz"])] == [files[0].path]
     recs = read(f"file://{tmp_path}/d/a.warc.gz", "warc", cfg)
     assert [r["url"] for r in recs] == [pg["url"] for pg in pages[:2]]
+
+
+# ---------------------------------------------------------------- #13: byte-range splits of big WARC files
+@pytest.mark.parametrize("gz", [True, False], ids=["warc.gz", "warc"])
+def test_byte_range_splits_read_each_record_once(tmp_path, pages, cfg, gz):
+    p = tmp_path / ("s.warc.gz" if gz else "s.warc")
+    write_warc(str(p), pages, gzip_records=gz)
+    whole = read(p, "warc", cfg)
+    assert [r["url"] for r in whole] == [pg["url"] for pg in pages]
+    size = p.stat().st_size
+    for n in (2, 3, 7, 50):
+        step = -(-size // n)
+        parts = [list(iter_file(str(p), "warc", cfg, start=a, end=min(a + step, size))) for a in range(0, size, step)]
+        got = [(r["offset"], r["url"]) for part in parts for r in part]
+        assert got == [(r["offset"], r["url"]) for r in whole], n
+        assert sum(1 for part in parts if part) > 1
+
+
+def test_split_read_on_spark_uses_several_tasks(spark, tmp_path, pages, cfg):
+    from pyspark.sql import functions as F
+
+    from dataflow import ingest
+    from dataflow.preprocess import doc_id
+
+    p, q = tmp_path / "big.warc.gz", tmp_path / "big.warc"
+    write_warc(str(p), pages)
+    write_warc(str(q), pages, gzip_records=False)
+    expect = sorted((str(f), o) for f, offs in ((p, gzip_members(p)[2::2]),) for o in offs)
+    split = dict(cfg, split_bytes=p.stat().st_size // 4, files_per_task=1)
+    df, files = ingest.read(spark, [f"file://{p}", str(q)], split)
+    rows = df.select("file", "offset", "url", "reason", F.spark_partition_id().alias("task")).collect()
+    assert len(rows) == 2 * len(pages) and all(r.reason is None for r in rows)
+    assert sorted((r.file, r.offset) for r in rows if r.file == str(p)) == expect
+    assert sorted(r.url for r in rows if r.file == str(q)) == sorted(pg["url"] for pg in pages)
+    assert len({r.task for r in rows if r.file == str(p)}) > 1 and len({r.task for r in rows if r.file == str(q)}) > 1
+    unsplit = [doc_id(r["file"], r["offset"]) for f in (p, q) for r in read(f, "warc", cfg)]
+    assert sorted(doc_id(r.file, r.offset) for r in rows) == sorted(unsplit)

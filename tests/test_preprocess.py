@@ -166,6 +166,32 @@ def test_doc_id_is_the_full_uri_and_offset():
                 doc_id("s3://bucket/x/a/train-00000.parquet", 10)}) == 4
 
 
+@pytest.mark.parametrize("label", ["utf8mb4", "none", "binary", "unicode", "x-user-defined"])
+def test_unknown_http_charset_labels_do_not_raise(cfg, pages, label):
+    page = next(p for p in pages if "/en/" in p["url"])
+    plain = Preprocessor(cfg)(raw(content=page["body"], content_type="text/html", meta={"http_charset": "utf-8"}))
+    r = Preprocessor(cfg)(raw(content=page["body"], content_type="text/html", meta={"http_charset": label}))
+    assert r["reason"] is None and r["text"] == plain["text"] and r["meta"]["charset"] == "utf-8"
+    doc_bytes = plain["text"].encode("utf-8")
+    t = Preprocessor(cfg)(raw(content=doc_bytes, content_type="text/plain", meta={"http_charset": label}))
+    assert t["reason"] is None and t["text"] == normalize(doc_bytes.decode("utf-8"))
+
+
+def test_gbk_bytes_labelled_utf8_are_detected_not_mojibake(cfg, corpus_docs):
+    zh = doc(corpus_docs, "zh-cn")["text"]
+    gbk = zh.encode("gb18030")
+    r = Preprocessor(cfg)(raw(content=gbk, content_type="text/plain", meta={"http_charset": "utf-8"}))
+    assert r["reason"] is None and r["text"] == normalize(zh) and r["lang"] == "zh"
+    assert r["meta"]["charset"] == "gb18030" and r["meta"]["charset_from"] == "detected"
+
+
+def test_response_without_content_type_is_sniffed_as_html(cfg, pages):
+    page = next(p for p in pages if "/en/" in p["url"])
+    typed = Preprocessor(cfg)(raw(content=page["body"], content_type="text/html"))
+    r = Preprocessor(cfg)(raw(content=page["body"], content_type=None))
+    assert r["text"] == typed["text"] and "<div" not in r["text"] and r["meta"]["content_type_sniffed"] == "text/html"
+
+
 # ---------------------------------------------------------------- the Spark stage, end to end
 
 

@@ -27,6 +27,37 @@ _BOM = b"\xef\xbb\xbf"
 _READ = 64 << 10   # small reads: a damaged gzip block loses only what one read would have returned
 
 
+class _Zstd:
+    """zstd frames decompressed one after another; a stream that ends inside a frame raises OSError
+    (zstandard's stream_reader returns a silent EOF there, which would drop the rest without a word)."""
+
+    def __init__(self, raw):
+        import zstandard
+
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self.raw, self.d, self.buf, self.pending, self.done = raw, self._new(), b"", False, False
+
+    def read(self, n: int) -> bytes:
+        while len(self.buf) < n and not self.done:
+            data = self.raw.read(_READ)
+            if not data:
+                self.done = True
+                if self.pending:
+                    raise OSError("zstd stream ends inside a frame (file truncated)")
+                break
+            while data:
+                self.pending = True
+                self.buf += self.d.decompress(data)
+                if not self.d.eof:
+                    break
+                data, self.d, self.pending = self.d.unused_data, self._new(), False
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def close(self):
+        pass
+
+
 class _Opened:
     """The decompressed byte stream of a URI (gzip and zstd on top of the filesystem stream)."""
 
@@ -36,9 +67,7 @@ class _Opened:
         if low.endswith(".gz"):
             self.fh = gzip.GzipFile(fileobj=self.raw, mode="rb")
         elif low.endswith(".zst"):
-            import zstandard
-
-            self.fh = zstandard.ZstdDecompressor().stream_reader(self.raw, read_across_frames=True, closefd=False)
+            self.fh = _Zstd(self.raw)
         else:
             self.fh = self.raw
 

@@ -33,7 +33,7 @@ _CHUNK = 1 << 20         # decompressed/plain bytes handed to the parser at a ti
 _HEADER_MAX = 64 << 10   # a WARC/HTTP header block longer than this is not one (CC's are < 2 KiB; warcio reads lines of 64 KiB)
 _MEMBER_FLUSH = 256      # a member holding more records than this (whole-file gzip) hands them out before its CRC is seen
 _KNOWN_TYPES = ("response", "resource", "conversion", "metadata", "request", "revisit", "warcinfo")
-_HEADER_AT_LINE = b"\nWARC/1."
+_HEADER_START = b"WARC/1."
 
 
 def _type_set(names) -> frozenset:
@@ -127,17 +127,18 @@ class _Stream:
         return n
 
     def seek_header(self) -> bool:
-        """Advance to the next valid WARC header that starts a line; False (at end) when there is none."""
+        """Advance to the next valid WARC header (`WARC/1.x`, then fields with WARC-Type and a numeric
+        Content-Length, then a blank line); False (at the end) when there is none."""
         while True:
-            j = self._buf.find(_HEADER_AT_LINE, self._i)
+            j = self._buf.find(_HEADER_START, self._i)
             if j == -1:
                 if self.eof:
                     self.skip(self._avail())
                     return False
-                self.skip(max(0, self._avail() - len(_HEADER_AT_LINE)))
+                self.skip(max(0, self._avail() - len(_HEADER_START) + 1))
                 self._fill(self._avail() + _CHUNK)
                 continue
-            self.skip(j + 1 - self._i)
+            self.skip(j - self._i)
             if header_at(self) is not None:
                 return True
             self.skip(1)
@@ -214,9 +215,9 @@ def _records(s: _Stream, *, reopen: Callable[[int], _Stream], cut: Callable[[], 
             n = len(head) + s.skip(cl - len(head))
             block = None
             h["_head"] = head
+        term = s.peek(4) == b"\r\n\r\n"   # the record's end mark (WARC 1.1 §4): what follows is the next record's business
         ends = s.skip_newlines()
-        nxt = s.peek(5)
-        if n == cl and (nxt == b"WARC/" or (not nxt and (ends or s.eof))):
+        if n == cl and term:
             if wanted:
                 yield ("record", start, s.pos, h, block)
             continue
@@ -303,10 +304,10 @@ def _plain_chunks(raw: _Raw, pos: int):
 
 
 def next_plain_record(raw: _Raw, start: int, size: int) -> int:
-    """First offset >= start where a valid WARC header starts a line; else size."""
+    """First offset >= start where a valid WARC header starts; else size."""
     if start <= 0:
         return 0
-    s = _Stream(_plain_chunks(raw, start - 1), start - 1)
+    s = _Stream(_plain_chunks(raw, start), start)
     return s.pos if s.seek_header() else size
 
 
@@ -373,6 +374,13 @@ def _iter_gz(raw: _Raw, lo: int, hi: int, ctx: dict) -> Iterator[dict]:
                     flushed += len(pending)
                     pending = []
             mend = state["end"]
+            if state.get("cut"):  # the file ends inside this member: nothing in it is CRC-checked
+                why = f"the file ends inside the gzip member at {member} (bytes {member}-{mend})"
+                if pending:
+                    why += f"; {len(pending)} record(s) in it dropped"
+                yield quarantine(source=ctx["source"], file=ctx["uri"], offset=member, what="truncated_record",
+                                 why=why, meta={"span_end": str(mend)})
+                return
             whole = flushed == 0 and len(pending) == 1
             for k, e in enumerate(pending):
                 yield _event_row(e, offset=member, index=flushed + k, span=(member, mend) if whole else None, ctx=ctx)

@@ -43,6 +43,7 @@ _HTML_SNIFF = re.compile(rb"\s*<(?:!doctype html|html|head|script|iframe|h1|div|
                          rb"[ >\t\n\r\f]", re.I)
 
 
+_XML_DECL = re.compile(rb"\s*<\?xml[^>]{0,200}\?>", re.I)
 _NON_ASCII = re.compile("[^\x00-\x7f\ufffd]")
 
 
@@ -51,7 +52,8 @@ def looks_like_html(body: bytes, sniff: int) -> bool:
     head = body[:sniff]
     if head.startswith(codecs.BOM_UTF8):
         head = head[3:]
-    return _HTML_SNIFF.match(head) is not None
+    m = _XML_DECL.match(head)  # XHTML: an XML declaration before the HTML patterns is skipped
+    return _HTML_SNIFF.match(head, m.end() if m else 0) is not None
 
 
 def charset_label(label: str | None) -> str | None:
