@@ -50,12 +50,17 @@ class Out:
         self.docs = open(f"{root}/docs.jsonl", "w", encoding="utf-8")
         self.man = open(f"{root}/html_manifest.jsonl", "w", encoding="utf-8")
         self.n = 0
+        self.ids: dict[str, int] = {}
 
     def doc(self, source, domain, lang, label, lic, text, key=None):
         if not text or not text.strip():
             return None
         did = f"{source}:{key if key is not None else self.n}"
         self.n += 1
+        seen = self.ids.get(did, 0)   # ids are unique: a repeated key (same name in two folders) gets ~2, ~3, ...
+        self.ids[did] = seen + 1
+        if seen:
+            did = f"{did}~{seen + 1}"
         self.docs.write(json.dumps({"id": did, "source": source, "domain": domain, "lang": lang, "label": label,
                                     "license": lic, "text": text}, ensure_ascii=False) + "\n")
         return did
@@ -204,12 +209,12 @@ def build_bench(x: str, o: Out) -> None:
                 if isinstance(bio, list):
                     bio = "\n".join(b for b in bio if isinstance(b, str))
                 if isinstance(bio, str) and bio.strip():
-                    o.doc(f"chinese-poetry/{d}", "biography", lang, "ref", "MIT", bio, f"{os.path.basename(f)}#{k}")
+                    o.doc(f"chinese-poetry/{d}", "biography", lang, "ref", "MIT", bio, f"{os.path.relpath(f, f'{cp}/{d}')}#{k}/bio")
                 body = it.get("paragraphs") or it.get("content") or it.get("para")
                 if isinstance(body, list) and body and all(isinstance(s, str) for s in body):
                     head = " ".join(str(it.get(h, "")) for h in ("title", "chapter", "rhythmic", "author") if isinstance(it.get(h), str))
                     o.doc(f"chinese-poetry/{d}", "classical-poetry", lang, "error" if "/error/" in f else "ref", "MIT",
-                          head + "\n" + "\n".join(body), f"{os.path.basename(f)}#{k}")
+                          head + "\n" + "\n".join(body), f"{os.path.relpath(f, f'{cp}/{d}')}#{k}")
     # low quality and boilerplate
     for pkg in ("manpages", "manpages-dev"):
         for f in files(f"{x}/{pkg}/usr/share/man", ".gz"):
