@@ -76,6 +76,7 @@ PREPROCESS = _s({
     "batch_rows": Count(1),
     "batch_bytes": Count(1),
     "warc_record_types": List(Str(["response", "resource", "conversion", "request", "metadata", "revisit",
+    "split_bytes": Count(1),
                                    "warcinfo"]), min_len=1),
     "html_content_types": List(Str(non_empty=True)),
     "binary_sniff_bytes": Count(0),
