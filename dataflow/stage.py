@@ -67,12 +67,12 @@ class IncompleteInputError(ValueError):
     overlap. One line naming the path; `--allow-incomplete` reads an unfinished stage's data/ anyway."""
 
 
-STAGE_MARKERS = ("data", "stats.json", "_SUCCESS")
+STAGE_MARKERS = ("data", "stats.json")   # not _SUCCESS alone: Spark's own Parquet writer leaves one in plain folders
 ATTEMPT_PREFIX = "_attempt-"
 
 
 def is_stage_dir(uri: str) -> bool:
-    """A directory some stage wrote (or began to write): it holds data/, stats.json, _SUCCESS or an attempt."""
+    """A directory some stage wrote (or began to write): it holds data/, stats.json or an attempt."""
     if not fs.is_dir(uri):
         return False
     if any(fs.exists(fs.join(uri, m)) for m in STAGE_MARKERS):
