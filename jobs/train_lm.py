@@ -15,18 +15,13 @@ Writes OUTPUT/<lang>.sp.model, OUTPUT/<lang>.arpa.bin and OUTPUT/report.json. Ne
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
-from pathlib import Path
-
 
 from dataflow.cli import main_guard
 from dataflow.config import DEFAULT_CONF, load_conf, section
 
 
 def main(argv=None) -> dict:
-    from dataflow.lm.train import corpus_texts, train_language, wiki_texts
+    from dataflow.lm.train import train_all
 
     ap = argparse.ArgumentParser(prog="python -m jobs.train_lm", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,38 +32,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="override a configuration value, e.g. --set score.train.wiki.en=/data/enwiki.txt")
     a = ap.parse_args(argv)
-    scfg = section(load_conf(a.conf, a.overrides), "score")
-    tcfg = scfg["train"]
-    out = Path(a.output)
-    docs = Path(a.corpus) / "docs.jsonl"
-    report = {"corpus": str(a.corpus), "normalize": scfg.get("normalize"), "langs": {}}
-    t0 = time.time()
-    for lang in a.langs or scfg["langs"]:
-        wiki = (tcfg.get("wiki") or {}).get(lang)
-        counts: dict = {}
-        if wiki:
-            if not Path(wiki).exists():
-                raise FileNotFoundError(f"score.train.wiki.{lang} = {wiki} does not exist")
-            texts, source = wiki_texts(Path(wiki)), f"wiki:{wiki}"
-        else:
-            if not docs.exists():
-                raise FileNotFoundError(f"{docs} does not exist (run `make data`)")
-            texts = corpus_texts(docs, lang, tcfg["labels"], float(tcfg["heldout_fraction"]),
-                                 int(tcfg["seed"]), counts)
-            source = f"corpus:{docs} labels={list(tcfg['labels'])}"
-        print(f"[train_lm] {lang}: training on {source}", flush=True)
-        info = train_language(lang, texts, out, scfg, log=lambda m: print(f"[train_lm] {lang}: {m}", flush=True))
-        info.update(source=source, **counts)
-        if not wiki:
-            info.update(heldout_fraction=float(tcfg["heldout_fraction"]), seed=int(tcfg["seed"]))
-        report["langs"][lang] = info
-        print(f"[train_lm] {lang}: {info['lines']} lines, {info['pieces']} pieces, vocab {info['sp_vocab']}, "
-              f"ngrams {info['ngrams']}, discount_fallback={info['discount_fallback']}, {info['train_s']} s",
-              flush=True)
-    report["wall_s"] = round(time.time() - t0, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"[train_lm] wrote {out}/report.json", flush=True)
-    return report
+    return train_all(a.corpus, a.output, section(load_conf(a.conf, a.overrides), "score"), a.langs)
 
 
 if __name__ == "__main__":

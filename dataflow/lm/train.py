@@ -221,3 +221,39 @@ def train_language(lang: str, texts: Iterable[str], out_dir: Path, scfg: dict, l
     return {"lines": n_lines, "pieces": n_pieces, "sp_vocab": vocab, "order": int(tcfg["order"]),
             "ngrams": counts, "discount_fallback": fallback, "train_s": round(time.time() - t0, 1),
             "sp_model": str(out_dir / f"{lang}.sp.model"), "lm": str(out_dir / f"{lang}.arpa.bin")}
+
+
+def train_all(corpus: str | Path, out: str | Path, scfg: dict, langs: Iterable[str] | None = None) -> dict:
+    """jobs.train_lm: for each language, train on `score.train.wiki.<lang>` when set, else on the corpus'
+    docs.jsonl records with a label in `score.train.labels` minus the seeded held-out share. Writes
+    OUT/<lang>.sp.model, OUT/<lang>.arpa.bin and OUT/report.json; returns the report."""
+    import json
+    import time
+
+    tcfg, out, docs = scfg["train"], Path(out), Path(corpus) / "docs.jsonl"
+    report = {"corpus": str(corpus), "normalize": scfg.get("normalize"), "langs": {}}
+    t0 = time.time()
+    for lang in langs or scfg["langs"]:
+        wiki = (tcfg.get("wiki") or {}).get(lang)
+        counts: dict = {}
+        if wiki:
+            if not Path(wiki).exists():
+                raise FileNotFoundError(f"score.train.wiki.{lang} = {wiki} does not exist")
+            texts, source = wiki_texts(Path(wiki)), f"wiki:{wiki}"
+        else:
+            if not docs.exists():
+                raise FileNotFoundError(f"{docs} does not exist (run `make data`)")
+            texts = corpus_texts(docs, lang, tcfg["labels"], float(tcfg["heldout_fraction"]), int(tcfg["seed"]), counts)
+            source = f"corpus:{docs} labels={list(tcfg['labels'])}"
+        print(f"[train_lm] {lang}: training on {source}", flush=True)
+        info = train_language(lang, texts, out, scfg, log=lambda m: print(f"[train_lm] {lang}: {m}", flush=True))
+        info.update(source=source, **counts)
+        if not wiki:
+            info.update(heldout_fraction=float(tcfg["heldout_fraction"]), seed=int(tcfg["seed"]))
+        report["langs"][lang] = info
+        print(f"[train_lm] {lang}: {info['lines']} lines, {info['pieces']} pieces, vocab {info['sp_vocab']}, "
+              f"ngrams {info['ngrams']}, discount_fallback={info['discount_fallback']}, {info['train_s']} s", flush=True)
+    report["wall_s"] = round(time.time() - t0, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"[train_lm] wrote {out}/report.json", flush=True)
+    return report
