@@ -246,24 +246,26 @@ def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str) -> 
 
 def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None) -> dict:
     """Write every configured stage (or only `stages`) and the top-level manifest."""
+    from . import fs
     from .stage import read_stage_input
 
-    out = Path(out)
+    out = str(out)
     tok = tokenizer_info(mcfg["tokenizer"], pcfg.get("pad_id"))
     check_tokenizer(mcfg["inputs"], tok["sha256"])
     frames = {}
     for name, path in mcfg["inputs"].items():
-        df, _ = read_stage_input(spark, [path])
+        df, _ = read_stage_input(spark, [path], output=out, require=("id", "input_ids", "n_tokens"))
         frames[name] = df.select(*TOKEN_COLUMNS).cache()
     written = {}
     for scfg in mcfg["stages"]:
         if stages and int(scfg["stage"]) not in stages:
             continue
-        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok, str(out / f"stage{scfg['stage']}"))
+        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok, fs.join(out, f"stage{scfg['stage']}"))
     for df in frames.values():
         df.unpersist()
-    present = sorted(int(p.name[5:]) for p in out.glob("stage*") if (p / "manifest.json").exists() and p.name[5:].isdigit())
+    # committed stages only (`_SUCCESS`): a killed stage's old manifest.json is not listed
+    present = sorted(int(s["stage"]) for s in mcfg["stages"] if fs.exists(fs.join(out, f"stage{s['stage']}", "_SUCCESS")))
     top = {"stages": [f"stage{n}/manifest.json" for n in present], "seq_len": int(pcfg["seq_len"]),
            "seed": int(mcfg["seed"]), "tokenizer": tok}
-    (out / "manifest.json").write_text(json.dumps(top, indent=2) + "\n")
+    fs.write_text(fs.join(out, "manifest.json"), json.dumps(top, indent=2) + "\n")
     return {"top": top, "stages": written}

@@ -325,9 +325,11 @@ def stage_manifest(stage: int | None, seq_len: int, seed: int, tokenizer: Mappin
             "efficiency": stats["efficiency"], "packing": stats["packing"], **extra}
 
 
-def write_manifest(manifest: Mapping, out_dir: str | os.PathLike) -> Path:
-    p = Path(out_dir) / "manifest.json"
-    p.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+def write_manifest(manifest: Mapping, out_dir: str | os.PathLike) -> str:
+    from . import fs
+
+    p = fs.join(str(out_dir), "manifest.json")
+    fs.write_text(p, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return p
 
 
