@@ -70,11 +70,12 @@ venv: $(VENV)/.setup-done
 # ---------------------------------------------------------------- data and models
 data: $(VENV)/.setup-done
 	$(PY) -m tools.corpus --set $(SET) --root $(CORPUS_ROOT)
+	$(PY) -m tools.corpus.langid_sources --root $(CORPUS_ROOT)
 
 models: langid lm
 
 langid: $(VENV)/.setup-done
-	$(PY) -m jobs.train_langid --corpus $(FIXTURE) --output $(MODELS)/langid.bin
+	$(PY) -m jobs.train_langid --catalogues $(CORPUS_ROOT)/out/langid --corpus $(FIXTURE) --output $(MODELS)/langid.bin
 
 kenlm-tools: $(TOOLS)/kenlm/bin/lmplz
 

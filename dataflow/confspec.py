@@ -57,6 +57,9 @@ LANGID_TRAIN = _s({
     "require_cjk": Langs(), "min_sample_chars": Count(1), "holdout_fraction": Float(0, 1, min_exclusive=True),
     "seed": Int(), "dim": Count(1), "minn": Count(0), "maxn": Count(0), "word_ngrams": Count(1),
     "epoch": Count(1), "lr": Float(0, min_exclusive=True), "bucket": Count(1), "thread": Count(1),
+    "loss": Str(["softmax", "ova", "hs"]), "paragraph_chars": Count(1), "max_train_chars": Count(1),
+    "max_holdout_chars": Count(1), "min_lang_chars": Count(0), "exclude_langs": Langs(),
+    "corpus_domains": List(Str(non_empty=True)), "min_cjk_share": Prob(),
 })
 
 
