@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import gzip_members
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -105,9 +106,12 @@ def test_dp_ingests_from_s3(s3, raw_input, tmp_path):
 
     local = run_dp(str(raw_input), tmp_path / "local")
     remote = run_dp(f"s3://{BUCKET}/crawl", tmp_path / "remote")
-    # our own count of the records uploaded: JSONL lines plus WARC response records (gzip members, one each)
+    # our own count of the records uploaded: JSONL lines plus WARC responses (gzip members: warcinfo, then a
+    # request and a response per page)
     n_jsonl = len((raw_input / "docs.jsonl").read_text(encoding="utf-8").splitlines())
-    assert remote["input"] >= n_jsonl and remote["input"] == local["input"]
+    n_pages = sum((len(gzip_members(w)) - 1) // 2 for w in raw_input.glob("*.warc.gz"))
+    assert n_pages > 0
+    assert remote["input"] == n_jsonl + n_pages == local["input"]
     assert (remote["kept"], remote["rejected"]) == (local["kept"], local["rejected"])
     assert remote["kept"] + remote["rejected_total"] == remote["input"]
     assert texts(tmp_path / "remote", "data") == texts(tmp_path / "local", "data")
