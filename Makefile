@@ -34,7 +34,7 @@ APT_PACKAGES := openjdk-17-jre-headless libboost-program-options-dev libboost-sy
                 libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev cmake build-essential groff-base
 
 .PHONY: help setup apt venv data models langid kenlm-tools lm demo test bench bench-gpu bench-peer-venv dist cluster-up cluster-down \
-        preprocess score filter dedup tokenizer tokenize pack mix evaluate pipeline train clean
+        preprocess score filter dedup tokenizer tokenize pack mix evaluate pipeline train quality clean
 
 help:
 	@echo "make setup        venv + system packages (Java, boost, cmake) + kenlm tools"
@@ -43,6 +43,7 @@ help:
 	@echo "make demo         the whole chain on the sample corpus, with a summary table"
 	@echo "make test         pytest on real corpus text (local[2] Spark)"
 	@echo "make bench        benchmarks against peers; results in BENCHMARKS.md"
+	@echo "make quality      per-stage precision/recall on a labelled set built from packages -> QUALITY.md"
 	@echo "make bench-gpu    one CUDA GPU, < 8 min: attention numerics, 1.1B MFU at 4096 (docs/bench/gpu.md)"
 	@echo "make pipeline INPUT=... OUTPUT=... [FORCE=1]   DP -> AS -> RF -> CD -> DE"
 
@@ -140,6 +141,11 @@ bench: $(VENV)/.setup-done bench-peer-venv
 	@test -f $(BENCH_CORPUS)/docs.jsonl || $(MAKE) data BENCH=1
 	@test -f $(MODELS)/langid.bin || $(MAKE) models
 	$(PY) -m bench --corpus $(BENCH_CORPUS) --models $(MODELS) --work $(BUILD)/bench --out BENCHMARKS.md $(if $(ONLY),--only $(ONLY),)
+
+# ---------------------------------------------------------------- data quality (issue #14): QUALITY.md
+quality: $(VENV)/.setup-done
+	@test -f $(MODELS)/langid.bin || $(MAKE) models
+	$(PY) -m tools.quality --root $(BUILD)/quality --out QUALITY.md
 
 # one CUDA GPU (H100/H200/A100), < 8 min; GPU_PY: an interpreter with CUDA torch + deepspeed (default: the venv's)
 bench-gpu:
