@@ -162,3 +162,9 @@ def test_zero3_trains_and_exports_a_model_transformers_loads(mix, tmp_path):
     ids = torch.tensor([[1, 50, 60, 70, 80, 2]])
     with torch.no_grad():
         assert (ref(input_ids=ids).logits - ours(ids)).abs().max().item() <= 1e-4
+    # the export carries the mix's tokenizer (named in the checkpoint): the pair generates end to end
+    tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    assert (hf_dir / "tokenizer.model").read_bytes() == (mix / "tokenizer.model").read_bytes()
+    enc = tok("The system initialization", return_tensors="pt")
+    gen = ref.generate(**enc, max_new_tokens=4, do_sample=False)
+    assert gen.shape[1] == enc.input_ids.shape[1] + 4
