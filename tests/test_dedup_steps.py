@@ -1,5 +1,6 @@
 """CD stage, the optional steps and the shared machinery: CCNet line dedup against a sequential
-reference, book-level dedup at 90% overlap, connected components against union-find, the job's CLI."""
+reference, book-level dedup at 90% overlap, connected components against union-find, repeated ids (a
+conflict is quarantined, a re-ingested copy is a duplicate), the job's CLI."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import pytest
 from dataflow.config import load_conf
 from dataflow.dedup.components import connected_components
 from dataflow.dedup.lines import line_hashes
-from test_dedup import LANG, T2S, docs_frame, run_stage, union_find
+from test_dedup import LANG, ZH, docs_frame, run_stage, union_find
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,7 @@ def test_lines_match_sequential_ccnet_reference(spark, corpus_docs, tmp_path):
     seen: set = set()
     expected_text, expected_rej, removed_lines = {}, set(), 0
     for r in sorted(rows, key=lambda r: (r["meta"]["warc_date"], r["id"])):
-        hs = line_hashes(r["text"], r["lang"], c["min_line_chars"], T2S)
+        hs = line_hashes(r["text"], c["min_line_chars"], ZH)
         lines = r["text"].split("\n")
         keep = [l for l, h in zip(lines, hs) if h is None or h not in seen]
         seen |= {h for h in hs if h is not None}
@@ -97,20 +98,41 @@ def test_book_level_dedup_at_ninety_percent(spark, corpus_docs, tmp_path):
     assert stats["extra"]["book"]["books"] == 3
 
 
-def test_zh_simp_trad_pairs_collapse_only_with_t2s(corpus_dir, corpus_docs):
-    """pairs.tsv: the zh-cn and zh-tw translations of a chapter. OpenCC t2s raises their 5-gram overlap
-    (the same script for both), which is what lets a lower MinHash threshold find them."""
-    from dataflow.dedup.normalize import shingles
+def test_repeated_ids_conflict_or_duplicate(spark, corpus_docs, tmp_path):
+    """Issue #11 defect 6. One id given to two different texts (the same file name in two folders) and
+    one id given to three records of which two agree: every one of those 5 records is quarantined as
+    malformed:id_conflict naming the locations; an id ingested twice with the same text is dedup:id."""
+    docs = [d for d in corpus_docs if d["source"] == "dict-devil"][:8]
+    rows = []
+    for i, d in enumerate(docs):
+        rows.append({"id": d["id"], "source": d["source"], "url": None, "text": d["text"], "lang": "en",
+                     "lang_score": 0.99, "meta": {"file": f"file:///data/a/part-{i}.jsonl", "offset": str(100 * i)}})
+    conflict_a = {**rows[1], "id": "dup-id", "meta": {"file": "file:///data/a/train-00000.jsonl", "offset": "0"}}
+    conflict_b = {**rows[2], "id": "dup-id", "meta": {"file": "file:///data/b/train-00000.jsonl", "offset": "0"}}
+    three = [{**rows[3], "id": "tri-id", "meta": {"file": f"file:///t/{k}.jsonl", "offset": "7"}} for k in range(2)]
+    three.append({**rows[4], "id": "tri-id", "meta": {"file": "file:///t/2.jsonl", "offset": "7"}})
+    again = {**rows[5], "meta": {"file": "file:///data/again/part-5.jsonl", "offset": "500"}}
+    rows = [rows[0], *rows[5:], conflict_a, conflict_b, *three, again]
+    written = len(rows)                       # counted here, not by the reader
+    stats, rej, kept = run_stage(spark, rows, tmp_path, ["exact"], 2)
+    assert stats["input"] == written == stats["kept"] + stats["rejected_total"]
+    assert stats["rejected"] == {"malformed:id_conflict": 5, "dedup:id": 1}
+    assert stats["extra"]["id"] == {"conflicting_records": 5, "same_text_copies": 1}
+    assert rej[docs[5]["id"]]["reason"] == "dedup:id" and rej[docs[5]["id"]]["dup_of"] == docs[5]["id"]
+    from pyspark.sql import functions as F
 
-    by_id = {d["id"]: d for d in corpus_docs}
-    pairs = [l.split("\t")[:2] for l in (corpus_dir / "pairs.tsv").read_text().splitlines()[1:] if l.strip()]
-    assert pairs
-    for a, b in pairs:
-        def jac(t2s):
-            sa = set(shingles(by_id[a]["text"], "zh", 5, ["zh"], t2s))
-            sb = set(shingles(by_id[b]["text"], "zh", 5, ["zh"], t2s))
-            return len(sa & sb) / len(sa | sb)
-        assert jac(T2S) > jac(()) + 0.2 and jac(T2S) > 0.5
+    r = tmp_path / "rejected"
+    conflicts = spark.read.parquet(str(r)).where(F.col("reason") == "malformed:id_conflict").collect()
+    assert sorted(c["id"] for c in conflicts) == ["dup-id"] * 2 + ["tri-id"] * 3
+    for c in conflicts:
+        assert c["dup_of"] is None
+        if c["id"] == "dup-id":
+            assert "/data/a/train-00000.jsonl@0" in c["detail"] and "/data/b/train-00000.jsonl@0" in c["detail"]
+            assert c["detail"].startswith("id_conflict: 2 records")
+        else:
+            assert all(f"file:///t/{k}.jsonl@7" in c["detail"] for k in range(3))
+    kept_ids = sorted(x["id"] for x in kept.select("id").collect())
+    assert kept_ids == sorted([docs[0]["id"], *[d["id"] for d in docs[5:]]])
 
 
 def test_job_help_and_bad_step():
@@ -122,6 +144,8 @@ def test_job_help_and_bad_step():
 def test_unknown_step_is_an_error(spark, corpus_docs):
     from dataflow.dedup import run
 
-    cfg = load_conf(overrides=["dedup.steps=[url, fuzzy]"])["dedup"]
+    with pytest.raises(ValueError, match="fuzzy"):          # the config schema names it before any Spark work
+        load_conf(overrides=["dedup.steps=[url, fuzzy]"])
+    cfg = dict(load_conf()["dedup"], steps=["url", "fuzzy"])   # and the stage itself refuses it
     with pytest.raises(ValueError, match="fuzzy"):
         run(docs_frame(spark, _rows(corpus_docs[:3])), cfg)
