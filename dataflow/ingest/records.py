@@ -104,6 +104,8 @@ def quarantine(*, source, file, offset, what, why, prefix=None, url=None, meta=N
     text = None
     if prefix is not None:
         text = prefix.decode("utf-8", "replace") if isinstance(prefix, (bytes, bytearray)) else str(prefix)
+    meta = dict(meta or {})
+    meta["file"], meta["offset"] = file, str(offset)   # provenance on every row, quarantined ones too
     return record(source=clean(source), file=file, offset=offset, url=clean(url), text=clean(text), meta=meta,
                   reason=f"malformed:{what}", detail=clean(f"{file} @ offset {offset}: {why}"))
 
