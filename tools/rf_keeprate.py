@@ -24,6 +24,7 @@ from dataflow.config import apply_overrides, load_conf
 from dataflow.preprocess.html import html_to_text
 from dataflow.rules.engine import RuleEngine
 from dataflow.rules.lexicon import read_terms
+from dataflow.rules.text import TERMINAL_PUNCT
 
 _H2 = re.compile(r"(?=<h2[\s>])", re.IGNORECASE)
 _SKIP = re.compile(r"(genindex|py-modindex|search|contents|objects|index)[^/]*\.html$")
@@ -58,8 +59,8 @@ def junk_docs(clean: list[tuple[str, str]], lang: str, cfg: dict) -> dict[str, l
     pages = [t for n, t in clean if "#" not in n]
     for k, text in enumerate(pages):
         lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
-        short = [ln for ln in lines if len(ln) <= 24][:60]
-        if len(short) >= 8:   # a menu: the page's short lines (headings, table cells) as "a | b | c" rows
+        short = [ln for ln in lines if len(ln) <= 24 and not ln.endswith(TERMINAL_PUNCT)][:60]
+        if len(short) >= 8:   # a menu: the page's headings and labels (short, no final stop) as "a | b | c" rows
             out["navigation"].append("\n".join(" | ".join(short[i:i + 6]) for i in range(0, len(short), 6)))
         paras = [ln for ln in lines if len(ln) >= 80][:6]
         if len(paras) >= 2:   # a spun page: its first paragraphs, each repeated four times
