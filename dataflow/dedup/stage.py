@@ -4,8 +4,8 @@ Every step is a function of one signature, `mark(df, cfg, ctx) -> (annotated, st
 `dedup` section, ctx = components.Context), listed in `STEPS` in the order they run. Each step gets the
 records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
 `_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
-statistics all read the same decisions. Rejected rows carry `reason = dedup:<step>`, `detail` and
-`dup_of`. Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
+statistics all read the same decisions. Rejected rows carry `reason = dedup:<step>`, `detail` (naming
+the step's representative) and `dup_of` (the record that was finally kept in their place). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
 
 Before any step, ids are checked: ids are unique for distinct records (DESIGN §8), so records that share
 an id and the same text are one record ingested twice (`dedup:id`, the first by (date, id) is kept),
@@ -88,6 +88,23 @@ def _split_ids(live, cols):
     return conflicts, dups, unique
 
 
+def _resolve_representatives(rej, steps: list[str]):
+    """A step's representative can be removed by a later step (exact keeps A for X, then MinHash keeps B
+    for A): `dup_of` follows such chains to the record that was kept, so it always names a surviving record;
+    `detail` still names the step's own representative. A chain has at most one link per step."""
+    from pyspark.sql import functions as F
+
+    if not steps:
+        return rej
+    # ids are unique among step rejections (repeated ids were settled before the steps)
+    links = checkpoint(rej.where(F.col("reason").isin([f"dedup:{s}" for s in steps]))
+                       .select(F.col("id").alias("_via"), F.col("dup_of").alias("_next")))
+    for _ in steps:
+        rej = (rej.join(links, rej["dup_of"] == links["_via"], "left")
+               .withColumn("dup_of", F.coalesce("_next", "dup_of")).drop("_via", "_next"))
+    return checkpoint(rej)
+
+
 def run(df, cfg: dict) -> StageResult:
     """cfg = the `dedup` section of conf/pipeline.yaml."""
     from pyspark.sql import functions as F
@@ -129,6 +146,7 @@ def run(df, cfg: dict) -> StageResult:
     for r in rejected:
         r = r.select(*[c if c in r.columns else F.lit(None).alias(c) for c in cols], "reason", "detail", "dup_of")
         rej = r if rej is None else rej.unionByName(r)
+    rej = _resolve_representatives(rej, steps)
     # column types of the placeholders follow the kept schema
     for f in kept.schema.fields:
         if f.name in added:
