@@ -229,12 +229,32 @@ def markdown(report: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def train(corpus: str | None, catalogues: str | None, output: str, cfg: dict) -> dict:
-    """Load, split, fit, evaluate; writes the model and `<output>.json` (the report). `cfg` is `preprocess`."""
+def _data(corpus: str | None, catalogues: str | None, cfg: dict) -> dict:
     tc = cfg["langid_train"]
     units = load_units(corpus, catalogues, dict(cfg.get("lang_map") or {}), cfg.get("unicode_form") or None,
                        set(tc["require_cjk"]), set(tc["corpus_domains"]), float(tc["min_cjk_share"]))
-    data = split(units, tc)
+    return split(units, tc)
+
+
+def assess(corpus: str | None, catalogues: str | None, model_path: str, cfg: dict) -> dict:
+    """The held-out report for an existing model (e.g. lid.176.ftz) on the same split; `lang_map` applies."""
+    from .preprocess.langid import load_model
+
+    model, lang_map = load_model(model_path), dict(cfg.get("lang_map") or {})
+
+    class Mapped:  # predict() folds codes with lang_map; evaluate() calls it without one
+        def predict(self, text, k=1):
+            labels, probs = model.predict(text, k=k)
+            return [LABEL_PREFIX + lang_map.get(lb[len(LABEL_PREFIX):], lb[len(LABEL_PREFIX):]) for lb in labels], probs
+
+    return evaluate(Mapped(), _data(corpus, catalogues, cfg), cfg["langid_train"], float(cfg["lang_threshold"]),
+                    list(cfg["keep_langs"]))
+
+
+def train(corpus: str | None, catalogues: str | None, output: str, cfg: dict) -> dict:
+    """Load, split, fit, evaluate; writes the model and `<output>.json` (the report). `cfg` is `preprocess`."""
+    tc = cfg["langid_train"]
+    data = _data(corpus, catalogues, cfg)
     if len(data["train"]) < 2 or not any(data["holdout"].values()):
         raise ValueError(f"too few labelled languages to train on ({sorted(data['train'])})")
     out = Path(output)

@@ -132,6 +132,12 @@ def test_training_is_deterministic(rows, tmp_path):
     a, b = load_model(str(outs[0])), load_model(str(outs[1]))
     texts = [r["text"] for r in some[1::50]]
     assert [predict(a, t) for t in texts] == [predict(b, t) for t in texts]
+    # --assess reports on an existing model with the same split: the trained model's own numbers come back
+    from jobs.train_langid import main as train
+
+    again = train(["--catalogues", str(sub), "--assess", str(outs[0]), "--output", str(tmp_path / "assess.json"),
+                   "--set", "preprocess.langid_train.min_lang_chars=1000"])
+    assert again["holdout"] == report["holdout"] and set(again["holdout"]) == set(report["labels"])
 
 
 def _han_share(text: str) -> float:
