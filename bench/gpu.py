@@ -117,23 +117,40 @@ def require_backend(name: str) -> str:
     return got
 
 
-def attention_numerics(doc_lens: list[list[int]], heads: int, kv_heads: int, head_dim: int) -> tuple[list[str], bool]:
+def kernels_to_check(device) -> list[str]:
+    """varlen always (its absence is an error), flash_attn where it imports."""
     import torch
 
-    from trainer.attention import attend, prepare, resolve_backend
+    from trainer.attention import resolve_backend
+    if device.type != "cuda":
+        return ["sdpa_mask"]  # --cpu-smoke: exercises the comparison code against itself
+    out = ["varlen"]
+    try:
+        resolve_backend("flash_attn", torch.device("cuda"))
+        out.append("flash_attn")
+    except RuntimeError as e:
+        print(f"flash_attn not measured: {e}", flush=True)
+    return out
+
+
+def attention_numerics(doc_lens: list[list[int]], heads: int, kv_heads: int, head_dim: int, device,
+                       backends: list[str]) -> tuple[list[str], bool]:
+    import torch
+
+    from trainer.attention import attend, prepare
     from trainer.data import collate
     rows = batch_rows(doc_lens, 0, 2, 100, seed=0)
     b = collate(rows, SEQ_LEN)
-    cu, mx = b["cu_seqlens"].cuda(), b["max_seqlen"]
+    cu, mx = b["cu_seqlens"].to(device), b["max_seqlen"]
     B, S = 2, SEQ_LEN
-    g = torch.Generator(device="cuda").manual_seed(0)
-    q0 = torch.randn(B, S, heads, head_dim, device="cuda", generator=g)
-    k0 = torch.randn(B, S, kv_heads, head_dim, device="cuda", generator=g)
-    v0 = torch.randn(B, S, kv_heads, head_dim, device="cuda", generator=g)
-    dout = torch.randn(B, S, heads, head_dim, device="cuda", generator=g)
+    g = torch.Generator(device=device).manual_seed(0)
+    q0 = torch.randn(B, S, heads, head_dim, device=device, generator=g)
+    k0 = torch.randn(B, S, kv_heads, head_dim, device=device, generator=g)
+    v0 = torch.randn(B, S, kv_heads, head_dim, device=device, generator=g)
+    dout = torch.randn(B, S, heads, head_dim, device=device, generator=g)
 
     def run(backend, dtype):
-        q, k, v = (t.to(dtype).requires_grad_(True) for t in (q0, k0, v0))
+        q, k, v = (t.detach().to(dtype).clone().requires_grad_(True) for t in (q0, k0, v0))
         meta = prepare(backend, B, S, q.device, cu, mx)
         out = attend(q, k, v, meta)
         out.backward(dout.to(dtype))
@@ -141,12 +158,6 @@ def attention_numerics(doc_lens: list[list[int]], heads: int, kv_heads: int, hea
 
     ref = run("sdpa_mask", torch.float32)
     pt = run("sdpa_mask", torch.bfloat16)
-    backends = ["varlen"]
-    try:
-        resolve_backend("flash_attn", torch.device("cuda"))
-        backends.append("flash_attn")
-    except RuntimeError as e:
-        print(f"flash_attn not measured: {e}", flush=True)
     lines = ["| backend | tensor | max abs err vs fp32 | sdpa_mask bf16 err | bound | pass |", "|---|---|---:|---:|---:|---|"]
     ok = True
     for name in backends:
@@ -159,8 +170,10 @@ def attention_numerics(doc_lens: list[list[int]], heads: int, kv_heads: int, hea
     return lines, ok
 
 
-def measure(cfg, mcfg, backend: str, ac: bool, mb: int, doc_lens, deepspeed, steps: int, warmup: int) -> dict:
+def measure(cfg, mcfg, backend: str, ac: bool, mb: int, doc_lens, deepspeed, steps: int, warmup: int,
+            device) -> dict:
     import torch
+    cuda = device.type == "cuda"
 
     from trainer.config import GuardConfig
     from trainer.data import collate
@@ -175,7 +188,7 @@ def measure(cfg, mcfg, backend: str, ac: bool, mb: int, doc_lens, deepspeed, ste
     model = opt = engine = None
     times, pairs = [], []
     try:
-        with torch.device("cuda"):
+        with device:
             model = Llama(m, backend, loss_chunk=cfg.loss_chunk_tokens)
         n_matmul = num_params(model, exclude_embeddings=True)
         opt = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
@@ -184,23 +197,27 @@ def measure(cfg, mcfg, backend: str, ac: bool, mb: int, doc_lens, deepspeed, ste
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=ds,
                                                lr_scheduler=scheduler(opt, cfg.optim, 10**6))
         guard = SpikeGuard(GuardConfig(enabled=False))
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         for s in range(warmup + steps):
             rows = batch_rows(doc_lens, s * mb, mb, m.vocab_size, seed=1)
             b = collate(rows, SEQ_LEN)
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             t0 = time.perf_counter()
             res = train_step(engine, [b], guard)
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
             pairs.append(sum(attention_pairs(r["doc_lens"]) for r in rows))
             if not res.applied:
                 raise RuntimeError(f"step {s} was not applied ({res.reason}); loss {res.loss}")
-        peak_mem = torch.cuda.max_memory_allocated()
+        peak_mem = torch.cuda.max_memory_allocated() if cuda else 0
     finally:
         model = opt = engine = None  # noqa: F841  (drop every reference before freeing the cache)
         gc.collect()
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     steady = times[warmup:]
     med = statistics.median(steady)
     tokens = mb * SEQ_LEN
@@ -212,33 +229,45 @@ def measure(cfg, mcfg, backend: str, ac: bool, mb: int, doc_lens, deepspeed, ste
             "n_matmul": n_matmul, "pairs_per_row": steady_pairs / mb, "loss": res.loss}
 
 
-def run_cuda(args) -> int:
+# --cpu-smoke: the whole flow on CPU with a 1-layer model, sdpa_mask and one micro-batch size per mode, so that a
+# lent GPU's minutes are not spent finding a bug in this script (tests/test_trainer_speed.py runs it)
+SMOKE_MODEL = ["model.dim=64", "model.n_layers=1", "model.n_heads=4", "model.n_kv_heads=2", "model.ffn_dim=176",
+               "model.vocab_size=4096"]
+
+
+def run(args) -> int:
     import torch
 
     from trainer.config import load_config
-    from trainer.metrics import PEAK_TFLOPS, device_peak_tflops
+    from trainer.metrics import device_peak_tflops
     from trainer.train import setup_distributed
     t_start = time.time()
-    backend = require_backend(args.attention)
+    smoke = args.cpu_smoke
+    device = torch.device("cpu" if smoke else "cuda")
+    backend = "sdpa_mask" if smoke else require_backend(args.attention)
     cfg = load_config(ROOT / "conf/train/1b.yaml", [f"attention={backend}", "precision=bf16",
-                                                     f"deepspeed={ROOT}/conf/deepspeed/zero2.json"])
+                                                     f"deepspeed={ROOT}/conf/deepspeed/zero2.json",
+                                                     *(SMOKE_MODEL if smoke else [])])
     mcfg = cfg.model
     doc_lens = load_doc_lens(args.doc_lens)
     deepspeed = setup_distributed(cfg)
-    name = torch.cuda.get_device_name()
-    peak = device_peak_tflops(0.0)
+    name = "CPU smoke run (not a measurement)" if smoke else torch.cuda.get_device_name()
+    peak = None if smoke else device_peak_tflops(0.0)
     print(f"device {name}, peak {peak} TFLOPS, backend {backend}", flush=True)
-    num_lines, num_ok = attention_numerics(doc_lens, mcfg.n_heads, mcfg.kv_heads, mcfg.head_dim)
+    num_lines, num_ok = attention_numerics(doc_lens, mcfg.n_heads, mcfg.kv_heads, mcfg.head_dim, device,
+                                           kernels_to_check(device))
     print("\n".join(num_lines), flush=True)
     results, notes = [], []
-    for ac, mbs in ((False, MB_AC_OFF), (True, MB_AC_ON)):
+    plan = ((False, (1,)), (True, (1,))) if smoke else ((False, MB_AC_OFF), (True, MB_AC_ON))
+    steps, warmup = (1, 0) if smoke else (args.steps, WARMUP)
+    for ac, mbs in plan:
         for mb in mbs:
             if time.time() - t_start > args.budget_s:
                 notes.append(f"AC {'on' if ac else 'off'} micro-batch {mb}: not run, the {args.budget_s:.0f} s "
                              "budget was used up")
                 continue
             try:
-                r = measure(cfg, mcfg, backend, ac, mb, doc_lens, deepspeed, args.steps, WARMUP)
+                r = measure(cfg, mcfg, backend, ac, mb, doc_lens, deepspeed, steps, warmup, device)
             except torch.OutOfMemoryError:
                 gc.collect()
                 torch.cuda.empty_cache()
@@ -247,7 +276,8 @@ def run_cuda(args) -> int:
                 break
             results.append(r)
             print(json.dumps(r), flush=True)
-    md = render(name, peak, backend, mcfg, num_lines, num_ok, results, notes, time.time() - t_start, doc_lens)
+    md = render(name, peak, backend, mcfg, num_lines, num_ok, results, notes, time.time() - t_start, doc_lens,
+                steps, warmup)
     print(md)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(md + "\n")
@@ -257,7 +287,7 @@ def run_cuda(args) -> int:
     return 0 if results else 1
 
 
-def render(name, peak, backend, mcfg, num_lines, num_ok, results, notes, wall, doc_lens) -> str:
+def render(name, peak, backend, mcfg, num_lines, num_ok, results, notes, wall, doc_lens, steps, warmup) -> str:
     import torch
     best = max(results, key=lambda r: r["tokens_per_s"]) if results else None
     pairs = statistics.mean(sum(n * (n + 1) // 2 for n in r) for r in doc_lens)
@@ -292,7 +322,7 @@ def render(name, peak, backend, mcfg, num_lines, num_ok, results, notes, wall, d
         out.append(f"- Best: {best['tokens_per_s']:,.0f} tokens/s/GPU at MFU {best['tflops'] / peak:.1%} "
                    f"(micro-batch {best['mb']}, checkpointing {'on' if best['ac'] else 'off'}); this {goal} the "
                    "issue's goal of 50%.")
-    out.append(f"- Steady = median of {STEPS} steps after {WARMUP} warm-up steps; the first step (allocator, "
+    out.append(f"- Steady = median of {steps} steps after {warmup} warm-up steps; the first step (allocator, "
                "cuBLAS/kernel selection) is reported alone. Peak memory = torch.cuda.max_memory_allocated.")
     return "\n".join(out)
 
@@ -307,6 +337,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=STEPS, help="steady steps per configuration")
     ap.add_argument("--budget-s", type=float, default=420.0,
                     help="stop starting new configurations after this many seconds (the whole run stays < 8 min)")
+    ap.add_argument("--cpu-smoke", action="store_true",
+                    help="run the whole flow on CPU with a 1-layer model and sdpa_mask (a test of this script)")
     ap.add_argument("--write-doc-lens", type=Path, default=None, metavar="DOCS_JSONL",
                     help="(CPU) pack the fixture corpus at 4096 and write --doc-lens, then exit")
     a = ap.parse_args(argv)
@@ -314,13 +346,15 @@ def main(argv=None) -> int:
         print(write_doc_lens(a.write_doc_lens, a.doc_lens))
         return 0
     import torch
+    if a.cpu_smoke:
+        return run(a)
     if not torch.cuda.is_available():
         print(f"bench-gpu needs a CUDA GPU and this machine has none (torch {torch.__version__}, CUDA build "
               f"{torch.version.cuda}): nothing measured, {a.out} left unchanged. The CPU-side parts (FLOP count, "
               "chunked loss, compile option, HF export) are covered by `make test`.", file=sys.stderr)
         return 2
     os.environ["DS_ACCELERATOR"] = "cuda"
-    return run_cuda(a)
+    return run(a)
 
 
 if __name__ == "__main__":

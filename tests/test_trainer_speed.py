@@ -3,6 +3,7 @@ accumulating k micro-batches equals one batch of the same tokens (token-weighted
 torch.compile option gives the same loss, the FLOP count covers the document-masked area, the varlen kernel's
 keyword arguments are fixed at setup, and bench.gpu refuses to run without CUDA."""
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,18 @@ def test_bench_gpu_exits_with_a_clear_message_without_cuda(tmp_path):
                        text=True, timeout=120)
     assert p.returncode == 2
     assert "needs a CUDA GPU" in p.stderr and not out.exists()
+
+
+def test_bench_gpu_flow_runs_end_to_end_on_cpu(tmp_path):
+    """--cpu-smoke: the whole bench-gpu flow (numerics table, engine per configuration, FLOP count, Markdown) with
+    a 1-layer model and sdpa_mask, so a lent GPU's minutes are not spent on a bug in the script."""
+    out = tmp_path / "gpu.md"
+    p = subprocess.run([sys.executable, "-m", "bench.gpu", "--cpu-smoke", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    md = out.read_text()
+    assert "Result: pass" in md and "| sdpa_mask | dv |" in md
+    assert "| off | 1 |" in md and "| on | 1 |" in md
+    rows = json.loads((ROOT / "bench/gpu_doc_lens.json").read_text())["rows"]
+    pairs = statistics.mean(attention_pairs(r) for r in rows)
+    assert f"A = {pairs:,.0f} pairs per row" in md
