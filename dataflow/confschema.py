@@ -14,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Callable, Iterable, Mapping
 
 
@@ -160,6 +161,7 @@ class List(Spec):
         for article in ("a ", "an "):
             if item.startswith(article):
                 item = item[len(article):]
+        item = re.sub(r"\b(string|integer|number|mapping|list)\b", r"\1s", item, count=1)   # a list of strings
         return f"a list of {item}" + (f" with at least {self.min_len} item(s)" if self.min_len else "")
 
     def _check(self, value, key):
