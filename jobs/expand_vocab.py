@@ -32,8 +32,8 @@ def main(argv=None):
     if not Path(args.base).exists():
         raise FileNotFoundError(f"base model {args.base} does not exist")
     ecfg = section(section(cfg, "tokenizer"), "expand")
-    spark = get_session(cfg, app_name="ziya2-expand-vocab")
-    df, _ = read_documents(spark, args.input)
+    spark = get_session(cfg, app_name="ziya2-expand-vocab", verbose=args.verbose)
+    df, _ = read_documents(spark, args.input, allow_incomplete=args.allow_incomplete)
     if args.lang:
         lang = F.when(F.col("lang").startswith("zh-"), F.lit("zh")).otherwise(F.col("lang"))
         df = df.filter(lang == args.lang)

@@ -25,8 +25,8 @@ def main(argv=None):
     from dataflow.tokenizer.train import train
 
     tcfg = section(section(cfg, "tokenizer"), "train")
-    spark = get_session(cfg, app_name="ziya2-train-tokenizer")
-    df, _ = read_documents(spark, args.input)
+    spark = get_session(cfg, app_name="ziya2-train-tokenizer", verbose=args.verbose)
+    df, _ = read_documents(spark, args.input, allow_incomplete=args.allow_incomplete)
     rep = train(spark, df, Path(args.output), tcfg)
     print(dump({k: rep[k] for k in ("model", "vocab_size", "sample_docs", "languages")}))
     return rep

@@ -23,7 +23,7 @@ def is_jsonl(paths: Iterable[str]) -> bool:
     return bool(paths) and all(p.endswith(JSONL_SUFFIXES) for p in paths)
 
 
-def read_documents(spark, paths: Iterable[str]):
+def read_documents(spark, paths: Iterable[str], *, allow_incomplete: bool = False):
     """(DataFrame, resolved paths). JSONL keeps malformed lines in `_corrupt_record`; Parquet is read as a
     stage output (a stage directory means its `data/`)."""
     from ..stage import read_stage_input
@@ -39,7 +39,7 @@ def read_documents(spark, paths: Iterable[str]):
 
         lines = spark.read.text([fs.spark_uri(p) for p in paths]).filter(F.trim("value") != "")
         return lines.mapInArrow(_parse_jsonl, JSONL_DDL), paths
-    return read_stage_input(spark, paths)
+    return read_stage_input(spark, paths, allow_incomplete=allow_incomplete, require=("text",))
 
 
 def parse_jsonl_line(line: str) -> dict:
