@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -21,7 +22,8 @@ from dataflow.config import load_conf
 from . import labelled, measure, report, sources
 
 SETS = ("lid", "rf", "cd", "as")
-BUILDER_VERSION = 1   # bump when labelled.py changes what it builds, so a cached set is rebuilt
+BUILDER_VERSION = 3   # bump when labelled.py changes what it builds, so a cached set is rebuilt
+PAGES_VERSION = 1     # bump when sources.read_pages changes what it reads
 
 
 def _write_jsonl(path: str, rows: list[dict]) -> None:
@@ -40,10 +42,24 @@ def set_key(qcfg: dict) -> str:
     return hashlib.sha256(json.dumps([BUILDER_VERSION, body], sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _pages(x: str, qcfg: dict, root: str) -> list:
+    """Parsing ~10k HTML pages is the slow part of a build: the pages are cached by the package list."""
+    key = hashlib.sha256(json.dumps([PAGES_VERSION, qcfg["packages"]], sort_keys=True).encode()).hexdigest()[:16]
+    path = f"{root}/pages-{key}.pkl"
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    pages = sources.read_pages(x, qcfg)
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(pages, f)
+    os.replace(path + ".tmp", path)
+    return pages
+
+
 def build_set(qcfg: dict, root: str, skip_fetch: bool) -> dict[str, list[dict]]:
     x = f"{root}/x" if skip_fetch else sources.fetch_packages(qcfg, root)
     seed = qcfg["seed"]
-    pages = sources.read_pages(x, qcfg)
+    pages = _pages(x, qcfg, root)
     words = {"en": sources.english_words(x, qcfg), "zh": sources.chinese_words()}
     sets = {"lid": labelled.lid_set(pages, qcfg, seed),
             "rf": labelled.rf_clean(pages, qcfg, seed) + labelled.rf_junk(pages, words, sources.number_rows(x, qcfg), qcfg, seed),

@@ -1,8 +1,8 @@
 """The labelled evaluation set, built from real pages (sources.Page): pure functions, seeded, no I/O.
 
 Labels come from the package and the construction, never from the code under test:
-  lid  paragraphs labelled with their translation's language. A translated paragraph that also appears in
-       the English version of the same page was left untranslated and is dropped; an English paragraph that
+  lid  paragraphs labelled with their translation's language. A translated paragraph made mostly of the
+       English page's word trigrams was left untranslated and is dropped; an English paragraph that
        appears verbatim in most translations is code or a name and is dropped too.
   rf   clean reference pages (kind=clean) and five junk kinds made from real text: navigation (the link
        texts of real pages), repeated (real paragraphs repeated), stuffing (a page's own keywords
@@ -10,8 +10,8 @@ Labels come from the package and the construction, never from the code under tes
        a real page's words).
   cd   originals, planted copies (exact, punct, emoji, whitespace, swap3, header) and real zh-tw
        localizations of zh-cn originals; `group` is the truth: records of one group are duplicates. Two
-       originals whose exact 5-gram Jaccard (computed here, not with CD's code) reaches `truth_jaccard`
-       share a group.
+       originals whose exact word or character 5-gram Jaccard (computed here, not with CD's code) reaches
+       `truth_jaccard` share a group, whatever their labelled language.
   as   clean pages, each with a shuffled twin (the words of every line in random order).
 """
 from __future__ import annotations
@@ -22,7 +22,6 @@ import re
 from collections import Counter
 
 CJK_LANGS = ("zh", "ja", "ko")
-_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 CD_CLASSES = ("exact", "punct", "emoji", "whitespace", "swap3", "header")
 JUNK_CLASSES = ("navigation", "repeated", "stuffing", "numbers", "spam")
@@ -48,16 +47,27 @@ def _index(pages):
     return by
 
 
+def word_trigrams(text: str) -> set:
+    w = re.findall(r"\w+", text.lower())
+    return {" ".join(w[i:i + 3]) for i in range(len(w) - 2)}
+
+
+def is_untranslated(para: str, en_trigrams: set, share: float = 0.5) -> bool:
+    """A paragraph of a translation that is mostly the English page's words in the English order: left in
+    English (translators localize cross-references such as "see Afsnit 12.1.1", so verbatim equality misses
+    these). `share`: our choice; a translated paragraph shares only names and commands with the English."""
+    tri = word_trigrams(para)
+    return bool(tri) and len(tri & en_trigrams) >= share * len(tri)
+
+
 def untranslated_share(page, en_page) -> float:
-    """Share of a translated page's paragraph characters that are verbatim in the English page."""
+    """Share of a translated page's paragraph characters left in English (is_untranslated)."""
     if en_page is None:
         return 0.0
-    en = set(paragraphs(en_page.text))
+    en = word_trigrams(en_page.text)
     paras = paragraphs(page.text)
     total = sum(len(p) for p in paras) or 1
-    # prose left in English: the same paragraph as the English page, with words in it (numbers, code names
-    # and table cells that no translation changes are not untranslated prose)
-    return sum(len(p) for p in paras if p in en and len(_LATIN_WORD.findall(p)) >= 5) / total
+    return sum(len(p) for p in paras if is_untranslated(p, en)) / total
 
 
 # ---------------------------------------------------------------- LID
@@ -75,17 +85,20 @@ def lid_set(pages, cfg: dict, seed) -> list[dict]:
                 cnt.update(set(paragraphs(v.text)))
         seen_in[key] = cnt
     pools: dict[str, dict[str, dict]] = {}
+    en_tris: dict[tuple, set] = {}
     for p in pages:
         gold = gold_lang(p.lang)
         en = by.get((p.source, "en", p.path))
-        en_paras = set(paragraphs(en.text)) if en is not None else set()
+        if (p.source, p.path) not in en_tris:
+            en_tris[(p.source, p.path)] = word_trigrams(en.text) if en is not None else set()
+        en_tri = en_tris[(p.source, p.path)]
         n_other = sum(1 for v in versions[(p.source, p.path)] if v.lang != "en")
         for para in paragraphs(p.text):
             if len(para) < (c["min_chars_cjk"] if gold in CJK_LANGS else c["min_chars"]):
                 continue
             if gold in CJK_LANGS and not _CJK.search(para):
                 continue
-            if p.lang != "en" and para in en_paras:
+            if p.lang != "en" and is_untranslated(para, en_tri):
                 continue   # left untranslated: its label would be wrong
             if p.lang == "en" and n_other and seen_in[(p.source, p.path)][para] > c["shared_max"] * n_other:
                 continue   # the same in most translations: code, a command, a name
@@ -278,6 +291,10 @@ def shingle_set(text: str, lang: str, n: int = 5) -> set:
     return {" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))}
 
 
+def _bound(a: set, b: set) -> float:
+    return min(len(a), len(b)) / max(len(a), len(b), 1)
+
+
 def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
@@ -327,10 +344,14 @@ def cd_set(pages, chapters, cfg: dict, seed) -> list[dict]:
             i = parent[i]
         return i
 
-    sets = [shingle_set(r["text"], r["lang"]) for r in recs]
+    # both word and character 5-grams, across languages: a zh-cn page left in English is a copy of the en page
+    words = [shingle_set(r["text"], "en") for r in recs]
+    chars = [shingle_set(r["text"], "zh") for r in recs]
     for i in range(len(recs)):
         for j in range(i + 1, len(recs)):
-            if recs[i]["lang"] == recs[j]["lang"] and jaccard(sets[i], sets[j]) >= c["truth_jaccard"]:
+            if max(_bound(words[i], words[j]), _bound(chars[i], chars[j])) < c["truth_jaccard"]:
+                continue   # sizes alone rule it out: J <= min/max
+            if max(jaccard(words[i], words[j]), jaccard(chars[i], chars[j])) >= c["truth_jaccard"]:
                 parent[find(i)] = find(j)
     for i, r in enumerate(recs):
         r["group"] = f"g{find(i)}"

@@ -3,7 +3,7 @@ code and models committed when it runs:
   DP   dataflow.preprocess.stage.Preprocessor on each paragraph (normalization, fastText, lang_map,
        lang_threshold, keep_langs): per-language precision/recall/F1 of the top label, and of the stage's
        decision for the kept languages (kept as X = labelled X and not rejected).
-  RF   dataflow.rules.engine.filter_text with the configured rules: keep-rate of clean pages, reject-rate
+  RF   dataflow.rules.engine.RuleEngine with the configured rules: keep-rate of clean pages, reject-rate
        of every junk kind, and which rule decided.
   CD   dataflow.dedup.run (its Spark transform, default steps) on a local session: recall per duplicate
        kind, merge precision against the truth groups.
@@ -65,15 +65,14 @@ def lid(records: list[dict], cfg: dict, model=None) -> dict:
 
 
 def rf(records: list[dict], cfg: dict) -> dict:
-    from dataflow.rules.engine import filter_text
-    from dataflow.rules.registry import active_rules
+    from dataflow.rules.engine import RuleEngine
 
-    rules = active_rules(cfg["filter"])
+    engine = RuleEngine(cfg["filter"])
     t0 = time.time()
     counts: dict[tuple, Counter] = defaultdict(Counter)   # (kind, lang) -> reason (None = kept) -> n
     outcomes = []
     for r in records:
-        o = filter_text(r["text"], r["lang"], rules)
+        o = engine.filter_text(r["text"], r["lang"])
         counts[(r["kind"], r["lang"])][o.reason] += 1
         outcomes.append(o.reason)
     out = {"clean": {}, "junk": {}, "seconds": None}
