@@ -444,7 +444,7 @@ def test_brace_groups_in_prose_are_not_code(T):
     listing = T.moby_sentence[:-1] + " and avoid the characters { } ( ) [ ] in file names."
     assert check("c4.curly_bracket", T.moby + "\n\n" + listing, "en") is None
     # code in a prose-like line still drops the page, with the reason named
-    code = T.moby_sentence[:-1] + ": var name = { first: 1 };"
+    code = T.moby_sentence[:-1] + ' {"first": "Ishmael", "role": "narrator"}.'     # JSON in a sentence
     o = ENGINE.filter_text(T.moby + "\n\n" + code, "en")
     assert o.reason == "c4.curly_bracket" and "curly bracket in line" in o.detail
 

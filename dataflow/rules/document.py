@@ -17,7 +17,7 @@ from ..confspec import File
 from .base import ANY_LANG, PerLang, Rule, per_lang
 from .lexicon import lexicon_path, matcher
 from ..text import han_count
-from .text import CLOSERS, TERMINAL_PUNCT, split_sentences
+from .text import split_sentences
 
 EN, ZH, EN_ZH, ALL = ("en",), ("zh",), ("en", "zh"), (ANY_LANG,)
 RATIO = Float(0, 1)
@@ -231,7 +231,6 @@ def lorem_ipsum(doc, p):
     return "contains lorem ipsum" if "lorem ipsum" in doc.lower else None
 
 
-_PROSE_END = TERMINAL_PUNCT + tuple(CLOSERS)
 # A brace group glued to the word before it with no space, quote, ':' or ';' inside: shell brace expansion
 # (.orig.tar.{gz,bz2,xz}), TeX arguments (\emph{x}, a_{i}). Prose, not the code C4 meant to drop.
 # Also prose that only names the characters: a quoted brace ('{'), or a brace in a run of three or more lone
@@ -241,11 +240,13 @@ _INLINE_BRACES = re.compile(r"(?<=[^\s{}])\{[^{}\s:;\"']*\}|\$\{[^{}]*\}|(['\"`â
 
 
 def curly_bracket(doc, p):
-    # C4 drops a page with '{' in a line that survived its line filters: here, prose-like lines (ending in
-    # terminal punctuation, >= min_words words). deviation: inline brace groups (above) do not count.
+    # C4 drops a page with '{' in a line that survived its line filters: a line ending in C4's terminal
+    # punctuation (end_chars, not an ellipsis) with >= min_words words. deviation: inline brace groups (above)
+    # do not count.
+    ends = tuple(p["end_chars"])
     for ln in doc.nonblank_lines:
         s = ln.strip()
-        if "{" in s and s.endswith(_PROSE_END) and len(s.split()) >= p["min_words"]:
+        if "{" in s and s.endswith(ends) and not s.endswith(("...", "â€¦")) and len(s.split()) >= p["min_words"]:
             if "{" in _INLINE_BRACES.sub("", s):
                 return f"curly bracket in line {s[:60]!r}"
     return None
@@ -403,8 +404,8 @@ RULES = (
          _MAX_RATIO),
     Rule("c4.lorem_ipsum", "document", ALL, "placeholder text ('lorem ipsum') anywhere", lorem_ipsum),
     Rule("c4.curly_bracket", "document", EN_ZH,
-         "a code '{' in a prose line (ends in punctuation, >= min_words words); inline brace groups excepted",
-         curly_bracket, {"min_words": Int(0)}),
+         "a code '{' in a line C4 keeps (ends in end_chars, >= min_words words); inline brace groups excepted",
+         curly_bracket, {"min_words": Int(0), "end_chars": List(Str(non_empty=True), min_len=1)}),
     Rule("c4.min_sentences", "final", EN, "fewer than min_sentences sentences left after the line rules",
          min_sentences, {"min_sentences": Int(0)}),
     Rule("zh.cjk_ratio", "document", ZH, "share of Han characters among non-space characters below min_ratio",
