@@ -72,31 +72,27 @@ def clean(units, require_cjk: set, min_cjk_share: float = 0.0) -> list[tuple[str
                                                and cjk_share(text) >= min_cjk_share))]
 
 
-def samples(texts: list[str], min_chars: int, paragraph_chars: int) -> list[str]:
-    """Each text of >= min_chars (short-text samples) and paragraphs joined from consecutive texts."""
-    out = [t for t in texts if len(t) >= min_chars]
+def _runs(texts: list[str], paragraph_chars: int):
+    """Consecutive texts grouped until a group reaches paragraph_chars (a trailing short group is dropped)."""
     buf: list[str] = []
     size = 0
     for t in texts:
         buf.append(t)
         size += len(t) + 1
         if size >= paragraph_chars:
-            if len(buf) > 1:
-                out.append(" ".join(buf))
+            yield buf
             buf, size = [], 0
-    return out
+
+
+def samples(texts: list[str], min_chars: int, paragraph_chars: int) -> list[str]:
+    """Each text of >= min_chars (short-text samples) and paragraphs joined from consecutive texts."""
+    return [t for t in texts if len(t) >= min_chars] + \
+        [" ".join(run) for run in _runs(texts, paragraph_chars) if len(run) > 1]
 
 
 def paragraphs(texts: list[str], paragraph_chars: int) -> list[str]:
     """Paragraph-length evaluation text: consecutive texts joined until >= paragraph_chars."""
-    out, buf, size = [], [], 0
-    for t in texts:
-        buf.append(t)
-        size += len(t) + 1
-        if size >= paragraph_chars:
-            out.append(" ".join(buf))
-            buf, size = [], 0
-    return out
+    return [" ".join(run) for run in _runs(texts, paragraph_chars)]
 
 
 def split(units, tc: dict) -> dict:
