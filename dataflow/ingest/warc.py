@@ -120,10 +120,18 @@ class _Stream:
             self._fill(min(limit, self._avail() + _CHUNK))
 
     def skip_newlines(self) -> int:
+        """Skip CR/LF bytes at the cursor; how many."""
         n = 0
-        while self.peek(1) in (b"\r", b"\n"):
-            self.skip(1)
-            n += 1
+        while self._avail() or self._fill(1):
+            buf, j = self._buf, self._i
+            end = len(buf)
+            while j < end and buf[j] in (10, 13):
+                j += 1
+            n += j - self._i
+            self.pos += j - self._i
+            self._i = j
+            if j < end:
+                break
         return n
 
     def seek_header(self) -> bool:
