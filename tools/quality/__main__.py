@@ -22,7 +22,7 @@ from dataflow.config import load_conf
 from . import labelled, measure, report, sources
 
 SETS = ("lid", "rf", "cd", "as")
-BUILDER_VERSION = 3   # bump when labelled.py changes what it builds, so a cached set is rebuilt
+BUILDER_VERSION = 4   # bump when labelled.py changes what it builds, so a cached set is rebuilt
 PAGES_VERSION = 1     # bump when sources.read_pages changes what it reads
 
 
@@ -61,10 +61,12 @@ def build_set(qcfg: dict, root: str, skip_fetch: bool) -> dict[str, list[dict]]:
     seed = qcfg["seed"]
     pages = _pages(x, qcfg, root)
     words = {"en": sources.english_words(x, qcfg), "zh": sources.chinese_words()}
+    ref = sources.reference_pages(x, qcfg)   # clean reference sections (RF, AS) besides the pages
     sets = {"lid": labelled.lid_set(pages, qcfg, seed),
-            "rf": labelled.rf_clean(pages, qcfg, seed) + labelled.rf_junk(pages, words, sources.number_rows(x, qcfg), qcfg, seed),
+            "rf": (labelled.rf_clean(pages + ref, qcfg, seed)
+                   + labelled.rf_junk(pages, words, sources.number_rows(x, qcfg), qcfg, seed)),
             "cd": labelled.cd_set(pages, sources.localization_chapters(x, qcfg), qcfg, seed),
-            "as": labelled.as_set(pages, qcfg, seed)}
+            "as": labelled.as_set(pages + ref, qcfg, seed)}
     d = f"{root}/set"
     os.makedirs(d, exist_ok=True)
     for name, rows in sets.items():

