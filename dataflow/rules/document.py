@@ -143,12 +143,13 @@ def _ngram_sep(lang):
     return "" if lang in ("zh", "ja", "ko") else " "
 
 
-# deviation: an n-gram covers the characters of the text it spans (Gopher: "fraction of characters contained
-# within" the n-grams). datatrove measures the n-gram joined with spaces, which equals that for
-# whitespace-separated words but inflates n-grams of split punctuation ('" /etc / shadow "' is 17 characters
-# for the 13 of "/etc/shadow").
+# deviation: n-grams of the non-symbol words (as for alpha_words, a lone punctuation mark is not a word;
+# datatrove 0.10 n-grams every token, so code samples' "' ) > > >" dominate), and an n-gram covers the
+# characters of the text it spans (Gopher: "fraction of characters contained within" the n-grams); datatrove
+# measures the n-gram joined with spaces, equal for whitespace-separated words but inflated for split
+# punctuation ('" /etc / shadow "' is 17 characters for the 13 of "/etc/shadow").
 def top_ngram(doc, p):
-    ws, spans, total = doc.words, doc.word_spans, len(doc.text)
+    (ws, spans), total = doc.non_symbol, len(doc.text)
     if not total:
         return None
     for n, frac in sorted((int(k), float(v)) for k, v in p["max_frac"].items()):
@@ -168,7 +169,7 @@ def top_ngram(doc, p):
 def dup_ngram(doc, p):
     # deviation: word n-grams, as Gopher defines it; datatrove 0.10 passes its joined n-grams to
     # find_all_duplicate, which joins n of those again (an n-gram of n-grams). Non-overlapping count as there.
-    ws, spans, total = doc.words, doc.word_spans, len(doc.text)
+    (ws, spans), total = doc.non_symbol, len(doc.text)
     if not total:
         return None
     for n, frac in sorted((int(k), float(v)) for k, v in p["max_frac"].items()):

@@ -147,6 +147,12 @@ class Doc:
         return out
 
     @cached_property
+    def non_symbol(self) -> tuple[list[str], list[tuple[int, int]]]:
+        """The non-symbol words and their spans."""
+        pairs = [(w, sp) for w, sp in zip(self.words, self.word_spans) if not is_punct_token(w)]
+        return [w for w, _ in pairs], [sp for _, sp in pairs]
+
+    @cached_property
     def non_symbol_words(self) -> list[str]:
         return [w for w in self.words if not is_punct_token(w)]
 
