@@ -10,8 +10,9 @@ declared parameters: unknown groups, rules and parameters are errors with a spel
 or range names the dotted key. `dataflow.confspec` checks it on the driver before any Spark work;
 `active_rules` checks it again, so the engine fails at construction on a bad parameter (datatrove style).
 
-Order: document rules, then paragraph rules, then sentence rules (Ziya2 §3.1); within a level, the order in
-which the rules appear in `filter.rules` (the configured order).
+Order: document rules, then paragraph rules, then sentence rules (Ziya2 §3.1), then final rules (judging the
+text left, as C4's page drop); within a level, the order in which the rules appear in `filter.rules` (the
+configured order).
 """
 from __future__ import annotations
 
