@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from .dedup import LANG, PLANT_SHARE, SEED, plant, sample_docs
 
@@ -63,7 +64,7 @@ def build_input(corpus: Path, n: int, out: Path) -> dict:
 
     def emit(d: dict) -> None:
         nonlocal written
-        url = f"https://{d['source'].replace('/', '.')}.invalid/{d['id']}"
+        url = f"https://{d['source'].replace('/', '.')}.invalid/{quote(d['id'], safe='')}"   # ids hold '#' and '?'
         files[written % PARTS].write(json.dumps({"id": d["id"], "source": d["source"], "url": url,
                                                  "text": d["text"]}, ensure_ascii=False) + "\n")
         written += 1
