@@ -1,0 +1,325 @@
+"""Readers and recipes for code, papers, Q&A, encyclopedia and books (`dataflow.sources`).
+
+Inputs are real text: installed PyPI distributions with their licence files (mwparserfromhell: MIT, py7zr:
+LGPL-2.1, attrs: SPDX MIT headers), the sample corpus's Debian licence texts, HumanEval programs, Devil's
+Dictionary entries, Debian's LaTeX documentation and the Gutenberg Moby Dick shipped by R's tokenizers.
+Each bad-input test counts the units it wrote itself and checks the rows against that count.
+"""
+from __future__ import annotations
+
+import bz2
+import gzip
+import importlib.metadata as md
+import io
+import json
+import re
+import tarfile
+
+import pytest
+
+from dataflow.sources import PROCESSORS, READERS, kind_for
+from dataflow.sources.arxiv import process_paper
+from dataflow.sources.books import process_book
+from dataflow.sources.code import process_code, strip_license_header
+from dataflow.sources.wiki import process_wiki
+from tools.corpus import recipe_sources as rs
+
+TEX = "tex/texlive-lang-cjk/usr/share/doc/texlive-doc"
+
+
+def read(kind: str, path) -> list[dict]:
+    return list(READERS[kind](str(path), source="t", cfg={}))
+
+
+def reasons(rows):
+    return [r["reason"] for r in rows if r["reason"]]
+
+
+def processed(row):
+    return PROCESSORS[row["meta"]["source_type"]](row["text"], row["meta"], {})
+
+
+# ---------------------------------------------------------------- code
+def test_mit_archive_kept_gpl_rejected(tmp_path, corpus_docs):
+    mit = rs.distribution_files("mwparserfromhell")
+    gpl = rs.gpl_tree(corpus_docs)
+    rs.write_archive(str(tmp_path / "mit.tar.gz"), mit)
+    rs.write_archive(str(tmp_path / "gpl.tar.gz"), gpl)
+    mit_rows, gpl_rows = read("code_archive", tmp_path / "mit.tar.gz"), read("code_archive", tmp_path / "gpl.tar.gz")
+    assert sorted(r["meta"]["path"] for r in mit_rows) == sorted(mit)      # one row per file written
+    assert sorted(r["meta"]["path"] for r in gpl_rows) == sorted(gpl)
+    init = next(r for r in mit_rows if r["meta"]["path"].endswith("mwparserfromhell/__init__.py"))
+    assert (init["meta"]["license"], init["meta"]["language"], init["meta"]["source_type"]) == ("MIT", "Python", "code")
+    text, why = processed(init)
+    assert why is None and ("import" in text or "def " in text)
+    prog = next(r for r in gpl_rows if r["meta"]["path"].endswith(".py"))
+    assert prog["meta"]["license"] == "GPL-3.0"
+    assert processed(prog) == (None, "code.license:GPL-3.0")
+    kept = [r for r in mit_rows if r["meta"]["path"].endswith(".py") and processed(r)[1] is None]
+    assert len(kept) >= len([p for p in mit if p.endswith(".py")]) // 2
+
+
+def test_lgpl_zip_rejected_and_spdx_header_wins(tmp_path):
+    files = rs.distribution_files("py7zr")
+    attrs = md.distribution("attrs")
+    setters = next(f for f in attrs.files if str(f).endswith("attr/setters.py"))
+    spdx_path = f"{next(iter(files)).split('/')[0]}/vendored/setters.py"
+    files[spdx_path] = setters.locate().read_bytes()        # `# SPDX-License-Identifier: MIT` in its header
+    rs.write_archive(str(tmp_path / "py7zr.zip"), files)
+    rows = read("code_archive", tmp_path / "py7zr.zip")
+    assert len(rows) == len(files)
+    by = {r["meta"]["path"]: r for r in rows}
+    helpers = next(r for p, r in by.items() if p.endswith("py7zr/helpers.py"))
+    assert processed(helpers) == (None, "code.license:LGPL-2.1")
+    assert by[spdx_path]["meta"]["license"] == "MIT" and by[spdx_path]["meta"]["license_from"] == "spdx"
+    text, why = processed(by[spdx_path])
+    assert why is None and "SPDX-License-Identifier" not in text
+    original = files[spdx_path].decode()
+    first_code = next(l for l in original.splitlines() if l.strip() and not l.startswith("#"))
+    assert text.lstrip().startswith(first_code.strip()[:20])
+
+
+def test_license_header_stripped_from_real_file():
+    helpers = next(f for f in md.distribution("py7zr").files if str(f).endswith("py7zr/helpers.py"))
+    src = helpers.locate().read_text()
+    assert "GNU Lesser General Public" in src[:2000]
+    out = strip_license_header(src)
+    assert "GNU Lesser General Public" not in out[:2000]
+    first_code = next(l for l in src.splitlines() if l.strip() and not l.lstrip().startswith("#"))
+    assert src.startswith("#!")                                  # the shebang stays, the licence block goes
+    assert out.split("\n")[0] == src.split("\n")[0]
+    assert next(l for l in out.splitlines()[1:] if l.strip()) == first_code
+
+
+def test_redpajama_line_heuristics(corpus_docs):
+    entries = rs.dictionary_entries(corpus_docs)
+    one_line = " ".join(e.replace("\n", " ") for e in entries[:20])      # > 1000 characters on one line
+    assert len(one_line) > 1000
+    meta = {"path": "a/min.js", "language": "JavaScript", "license": "MIT"}
+    assert process_code(one_line, meta) == (None, "code.max_line_length")
+    wide = "\n".join(e.replace("\n", " ")[:900] for e in entries if len(e) > 900)   # average line > 100
+    assert process_code(wide, meta) == (None, "code.avg_line_length")
+    assert process_code("=" * 60 + "\n" + "-" * 60 + "\nx = 1\n", meta) == (None, "code.alphanum_fraction")
+    assert process_code("=" * 60 + "\n" + "-" * 60 + "\nx = 1\n", meta, {"min_alphanum_fraction": 0.0})[1] is None
+
+
+def test_truncated_tar_gz(tmp_path):
+    files = rs.distribution_files("mwparserfromhell")
+    good = tmp_path / "good.tar.gz"
+    rs.write_archive(str(good), files)
+    data = good.read_bytes()
+    bad = tmp_path / "cut.tar.gz"
+    bad.write_bytes(data[: len(data) // 2])
+    rows = read("code_archive", bad)
+    kept = [r for r in rows if not r["reason"]]
+    assert 0 < len(kept) < len(files)
+    assert {r["meta"]["path"] for r in kept} <= set(files)
+    for r in kept:                                          # what was read is what was written
+        assert r["text"].encode() == files[r["meta"]["path"]].lstrip(b"\xef\xbb\xbf")
+    assert reasons(rows)[-1] == "malformed:corrupt_archive"
+    assert "cut.tar.gz" in rows[-1]["detail"]
+
+
+def test_corrupt_zip_member(tmp_path, corpus_docs):
+    files = rs.gpl_tree(corpus_docs)
+    path = tmp_path / "bad.zip"
+    rs.write_archive(str(path), files)
+    data = bytearray(path.read_bytes())
+    i = data.find(b"PK\x03\x04", 10)                         # the second member's local header
+    start = i + 30 + int.from_bytes(data[i + 26:i + 28], "little") + 5
+    data[start:start + 20] = b"\xff" * 20                    # damage its compressed bytes
+    path.write_bytes(bytes(data))
+    rows = read("code_archive", path)
+    assert len(rows) == len(files)                           # every member exactly one row
+    assert reasons(rows) == ["malformed:corrupt_archive"]
+    assert "bad.zip" in next(r["detail"] for r in rows if r["reason"])
+
+
+def test_not_an_archive(tmp_path, corpus_docs):
+    path = tmp_path / "x.tar.gz"
+    path.write_bytes(corpus_docs[0]["text"].encode())
+    rows = read("code_archive", path)
+    assert reasons(rows) == ["malformed:corrupt_archive"] and len(rows) == 1
+
+
+# ---------------------------------------------------------------- papers
+def test_macro_expanded(corpus_dir):
+    path = corpus_dir / TEX / "generic/fixjfm/fixjfm-doc.tex"
+    src = path.read_text()
+    # the file defines \newcommand\NormalSans{\normalfont\sffamily} and \newcommand\pkg[1]{{\protect\NormalSans#1}}
+    assert "\\newcommand\\pkg[1]{{\\protect\\NormalSans#1}}" in src and "\\pkg{jsclasses}" in src
+    rows = read("arxiv", path)
+    assert len(rows) == 1 and rows[0]["meta"]["source_type"] == "paper"
+    text, why = process_paper(rows[0]["text"], rows[0]["meta"])
+    assert why is None
+    assert "{\\protect\\normalfont\\sffamily jsclasses}" in text
+    assert "\\pkg" not in text and "\\NormalSans" not in text and "\\newcommand" not in text
+    assert text.startswith("\\section{Introduction}")      # the preamble and title block are gone
+    assert src.count("\\title{") == 1 and "\\title{" not in text
+    assert not re.search(r"(?m)^\s*%", text)
+
+
+def test_def_with_arguments_and_bibliography(corpus_dir):
+    src = (corpus_dir / TEX / "xelatex/zitie/zitie-cn.tex").read_text()
+    assert "\\bibitem" in src
+    text, why = process_paper(src, {})
+    assert why is None and "\\bibitem" not in text and "thebibliography" not in text
+    assert text.startswith("\\section")
+
+
+def test_arxiv_tar_one_row_per_paper_and_damage(tmp_path, corpus_dir):
+    texs = sorted(p for p in (corpus_dir / "tex").rglob("*.tex"))
+    papers = {f"2401.{i:05d}": [str(p)] for i, p in enumerate(texs[:6])}
+    papers["2401.99999"] = [str(p) for p in texs[6:9]]       # a multi-file paper: a .tar.gz member
+    path = tmp_path / "arXiv_src_2401_001.tar"
+    n = rs.arxiv_tar(str(path), papers)
+    rows = read("arxiv", path)
+    assert len(rows) == n == len(papers) and not reasons(rows)
+    assert sorted(r["meta"]["paper_id"] for r in rows) == sorted(papers)
+    multi = next(r for r in rows if r["meta"]["paper_id"] == "2401.99999")
+    for p in texs[6:9]:
+        assert p.read_bytes().decode("utf-8", "replace")[:200].strip()[:50] in multi["text"]
+    # a corrupt per-paper gzip: that paper quarantined, the others read
+    with tarfile.open(path) as t:
+        members = {m.name: t.extractfile(m).read() for m in t}
+    first = sorted(members)[0]
+    members[first] = members[first][:10] + b"\x00" * 40 + members[first][50:]
+    bad = tmp_path / "bad.tar"
+    rs.write_archive(str(bad), members)
+    rows = read("arxiv", bad)
+    assert len(rows) == len(members) and reasons(rows) == ["malformed:corrupt_archive"]
+    # a truncated outer tar: the complete members, then one row for the damage
+    data = path.read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    rows = read("arxiv", cut)
+    assert 0 < len([r for r in rows if not r["reason"]]) < len(papers)
+    assert reasons(rows)[-1] == "malformed:corrupt_archive"
+
+
+# ---------------------------------------------------------------- encyclopedia
+def _pages(corpus_docs, n=None):
+    entries = rs.dictionary_entries(corpus_docs)[:n]
+    return entries, [(e.split()[0].strip(",.").title(), 0, rs.wiki_page_text(e, i)) for i, e in enumerate(entries)]
+
+
+def test_templates_removed(tmp_path, corpus_docs):
+    entries, pages = _pages(corpus_docs)
+    pages.append(("Talk:Abasement", 1, pages[0][2]))          # another namespace: a row, rejected by the recipe
+    path = tmp_path / "enwiki-pages-articles-multistream.xml.bz2"
+    rs.mediawiki_dump(str(path), pages)
+    assert path.read_bytes().count(b"BZh9") > 2               # several bz2 streams
+    rows = read("mediawiki", path)
+    assert [r["meta"]["title"] for r in rows] == [p[0] for p in pages]
+    text, why = process_wiki(rows[0]["text"], rows[0]["meta"])
+    assert why is None
+    for markup in ("{{", "}}", "Infobox", "cite book", "<ref", "wikitable", "!!", "[[", "Category:", "thumb"):
+        assert markup not in text, markup
+    body_words = entries[0].split()[1:8]
+    assert " ".join(body_words) in " ".join(text.split())     # the prose survives
+    assert process_wiki(rows[-1]["text"], rows[-1]["meta"]) == (None, "wiki.namespace")
+
+
+def test_corrupt_bz2_and_malformed_xml(tmp_path, corpus_docs):
+    _, pages = _pages(corpus_docs)
+    path = tmp_path / "w.xml.bz2"
+    rs.mediawiki_dump(str(path), pages)
+    data = bytearray(path.read_bytes())
+    second = data.find(b"BZh9", data.find(b"BZh9", 10) + 4)   # damage the third stream (pages 101..200)
+    data[second + 60:second + 90] = b"\x00" * 30
+    path.write_bytes(bytes(data))
+    rows = read("mediawiki", path)
+    kept = [r for r in rows if not r["reason"]]
+    assert [r["meta"]["title"] for r in kept] == [p[0] for p in pages[: len(kept)]]
+    assert len(kept) < len(pages) and reasons(rows) == ["malformed:corrupt_compression"]
+    plain = tmp_path / "w.xml"
+    rs.mediawiki_dump(str(plain), pages[:10])
+    xml = plain.read_bytes()
+    cut = xml.find(b"<page>", xml.find(b"<title>" + pages[5][0].encode()) - 40)
+    plain.write_bytes(xml[: cut + 30] + b"<<broken")
+    rows = read("mediawiki", plain)
+    assert len([r for r in rows if not r["reason"]]) == 5 and reasons(rows) == ["malformed:xml"]
+
+
+# ---------------------------------------------------------------- Q&A
+def test_answers_ordered_by_score(tmp_path, corpus_docs):
+    entries = rs.dictionary_entries(corpus_docs)
+    qrows = rs.qa_rows(entries, 5, 3)
+    d = tmp_path / "english.stackexchange.com"
+    d.mkdir()
+    (d / "Posts.xml").write_bytes(rs.posts_xml(qrows))
+    rs.posts_7z(str(tmp_path / "english.stackexchange.com.7z"), rs.posts_xml(qrows))
+    plain, packed = read("stackexchange", d / "Posts.xml"), read("stackexchange", tmp_path / "english.stackexchange.com.7z")
+    assert [r["text"] for r in plain] == [r["text"] for r in packed]
+    questions = [q for q in qrows if q["PostTypeId"] == 1]
+    assert len(plain) == len(questions) and not reasons(plain)
+    q = questions[0]
+    answers = [a for a in qrows if a.get("ParentId") == q["Id"]]
+    by_score = sorted(answers, key=lambda a: -a["Score"])
+    assert [a["Id"] for a in answers] != [a["Id"] for a in by_score]   # file order is not score order
+    row = plain[0]
+    assert row["meta"]["site"] == "english.stackexchange.com" and row["text"].startswith(f"Q: {q['Title']}")
+    firsts = [" ".join(entries_text.split())[:40] for entries_text in
+              (re.sub(r"<[^>]+>", " ", a["Body"]).replace("&amp;", "&") for a in by_score)]
+    flat = " ".join(row["text"].split())
+    positions = [flat.find(f) for f in firsts]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions)
+    assert json.loads(row["meta"]["answer_scores"]) == [a["Score"] for a in by_score]
+
+
+def test_qa_bad_inputs(tmp_path, corpus_docs):
+    qrows = rs.qa_rows(rs.dictionary_entries(corpus_docs), 6, 2)
+    qrows.append({"Id": 999, "PostTypeId": 2, "ParentId": 12345, "Score": 1, "Body": "<p>orphan</p>"})
+    xml = rs.posts_xml(qrows)
+    (tmp_path / "Posts.xml").write_bytes(xml)
+    rows = read("stackexchange", tmp_path / "Posts.xml")
+    assert len(rows) == 6 + 1 and reasons(rows) == ["malformed:orphan_answer"]
+    cut = tmp_path / "cut" / "Posts.xml"
+    cut.parent.mkdir()
+    cut.write_bytes(xml[: xml.find(b'Id="9"') - 10] + b' Id="broken')
+    rows = read("stackexchange", cut)
+    assert reasons(rows) == ["malformed:xml"]
+    assert 0 < len(rows) - 1 < 6
+    rs.posts_7z(str(tmp_path / "s.7z"), xml)
+    data = bytearray((tmp_path / "s.7z").read_bytes())
+    data[40:80] = b"\x00" * 40                                  # damage the packed stream
+    (tmp_path / "bad.7z").write_bytes(bytes(data))
+    rows = read("stackexchange", tmp_path / "bad.7z")
+    assert reasons(rows)[-1] == "malformed:corrupt_archive" and len([r for r in rows if not r["reason"]]) < 6
+    (tmp_path / "short.7z").write_bytes(bytes(data[: len(data) // 2]))
+    rows = read("stackexchange", tmp_path / "short.7z")
+    assert reasons(rows) == ["malformed:corrupt_archive"]
+
+
+# ---------------------------------------------------------------- books
+def test_gutenberg_header_and_footer_removed(tmp_path, corpus_docs):
+    book = next(d["text"] for d in corpus_docs if d["source"] == "r-cran-tokenizers")
+    start = book.find("*** START OF THIS PROJECT GUTENBERG EBOOK")
+    assert start > 0
+    after = book[book.find("\n", start) + 1:].strip()[:60]
+    end_marker = "*** END OF THIS PROJECT GUTENBERG EBOOK MOBY DICK; OR THE WHALE ***"
+    licence = next(d["text"] for d in corpus_docs if d.get("id") == "common-licenses:GPL-2")
+    (tmp_path / "mobydick.txt").write_text(book + "\r\n" + end_marker + "\r\n" + licence)
+    rows = read("gutenberg", tmp_path / "mobydick.txt")
+    assert len(rows) == 1 and rows[0]["meta"]["source_type"] == "book"
+    text, why = process_book(rows[0]["text"], rows[0]["meta"])
+    assert why is None
+    assert "Project Gutenberg EBook of Moby Dick" not in text and "START OF THIS PROJECT" not in text
+    assert text.startswith(after.replace("\r\n", "\n")[:40])
+    assert "GNU GENERAL PUBLIC LICENSE" not in text and "END OF THIS PROJECT" not in text
+    assert text.rstrip().endswith(book.replace("\r\n", "\n").rstrip()[-40:])
+
+
+def test_corrupt_book(tmp_path, corpus_docs):
+    book = next(d["text"] for d in corpus_docs if d["source"] == "r-cran-tokenizers")
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(book.encode())[:5000])
+    rows = read("gutenberg", tmp_path / "b.txt.gz")
+    assert reasons(rows) == ["malformed:corrupt_compression"] and len(rows) == 1
+
+
+def test_kind_for():
+    assert kind_for("s3://d/enwiki-20240101-pages-articles-multistream.xml.bz2") == "mediawiki"
+    assert kind_for("/d/math.stackexchange.com.7z") == "stackexchange"
+    assert kind_for("/d/arXiv_src_2301_001.tar") == "arxiv"
+    assert kind_for("/d/repo-1.0.tar.gz") == "code_archive"
+    assert kind_for("/d/pg2701.txt") == "gutenberg"
