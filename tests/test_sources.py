@@ -348,3 +348,19 @@ def test_stack_style_jsonl_and_parquet(tmp_path, corpus_docs):
     pq.write_table(pa.Table.from_pylist([o for o in objs if "content" in o and "license" in o]), tmp_path / "s.parquet")
     prow = read("code_table", tmp_path / "s.parquet")
     assert [r["meta"]["license"] for r in prow] == ["MIT", "GPL-3.0", "Apache-2.0", "MIT", "GPL-2.0", "BSD-3-Clause"]
+
+
+def test_recipe_inputs_one_row_per_unit(tmp_path, corpus_dir):
+    from dataflow.ingest.records import RAW_COLUMNS, to_batch
+
+    counts = rs.build(str(corpus_dir), str(tmp_path))
+    assert set(counts) >= {"code/mwparserfromhell-mit.tar.gz", "arxiv/arXiv_src_fixture.tar",
+                           "wiki/enwiki-fixture-pages-articles-multistream.xml.bz2",
+                           "qa/english.stackexchange.com/Posts.xml", "books/mobydick.txt"}
+    for name, n in counts.items():
+        rows = read(kind_for(name), tmp_path / name)
+        assert len(rows) == n, name
+        assert not reasons(rows), name
+        assert to_batch(rows).num_rows == n and all(set(r) == set(RAW_COLUMNS) for r in rows)
+    wiki = read("mediawiki", tmp_path / "wiki/enwiki-fixture-pages-articles-multistream.xml.bz2")
+    assert {r["meta"]["lang"] for r in wiki} == {"en"}
