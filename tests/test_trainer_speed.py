@@ -3,6 +3,7 @@ accumulating k micro-batches equals one batch of the same tokens (token-weighted
 torch.compile option gives the same loss, the FLOP count covers the document-masked area, the varlen kernel's
 keyword arguments are fixed at setup, and bench.gpu refuses to run without CUDA."""
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -169,7 +170,10 @@ def test_bench_gpu_flow_runs_end_to_end_on_cpu(tmp_path):
     """--cpu-smoke: the whole bench-gpu flow (numerics table, engine per configuration, FLOP count, Markdown) with
     a 1-layer model and sdpa_mask, so a lent GPU's minutes are not spent on a bug in the script."""
     out = tmp_path / "gpu.md"
-    p = subprocess.run([sys.executable, "-m", "bench.gpu", "--cpu-smoke", "--out", str(out)], cwd=ROOT,
+    # a fresh process group: drop the rendezvous variables an earlier in-process train() left in os.environ
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    p = subprocess.run([sys.executable, "-m", "bench.gpu", "--cpu-smoke", "--out", str(out)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     md = out.read_text()
