@@ -33,7 +33,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -41,7 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .harness import git_commit, provenance_tag
+
 ROOT = Path(__file__).resolve().parent.parent
+PATHS = ["trainer", "bench/gpu.py", "bench/gpu_doc_lens.json", "conf/model/1b.yaml", "conf/train/1b.yaml",
+         "conf/deepspeed/zero2.json"]   # the code this section measures (stale marking in BENCHMARKS.md)
 DOC_LENS = Path(__file__).resolve().parent / "gpu_doc_lens.json"
 SEQ_LEN = 4096                      # Ziya2 / LLaMA-2 context (conf/pipeline.yaml pack.seq_len)
 TOLERANCE_FACTOR, TOLERANCE_ABS = 2.0, 1e-5   # FlashAttention tests: err(kernel) <= 2·err(pytorch bf16)
@@ -94,14 +97,6 @@ def batch_rows(doc_lens: list[list[int]], start: int, n: int, vocab: int, seed: 
     rng = np.random.default_rng([seed, start])
     return [{"input_ids": rng.integers(3, vocab, SEQ_LEN, dtype=np.int64),
              "doc_lens": doc_lens[(start + i) % len(doc_lens)], "loss_mask": None, "num_pad": 0} for i in range(n)]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return "unknown"
 
 
 # ---------------------------------------------------------------- CUDA parts
@@ -280,7 +275,7 @@ def run(args) -> int:
                 steps, warmup)
     print(md)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md + "\n")
+    args.out.write_text(provenance_tag(git_commit(ROOT), PATHS) + "\n" + md + "\n")
     if not num_ok:
         print("bench-gpu: a kernel is outside the numerics tolerance", file=sys.stderr)
         return 1
@@ -293,7 +288,7 @@ def render(name, peak, backend, mcfg, num_lines, num_ok, results, notes, wall, d
     pairs = statistics.mean(sum(n * (n + 1) // 2 for n in r) for r in doc_lens)
     docs = statistics.mean(len(r) for r in doc_lens)
     out = [f"## Trainer on one GPU ({name})", "",
-           f"`make bench-gpu` (bench/gpu.py) at commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC;",
+           f"`make bench-gpu` (bench/gpu.py) at commit {git_commit(ROOT)}, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC;",
            f"torch {torch.__version__}, CUDA {torch.version.cuda}, Python {platform.python_version()}; wall {wall:.0f} s.",
            "", "### Attention numerics (bf16, packed 2 × 4096 rows with document masking)", "",
            f"Criterion (FlashAttention's tests): max |kernel − fp32 sdpa_mask| ≤ {TOLERANCE_FACTOR:g} × max |bf16 sdpa_mask − "
