@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from dataflow.cli import main_guard, run_job, stage_argparser
+from dataflow.cli import load_job_conf, main_guard, run_job, stage_argparser
 from dataflow.config import section
 
 STAGE = "preprocess"
@@ -22,6 +22,7 @@ def main(argv=None) -> dict:
     ap = stage_argparser("jobs/preprocess.py", __doc__,
                          input_help="WARC/WET/JSONL/Parquet files, directories (recursive) or globs")
     args = ap.parse_args(argv)
+    load_job_conf(args, files=[STAGE])  # configuration mistakes first (before the readers are even imported)
     from dataflow.ingest import list_inputs
     from dataflow.stage import check_overlap
 
