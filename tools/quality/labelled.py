@@ -60,14 +60,34 @@ def is_untranslated(para: str, en_trigrams: set, share: float = 0.5) -> bool:
     return bool(tri) and len(tri & en_trigrams) >= share * len(tri)
 
 
+_PROSE = re.compile(r"[A-Za-z]{2,}")
+
+
 def untranslated_share(page, en_page) -> float:
-    """Share of a translated page's paragraph characters left in English (is_untranslated)."""
+    """Share of a translated page's paragraph characters that are English prose left untranslated:
+    is_untranslated, at least 8 words and a sentence end (commands and code are the same in every
+    translation and are not untranslated prose)."""
     if en_page is None:
         return 0.0
     en = word_trigrams(en_page.text)
     paras = paragraphs(page.text)
     total = sum(len(p) for p in paras) or 1
-    return sum(len(p) for p in paras if is_untranslated(p, en)) / total
+    return sum(len(p) for p in paras if len(_PROSE.findall(p)) >= 8 and p.rstrip()[-1:] in ".:!?"
+               and is_untranslated(p, en)) / total
+
+
+def round_robin(items: list, key, seed) -> list:
+    """Items ordered by a seeded hash within each source, then taken one source at a time, so no single
+    package dominates a sample."""
+    by: dict[str, list] = {}
+    for it in sorted(items, key=lambda p: stable(seed, key(p))):
+        by.setdefault(it.source, []).append(it)
+    out, queues = [], [by[k] for k in sorted(by)]
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out
 
 
 # ---------------------------------------------------------------- LID
@@ -131,7 +151,7 @@ def rf_clean(pages, cfg: dict, seed) -> list[dict]:
     out = []
     cands = clean_pages(pages, cfg)
     for lang in ("en", "zh"):
-        mine = sorted((p for p in cands if gold_lang(p.lang) == lang), key=lambda p: stable(seed, p.source + p.path + p.lang))
+        mine = round_robin([p for p in cands if gold_lang(p.lang) == lang], lambda p: p.source + p.path + p.lang, seed)
         for k, p in enumerate(mine[:cfg["rf"]["clean_per_lang"]]):
             out.append({"id": f"rf:clean:{lang}:{k}", "lang": lang, "kind": "clean", "source": p.source,
                         "path": f"{p.lang}/{p.path}", "text": p.main})
@@ -398,7 +418,7 @@ def as_set(pages, cfg: dict, seed) -> list[dict]:
     out = []
     cands = clean_pages(pages, cfg, langs=("en", "zh-cn"))
     for lang in ("en", "zh"):
-        mine = sorted((p for p in cands if gold_lang(p.lang) == lang), key=lambda p: stable(seed, "as" + p.source + p.path))
+        mine = round_robin([p for p in cands if gold_lang(p.lang) == lang], lambda p: "as" + p.source + p.path, seed)
         for k, p in enumerate(mine[:cfg["as"]["docs_per_lang"]]):
             rng = random.Random(stable(seed, f"as:{lang}:{k}"))
             out.append({"id": f"as:{lang}:{k}", "lang": lang, "source": p.source, "path": f"{p.lang}/{p.path}",
