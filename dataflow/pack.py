@@ -21,9 +21,7 @@ import itertools
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -286,32 +284,43 @@ def row_stats(rows, seq_len: int) -> dict:
 
 def write_shards(rows, out_dir: str | os.PathLike, seed: int, rows_per_shard: int, n_rows: int) -> list[dict]:
     """OUT/shards/part-XXXXX.parquet: a seeded hash of (group, row) picks each row's shard and its place in
-    it, so the files are byte-identical for a seed whatever the partitioning. Returns [{path, rows}]."""
+    it, so the files are byte-identical for a seed whatever the partitioning. Returns [{path, rows}].
+    `out_dir` is a path or URI (through dataflow.fs)."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
     from pyspark.sql import functions as F
 
-    out_dir = Path(out_dir)
-    shards_dir, tmp = out_dir / "shards", out_dir / "_shards_tmp"
+    from . import fs
+
+    out_dir = str(out_dir)
+    shards_dir, tmp = fs.join(out_dir, "shards"), fs.join(out_dir, "_shards_tmp")
     for p in (shards_dir, tmp):
-        if p.exists():
-            shutil.rmtree(p)
+        fs.delete(p)
     n_shards = max(1, math.ceil(n_rows / int(rows_per_shard)))
     keyed = (rows.withColumn("_ok", _key(seed, F.lit("row"), F.col("group"), F.col("row")))
                  .withColumn("_shard", F.pmod(F.col("_ok"), F.lit(n_shards))))
     (keyed.repartition(n_shards, "_shard").sortWithinPartitions("_shard", "_ok")
           .select(*SHARD_COLUMNS, "_shard")
-          .write.partitionBy("_shard").option("compression", "zstd").parquet(str(tmp)))
-    shards_dir.mkdir(parents=True)
-    found = sorted((int(d.name.split("=", 1)[1]), d) for d in tmp.iterdir() if d.name.startswith("_shard="))
+          .write.partitionBy("_shard").option("compression", "zstd").parquet(fs.spark_uri(tmp)))
+    fs.makedirs(shards_dir)
+
+    def entries(uri):   # raw listing: `_shard=K` folders are hidden from fs.walk
+        fsys, path = fs.resolve(uri)
+        return [(e.base_name, e.type) for e in fsys.get_file_info(pafs.FileSelector(path, recursive=False))]
+
+    found = sorted((int(name.split("=", 1)[1]), fs.join(tmp, name)) for name, t in entries(tmp)
+                   if t == pafs.FileType.Directory and name.startswith("_shard="))
     listing = []
     for k, (_, d) in enumerate(found):
-        files = sorted(d.glob("part-*.parquet"))
+        files = sorted(name for name, t in entries(d) if t == pafs.FileType.File
+                       and name.startswith("part-") and name.endswith(".parquet"))
         if len(files) != 1:
             raise RuntimeError(f"shard directory {d} holds {len(files)} files, expected 1")
-        dest = shards_dir / f"part-{k:05d}.parquet"
-        files[0].replace(dest)
-        listing.append({"path": f"shards/{dest.name}", "rows": pq.ParquetFile(dest).metadata.num_rows})
-    shutil.rmtree(tmp)
+        dest = fs.join(shards_dir, f"part-{k:05d}.parquet")
+        fs.move(fs.join(d, files[0]), dest)
+        with fs.open_input(dest) as f:
+            listing.append({"path": f"shards/{fs.basename(dest)}", "rows": pq.ParquetFile(f).metadata.num_rows})
+    fs.delete(tmp)
     if sum(s["rows"] for s in listing) != n_rows:
         raise RuntimeError(f"shards hold {sum(s['rows'] for s in listing)} rows, expected {n_rows}")
     return listing
