@@ -35,6 +35,8 @@ DRIVER_MEMORY = "2g"          # the machine is shared: helpers start no driver a
 POLL_S = 0.5                  # process-tree memory sampling period
 GOAL_GROWTH = 1.15            # #13.7: cost per document may grow at most 1.15x per 10x documents
 ROOT = Path(__file__).resolve().parent.parent
+PATHS = ["dataflow/preprocess", "dataflow/ingest", "dataflow/dedup", "dataflow/stage.py", "jobs/preprocess.py",
+         "jobs/dedup.py", "bench/scale.py"]   # the code this section measures (stale marking in BENCHMARKS.md)
 
 
 def edit(text: str, rng: random.Random) -> str:
@@ -206,7 +208,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     corpus = a.corpus or next(c for c in (Path("build/corpus/out/bench"), Path("build/corpus/out/fixture"))
                               if (c / "docs.jsonl").exists())
-    from .harness import git_commit
+    from .harness import git_commit, provenance_tag
 
     t0 = time.time()
     results = [run_size(corpus, a.work, n) for n in sorted(a.sizes)]
@@ -216,7 +218,7 @@ def main(argv=None) -> int:
              f"`python -m bench.scale --sizes {' '.join(map(str, sorted(a.sizes)))}` ({time.time() - t0:.0f} s, "
              f"load {load:.1f} at the end on {os.cpu_count()} cores)._")
     a.section.parent.mkdir(parents=True, exist_ok=True)
-    a.section.write_text(body + "\n\n" + stamp + "\n")
+    a.section.write_text(provenance_tag(git_commit(), PATHS) + "\n" + body + "\n\n" + stamp + "\n")
     (a.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(body + "\n\n" + stamp)
     return 0
