@@ -43,9 +43,11 @@ help:
 	@echo "make demo         the whole chain on the sample corpus, with a summary table"
 	@echo "make test         pytest on real corpus text (local[2] Spark)"
 	@echo "make bench        benchmarks against peers; results in BENCHMARKS.md"
-	@echo "make quality      per-stage precision/recall on a labelled set built from packages -> QUALITY.md"
 	@echo "make bench-gpu    one CUDA GPU, < 8 min: attention numerics, 1.1B MFU at 4096 (docs/bench/gpu.md)"
-	@echo "make pipeline INPUT=... OUTPUT=... [FORCE=1]   DP -> AS -> RF -> CD -> DE"
+	@echo "make quality      per-stage precision/recall on a labelled set built from packages -> QUALITY.md"
+	@echo "make pipeline INPUT=... OUTPUT=... [FORCE=1]   DP -> AS -> RF -> CD -> DE (PRINT_SUBMIT=1: cluster lines)"
+	@echo "make dist         dist/ziya2_dataflow.zip for --py-files (dataflow/ + conf/)"
+	@echo "make cluster-up   a Spark standalone master + 2 workers on 127.0.0.1 (make cluster-down stops them)"
 
 # ---------------------------------------------------------------- setup (idempotent)
 setup: $(VENV)/.setup-done kenlm-tools
