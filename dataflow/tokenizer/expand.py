@@ -12,21 +12,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-
-def char_ranges(ecfg: Mapping) -> list[tuple[int, int]]:
-    return [(int(lo), int(hi)) for lo, hi in ecfg["cjk_ranges"]]
+from ..text import HAN_RE
 
 
-def cjk_counts(text: str, ranges: Sequence[tuple[int, int]]) -> Counter:
-    """Occurrences of each character of `text` inside the configured code-point ranges."""
-    c = Counter()
-    for ch in text or "":
-        o = ord(ch)
-        for lo, hi in ranges:
-            if lo <= o <= hi:
-                c[ch] += 1
-                break
-    return c
+def han_counts(text: str) -> Counter:
+    """Occurrences of each Chinese character (`dataflow.text.HAN_RANGES`, the one home of the ranges) in `text`."""
+    return Counter(HAN_RE.findall(text or ""))
 
 
 def count_chars(df, ecfg: Mapping) -> list[tuple[str, int]]:
@@ -35,13 +26,12 @@ def count_chars(df, ecfg: Mapping) -> list[tuple[str, int]]:
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    ranges = char_ranges(ecfg)
 
     def count(batches):
         for b in batches:
             c = Counter()
             for t in b.column("text").to_pylist():
-                c.update(cjk_counts(t, ranges))
+                c.update(han_counts(t))
             if c:
                 yield pa.RecordBatch.from_arrays([pa.array(list(c.keys()), pa.string()),
                                                   pa.array(list(c.values()), pa.int64())], names=["ch", "n"])

@@ -21,8 +21,10 @@ import random
 import re
 from collections import Counter
 
+from dataflow.text import CJK_RE
+
 CJK_LANGS = ("zh", "ja", "ko")
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+_CJK = CJK_RE   # Han, kana and hangul: dataflow/text.py is the one home of the ranges
 CD_CLASSES = ("exact", "punct", "emoji", "whitespace", "swap3", "header")
 JUNK_CLASSES = ("navigation", "repeated", "stuffing", "numbers", "spam")
 
