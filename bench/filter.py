@@ -113,8 +113,6 @@ def run(ctx: BenchContext) -> str:
     ratio = comp.median("datatrove", "cpu_s") / comp.median("ours", "cpu_s")
     ratio_wall = comp.median("datatrove", "wall_s") / comp.median("ours", "wall_s")
     verdict = "met" if ratio >= 1.5 else f"**missed** by {1.5 / ratio:.2f}x"
-    rows = [f"| {name} | {comp.spread(name, 'wall_s')} | {comp.spread(name, 'cpu_s')} | {kept:,} | "
-            f"{n / comp.median(name, 'cpu_s'):.0f} |" for name, kept in (("ours", st["kept"]), ("datatrove", len(peer_kept)))]
     top = lambda c: ", ".join(f"{k} {v}" for k, v in c.most_common(5)) or "-"
     return "\n".join([
         "## RF: rule-based filtering, Spark stage vs datatrove executor (end to end)",
@@ -125,11 +123,7 @@ def run(ctx: BenchContext) -> str:
         f"writes data/, rejected/ and stats. datatrove 0.10.1: its FineWeb recipe's four filters with exclusion "
         f"writers, Parquet in and out, tasks={CORES}, workers={CORES}. Both: {CORES} cores, whole processes.",
         "",
-        f"Median [min-max] of {reps} interleaved runs:",
-        "",
-        "| side | wall s | CPU s (process tree) | docs kept | input docs / CPU-second |",
-        "|---|---:|---:|---:|---:|",
-        *rows,
+        *comp.table(n, {"ours": st["kept"], "datatrove": len(peer_kept)}),
         "",
         f"**Ours vs datatrove end to end: {ratio:.2f}x** in docs per CPU-second (wall {ratio_wall:.2f}x); goal >= 1.5x: "
         f"{verdict}. Our rules are a superset of datatrove's, applied in the configured order with the first failing "

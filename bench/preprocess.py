@@ -144,11 +144,6 @@ def run(ctx: BenchContext) -> str:
     st = json.loads((outs["ours"] / "stats.json").read_text())
     kept = {"ours": st["kept"], **{s.name: _count_parquet_rows(outs[s.name]) for s in sides[1:]}}
 
-    rows = []
-    for s in sides:
-        cpu = comp.median(s.name, "cpu_s")
-        rows.append(f"| {s.name} | {comp.spread(s.name, 'wall_s')} | {comp.spread(s.name, 'cpu_s')} | "
-                    f"{kept[s.name]:,} | {n / cpu:.1f} |")
     ratio = comp.median("datatrove-resiliparse", "cpu_s") / comp.median("ours", "cpu_s")
     ratio_wall = comp.median("datatrove-resiliparse", "wall_s") / comp.median("ours", "wall_s")
     ratio_tf = comp.median("datatrove-trafilatura", "cpu_s") / comp.median("ours", "cpu_s")
@@ -165,11 +160,7 @@ def run(ctx: BenchContext) -> str:
         (`main_content=True, list_bullets=True`), and its default Trafilatura for reference. Ours also
         normalises text (NFKC, ftfy) and writes rejected rows with reasons; datatrove drops them.""").strip(),
         "",
-        f"Median [min-max] of {reps} interleaved runs:",
-        "",
-        "| side | wall s | CPU s (process tree) | docs kept | input docs / CPU-second |",
-        "|---|---:|---:|---:|---:|",
-        *rows,
+        *comp.table(n, kept),
         "",
         f"**Ours vs datatrove with the same extractor: {ratio:.2f}x** in docs per CPU-second (wall: {ratio_wall:.2f}x); "
         f"goal >= 2.0x: {verdict}. Against datatrove's default Trafilatura: {ratio_tf:.2f}x (that ratio mostly "

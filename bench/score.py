@@ -120,8 +120,6 @@ def run(ctx: BenchContext) -> str:
     n = info["docs"]
     ratio = comp.median("bare", "cpu_s") / comp.median("ours", "cpu_s")
     verdict = "met" if ratio >= 0.8 else f"**missed**: ours needs {1 / ratio:.2f}x the bare loop's CPU"
-    rows = [f"| {name} | {comp.spread(name, 'wall_s')} | {comp.spread(name, 'cpu_s')} | "
-            f"{n / comp.median(name, 'cpu_s'):.0f} |" for name in ("ours", "bare")]
     return "\n".join([
         "## AS: perplexity scoring (`score`) vs a bare loop doing the same work",
         "",
@@ -132,11 +130,7 @@ def run(ctx: BenchContext) -> str:
         f"local[{SPARK_CORES}] (it also writes rejected/ and stats.json), the bare loop one Python process. "
         f"Whole processes, JVM start included; per core = per CPU-second of the process tree.",
         "",
-        f"Median [min-max] of {reps} interleaved runs:",
-        "",
-        "| side | wall s | CPU s (process tree) | docs / CPU-second |",
-        "|---|---:|---:|---:|",
-        *rows,
+        *comp.table(n),
         "",
         f"**Ours / bare loop: {ratio:.2f}x per core** (goal >= 0.8x): {verdict}. Agreement: max relative ppl "
         f"difference over {len(rel):,} documents {max(rel) if rel else float('nan'):.1e}.",

@@ -150,8 +150,6 @@ def run(ctx: BenchContext) -> str:
         raise RuntimeError(f"jobs.encode (supervised) failed:\n{p.stderr[-3000:]}")
     m1 = _pack(ctx, root, env, model, ours_out, work / "pack1", "pretrain")
     m23 = _pack(ctx, root, env, model, tok_sup, work / "pack23", "supervised")
-    rows = [f"| {name} | {comp.spread(name, 'wall_s')} | {comp.spread(name, 'cpu_s')} | "
-            f"{info['docs'] / comp.median(name, 'cpu_s'):,.0f} |" for name in ("ours", "bare")]
     lines = [
         "## Tokenize and pack",
         "",
@@ -161,11 +159,7 @@ def run(ctx: BenchContext) -> str:
         f"(zstd); ours is `jobs.encode` on Spark local[{SPARK_CORES}] (also writes rejected/ and stats.json), the bare "
         f"loop one Python process. Whole processes, JVM start included; per core = per CPU-second of the process tree.",
         "",
-        f"Median [min-max] of {reps} interleaved runs:",
-        "",
-        "| side | wall s | CPU s (process tree) | docs / CPU-second |",
-        "|---|---:|---:|---:|",
-        *rows,
+        *comp.table(info["docs"]),
         "",
         f"**Ours / bare loop: {ratio:.2f}x per core** (goal >= 0.5x): {verdict}. Token counts agree: "
         + ("yes." if bare_tokens == tokens else f"no ({bare_tokens:,} vs {tokens:,})."),

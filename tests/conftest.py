@@ -59,6 +59,17 @@ def models_dir() -> Path:
     return MODELS
 
 
+@pytest.fixture(scope="session")
+def pages(corpus_dir) -> list[dict]:
+    """The corpus's real HTML pages as WARC writer input (url, body, lang, content type, a fixed crawl date)."""
+    out = []
+    for line in open(corpus_dir / "html_manifest.jsonl", encoding="utf-8"):
+        m = json.loads(line)
+        out.append({"url": m["url"], "body": (corpus_dir / m["path"]).read_bytes(), "lang": m["lang"],
+                    "content_type": "text/html; charset=utf-8", "date": "2024-01-01T00:00:00Z"})
+    return out
+
+
 def gzip_members(path: Path) -> list[int]:
     """Start offsets of the gzip members of a file (independent of the WARC reader under test)."""
     import zlib

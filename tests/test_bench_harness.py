@@ -38,6 +38,11 @@ def test_sides_are_interleaved_with_rotating_order(tmp_path):
     assert log.read_text() == "abbaabba"
     assert [r.side for r in comp.runs] == list("abbaabba")
     assert len(comp.of("a")) == 4 and comp.median("a", "cpu_s") > 0
+    table = comp.table(100, kept={"a": 7, "b": 9})
+    assert table[0] == "Median [min-max] of 4 interleaved runs:"
+    assert [row.split("|")[1].strip() for row in table[4:]] == ["a", "b"]
+    assert table[5].split("|")[4].strip() == "9"
+    assert comp.ratio("a", "b") == comp.median("a", "cpu_s") / comp.median("b", "cpu_s")
 
 
 def test_a_failing_side_stops_the_comparison():

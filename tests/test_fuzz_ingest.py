@@ -43,16 +43,6 @@ def cfg():
     return yaml.safe_load(open(ROOT / "conf" / "pipeline.yaml"))["preprocess"]
 
 
-@pytest.fixture(scope="module")
-def pages(corpus_dir):
-    out = []
-    for line in open(corpus_dir / "html_manifest.jsonl", encoding="utf-8"):
-        m = json.loads(line)
-        out.append({"url": m["url"], "body": (corpus_dir / m["path"]).read_bytes(),
-                    "content_type": "text/html; charset=utf-8", "date": DATE})
-    return out
-
-
 def members(data: bytes) -> list[tuple[int, int]]:
     """(start, end) of every gzip member (test-side, with zlib on the clean file)."""
     out, i = [], 0

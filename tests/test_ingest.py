@@ -30,16 +30,6 @@ def cfg():
     return yaml.safe_load(open(ROOT / "conf" / "pipeline.yaml"))["preprocess"]
 
 
-@pytest.fixture(scope="module")
-def pages(corpus_dir):
-    out = []
-    for line in open(corpus_dir / "html_manifest.jsonl", encoding="utf-8"):
-        m = json.loads(line)
-        out.append({"url": m["url"], "body": (corpus_dir / m["path"]).read_bytes(),
-                    "content_type": "text/html; charset=utf-8", "date": DATE, "lang": m["lang"]})
-    return out
-
-
 def read(path, fmt, cfg):
     return list(iter_file(str(path), fmt, cfg))
 

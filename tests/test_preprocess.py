@@ -30,16 +30,6 @@ def cfg(models_dir):
     return c
 
 
-@pytest.fixture(scope="module")
-def pages(corpus_dir):
-    out = []
-    for line in open(corpus_dir / "html_manifest.jsonl", encoding="utf-8"):
-        m = json.loads(line)
-        out.append({"url": m["url"], "body": (corpus_dir / m["path"]).read_bytes(), "lang": m["lang"],
-                    "content_type": "text/html; charset=utf-8", "date": DATE})
-    return out
-
-
 def doc(corpus_docs, lang, source="debian-reference"):
     return next(d for d in corpus_docs if d["lang"] == lang and d["source"] == source)
 
