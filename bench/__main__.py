@@ -71,7 +71,8 @@ def write_benchmarks(out: Path, sections_dir: Path) -> None:
 
 def _mark_stale(text: str, why: str, name: str) -> str:
     """Insert the stale note under the section's heading (or at its top)."""
-    note = f"> **Stale:** {why}. Rerun `make bench ONLY={name}`."
+    rerun = f"`make bench ONLY={name}`" if name in STAGES else "the command this section names"
+    note = f"> **Stale:** {why}. Rerun {rerun}."
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.startswith("## "):
