@@ -47,24 +47,6 @@ class Run:
     stdout: str = ""
     stderr: str = ""
 
-    def table(self, n_docs: int, kept: dict | None = None) -> list[str]:
-        """The section's results table: median [min-max] wall and CPU per side, optional kept counts, and input
-        documents per CPU-second (per core)."""
-        names = list(dict.fromkeys(r.side for r in self.runs))
-        reps = max(len(self.of(n)) for n in names)
-        head = "| side | wall s | CPU s (process tree) |" + (" docs kept |" if kept else "") + " input docs / CPU-second |"
-        out = [f"Median [min-max] of {reps} interleaved runs:", "", head,
-               "|---|---:|---:|" + ("---:|" if kept else "") + "---:|"]
-        for n in names:
-            k = f" {kept[n]:,} |" if kept else ""
-            out.append(f"| {n} | {self.spread(n, 'wall_s')} | {self.spread(n, 'cpu_s')} |{k} "
-                       f"{n_docs / self.median(n, 'cpu_s'):,.1f} |")
-        return out
-
-    def ratio(self, base: str, side: str, attr: str = "cpu_s") -> float:
-        """How many times faster `side` is than `base`: median(base) / median(side)."""
-        return self.median(base, attr) / self.median(side, attr)
-
     @property
     def busy(self) -> bool:
         return self.others_cpu_share > BUSY_SHARE
