@@ -70,6 +70,16 @@ def pages(corpus_dir) -> list[dict]:
     return out
 
 
+def tiny_train_config(mix, out: Path, *overrides):
+    """conf/train/tiny.yaml shrunk further for trainer tests: data from `mix`, checkpoints and metrics under `out`,
+    no progress bar, TensorBoard or plots; `overrides` (dotted key=value) come last and win."""
+    from trainer.config import load_config
+
+    return load_config(ROOT / "conf/train/tiny.yaml", [
+        f"data.root={mix}", f"checkpoint.dir={out / 'ckpt'}", f"metrics.dir={out}", "metrics.progress_bar=false",
+        "metrics.tensorboard=false", "metrics.plot=false", "model.dim=64", "model.ffn_dim=176", *overrides])
+
+
 def gzip_members(path: Path) -> list[int]:
     """Start offsets of the gzip members of a file (independent of the WARC reader under test)."""
     import zlib

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.config import load_config
+from conftest import tiny_train_config
 from trainer.demo_shards import build
 from trainer.hf import export_checkpoint, load_hf
 from trainer.step import lm_loss_sum
@@ -26,10 +26,7 @@ def mix(corpus_dir, tmp_path_factory):
 
 
 def config(mix, out: Path, *overrides):
-    return load_config(ROOT / "conf/train/tiny.yaml", [
-        f"data.root={mix}", f"checkpoint.dir={out / 'ckpt'}", f"metrics.dir={out}", "metrics.progress_bar=false",
-        "metrics.tensorboard=false", "metrics.plot=false", "model.dim=64", "model.ffn_dim=176",
-        "optim.warmup_steps=3", "micro_batch_size=4", "data.steps_per_stage=0", *overrides])
+    return tiny_train_config(mix, out, "optim.warmup_steps=3", "micro_batch_size=4", "data.steps_per_stage=0", *overrides)
 
 
 def records(out: Path) -> list[dict]:

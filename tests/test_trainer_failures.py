@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trainer.checkpoint import CheckpointError
-from trainer.config import load_config
+from conftest import tiny_train_config
 from trainer.data import read_mix
 from trainer.demo_shards import build
 from trainer.hf import export_checkpoint
@@ -23,10 +23,7 @@ def mix(corpus_dir, tmp_path_factory):
 
 
 def config(mix, out: Path, *overrides):
-    return load_config(ROOT / "conf/train/tiny.yaml", [
-        f"data.root={mix}", f"checkpoint.dir={out / 'ckpt'}", f"metrics.dir={out}", "metrics.progress_bar=false",
-        "metrics.tensorboard=false", "metrics.plot=false", "model.dim=64", "model.ffn_dim=176",
-        "micro_batch_size=2", "data.steps_per_stage=2", *overrides])
+    return tiny_train_config(mix, out, "micro_batch_size=2", "data.steps_per_stage=2", *overrides)
 
 
 def copy_mix(mix, tmp_path) -> Path:
