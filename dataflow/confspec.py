@@ -260,11 +260,29 @@ PIPELINE_SECTION = _s({
 })
 
 
+# ---------------------------------------------------------------- source types (dataflow/recipes.py)
+def _types():
+    from .recipes import SOURCE_TYPES
+    return SOURCE_TYPES
+
+
+SOURCES = _s({
+    "default_type": Str(_types()),
+    "inputs": List(Section({"match": Str(non_empty=True), "type": Str(_types()),
+                            "kind": Str(non_empty=True, nullable=True)}, required=("match", "type"))),
+})
+_ALL_OR_LIST = OneOf(Str(["all"]), List(Str(non_empty=True), unique=True))
+RECIPE = _s({"rules": _ALL_OR_LIST, "dedup": OneOf(Str(["all"]), List(Str(DEDUP_STEPS), unique=True)),
+             "score": Str(["lm", "none"]), "ref_score": Bool()})
+RECIPES = Section({t: RECIPE for t in _types()})
+
+
 def pipeline_spec() -> Section:
     """The whole conf/pipeline.yaml. Built on call so `filter.rules` picks up the rule registry's spec."""
     return Section({
         "spark": SPARK, "preprocess": PREPROCESS, "score": SCORE, "filter": filter_spec(), "dedup": DEDUP,
         "evaluate": EVALUATE, "tokenizer": TOKENIZER, "pack": PACK, "pipeline": PIPELINE_SECTION,
+        "sources": SOURCES, "recipes": RECIPES,
     }, required=("spark", "preprocess", "score", "filter", "dedup", "evaluate", "tokenizer", "pack"))
 
 
