@@ -266,14 +266,26 @@ def _types():
     return SOURCE_TYPES
 
 
+def _kinds():
+    from .recipes import READER_KINDS
+    return READER_KINDS
+
+
 SOURCES = _s({
     "default_type": Str(_types()),
     "inputs": List(Section({"match": Str(non_empty=True), "type": Str(_types()),
-                            "kind": Str(non_empty=True, nullable=True)}, required=("match", "type"))),
+                            "kind": Str(_kinds(), nullable=True)}, required=("match", "type"))),
+    "by_source": Map(Str(_types()), nullable=True),
+    "code": _s({"allowed_licenses": List(Str(non_empty=True), unique=True), "max_line_length": Count(1),
+                "max_avg_line_length": Count(1), "min_alphanum_fraction": Prob()}),
+    "qa": _s({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0)}),
+    "wiki": _s({"namespaces": List(Str(non_empty=True), unique=True, min_len=1)}),
+    "book": _s({"max_book_bytes": Count(1)}),
 })
 _ALL_OR_LIST = OneOf(Str(["all"]), List(Str(non_empty=True), unique=True))
 RECIPE = _s({"rules": _ALL_OR_LIST, "dedup": OneOf(Str(["all"]), List(Str(DEDUP_STEPS), unique=True)),
-             "score": Str(["lm", "none"]), "ref_score": Bool()})
+             "score": Str(["lm", "none"]), "ref_score": Bool(), "lid": Str(["filter", "label"]),
+             "whitespace": Str(["collapse", "keep"])})
 RECIPES = Section({t: RECIPE for t in _types()})
 
 
