@@ -2,19 +2,25 @@
 
 `run(df, cfg)` annotates every record once (mapInArrow over Arrow batches): the rewritten `text`,
 `rule_flags` (rule -> documents/paragraphs/sentences it removed), `reason`/`detail` for rejected rows.
+Given the root conf, each record gets only the rules of its `source_type`'s recipe (`recipes.<type>.rules`,
+dataflow/recipes.py): one engine per distinct recipe, chosen per record inside the batch transform; a type
+whose recipe names no rule passes through kept, untouched (it still counts as input and kept).
 Kept and rejected are then split by `StageResult.from_annotated`; per-rule statistics are Spark
 aggregations over the per-record counters, and `write_examples` writes a few seeded before/after
 examples per rule for human audit.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Mapping
 
 import pyarrow as pa
 
+from .recipes import SOURCE_TYPES, default_type, recipes
 from .rules.engine import RuleEngine
 from .rules.registry import ActiveRule, all_rules
 from .schema import require_columns
@@ -24,6 +30,7 @@ FLAGS = "rule_flags"          # kept on the output: map<string,int> rule -> unit
 _CHARS = "_rule_chars"        # internal: map<string,long> rule -> characters removed (stats only)
 _ORIG = "_orig_text"          # internal: the input text of rewritten documents (examples only)
 _REMOVED = "_removed"         # internal: rule -> its first removed paragraphs/sentences (examples only)
+_UNKNOWN = object()          # a source_type no recipe exists for
 ADDED = [pa.field(FLAGS, pa.map_(pa.string(), pa.int32())), pa.field(_CHARS, pa.map_(pa.string(), pa.int64())),
          pa.field(_ORIG, pa.string()), pa.field(_REMOVED, pa.map_(pa.string(), pa.list_(pa.string()))),
          pa.field("reason", pa.string()), pa.field("detail", pa.string())]
@@ -33,17 +40,61 @@ def lexicon_files(rules: list[ActiveRule]) -> list[str]:
     return sorted({p for r in rules for p in (r.params.get("lexicons") or {}).values()})
 
 
-def annotate_batch(batch: pa.RecordBatch, engine: RuleEngine, keep_removed: int = 0) -> pa.RecordBatch:
-    """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns."""
+def recipe_engines(engine: RuleEngine, conf: Mapping) -> dict[str, RuleEngine | None]:
+    """source type -> the engine of its recipe's rules (None: the recipe names no enabled rule). Types with the
+    same selection share one engine. A recipe naming a rule or family that does not exist fails here."""
+    known = {r.name for r in all_rules()}
+    families = {n.split(".", 1)[0] for n in known}
+    by_sel: dict[tuple[str, ...] | None, RuleEngine | None] = {}
+    out = {}
+    for t, rec in recipes(conf).items():
+        unknown = [x for x in rec.rules or () if x not in known and x not in families]
+        if unknown:
+            raise ValueError(f"recipes.{t}.rules: unknown rule(s) or famil(ies) {unknown}; "
+                             f"see python -m jobs.filter --list-rules")
+        if rec.rules not in by_sel:
+            rules = [r for r in engine.rules if rec.applies_rule(r.name)]
+            if not rules:
+                by_sel[rec.rules] = None
+            elif len(rules) == len(engine.rules):
+                by_sel[rec.rules] = engine
+            else:
+                sub = copy.copy(engine)
+                sub.rules = rules
+                by_sel[rec.rules] = sub
+        out[t] = by_sel[rec.rules]
+    return out
+
+
+def with_source_type(df, conf: Mapping):
+    """`source_type` on every row: a missing column or a null is the default type (recipes.py)."""
+    from pyspark.sql import functions as F
+
+    fill = F.lit(default_type(conf))
+    return df.withColumn("source_type", F.coalesce(F.col("source_type"), fill) if "source_type" in df.columns else fill)
+
+
+def annotate_batch(batch: pa.RecordBatch, engine, keep_removed: int = 0) -> pa.RecordBatch:
+    """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns.
+    `engine`: one RuleEngine for every record, or a mapping source type -> engine (None: no rules), chosen by
+    the batch's `source_type` column (filled by `with_source_type`)."""
     texts = batch.column("text").to_pylist()
     langs = batch.column("lang").to_pylist()
+    types = [None] * len(texts) if isinstance(engine, RuleEngine) else batch.column("source_type").to_pylist()
     new_text, flags, chars, orig, removed, reasons, details = [], [], [], [], [], [], []
-    for text, lang in zip(texts, langs):
-        if text is None:
-            new_text.append(None), flags.append([]), chars.append([]), orig.append(None), removed.append([])
-            reasons.append("malformed:text"), details.append("text is null")
+    for text, lang, typ in zip(texts, langs, types):
+        eng = engine if isinstance(engine, RuleEngine) else engine.get(typ, _UNKNOWN)
+        if text is None or eng is _UNKNOWN or eng is None:     # malformed, or a type whose recipe has no rule
+            new_text.append(text), flags.append([]), chars.append([]), orig.append(None), removed.append([])
+            if text is None:
+                reasons.append("malformed:text"), details.append("text is null")
+            elif eng is _UNKNOWN:
+                reasons.append("malformed:source_type")
+                details.append(f"source_type {typ!r} is not one of {list(SOURCE_TYPES)}")
+            else:
+                reasons.append(None), details.append(None)
             continue
-        o = engine.filter_text(text, lang, keep_removed)
+        o = eng.filter_text(text, lang, keep_removed)
         new_text.append(o.text)
         flags.append(sorted(o.units.items()))
         chars.append(sorted(o.chars.items()))
@@ -61,8 +112,10 @@ def annotate_batch(batch: pa.RecordBatch, engine: RuleEngine, keep_removed: int 
     return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
 
 
-def run(df, cfg: dict):
-    """documents -> StageResult(kept, rejected, stats). `cfg` is the `filter` section of the configuration."""
+def run(df, cfg: dict, conf: Mapping | None = None):
+    """documents -> StageResult(kept, rejected, stats). `cfg` is the `filter` section of the configuration;
+    `conf` the root configuration whose `recipes` choose each source type's rules (None: every rule applies
+    to every record, the behaviour before source types)."""
     from pyspark.sql import types as T
 
     from .spark import ship_file
@@ -71,6 +124,9 @@ def run(df, cfg: dict):
     require_columns(df, ["id", "text", "lang"], STAGE)
     engine = RuleEngine(cfg)          # a bad rule parameter fails here, on the driver
     rules = engine.rules
+    engines = recipe_engines(engine, conf) if conf is not None else engine
+    if conf is not None:
+        df = with_source_type(df, conf)
     spark = df.sparkSession
     for path in lexicon_files(rules):
         ship_file(spark, path)
@@ -89,18 +145,24 @@ def run(df, cfg: dict):
 
     def transform(batches):
         for b in batches:
-            yield annotate_batch(b, engine, keep_removed)
+            yield annotate_batch(b, engines, keep_removed)
 
     annotated = src.mapInArrow(transform, out_schema)
     result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG, _REMOVED])
-    lexicons = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] for path in lexicon_files(rules)}
     # the config hash covers lexicon paths, not contents: record the contents' hashes for audit
-    result.stats = lambda: {**rule_stats(result.annotated, rules), "lexicons": lexicons}
+    lexicons = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] for path in lexicon_files(rules)}
+    extra = {"lexicons": lexicons}
+    types = {}
+    if conf is not None:
+        types = {r.name: sorted(t for t, e in engines.items() if e is not None and r in e.rules) for r in rules}
+        extra["recipes"] = {t: "all" if r.rules is None else list(r.rules) for t, r in recipes(conf).items()}
+    result.stats = lambda: {**rule_stats(result.annotated, rules, types), **extra}
     return result
 
 
-def rule_stats(annotated, rules: list[ActiveRule]) -> dict:
-    """For every rule: documents rejected, paragraphs/sentences removed, characters removed (aggregations)."""
+def rule_stats(annotated, rules: list[ActiveRule], types: Mapping[str, list[str]] | None = None) -> dict:
+    """For every rule: documents rejected, paragraphs/sentences removed, characters removed (aggregations);
+    with `types` (rule -> the source types whose recipe applies it), those types too."""
     from pyspark.sql import functions as F
 
     units = {r["rule"]: r["n"] for r in annotated.select(F.explode(FLAGS).alias("rule", "u"))
@@ -121,6 +183,8 @@ def rule_stats(annotated, rules: list[ActiveRule]) -> dict:
             "sentences": u if r.level == "sentence" else 0,
             "chars": int(chars.get(r.name) or 0),
         }
+        if types:
+            per_rule[r.name]["source_types"] = types.get(r.name, [])
     return {"rules": per_rule, "malformed": {k: v for k, v in docs.items() if k.startswith("malformed:")}}
 
 
@@ -131,11 +195,12 @@ def write_examples(annotated, out, cfg: dict) -> dict[str, int]:
     from pyspark.sql import functions as F
 
     n, cap, seed = int(cfg["examples_per_rule"]), int(cfg["example_max_chars"]), int(cfg["seed"])
-    touched = annotated.select("id", "source", "lang", "text", _ORIG, _REMOVED, "reason", "detail", FLAGS,
+    typed = ["source_type"] if "source_type" in annotated.columns else []
+    touched = annotated.select("id", "source", *typed, "lang", "text", _ORIG, _REMOVED, "reason", "detail", FLAGS,
                                F.explode(F.map_keys(FLAGS)).alias("rule"))
     w = Window.partitionBy("rule").orderBy(F.xxhash64(F.lit(seed), F.col("id")), F.col("id"))
     picked = (touched.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)
-              .select("rule", "rank", "id", "source", "lang",
+              .select("rule", "rank", "id", "source", *typed, "lang",
                       F.element_at(FLAGS, F.col("rule")).alias("units"),
                       F.col("reason").alias("rejected_by"), "detail",
                       F.col(_REMOVED)[F.col("rule")].alias("removed"),

@@ -11,12 +11,13 @@ def list_rules(cfg: Mapping, markdown: bool = False) -> str:
     return table(cfg, markdown)
 
 
-def run_with_examples(df, cfg: Mapping, out: str):
+def run_with_examples(df, cfg: Mapping, out: str, conf: Mapping | None = None):
     """The RF transform plus its audit examples, written to `out`/examples (the stage's attempt directory,
-    committed with the data); the example counts join the stage statistics."""
+    committed with the data); the example counts join the stage statistics. `conf`: the root configuration
+    (its `recipes` choose each source type's rules; filter.run)."""
     from .filter import run, write_examples
 
-    result = run(df, cfg)
+    result = run(df, cfg, conf)
     examples = write_examples(result.annotated, out, cfg)
     stats_fn = result.stats
     result.stats = lambda: {**(stats_fn() if callable(stats_fn) else stats_fn), "examples": examples}

@@ -6,7 +6,8 @@
 
 Writes OUT/data (kept, with `rule_flags`), OUT/rejected (+ reason = rule name, detail), OUT/stats.json
 (extra.rules: documents/paragraphs/sentences/chars removed per rule) and OUT/examples/<rule>.jsonl.
-Disable a rule with --set filter.rules.<group>.<check>.enabled=false.
+Disable a rule with --set filter.rules.<group>.<check>.enabled=false; each source_type gets the rules its
+recipe names (--set 'recipes.web.rules=[gopher_quality,c4]').
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
         from dataflow.filter_report import run_with_examples
 
         fcfg = section(cfg, STAGE)
-        return run_document_stage(spark, args, STAGE, fcfg, lambda df, attempt: run_with_examples(df, fcfg, attempt.dir))
+        return run_document_stage(spark, args, STAGE, fcfg, lambda df, attempt: run_with_examples(df, fcfg, attempt.dir, cfg))
 
     run_job(STAGE, args, body)
     return 0
