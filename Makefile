@@ -75,7 +75,7 @@ data: $(VENV)/.setup-done
 	$(PY) -m tools.corpus --set $(SET) --root $(CORPUS_ROOT)
 	$(PY) -m tools.corpus.langid_sources --root $(CORPUS_ROOT)
 
-models: langid lm
+models: langid lm refclass
 
 langid: $(VENV)/.setup-done
 	$(PY) -m jobs.train_langid --catalogues $(CORPUS_ROOT)/out/langid --corpus $(FIXTURE) --output $(MODELS)/langid.bin
@@ -87,6 +87,9 @@ $(TOOLS)/kenlm/bin/lmplz: | $(VENV)/.setup-done
 
 lm: $(VENV)/.setup-done kenlm-tools
 	$(PY) -m jobs.train_lm --corpus $(FIXTURE) --output $(MODELS)/lm
+
+refclass: $(VENV)/.setup-done
+	$(PY) -m jobs.refclass --corpus $(FIXTURE) --output $(MODELS)/refclass.bin
 
 # ---------------------------------------------------------------- stages (one spark job each)
 STAGE_ARGS = --conf $(CONF) $(if $(FORCE),--force,)

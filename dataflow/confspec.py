@@ -120,6 +120,21 @@ SCORE = _s({
     "max_paragraph_pieces": Count(1),
     "normalize": _s({"accent": Bool(), "case": Bool(), "numbers": Bool(), "punct": Bool()}),
     "ccnet_cutoffs": Map(CUTOFF, nullable=True),
+    "ref_model": Path(nullable=True),   # not File: optional unless ref_required (refclass.model_path)
+    "ref_required": Bool(),
+    "ref_min": Prob(nullable=True),
+    "ref_max_chunks": Count(1),
+    "ref_train": _s({
+        "positives": _s({"labels": List(Str(non_empty=True)), "sources": List(Str(non_empty=True)),
+                         "paths": List(File())}),
+        "negatives": _s({"labels": List(Str(non_empty=True)), "sources": List(Str(non_empty=True)),
+                         "paths": List(File())}),
+        "chunk_chars": Count(50),
+        "heldout_fraction": Prob(),
+        "seed": Int(),
+        "dim": Count(1), "epoch": Count(1), "lr": Float(0, min_exclusive=True), "word_ngrams": Count(1),
+        "minn": Count(0), "maxn": Count(0), "bucket": Count(0),
+    }),
     "train": _s({
         "wiki": Map(File(), nullable=True),
         "labels": List(Str(non_empty=True)),
