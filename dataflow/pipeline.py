@@ -79,8 +79,10 @@ def plan(cfg: dict, inputs: list[str], output: str, only: list[str] | None = Non
             continue
         out = fs.join(output, st["dir"])
         sect_hash = conf_hash(cfg.get(name) or {})
+        # every stage reads the source types and recipes (DP types and processes, RF/CD/AS pick per type)
         key = conf_hash({"stage": name, "config_hash": sect_hash, "upstream": upstream,
-                         "files": referenced_files(cfg.get(name) or {})})
+                         "files": referenced_files(cfg.get(name) or {}),
+                         "types": {k: cfg.get(k) for k in ("sources", "recipes")}})
         extra = ["--stages", *earlier] if name == "evaluate" else []
         steps.append({"name": name, "dir": st["dir"], "missing": False, "inputs": prev, "output": out,
                       "config_hash": sect_hash, "chain_key": key, "extra_args": extra,

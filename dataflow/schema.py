@@ -11,13 +11,18 @@ DOC_FIELDS = [
     ("lang", pa.string()),
     ("lang_score", pa.float32()),
     ("meta", pa.map_(pa.string(), pa.string())),
+    ("source_type", pa.string()), # web, code, paper, qa, wiki, book, supervised (dataflow/recipes.py); never null after DP
 ]
 DOC_ARROW_SCHEMA = pa.schema(DOC_FIELDS)
-DOC_COLUMNS = [name for name, _ in DOC_FIELDS]
+# the columns every stage input must have; `source_type` may be missing from an input written before it
+# existed: `recipes.with_source_type` fills it with `sources.default_type`
+OPTIONAL_DOC_COLUMNS = ("source_type",)
+DOC_COLUMNS = [name for name, _ in DOC_FIELDS if name not in OPTIONAL_DOC_COLUMNS]
 
 # the two columns every rejected row carries on top of its stage's schema
 REJECT_FIELDS = [("reason", pa.string()), ("detail", pa.string())]
 
+# (without the optional source_type: rows built from 7-tuples read as before)
 DOC_DDL = "id string, source string, url string, text string, lang string, lang_score float, meta map<string,string>"
 
 

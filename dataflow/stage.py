@@ -1,6 +1,7 @@
 """One place does the accounting (the datatrove lesson): every stage returns a `StageResult`, and
 `write_stage` writes `data/`, `rejected/`, `stats.json` and `_SUCCESS`, and checks
-`input == kept + sum(rejected)` before it marks the stage done.
+`input == kept + sum(rejected)` before it marks the stage done. Where the records carry `source_type`,
+stats.json's `by_type` breaks input, kept and rejected (by reason) down per source type.
 
 Outputs are atomic (DESIGN §8): a stage writes into `OUT/_attempt-<id>/` and commits at the end, `_SUCCESS`
 last; `read_stage_input` is the one place that refuses an unfinished input stage (no `_SUCCESS`) and an
@@ -205,6 +206,37 @@ def _agg_counts(df, by_reason: bool):
     return df.agg(*aggs).collect()[0].asDict()
 
 
+def _by_type(kept, rejected) -> dict | None:
+    """Per source type: input, kept, rejected and rejected by reason (from the written outputs); None when
+    neither output has a `source_type` column (a stage over records that carry none). A null type is `none`."""
+    from pyspark.sql import functions as F
+
+    if "source_type" not in kept.columns and "source_type" not in rejected.columns:
+        return None
+    out: dict[str, dict] = {}
+
+    def slot(t):
+        return out.setdefault(t or "none", {"input": 0, "kept": 0, "rejected": 0, "rejected_by_reason": {}})
+
+    if "source_type" in kept.columns:
+        for row in kept.groupBy("source_type").agg(F.count(F.lit(1)).alias("n")).collect():
+            slot(row["source_type"])["kept"] += row["n"]
+    else:
+        n = kept.count()
+        if n:
+            slot(None)["kept"] += n
+    if "reason" in rejected.columns:
+        typ = F.col("source_type") if "source_type" in rejected.columns else F.lit(None).cast("string")
+        for row in rejected.groupBy(typ.alias("t"), "reason").agg(F.count(F.lit(1)).alias("n")).collect():
+            d = slot(row["t"])
+            d["rejected"] += row["n"]
+            d["rejected_by_reason"][row["reason"]] = row["n"]
+    for d in out.values():
+        d["input"] = d["kept"] + d["rejected"]
+        d["rejected_by_reason"] = dict(sorted(d["rejected_by_reason"].items()))
+    return dict(sorted(out.items()))
+
+
 def clear_success(out: str | os.PathLike) -> None:
     fs.delete(fs.join(str(out), "_SUCCESS"))
 
@@ -273,6 +305,7 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str, inpu
     k = _agg_counts(kept_back, by_reason=False)
     r = _agg_counts(rej_back, by_reason=True) if "reason" in rej_back.columns else {}
     rejected_total = sum(v["n"] for v in r.values())
+    by_type = _by_type(kept_back, rej_back)
     extra = result.stats() if callable(result.stats) else dict(result.stats or {})
     if result.annotated is not None:
         result.annotated.unpersist()
@@ -286,6 +319,7 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str, inpu
         "rejected": {reason: v["n"] for reason, v in sorted(r.items())},
         "chars": {"kept": k.get("chars", 0), "rejected": {reason: v.get("chars", 0) for reason, v in sorted(r.items())}},
         "bytes": {"kept": k.get("bytes", 0), "rejected": {reason: v.get("bytes", 0) for reason, v in sorted(r.items())}},
+        **({"by_type": by_type} if by_type is not None else {}),
         "wall_s": round(wall, 3),
         "docs_per_s": round((input_count or 0) / wall, 2) if wall > 0 else None,
         "config_hash": conf_hash(cfg or {}),

@@ -4,7 +4,7 @@
     spark-submit jobs/preprocess.py --input 's3a://.../*.warc.gz' --output OUT --set preprocess.keep_langs=[zh]
 
 Inputs: files, directories (walked recursively) and globs of `.warc(.gz)`, `.warc.wet(.gz)`,
-`.jsonl(.gz|.zst)` and `.parquet`. A path that does not exist stops the job (exit 2) naming it.
+`.jsonl(.gz|.zst)` and `.parquet`, and the dumps `sources.inputs` names (docs/sources.md). A path that does not exist stops the job (exit 2) naming it.
 Malformed records are quarantined in OUT/rejected with reason `malformed:<what>` and the file + offset.
 Options live in the `preprocess` section of conf/pipeline.yaml (see docs/preprocess.md).
 """
@@ -22,12 +22,12 @@ def main(argv=None) -> dict:
     ap = stage_argparser("jobs/preprocess.py", __doc__,
                          input_help="WARC/WET/JSONL/Parquet files, directories (recursive) or globs")
     args = ap.parse_args(argv)
-    load_job_conf(args, files=[STAGE])  # configuration mistakes first (before the readers are even imported)
+    conf = load_job_conf(args, files=[STAGE])  # configuration mistakes first (before the readers are imported)
     from dataflow.ingest import list_inputs
     from dataflow.stage import check_overlap
 
     check_overlap(args.input, args.output)
-    list_inputs(args.input)  # a missing path fails here, before a JVM starts
+    list_inputs(args.input, conf)  # a missing path fails here, before a JVM starts
 
     def body(spark, cfg):
         from dataflow.preprocess import run_files
@@ -36,7 +36,7 @@ def main(argv=None) -> dict:
         t0 = time.time()
         pcfg = section(cfg, STAGE)
         attempt = Attempt(args.output).begin()
-        result, files = run_files(spark, args.input, pcfg)
+        result, files = run_files(spark, args.input, pcfg, root=cfg)
         input_count = result.annotated.count()  # one annotated row per raw record; the frame is persisted
         return write_stage(result, args.output, stage=STAGE, input_count=input_count, attempt=attempt,
                            input_paths=[f.path for f in files], cfg=pcfg, t0=t0, partitions=args.partitions,

@@ -1,7 +1,7 @@
 """Ingest: list input files on the driver, read them in executors into raw records (Arrow batches).
 
 `read(spark, paths, cfg)` returns a DataFrame with `RAW_SCHEMA` (one row per input document, malformed
-input included as `malformed:<what>` rows) and the list of files. The driver only sees file names and
+input included as `malformed:<what>` rows; dumps of other sources through `dataflow.sources` readers) and the list of files. The driver only sees file names and
 sizes (listed through `dataflow.fs`, so any URI); a DataFrame of read units (a file, or a byte range of a
 WARC/WET larger than `preprocess.split_bytes`) is spread over tasks and `mapInArrow` opens each where it runs.
 """
@@ -20,10 +20,41 @@ _PATHS_SCHEMA = "path string, fmt string, size long, lo long, hi long"
 
 
 def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: int = 0,
-              end: int | None = None):
+              end: int | None = None, sources: dict | None = None):
     """Every raw record of one file (or, for WARC/WET, of the byte range [start, end): the records whose
     gzip member or WARC header starts there), in file order. Pure Python, usable without Spark; the file
-    is opened through `dataflow.fs` where this runs (any URI), never with `open()` on a driver path."""
+    is opened through `dataflow.fs` where this runs (any URI), never with `open()` on a driver path.
+
+    `sources`: the configuration's `sources` section (per-type reader settings for dump kinds). A record's
+    declared type (`meta.source_type`: set by a dump reader, or a JSONL/Parquet `source_type` field) moves
+    to the `source_type` column; DP validates it."""
+    for r in _iter_file(path, fmt, cfg, batch_rows, start=start, end=end, sources=sources):
+        r["source_type"] = r["meta"].pop("source_type", None) if r["meta"] else None
+        yield r
+
+
+def _iter_source_dump(path: str, kind: str, cfg: dict, source: str, sources: dict | None):
+    """A dump through its `dataflow.sources` reader (ingest's size and quarantine settings plus the type's
+    `sources.<type>` settings). A reader error it did not catch itself becomes one quarantine row after the
+    rows already read, naming the file and the unit reached, never a lost task."""
+    from ..sources import READERS, SOURCE_TYPE
+
+    stype = SOURCE_TYPE[kind]
+    rcfg = {**cfg, **((sources or {}).get(stype) or {})}
+    n = 0
+    try:
+        for r in READERS[kind](path, source=source, cfg=rcfg):
+            r["meta"]["reader"] = kind
+            n += 1
+            yield r
+    except Exception as e:  # noqa: BLE001 - any reader failure is reported as a row, with its type and message
+        yield quarantine(source=source, file=path, offset=n, what="reader_error",
+                         why=f"{kind} reader failed after {n} units: {type(e).__name__}: {e}",
+                         meta={"source_type": stype, "reader": kind})
+
+
+def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: int = 0,
+               end: int | None = None, sources: dict | None = None):
     from .. import fs
 
     source = source_for(path, cfg.get("source"))
@@ -47,7 +78,9 @@ def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: 
         return
     if start:
         raise ValueError(f"input file {path}: only WARC/WET files are read in byte ranges, not {fmt}")
-    if fmt not in ("jsonl", "parquet"):
+    from ..recipes import READER_KINDS
+
+    if fmt not in ("jsonl", "parquet") and fmt not in READER_KINDS:
         raise ValueError(f"input file {path}: unknown format {fmt!r}")
     try:
         size = fs.size(path)
@@ -56,6 +89,8 @@ def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: 
                                 f"task runs)") from None
     if size == 0:
         yield quarantine(source=source, file=path, offset=0, what="empty_file", why="zero-byte file")
+    elif fmt in READER_KINDS:
+        yield from _iter_source_dump(path, fmt, cfg, source, sources)
     elif fmt == "jsonl":
         from .jsonl import iter_jsonl
 
@@ -96,13 +131,16 @@ def _batches(rows, batch_rows: int, batch_bytes: int):
         yield to_batch(chunk)
 
 
-def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: pa.Schema | None = None):
-    """(DataFrame, files). `cfg` is the `preprocess` section.
+def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: pa.Schema | None = None,
+         conf: dict | None = None):
+    """(DataFrame, files). `cfg` is the `preprocess` section; `conf` the root configuration (its `sources`
+    section names dump files and their reader settings; without it only WARC/WET/JSONL/Parquet are read).
 
     Without `transform` the frame holds raw records (RAW_SCHEMA). With it, each batch of raw records
     (a list of dicts) goes through `transform(rows) -> pa.RecordBatch` of `schema` in the same Python
     worker that read it, so payload bytes never travel to the JVM and back (the DP job's fused path)."""
-    files = list_inputs(paths)
+    files = list_inputs(paths, conf)
+    sources = dict((conf or {}).get("sources") or {})
     units = splits(files, int(cfg.get("split_bytes") or 0) or 1 << 62)
     per_task = max(1, int(cfg["files_per_task"]))
     n_tasks = max(1, (len(units) + per_task - 1) // per_task)
@@ -115,7 +153,7 @@ def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: 
     def read_files(batches):
         for b in batches:
             for path, fmt, start, end in zip(*(b.column(c).to_pylist() for c in ("path", "fmt", "lo", "hi"))):
-                rows = iter_file(path, fmt, cfg, batch_rows, start=start, end=end)
+                rows = iter_file(path, fmt, cfg, batch_rows, start=start, end=end, sources=sources)
                 if transform is None:
                     yield from _batches(rows, batch_rows, batch_bytes)
                 else:

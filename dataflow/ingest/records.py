@@ -24,6 +24,7 @@ RAW_SCHEMA = pa.schema([
     ("meta", pa.map_(pa.string(), pa.string())),
     ("reason", pa.string()),          # null, or malformed:<what>
     ("detail", pa.string()),
+    ("source_type", pa.string()),     # as the reader or the record declares it (DP validates it and fills the rest)
 ])
 RAW_COLUMNS = RAW_SCHEMA.names
 
@@ -32,8 +33,12 @@ def source_for(path: str, cfg_source: str | None) -> str:
     """The configured source name, else the file name without its (compound) extension."""
     if cfg_source:
         return str(cfg_source)
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    for suffix in (".warc.wet.gz", ".warc.gz", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst"):
+    parts = path.rstrip("/").rsplit("/", 2)
+    name = parts[-1]
+    if name.lower() == "posts.xml" and len(parts) > 1:   # a StackExchange dump unpacked: <site>/Posts.xml
+        return parts[-2]
+    for suffix in (".warc.wet.gz", ".warc.gz", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".json.zst", ".tar.gz",
+                   ".xml.bz2", ".xml.gz", ".txt.gz", ".txt.bz2"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return os.path.splitext(name)[0]
@@ -111,13 +116,13 @@ def quarantine(*, source, file, offset, what, why, prefix=None, url=None, meta=N
 
 
 def to_batch(rows: list[dict]) -> pa.RecordBatch:
-    cols = {name: [r[name] for r in rows] for name in RAW_COLUMNS}
+    cols = {name: [r.get(name) for r in rows] for name in RAW_COLUMNS}
     cols["meta"] = [list(m.items()) for m in cols["meta"]]
     try:
         return pa.RecordBatch.from_pydict(cols, schema=RAW_SCHEMA)
     except (UnicodeEncodeError, pa.ArrowException):
         # a lone surrogate the readers did not catch must not kill the task: replace it and go on
-        for name in ("source", "url", "file", "text", "content_type", "reason", "detail"):
+        for name in ("source", "url", "file", "text", "content_type", "reason", "detail", "source_type"):
             cols[name] = [clean(v) for v in cols[name]]
         cols["meta"] = [[(clean(k), clean(v)) for k, v in m] for m in cols["meta"]]
         return pa.RecordBatch.from_pydict(cols, schema=RAW_SCHEMA)

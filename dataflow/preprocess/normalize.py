@@ -35,8 +35,9 @@ _FTFY = ftfy.TextFixerConfig(normalization=None, uncurl_quotes=False, fix_line_b
                              remove_control_chars=False, explain=False)
 
 
-def normalize(text: str, *, form: str = "NFKC") -> str:
-    """Normalized text; '' when nothing printable is left."""
+def normalize(text: str, *, form: str = "NFKC", keep_whitespace: bool = False) -> str:
+    """Normalized text; '' when nothing printable is left. `keep_whitespace` (code, whose indentation is
+    content): spaces and tabs stay as they are; only line separators, controls and leading/trailing blank lines change."""
     if _FTFY_NEEDED.search(text):  # mojibake and HTML entities first, on the text as extracted
         text = ftfy.fix_text(text, _FTFY)
     if form:
@@ -44,5 +45,7 @@ def normalize(text: str, *, form: str = "NFKC") -> str:
     if form not in _FOLDS_WIDTH:
         text = text.translate(_FULLWIDTH)
     text = _CONTROL.sub("", _LINE_SEPS.sub("\n", text))
+    if keep_whitespace:
+        return text.strip("\n")
     text = _LINE_EDGES.sub("\n", _HSPACE.sub(" ", text))
     return _BLANKS.sub("\n\n", text).strip("\n ")

@@ -9,6 +9,14 @@ kept (reason null) or rejected with `reason`:
   empty             nothing left after extraction and normalization
   lang              language not in keep_langs
   lang_low_score    language kept but the fastText score is below lang_threshold
+  malformed:source_type  the record declares a `source_type` that does not exist
+  <type>.<why>      a record a dump reader produced, dropped by its type's processor (dataflow.sources
+                    PROCESSORS: code.license with the licence in detail, paper.no_section, qa.post_type, ...)
+
+Every row carries `source_type` (dataflow/recipes.py `TypeResolver`). Per type, the recipe decides whether
+the language filters (`lid: filter`) or is only recorded (`lid: label`), and whether normalization collapses
+whitespace (`whitespace: keep` for code). A dump reader's record first goes through its type's processor
+(on the raw TeX / wikitext / source file), then normalization and LID like any other.
 """
 from __future__ import annotations
 
@@ -57,8 +65,17 @@ def _opencc_converter(name: str):
 class Preprocessor:
     """The per-record logic with its configuration and models bound (plain Python; no Spark needed)."""
 
-    def __init__(self, cfg: dict, model=None, opencc=None):
+    def __init__(self, cfg: dict, model=None, opencc=None, conf: dict | None = None):
+        """`cfg`: the `preprocess` section; `conf`: the root configuration (its `sources` and `recipes`
+        sections; without it every record is `web`, the defaults of dataflow/recipes.py)."""
+        from ..recipes import TypeResolver, recipes, source_settings
+
         self.cfg = cfg
+        conf = conf or {}
+        self.types = TypeResolver(conf)
+        self.recipes = recipes(conf)
+        self.type_cfg = {t: source_settings(conf, t) for t in self.recipes}
+        self.prefix = int(cfg.get("quarantine_prefix_chars") or 0)
         self.html_types = {t.lower() for t in cfg["html_content_types"]}
         self.keep = set(cfg["keep_langs"])
         self.threshold = float(cfg["lang_threshold"])
@@ -105,23 +122,45 @@ class Preprocessor:
 
     def __call__(self, r: dict) -> dict:
         meta = dict(r["meta"] or {})
+        declared = r.get("source_type")
+        if declared is None and "source_type" in meta:   # a raw frame made before the column existed
+            declared = meta.pop("source_type")
+        stype, bad_type = self.types(declared, r["source"], r["file"])
         out = {"id": doc_id(r["file"], r["offset"], int(meta.get("member_record") or 0)), "source": r["source"],
                "url": r["url"], "text": None, "lang": None, "lang_score": None, "meta": meta,
-               "reason": r["reason"], "detail": r["detail"]}
+               "source_type": stype, "reason": r["reason"], "detail": r["detail"]}
         if r["reason"]:  # quarantined by the reader: keep its bounded prefix for audit
             out["text"] = r["text"]
+            return out
+        if bad_type:
+            meta["declared_source_type"] = declared
+            out["reason"] = "malformed:source_type"
+            out["detail"] = f"{r['file']} @ offset {r['offset']}: {bad_type}"
+            out["text"] = (r["text"] or "")[:self.prefix] or None
             return out
         text, bad = self._text(r, meta)
         if bad:
             out["reason"], out["detail"] = bad
             return out
-        text = normalize(text, form=self.form)
+        recipe = self.recipes[stype]
+        process = _processor(stype) if meta.get("reader") else None
+        if process is not None:
+            text, why = process(text, meta, self.type_cfg[stype])
+            if why is not None:
+                reason, _, detail = why.partition(":")
+                out["reason"] = reason
+                out["detail"] = f"{r['file']} @ offset {r['offset']}" + (f": {detail}" if detail else "")
+                out["text"] = r["text"]   # the record as read, for audit (bounded by max_doc_bytes)
+                return out
+        text = normalize(text, form=self.form, keep_whitespace=recipe.whitespace == "keep")
         out["text"] = text
         if len(text) < self.min_chars:
             out["reason"], out["detail"] = "empty", f"{len(text)} chars after extraction and normalization"
             return out
         lang, score = predict(self.model, text, self.lang_map)
         out["lang"], out["lang_score"] = lang, score
+        if recipe.lid == "label":   # recorded, never a rejection; no script conversion of code or examples
+            return out
         if lang not in self.keep:
             out["reason"], out["detail"] = "lang", f"label={lang} score={score:.3f}"
         elif score < self.threshold:
@@ -130,6 +169,12 @@ class Preprocessor:
             out["text"] = self.opencc.convert(text)
             meta["opencc"] = self.opencc_name
         return out
+
+
+def _processor(source_type: str):
+    from ..sources import PROCESSORS
+
+    return PROCESSORS.get(source_type)
 
 
 def _rows(batch: pa.RecordBatch) -> list[dict]:
@@ -173,33 +218,42 @@ def _result(annotated):
     return result
 
 
-def run_files(spark, paths, cfg: dict):
+def _types_conf(root: dict | None) -> dict:
+    """The parts of the root configuration the per-type logic reads (sent to every worker)."""
+    root = root or {}
+    return {k: root[k] for k in ("sources", "recipes", "dedup") if k in root}
+
+
+def run_files(spark, paths, cfg: dict, root: dict | None = None):
     """The DP job's path: read the input files and preprocess each batch in the same Python worker
-    (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`."""
+    (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`.
+    `root`: the whole configuration (its `sources`/`recipes` sections: dump inputs, source types)."""
     from .. import ingest
 
     _ship_model(spark, cfg["langid_model"])
     conf = dict(cfg)
+    tconf = _types_conf(root)
     state = {}
 
     def transform(rows):
-        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf))
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
         return to_batch([pre(r) for r in rows])
 
-    annotated, files = ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA)
+    annotated, files = ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf)
     return _result(annotated), files
 
 
-def run(raw_df, cfg: dict):
+def run(raw_df, cfg: dict, root: dict | None = None):
     """raw records (dataflow.ingest.read) -> StageResult(kept, rejected). `cfg` is the `preprocess`
     section; the langid model is shipped to executors and loaded once per Python worker."""
 
     spark = raw_df.sparkSession
     _ship_model(spark, cfg["langid_model"])
     conf = dict(cfg)
+    tconf = _types_conf(root)
 
     def transform(batches):
-        pre = Preprocessor(conf)
+        pre = Preprocessor(conf, conf=tconf)
         for b in batches:
             yield to_batch([pre(r) for r in _rows(b)])
 
