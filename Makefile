@@ -73,6 +73,7 @@ venv: $(VENV)/.setup-done
 # ---------------------------------------------------------------- data and models
 data: $(VENV)/.setup-done
 	$(PY) -m tools.corpus --set $(SET) --root $(CORPUS_ROOT)
+	$(if $(BENCH),,$(PY) -m tools.corpus.recipe_sources --fixture $(FIXTURE) --out $(FIXTURE)/sources)
 	$(PY) -m tools.corpus.langid_sources --root $(CORPUS_ROOT)
 
 models: langid lm refclass

@@ -15,13 +15,18 @@ from package files and the sample corpus's real text:
   answers to a question about their head word), scores and ids ours;
 - books: the Project Gutenberg Moby Dick file R's `tokenizers` package ships (fixture docs.jsonl).
 
-  python -m tools.corpus.recipe_sources --fixture build/corpus/out/fixture --out build/corpus/out/sources
+  python -m tools.corpus.recipe_sources --fixture build/corpus/out/fixture --out build/corpus/out/fixture/sources
+
+`make data` runs it after the fixture is built. The output is byte-for-byte deterministic (fixed archive
+timestamps, gzip headers without a time) and carries COUNTS.json (units written per file) and SHA256SUMS.
 """
 from __future__ import annotations
 
 import argparse
 import bz2
+import datetime as dt
 import gzip
+import hashlib
 import html
 import importlib.metadata as md
 import io
@@ -31,6 +36,7 @@ import tarfile
 import zipfile
 from xml.sax.saxutils import quoteattr
 
+MTIME = 1700000000       # every archive member's timestamp (2023-11-14): the files are reproducible
 PAGES_PER_STREAM = 100   # Wikimedia's multistream dumps hold 100 pages per bz2 stream
 MW_NS = "http://www.mediawiki.org/xml/export-0.10/"
 
@@ -64,17 +70,25 @@ def write_archive(path: str, files: dict[str, bytes]) -> int:
     """A `.tar.gz`/`.tgz`/`.tar` or `.zip` of `files`; returns the number of regular files written."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     if path.endswith(".zip"):
+        stamp = dt.datetime.fromtimestamp(MTIME, dt.timezone.utc).timetuple()[:6]
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
             for name, data in files.items():
-                z.writestr(name, data)
+                z.writestr(zipfile.ZipInfo(name, date_time=stamp), data, compress_type=zipfile.ZIP_DEFLATED)
     else:
-        mode = "w:gz" if path.endswith((".gz", ".tgz")) else "w"
-        with tarfile.open(path, mode) as t:
-            for name, data in files.items():
-                ti = tarfile.TarInfo(name)
-                ti.size, ti.mtime, ti.mode = len(data), 1700000000, 0o644
-                t.addfile(ti, io.BytesIO(data))
+        with open(path, "wb") as f:
+            f.write(tar_bytes(files, gz=path.endswith((".gz", ".tgz"))))
     return len(files)
+
+
+def tar_bytes(files: dict[str, bytes], gz: bool) -> bytes:
+    """A tar of `files` (fixed mtime, mode, owner), gzipped without a timestamp when `gz`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime, ti.mode = len(data), MTIME, 0o644
+            t.addfile(ti, io.BytesIO(data))
+    return gzip.compress(buf.getvalue(), mtime=0) if gz else buf.getvalue()
 
 
 def gpl_tree(docs: list[dict], n: int = 5) -> dict[str, bytes]:
@@ -94,14 +108,8 @@ def arxiv_tar(path: str, papers: dict[str, list[str]]) -> int:
         if len(tex_paths) == 1:
             members[f"{pid}.gz"] = gzip.compress(open(tex_paths[0], "rb").read(), mtime=0)
         else:
-            buf = io.BytesIO()
-            with tarfile.open(fileobj=buf, mode="w:gz") as t:
-                for p in tex_paths:
-                    data = open(p, "rb").read()
-                    ti = tarfile.TarInfo(os.path.basename(p))
-                    ti.size = len(data)
-                    t.addfile(ti, io.BytesIO(data))
-            members[f"{pid}.tar.gz"] = buf.getvalue()
+            members[f"{pid}.tar.gz"] = tar_bytes({os.path.basename(p): open(p, "rb").read() for p in tex_paths},
+                                                 gz=True)
     return write_archive(path, members)
 
 
@@ -187,9 +195,26 @@ def qa_rows(entries: list[str], n_questions: int, answers_per_q: int) -> list[di
 
 def posts_7z(path: str, xml_bytes: bytes) -> None:
     import py7zr
+    from py7zr.helpers import ArchiveTimestamp
 
-    with py7zr.SevenZipFile(path, "w") as z:
+    class Fixed(py7zr.SevenZipFile):   # py7zr stamps members with the current time; ours are fixed
+        @staticmethod
+        def _make_file_info_from_name(bio, size, arcname):
+            info = py7zr.SevenZipFile._make_file_info_from_name(bio, size, arcname)
+            ts = ArchiveTimestamp.from_datetime(MTIME)   # takes seconds since the epoch
+            info.update(creationtime=ts, lastwritetime=ts, lastaccesstime=ts)
+            return info
+
+    with Fixed(path, "w") as z:
         z.writestr(xml_bytes, "Posts.xml")
+
+
+def write_sums(out: str) -> None:
+    """SHA256SUMS of every file under `out` (relative paths, sorted), as the fixture's own."""
+    paths = sorted(os.path.join(dp, f) for dp, _, fs_ in os.walk(out) for f in fs_ if f != "SHA256SUMS")
+    with open(os.path.join(out, "SHA256SUMS"), "w") as f:
+        for p in paths:
+            f.write(hashlib.sha256(open(p, "rb").read()).hexdigest() + "  " + os.path.relpath(p, out) + "\n")
 
 
 # ---------------------------------------------------------------- main
@@ -224,13 +249,14 @@ def build(fixture: str, out: str) -> dict:
     counts["books/mobydick.txt"] = 1
     with open(f"{out}/COUNTS.json", "w") as f:   # units written per file: the independent count tests check
         json.dump(counts, f, indent=1, sort_keys=True)
+    write_sums(out)
     return counts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fixture", default="build/corpus/out/fixture")
-    ap.add_argument("--out", default="build/corpus/out/sources")
+    ap.add_argument("--out", default="build/corpus/out/fixture/sources")
     a = ap.parse_args()
     print(json.dumps(build(a.fixture, a.out), indent=1))
 
