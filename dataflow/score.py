@@ -18,12 +18,13 @@ a document with no text left after normalisation (`score_note=empty`); a paragra
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import pyarrow as pa
 
-from . import fs
+from . import fs, refclass
 from .lm.normalize import normalize_line, normalize_settings
 
 STAGE = "score"
@@ -31,6 +32,9 @@ QUALITIES = ("high", "medium", "low", "unscored")
 NOTE_NO_MODEL = "no_model"
 NOTE_EMPTY = "empty"
 NOTE_TRUNCATED = "truncated"   # written as truncated:<paragraphs>
+NOTE_RECIPE = "recipe"         # the record's source-type recipe says score: none
+NOTE_UNKNOWN_TYPE = "unknown_type"   # a source_type no recipe names (RF rejects these; AS keeps them unscored)
+REASON_REF = "ref_score"       # ref_score below score.ref_min
 
 
 # ------------------------------------------------------------------ models
@@ -127,33 +131,44 @@ def cutoffs_json(cuts: Mapping) -> str:
 
 
 # ------------------------------------------------------------------ Spark
-def score_udf(paths: dict, norm: dict, max_chars: int, max_pieces: int):
-    """An Arrow UDF (text, lang) -> struct<ppl, score_note>. Only the two input columns travel to Python
-    and two small ones come back (mapInArrow would ship every column, text included, both ways); the
-    models are loaded once per Python worker (load_once)."""
+def score_udf(paths: dict, ref_path: str | None, kinds: Mapping[str, tuple[bool, bool]], norm: dict, max_chars: int,
+              max_pieces: int, ref_chunk_chars: int, ref_max_chunks: int):
+    """An Arrow UDF (text, lang, source_type) -> struct<ppl, score_note, ref_score>: one pass over the text
+    computes everything the stage needs from it. `kinds` maps a source type to (lm, ref_score) from its
+    recipe; a type not in it is `unknown_type`. Only the three input columns travel to Python and three
+    small ones come back; the models are loaded once per Python worker (load_once)."""
     from pyspark.sql.functions import arrow_udf
 
-    def score(text: pa.Array, lang: pa.Array) -> pa.Array:
+    def score(text: pa.Array, lang: pa.Array, stype: pa.Array) -> pa.Array:
         from .spark import load_once
 
         models = {l: (load_once("sentencepiece", sp, load_sp), load_once("kenlm", lm, load_kenlm))
                   for l, (sp, lm) in paths.items()}
-        ppl, note = [], []
-        for t, l in zip(text.to_pylist(), lang.to_pylist()):
-            p, n = score_record(t, l, models, norm, max_chars, max_pieces)
+        ref = load_once("fasttext-refclass", ref_path, refclass.load_model) if ref_path else None
+        ppl, note, rs = [], [], []
+        for t, l, st in zip(text.to_pylist(), lang.to_pylist(), stype.to_pylist()):
+            kind = kinds.get(st)
+            if kind is None:
+                p, n = None, NOTE_UNKNOWN_TYPE
+            elif kind[0]:
+                p, n = score_record(t, l, models, norm, max_chars, max_pieces)
+            else:
+                p, n = None, NOTE_RECIPE
             ppl.append(p)
             note.append(n)
-        return pa.StructArray.from_arrays([pa.array(ppl, pa.float64()), pa.array(note, pa.string())],
-                                          names=["ppl", "score_note"])
+            rs.append(refclass.ref_score(ref, t, ref_chunk_chars, ref_max_chunks) if ref is not None and kind
+                      and kind[1] else None)
+        return pa.StructArray.from_arrays([pa.array(ppl, pa.float64()), pa.array(note, pa.string()),
+                                           pa.array(rs, pa.float64())], names=["ppl", "score_note", "ref_score"])
 
-    return arrow_udf(score, "ppl double, score_note string")  # scalar, from the type hints
+    return arrow_udf(score, "ppl double, score_note string, ref_score double")  # scalar, from the type hints
 
 
 def compute_cutoffs(scored, langs: Iterable[str], cfg: Mapping) -> dict[str, dict]:
-    """Per-language p30/p60 over scored documents in one pass: `percentile_approx`, the aggregate form of
-    DataFrame.approxQuantile (the same Greenwald-Khanna sketch, accuracy = 1 / relative error). With
-    relative_error 0 the sketch keeps every value, so the cutoffs are exact sample quantiles and do not
-    depend on the partitioning."""
+    """Per-language p30/p60 over scored documents in one aggregate over the (lang, ppl) pairs only:
+    `percentile_approx`, the aggregate form of DataFrame.approxQuantile (the same Greenwald-Khanna sketch,
+    accuracy = 1 / relative error). With relative_error 0 the sketch keeps every value, so the cutoffs are
+    exact sample quantiles and do not depend on the partitioning."""
     from pyspark.sql import functions as F
 
     langs = list(langs)
@@ -162,38 +177,72 @@ def compute_cutoffs(scored, langs: Iterable[str], cfg: Mapping) -> dict[str, dic
     probs = [float(cfg["percentile_high"]), float(cfg["percentile_low"])]
     rel = float(cfg["relative_error"])
     accuracy = min(2**31 - 1, round(1 / rel)) if rel > 0 else 2**31 - 1
-    rows = (scored.filter(F.col("lang").isin(langs) & F.col("ppl").isNotNull())
+    rows = (scored.select("lang", "ppl").filter(F.col("lang").isin(langs) & F.col("ppl").isNotNull())
             .groupBy("lang").agg(F.percentile_approx("ppl", probs, accuracy).alias("q")).collect())
     return {r["lang"]: {"p30": float(r["q"][0]), "p60": float(r["q"][1])} for r in rows}
 
 
-def run(df, cfg: Mapping, cutoffs: Mapping | None = None):
+def score_kinds(conf: Mapping) -> dict[str, tuple[bool, bool]]:
+    """source type -> (perplexity-scored, ref_score written), from the recipes (dataflow/recipes.py)."""
+    from .recipes import recipes
+
+    return {t: (r.score == "lm", bool(r.ref_score)) for t, r in recipes(conf).items()}
+
+
+def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | None = None, attempt=None):
     """Score `df` (the document schema) and bucket it. `cutoffs` (lang -> {p30, p60}) fixes the buckets
-    for those languages; the others get cutoffs computed on this input."""
-    from pyspark import StorageLevel
+    for those languages; the others get cutoffs computed on this input. `conf` is the root configuration
+    (recipes, sources; default: conf/pipeline.yaml); `attempt` the stage's output attempt (jobs.score).
+
+    One pass of the UDF over the text. When every language's cutoffs are fixed and no bucket or threshold
+    can reject (the CCNet setting), the scored rows stream straight into the writer: no cache, no second
+    pass, and the statistics read back the small columns of what was written. Otherwise the scored rows are
+    written once to a scratch Parquet (`_scored`, in the attempt, or a local temporary directory for a
+    library call), cutoffs and statistics read only its small columns, and the outputs are split from it;
+    the scratch is removed after the statistics."""
     from pyspark.sql import functions as F
 
+    from .config import load_conf
+    from .recipes import with_source_type
     from .schema import require_columns
     from .spark import ship_file
     from .stage import StageResult
 
     require_columns(df, ["id", "text", "lang"], STAGE)
-    for col in ("ppl", "quality", "score_note", "reason", "detail"):
+    for col in ("ppl", "quality", "score_note", "ref_score", "reason", "detail"):
         if col in df.columns:
             raise ValueError(f"{STAGE}: input already has a {col!r} column (scored twice?)")
+    drop = [str(q) for q in (cfg.get("drop") or [])]
+    unknown = [q for q in drop if q not in QUALITIES]
+    if unknown:
+        raise ValueError(f"score.drop has unknown bucket(s) {unknown}; use {list(QUALITIES)}")
+    ref_min = cfg.get("ref_min")
     paths = model_paths(cfg)
+    ref_path = refclass.model_path(cfg)        # driver checks: before any task
+    conf = conf if conf is not None else load_conf()
+    kinds = score_kinds(conf)
+    df = with_source_type(df, conf)
     spark = df.sparkSession
     for sp, lm in paths.values():
         ship_file(spark, sp)
         ship_file(spark, lm)
-    udf = score_udf(paths, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
-                    int(cfg["max_paragraph_pieces"]))
-    scored = (df.withColumn("_score", udf(F.col("text"), F.col("lang")))
-              .select(*df.columns, F.col("_score.ppl").alias("ppl"), F.col("_score.score_note").alias("score_note"))
-              .persist(StorageLevel.MEMORY_AND_DISK))
+    if ref_path:
+        ship_file(spark, ref_path)
+    udf = score_udf(paths, ref_path, kinds, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
+                    int(cfg["max_paragraph_pieces"]), int(cfg["ref_train"]["chunk_chars"]), int(cfg["ref_max_chunks"]))
+    scored = (df.withColumn("_score", udf(F.col("text"), F.col("lang"), F.col("source_type")))
+              .select(*df.columns, F.col("_score.ppl").alias("ppl"), F.col("_score.score_note").alias("score_note"),
+                      F.col("_score.ref_score").alias("ref_score")))
 
     fixed = {k: dict(v) for k, v in (cutoffs or {}).items()}
-    computed = compute_cutoffs(scored, [l for l in paths if l not in fixed], cfg)
+    to_compute = [l for l in paths if l not in fixed]
+    streaming = attempt is not None and not to_compute and not drop and ref_min is None
+    scratch = None
+    if not streaming:
+        scratch = attempt.path("_scored") if attempt is not None else tempfile.mkdtemp(prefix="ziya2-score-")
+        scored.write.mode("overwrite").option("compression", "snappy").parquet(fs.spark_uri(scratch))
+        scored = spark.read.parquet(fs.spark_uri(scratch))
+    computed = compute_cutoffs(scored, to_compute, cfg)
     cuts = {**{k: {**v, "source": "fixed"} for k, v in fixed.items()},
             **{k: {**v, "source": "computed"} for k, v in computed.items()}}
 
@@ -205,10 +254,6 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None):
                    .when(in_lang & (F.col("ppl") < F.lit(c["p60"])), F.lit("medium"))
                    .when(in_lang, F.lit("low"))
                    .otherwise(quality))
-    drop = [str(q) for q in (cfg.get("drop") or [])]
-    unknown = [q for q in drop if q not in QUALITIES]
-    if unknown:
-        raise ValueError(f"score.drop has unknown bucket(s) {unknown}; use {list(QUALITIES)}")
     annotated = scored.withColumn("quality", quality)
     cut_str = F.create_map(*[x for lang in sorted(cuts) for x in
                              (F.lit(lang), F.lit(f"p30={cuts[lang]['p30']:.1f} p60={cuts[lang]['p60']:.1f}"))]) \
@@ -216,31 +261,67 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None):
     detail = F.concat(F.lit("ppl="), F.format_number(F.col("ppl"), 1), F.lit(" lang="), F.col("lang"),
                       F.lit(" "), F.coalesce(F.element_at(cut_str, F.col("lang")), F.lit("")) if cut_str is not None
                       else F.lit(""))
-    dropped = F.col("quality").isin(drop) if drop else F.lit(False)
+    # a record its recipe leaves unscored is never dropped for its bucket (it has none)
+    dropped = (F.col("quality").isin(drop) & ~F.coalesce(F.col("score_note") == NOTE_RECIPE, F.lit(False))) \
+        if drop else F.lit(False)
+    below = (F.col("ref_score") < F.lit(float(ref_min))) if ref_min is not None else F.lit(False)
+    below = F.coalesce(below, F.lit(False))       # null ref_score (not computed) is never below
     annotated = (annotated
-                 .withColumn("reason", F.when(dropped, F.concat(F.lit("quality:"), F.col("quality"))))
-                 .withColumn("detail", F.when(dropped, F.coalesce(detail, F.col("score_note")))))
+                 .withColumn("reason", F.when(dropped, F.concat(F.lit("quality:"), F.col("quality")))
+                             .when(below, F.lit(REASON_REF)))
+                 .withColumn("detail", F.when(dropped, F.coalesce(detail, F.col("score_note")))
+                             .when(below, F.concat(F.lit("ref_score="), F.format_number(F.col("ref_score"), 4),
+                                                   F.lit(f" < ref_min={ref_min}")))))
 
     def stats() -> dict:
-        rows = (annotated.groupBy("lang", "quality")
+        if streaming:   # what was written: its small columns only (rejected/ is empty in this mode)
+            frame = spark.read.parquet(fs.spark_uri(attempt.path("data")))
+        else:
+            frame = annotated
+        note = F.col("score_note")
+        rows = (frame.groupBy("source_type", "lang", "quality")
                 .agg(F.count(F.lit(1)).alias("n"),
-                     F.sum(F.when(F.col("score_note") == NOTE_EMPTY, 1).otherwise(0)).alias("empty"),
-                     F.sum(F.when(F.col("score_note") == NOTE_NO_MODEL, 1).otherwise(0)).alias("no_model"),
-                     F.sum(F.when(F.col("score_note").startswith(NOTE_TRUNCATED), 1).otherwise(0)).alias("truncated"))
+                     F.sum(F.when(note == NOTE_EMPTY, 1).otherwise(0)).alias("empty"),
+                     F.sum(F.when(note == NOTE_NO_MODEL, 1).otherwise(0)).alias("no_model"),
+                     F.sum(F.when(note.startswith(NOTE_TRUNCATED), 1).otherwise(0)).alias("truncated"),
+                     F.sum(F.when(note == NOTE_RECIPE, 1).otherwise(0)).alias("recipe"),
+                     F.sum(F.when(note == NOTE_UNKNOWN_TYPE, 1).otherwise(0)).alias("unknown_type"),
+                     F.count("ref_score").alias("ref_n"), F.sum("ref_score").alias("ref_sum"),
+                     F.sum(F.when(F.col("ref_score") < F.lit(float(ref_min) if ref_min is not None else -1.0), 1)
+                           .otherwise(0)).alias("ref_below"))
                 .collect())
+        if scratch is not None:
+            fs.delete(scratch)
         by_lang: dict = {}
+        by_type: dict = {}
         notes = {"empty": 0, "no_model": 0, "truncated_docs": 0}
+        by_recipe = {"recipe": 0, "unknown_type": 0}
+        ref_n = ref_below = 0
+        ref_sum = 0.0
         for r in rows:
-            by_lang.setdefault(r["lang"] or "null", {})[r["quality"]] = r["n"]
+            lang_q = by_lang.setdefault(r["lang"] or "null", {})
+            lang_q[r["quality"]] = lang_q.get(r["quality"], 0) + r["n"]
+            type_q = by_type.setdefault(r["source_type"] or "null", {})
+            type_q[r["quality"]] = type_q.get(r["quality"], 0) + r["n"]
             notes["empty"] += r["empty"]
             notes["no_model"] += r["no_model"]
             notes["truncated_docs"] += r["truncated"]
-        return {"cutoffs": cuts, "quality_by_lang": by_lang, "unscored": notes, "drop": drop,
+            by_recipe["recipe"] += r["recipe"]
+            by_recipe["unknown_type"] += r["unknown_type"]
+            ref_n += r["ref_n"]
+            ref_sum += r["ref_sum"] or 0.0
+            ref_below += r["ref_below"]
+        return {"cutoffs": cuts, "quality_by_lang": by_lang, "quality_by_type": by_type, "unscored": notes,
+                "unscored_by_recipe": by_recipe, "drop": drop,
+                "ref_score": {"model": ref_path, "scored": ref_n, "mean": round(ref_sum / ref_n, 4) if ref_n else None,
+                              "ref_min": ref_min, "below_min": ref_below if ref_min is not None else None},
+                "single_pass": "streamed" if streaming else "scratch",
                 "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
                 "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
 
-    # Not from_annotated: it would cache `annotated` a second time. The bucket and reason columns are
-    # cheap expressions over the one cached scored frame, which write_stage unpersists after the stats.
-    kept = annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
-    rejected = annotated.filter(F.col("reason").isNotNull())
-    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=scored)
+    kept = annotated.drop("reason", "detail") if streaming else \
+        annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
+    rejected = spark.createDataFrame([], annotated.schema) if streaming else \
+        annotated.filter(F.col("reason").isNotNull())
+    # nothing is cached: `annotated` is returned for callers that unpersist it (a no-op)
+    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)

@@ -3,15 +3,11 @@
   python -m jobs.score --input RUN/10-preprocess --output RUN/20-score [--cutoffs cutoffs.json] [--drop low]
   spark-submit --files build/models/lm/zh.sp.model,... jobs/score.py --input ... --output ...
 
-Adds `ppl` (double; cc_net document perplexity under the language's SentencePiece + 5-gram KenLM),
-`quality` (high < p30 <= medium < p60 <= low, per language; `unscored` for a language without a model or
-an empty document) and `score_note` (no_model, empty, truncated:<paragraphs>). Cutoffs are computed on
-this input with approxQuantile (score.relative_error) unless --cutoffs fixes them, so a new crawl batch
-can be bucketed like an earlier one. All records are kept unless --drop / score.drop names buckets, which
-then go to rejected/ with reason quality:<bucket>.
-
-Writes OUT/data, OUT/rejected, OUT/stats.json (extra.cutoffs, extra.quality_by_lang, extra.unscored),
-OUT/cutoffs.json (reusable with --cutoffs) and OUT/_SUCCESS.
+Adds `ppl` (cc_net document perplexity, SentencePiece + 5-gram KenLM), `quality` (high < p30 <= medium <
+p60 <= low per language; `unscored` without a model, text or a recipe that scores), `score_note` and
+`ref_score` (reference classifier). Cutoffs are computed on this input unless --cutoffs fixes them; --drop
+/ score.drop buckets and score.ref_min go to rejected/ (quality:<bucket>, ref_score). Writes OUT/data,
+OUT/rejected, OUT/stats.json, OUT/cutoffs.json (reusable with --cutoffs) and OUT/_SUCCESS.
 """
 from __future__ import annotations
 
@@ -37,12 +33,15 @@ def main(argv=None) -> int:
         args.overrides.append(f"score.cutoffs_file={json.dumps(args.cutoffs)}")
 
     def body(spark, cfg):
+        from dataflow.refclass import model_path
         from dataflow.score import cutoffs_json, read_cutoffs, run
 
         scfg = section(cfg, STAGE)
+        model_path(scfg)    # a required reference model that is missing fails here, before any task
         cutoffs = read_cutoffs(scfg["cutoffs_file"]) if scfg.get("cutoffs_file") else None
-        return run_document_stage(spark, args, STAGE, scfg, lambda df, _a: run(df, scfg, cutoffs=cutoffs),
-                                  extra_versions=("kenlm", "sentencepiece"),
+        return run_document_stage(spark, args, STAGE, scfg,
+                                  lambda df, a: run(df, scfg, cutoffs=cutoffs, conf=cfg, attempt=a),
+                                  extra_versions=("kenlm", "sentencepiece", "fasttext"),
                                   side_files=lambda st: {"cutoffs.json": cutoffs_json(st["extra"]["cutoffs"])})
 
     run_job(STAGE, args, body)

@@ -243,3 +243,50 @@ def test_job_end_to_end_with_cutoffs_file(spark, corpus_docs, models_dir, tmp_pa
     q = stats["extra"]["quality_by_lang"]
     assert stats_b["rejected"] == {f"quality:{b}": sum(v.get(b, 0) for v in q.values()) for b in ("low", "medium")}
     assert stats_b["config_hash"] != stats["config_hash"]
+
+
+def test_recipe_without_scoring_is_unscored_never_dropped_and_outside_the_cutoffs(spark, corpus_docs, scfg, models,
+                                                                                   tmp_path):
+    """Records whose source type's recipe says `score: none` (code, supervised in conf/pipeline.yaml) get
+    quality unscored, ppl null, score_note recipe and no ref_score; even `--drop unscored` keeps them, and
+    the cutoffs are the exact quantiles of the web records alone."""
+    from dataflow.recipes import recipe_for
+
+    conf = load_conf()
+    assert recipe_for(conf, "code").score == recipe_for(conf, "supervised").score == "none"
+    assert recipe_for(conf, None).score == "lm" and recipe_for(conf, None).ref_score
+    en = [d for d in corpus_docs if d["lang"] == "en" and d["label"] in ("ref", "lowq")]
+    web, code, sup = en[0::3], en[1::3], en[2::3]
+    de = next(d for d in corpus_docs if d["lang"] == "de")   # web, no model: unscored by no_model, droppable
+    rows = doc_rows(web + code + sup + [de])
+    types = {**{d["id"]: "code" for d in code}, **{d["id"]: "supervised" for d in sup}}
+    for r in rows:
+        r["source_type"] = types.get(r["id"])           # null: the default type (web)
+    cfg = {**scfg, "drop": ["low", "unscored"]}
+    out = tmp_path / "out"
+    schema = DOC_ARROW_SCHEMA if "source_type" in DOC_ARROW_SCHEMA.names else \
+        DOC_ARROW_SCHEMA.append(pa.field("source_type", pa.string()))
+    df = spark.createDataFrame(pa.Table.from_pylist(rows, schema=schema)).repartition(2)
+    stats = write_stage(run(df, cfg, conf=conf), out, stage="score", input_count=len(rows), cfg=cfg)
+    kept = {r["id"]: r for r in spark.read.parquet(str(out / "data")).collect()}
+    rej = {r["id"]: r for r in spark.read.parquet(str(out / "rejected")).collect()}
+    assert len(kept) + len(rej) == len(rows) == stats["kept"] + stats["rejected_total"]
+    for i, t in types.items():
+        r = kept[i]
+        assert (r["quality"], r["ppl"], r["score_note"], r["ref_score"], r["source_type"]) == \
+            ("unscored", None, "recipe", None, t)
+    assert rej[de["id"]]["reason"] == "quality:unscored" and rej[de["id"]]["score_note"] == "no_model"
+    assert {r["reason"] for r in rej.values()} == {"quality:low", "quality:unscored"}
+    assert stats["rejected"]["quality:low"] == sum(1 for r in rej.values() if r["reason"] == "quality:low") > 0
+    assert stats["extra"]["unscored_by_recipe"] == {"recipe": len(types), "unknown_type": 0}
+    # web records: ppl from the per-record function, a ref_score, and cutoffs from them alone
+    sp, lm = models["en"]
+    vals = sorted(doc_perplexity(d["text"], sp, lm, NORM, 20000, 4096)[0] for d in web)
+    cut = stats["extra"]["cutoffs"]["en"]
+    assert cut["p30"] == pytest.approx(vals[math.ceil(0.3 * len(vals)) - 1], rel=1e-12)
+    assert cut["p60"] == pytest.approx(vals[math.ceil(0.6 * len(vals)) - 1], rel=1e-12)
+    for d in web:
+        r = kept.get(d["id"]) or rej[d["id"]]
+        assert r["source_type"] == "web" and 0.0 <= r["ref_score"] <= 1.0
+    assert stats["extra"]["quality_by_type"]["code"] == {"unscored": len(code)}
+    assert stats["extra"]["quality_by_type"]["supervised"] == {"unscored": len(sup)}
