@@ -4,7 +4,8 @@
   spark-submit jobs/dedup.py --input ... --output ...
 
 Steps run in this fixed order, each only over the records the earlier ones kept (choose them with
---set 'dedup.steps=[url,exact,simhash,minhash,book,lines]'):
+--set 'dedup.steps=[url,exact,simhash,minhash,book,lines]'; a step runs over the records whose
+source_type's recipe lists it, recipes.<type>.dedup, and compares only those):
   url      normalized URL, Bloom filter per URL-hash partition, first crawl kept      reason dedup:url
   exact    xxh3-128 of the text without punctuation/symbols/emoji/whitespace          reason dedup:exact
   simhash  64-bit SimHash, Hamming <= dedup.simhash.max_distance, connected components reason dedup:simhash
@@ -31,7 +32,7 @@ def main(argv=None) -> int:
         from dataflow.dedup import run
 
         dcfg = section(cfg, STAGE)
-        return run_document_stage(spark, args, STAGE, dcfg, lambda df, _attempt: run(df, dcfg))
+        return run_document_stage(spark, args, STAGE, dcfg, lambda df, _attempt: run(df, dcfg, cfg))
 
     run_job(STAGE, args, body)
     return 0

@@ -11,12 +11,20 @@ Before any step, ids are checked: ids are unique for distinct records (DESIGN §
 an id and the same text are one record ingested twice (`dedup:id`, the first by (date, id) is kept),
 while records that share an id but not the text are a data error, never duplicates: all of them are
 quarantined as `malformed:id_conflict` with the locations (meta file@offset) of every record of that id.
+
+Source types (given the root conf): a step runs over the records whose `source_type`'s recipe lists it
+(`recipes.<type>.dedup`, dataflow/recipes.py); the others pass through that step untouched. Two records are
+compared in a step only if both take part in it, so a web page and a wiki article meet in MinHash when both
+recipes list it, while supervised data (exact only) is never merged by a fuzzy step. The steps that run are
+those the recipes of the types present in the input name, in the fixed order. A record whose type has no
+recipe is quarantined as `malformed:source_type`.
 """
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Mapping
 
+from ..recipes import SOURCE_TYPES, recipes, with_source_type
 from ..schema import DOC_COLUMNS, require_columns
 from ..stage import StageResult
 from . import book, exact, lines, minhash, simhash, url
@@ -44,11 +52,41 @@ def _steps(cfg: dict) -> list[str]:
 
 
 def _malformed(df):
-    """Records without id or text cannot be compared or represented: quarantined, not dropped."""
+    """Records without id or text cannot be compared or represented (nor a type without a recipe):
+    quarantined, not dropped."""
     from pyspark.sql import functions as F
 
-    return (F.when(F.col("id").isNull(), F.lit("malformed:id"))
-            .when(F.col("text").isNull(), F.lit("malformed:text")))
+    bad = (F.when(F.col("id").isNull(), F.lit("malformed:id"))
+           .when(F.col("text").isNull(), F.lit("malformed:text")))
+    if "source_type" in df.columns:
+        bad = bad.when(~F.col("source_type").isin(list(SOURCE_TYPES)), F.lit("malformed:source_type"))
+    return bad
+
+
+def step_types(conf: Mapping, present: list[str]) -> dict[str, list[str]]:
+    """step -> the present source types whose recipe lists it, for the steps any of them lists (fixed order).
+    A recipe naming an unknown step fails here, before any Spark work."""
+    recs = recipes(conf)
+    for t, r in recs.items():
+        unknown = [s for s in r.dedup if s not in STEPS]
+        if unknown:
+            raise ValueError(f"recipes.{t}.dedup: unknown step(s) {unknown}; known: {STEP_ORDER}")
+    out = {s: [t for t in present if s in recs[t].dedup] for s in STEP_ORDER}
+    return {s: ts for s, ts in out.items() if ts}
+
+
+def _run_step(step: str, live, cfg: dict, ctx: Context, types: list[str] | None):
+    """One step over the records of `types` (None: every record); the others pass through unmarked.
+    Returns (annotated, stats of the participants only)."""
+    from pyspark.sql import functions as F
+
+    if types is None:
+        return STEPS[step](live, cfg, ctx)
+    inside = F.col("source_type").isin(types)
+    out, stats = STEPS[step](live.where(inside), cfg, ctx)
+    rest = (live.where(~inside).withColumn("_dup_of", F.lit(None).cast("string"))
+            .withColumn("_detail", F.lit(None).cast("string")))
+    return out.unionByName(rest, allowMissingColumns=True), lambda annotated: stats(annotated.where(inside))
 
 
 def _location(F):
@@ -105,12 +143,21 @@ def _resolve_representatives(rej, steps: list[str]):
     return checkpoint(rej)
 
 
-def run(df, cfg: dict) -> StageResult:
-    """cfg = the `dedup` section of conf/pipeline.yaml."""
+def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
+    """cfg = the `dedup` section of conf/pipeline.yaml; conf = the root configuration, whose `recipes` say
+    which records take part in which step (None: every record in every step of `dedup.steps`)."""
     from pyspark.sql import functions as F
 
     require_columns(df, DOC_COLUMNS, "dedup")
     steps = _steps(cfg)
+    members: dict[str, list[str] | None] = {s: None for s in steps}
+    if conf is not None:
+        df = with_source_type(df, conf)
+        present = sorted(r[0] for r in df.select("source_type").distinct().collect() if r[0] in SOURCE_TYPES)
+        members = step_types({**conf, "dedup": cfg}, present)
+        # a step every present type takes part in runs over all records, unsplit
+        members = {s: (None if len(ts) == len(present) else ts) for s, ts in members.items()}
+        steps = list(members)
     spark = df.sparkSession
     parts = int(cfg.get("shuffle_partitions") or spark.conf.get("spark.sql.shuffle.partitions"))
     ctx = Context.from_conf(cfg, parts)
@@ -128,7 +175,7 @@ def run(df, cfg: dict) -> StageResult:
 
     for step in steps:
         t0 = time.time()
-        out, stats = STEPS[step](live, cfg, ctx)
+        out, stats = _run_step(step, live, cfg, ctx, members[step])
         for c in ("simhash", "lines_removed"):
             if c in out.columns and c not in added:
                 added.append(c)
@@ -139,6 +186,8 @@ def run(df, cfg: dict) -> StageResult:
                                 F.col("_detail").alias("detail"), F.col("_dup_of").alias("dup_of")))
         live = out.where(F.col("_dup_of").isNull()).select(*keep_cols)
         step_stats[step] = {**stats(out), "seconds": round(time.time() - t0, 2)}
+        if conf is not None:
+            step_stats[step]["source_types"] = members[step] or present
 
     kept = live.drop(ORDER)
     cols = [*df.columns, *added]
