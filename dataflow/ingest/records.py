@@ -99,9 +99,10 @@ def input_fields(obj: dict, *, file: str, offset: int, source: str):
 
 
 def record(*, source, file, offset, url=None, content=None, text=None, content_type=None, meta=None,
-           reason=None, detail=None) -> dict:
+           reason=None, detail=None, source_type=None) -> dict:
     return {"source": source, "url": url, "file": file, "offset": offset, "content": content, "text": text,
-            "content_type": content_type, "meta": meta or {}, "reason": reason, "detail": detail}
+            "content_type": content_type, "meta": meta or {}, "reason": reason, "detail": detail,
+            "source_type": source_type}
 
 
 def quarantine(*, source, file, offset, what, why, prefix=None, url=None, meta=None) -> dict:
