@@ -110,7 +110,10 @@ def run(ctx: BenchContext) -> str:
 
     sides = [Side("ours", lambda rep: [sys.executable, "-m", "jobs.score", "--input", str(inp), "--output",
                                        str(spark_out), "--set", f"spark.master=local[{SPARK_CORES}]",
-                                       "--set", f"score.model_dir={model_dir}"], env=env, cwd=root, before=rm(spark_out)),
+                                       "--set", f"score.model_dir={model_dir}",
+                                       # the bare loop has no reference classifier: leave ref_score out (null)
+                                       "--set", "score.ref_model=null", "--set", "score.ref_required=false"],
+                  env=env, cwd=root, before=rm(spark_out)),
              Side("bare", lambda rep: [sys.executable, str(work / "bare.py"), str(model_dir), str(inp), str(bare_out)],
                   env=env, cwd=root, before=rm(bare_out))]
     comp = compare(sides, reps=reps)

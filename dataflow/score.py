@@ -11,9 +11,13 @@ an earlier batch): `high` below p30, `medium` below p60, `low` the rest (cc_net 
 the Ziya2 split). Annotate first: every record is kept with `ppl`, `quality` and `score_note`, unless its
 bucket is listed in `score.drop`, which moves it to rejected/ with reason `quality:<bucket>`.
 
-`quality` is `unscored` (and `ppl` null) for a language without a model (`score_note=no_model`) and for
-a document with no text left after normalisation (`score_note=empty`); a paragraph longer than
-`max_paragraph_chars` / `max_paragraph_pieces` is scored on its head and counted (`truncated:<n>`).
+`quality` is `unscored` (and `ppl` null) for a language without a model (`score_note=no_model`), for
+a document with no text left after normalisation (`score_note=empty`) and for a record whose source type's
+recipe says `score: none` (`score_note=recipe`; never dropped by `score.drop`, never in the cutoffs); a
+paragraph longer than `max_paragraph_chars` / `max_paragraph_pieces` is scored on its head and counted
+(`truncated:<n>`). Records whose recipe has `ref_score: true` also get `ref_score`, the reference
+classifier's P(reference) (dataflow/refclass.py); `score.ref_min` moves those below it to rejected/ with
+reason `ref_score`.
 """
 from __future__ import annotations
 
@@ -274,7 +278,7 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | Non
                                                    F.lit(f" < ref_min={ref_min}")))))
 
     def stats() -> dict:
-        if streaming:   # what was written: its small columns only (rejected/ is empty in this mode)
+        if streaming:   # what was written: its small columns only (nothing is rejected in this mode)
             frame = spark.read.parquet(fs.spark_uri(attempt.path("data")))
         else:
             frame = annotated
@@ -319,9 +323,11 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | Non
                 "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
                 "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
 
-    kept = annotated.drop("reason", "detail") if streaming else \
-        annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
-    rejected = spark.createDataFrame([], annotated.schema) if streaming else \
-        annotated.filter(F.col("reason").isNotNull())
+    if drop or ref_min is not None:
+        kept = annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
+        rejected = annotated.filter(F.col("reason").isNotNull())
+    else:               # nothing can be rejected: one write, no scan for an empty rejected/
+        kept = annotated.drop("reason", "detail")
+        rejected = spark.createDataFrame([], annotated.schema)
     # nothing is cached: `annotated` is returned for callers that unpersist it (a no-op)
     return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)
