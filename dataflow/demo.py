@@ -1,6 +1,9 @@
 """`make demo`: the whole factory on the sample corpus, then tokenizer -> tokenize -> mix -> a few trainer steps.
 
-Input: the fixture's WARC files (warc/) plus docs.jsonl (docs.jsonl alone when warc/ is missing). Every step is
+Input: the fixture's WARC files (warc/) plus docs.jsonl (docs.jsonl alone when warc/ is missing), plus the dumps of
+every other source type `make data` builds in sources/ (code archives, an arXiv tar, a StackExchange .7z, a
+MediaWiki .xml.bz2, a Gutenberg book; `SOURCE_SETS` names them in `sources.inputs`), and CHAMP/HumanEval from
+docs.jsonl typed `supervised` (`sources.by_source`). The funnel at the end is shown per source type. Every step is
 a subprocess of the step's own job, so its progress shows as it runs; a step whose job module does not exist in
 this checkout is skipped with a note. The data stages resume like `make pipeline` (rerun = only what changed);
 the later steps are skipped when their output is complete (`force` redoes everything). Ends with the report path
@@ -15,7 +18,16 @@ import time
 from pathlib import Path
 
 from .config import REPO_ROOT, load_conf
-from .pipeline import plan, print_table, stats_rows
+from .pipeline import plan, print_table, stats_rows, type_funnel_rows
+
+# the fixture's dumps by type (kind from the file name, dataflow.sources.kind_for); CHAMP problems and
+# HumanEval programs are supervised data, not web prose (issue 15, Ziya2 §3)
+SOURCE_SETS = [
+    'sources.inputs=[{match: "*/sources/code/*", type: code}, {match: "*/sources/arxiv/*.tar", type: paper}, '
+    '{match: "*/sources/qa/*.7z", type: qa}, {match: "*/sources/wiki/*.xml.bz2", type: wiki}, '
+    '{match: "*/sources/books/*.txt", type: book}]',
+    "sources.by_source={champ: supervised, human-eval: supervised}",
+]
 
 
 def module_exists(module: str) -> bool:
@@ -48,6 +60,10 @@ def chain_inputs(corpus: Path) -> list[str]:
         inputs.insert(0, str(corpus / "warc"))
     else:
         print(f"[demo] {corpus}/warc is missing: running on docs.jsonl alone", flush=True)
+    if (corpus / "sources").is_dir():
+        inputs.append(str(corpus / "sources"))
+    else:
+        print(f"[demo] {corpus}/sources is missing (`make data` builds it): web and supervised types only", flush=True)
     return inputs
 
 
@@ -67,7 +83,7 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
     py = sys.executable
     corpus_p, out = Path(corpus), Path(output)
     inputs = chain_inputs(corpus_p)
-    sets = model_sets(Path(models)) + list(overrides)
+    sets = model_sets(Path(models)) + SOURCE_SETS + list(overrides)
     set_args = [x for s in sets for x in ("--set", s)]
 
     run_dir = out / "pipeline"
@@ -108,6 +124,10 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
     print(f"\n[demo] finished in {time.time() - t_all:.0f}s\n")
     print_table(stats_rows([(s["dir"], s["output"]) for s in steps]
                            + [(f"tokenize/{k}", str(out / "tokenized" / k)) for k in ("pretrain", "supervised")]))
+    by_type = type_funnel_rows([(s["dir"], s["output"]) for s in steps])
+    if len(by_type) > 1:
+        print("\nfunnel by source type:")
+        print_table(by_type)
     if evaluate_dir is not None and (evaluate_dir / "report.html").exists():
         print(f"\nreport:       {evaluate_dir / 'report.html'}  (summary: {evaluate_dir / 'report.md'})")
         print(f"review sheet: {evaluate_dir / 'review.csv'}; after review: python -m jobs.evaluate "

@@ -154,7 +154,12 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
             {"stage": step["name"], "chain_key": step["chain_key"], "config_hash": step["config_hash"],
              "inputs": step["inputs"], "wall_s": round(time.time() - t0, 2)}, indent=2) + "\n")
     print(f"[pipeline] {n_run} stage(s) current in {output} ({time.time() - t_all:.0f}s)", flush=True)
-    print_table(stats_rows([(s["dir"], s["output"]) for s in steps if not s["missing"]]))
+    dirs = [(s["dir"], s["output"]) for s in steps if not s["missing"]]
+    print_table(stats_rows(dirs))
+    by_type = type_funnel_rows(dirs)
+    if len(by_type) > 1:
+        print("\nby source type:")
+        print_table(by_type)
     return 0
 
 
@@ -168,6 +173,22 @@ def stats_rows(dirs: list[tuple[str, str]]) -> list[tuple[str, ...]]:
         top = sorted((st.get("rejected") or {}).items(), key=lambda kv: -kv[1])[:3]
         rows.append((name, str(st.get("input", "-")), str(st.get("kept", "-")),
                      ", ".join(f"{r}={n}" for r, n in top) or "-", str(st.get("docs_per_s", "-"))))
+    return rows
+
+
+def type_funnel_rows(dirs: list[tuple[str, str]]) -> list[tuple[str, ...]]:
+    """The funnel per source type: for each type, each finished stage's in / kept / top rejection reasons,
+    from stats.json `by_type` (stages whose records carry no type are left out)."""
+    rows = [("type", "stage", "in", "kept", "top rejection reasons")]
+    per_type: dict[str, list[tuple[str, ...]]] = {}
+    for name, d in dirs:
+        st = read_json(fs.join(str(d), "stats.json"))
+        for t, c in sorted(((st or {}).get("by_type") or {}).items()):
+            top = sorted((c.get("rejected_by_reason") or {}).items(), key=lambda kv: -kv[1])[:3]
+            per_type.setdefault(t, []).append((t, name, str(c.get("input", "-")), str(c.get("kept", "-")),
+                                               ", ".join(f"{r}={n}" for r, n in top) or "-"))
+    for t in sorted(per_type):
+        rows.extend(per_type[t])
     return rows
 
 

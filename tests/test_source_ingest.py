@@ -236,3 +236,31 @@ def test_conf_thresholds_reach_the_processors():
     meta = {"path": "a.py", "language": "Python", "license": "MPL-2.0"}
     assert process_code("import os\n", meta, code) == (None, "code.license:MPL-2.0")
     assert process_code("import os\n", meta, {**code, "allowed_licenses": ["MPL-2.0"]})[1] is None
+
+
+def test_demo_inputs_cover_every_type(corpus_dir, corpus_docs, models_dir):
+    """The demo's DP inputs and settings (dataflow/demo.py), record by record through ingest and DP's per-record
+    logic (no Spark: the Spark path is test_mixed_folder_through_dp): every type has kept records, and CHAMP
+    and HumanEval all pass as supervised."""
+    from dataflow.demo import SOURCE_SETS, chain_inputs
+    from dataflow.ingest import iter_file
+    from dataflow.preprocess import Preprocessor
+    from dataflow.recipes import SOURCE_TYPES
+
+    if not (corpus_dir / "sources" / "COUNTS.json").exists():
+        pytest.exit(f"{corpus_dir}/sources is missing: run `make data` first", returncode=2)
+    conf = _conf(f"preprocess.langid_model={models_dir / 'langid.bin'}", *SOURCE_SETS)
+    pre = Preprocessor(conf["preprocess"], conf=conf)
+    kept: dict[str, int] = {}
+    sup: dict[str, list] = {}
+    for f in list_inputs(chain_inputs(corpus_dir), conf):
+        for r in iter_file(f.path, f.fmt, conf["preprocess"], sources=conf["sources"]):
+            o = pre(r)
+            if o["reason"] is None:
+                kept[o["source_type"]] = kept.get(o["source_type"], 0) + 1
+            if o["source"] in ("champ", "human-eval"):
+                sup.setdefault(o["source"], []).append((o["source_type"], o["reason"]))
+    assert set(kept) == set(SOURCE_TYPES), kept
+    for name in ("champ", "human-eval"):
+        n = sum(d["source"] == name for d in corpus_docs)
+        assert sup[name] == [("supervised", None)] * n
