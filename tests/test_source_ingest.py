@@ -264,3 +264,23 @@ def test_demo_inputs_cover_every_type(corpus_dir, corpus_docs, models_dir):
     for name in ("champ", "human-eval"):
         n = sum(d["source"] == name for d in corpus_docs)
         assert sup[name] == [("supervised", None)] * n
+
+
+def test_dp_passes_conf_settings_to_the_processor(tmp_path, corpus_docs, models_dir):
+    """DP's per-record logic applies `sources.code.allowed_licenses` from conf: the GPL program is rejected
+    under the default list and kept when conf allows GPL-3.0."""
+    from dataflow.ingest import iter_file
+    from dataflow.preprocess import Preprocessor
+
+    gpl = next(x["text"] for x in corpus_docs if x.get("id") == "common-licenses:GPL-3").encode()
+    prog = next(x["text"] for x in corpus_docs if x["source"] == "human-eval").encode()
+    (tmp_path / "g.tar.gz").write_bytes(_tar_gz({"g/COPYING": gpl, "g/prog.py": prog}))
+    outcome = {}
+    for allowed in ("[MIT]", "[MIT, GPL-3.0]"):
+        conf = _conf(f"preprocess.langid_model={models_dir / 'langid.bin'}", INPUTS,
+                     f"sources.code.allowed_licenses={allowed}")
+        pre = Preprocessor(conf["preprocess"], conf=conf)
+        rows = [pre(r) for r in iter_file(str(tmp_path / "g.tar.gz"), "code_archive", conf["preprocess"],
+                                          sources=conf["sources"])]
+        outcome[allowed] = next(r["reason"] for r in rows if dict(r["meta"])["path"] == "g/prog.py")
+    assert outcome == {"[MIT]": "code.license", "[MIT, GPL-3.0]": None}

@@ -26,7 +26,7 @@ _END = re.compile(r"^\s*(\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG E-?BOOK.*"
 
 def iter_books(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
     cfg = cfg or {}
-    max_bytes = int(cfg.get("max_book_bytes", 64 << 20))   # the longest Gutenberg books are ~10 MB
+    max_bytes = int(cfg.get("max_book_bytes", 64 << 20))   # conf: sources.book.max_book_bytes (same default)
     common = dict(source=source, file=uri, offset=0, source_type="book", book=posixpath.basename(uri))
     try:
         data = fs.read_bytes(uri)

@@ -23,7 +23,9 @@ from typing import Iterator
 from .. import fs
 from ._base import bad, decode, kept, prefix_len, tar_end_damage
 
-# Licences kept by default: LLaMA §2.1 "we only kept projects that are distributed under the Apache, BSD
+# Thresholds live in conf/pipeline.yaml `sources.code` (DP passes that section as `cfg`); these constants are
+# the same values, the defaults when a caller passes no cfg (unit tests, library use).
+# Licences kept: LLaMA §2.1 "we only kept projects that are distributed under the Apache, BSD
 # and MIT licenses" (Touvron et al. 2023). conf key: sources.code.allowed_licenses.
 ALLOWED_LICENSES = ("Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "MIT")
 # RedPajama-Data rp_v1 data_prep/github/github_run_filter.py: files dropped when max line length > 1000,

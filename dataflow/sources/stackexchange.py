@@ -24,6 +24,7 @@ from .. import fs
 from ._base import bad, kept
 
 QUESTION, ANSWER = "1", "2"
+# defaults when no cfg is passed; DP passes conf/pipeline.yaml `sources.qa`
 MIN_ANSWERS = 0        # questions kept with at least this many answers; conf: sources.qa.min_answers
 SITES: tuple = ()      # sites kept (empty: all); LLaMA §2.1 kept "the 28 largest websites"; conf: sources.qa.sites
 _CHUNK = 1 << 20

@@ -20,6 +20,7 @@ from .. import fs
 from ._base import bad, kept
 
 _READ = 1 << 20
+# default when no cfg is passed; DP passes conf/pipeline.yaml `sources.wiki`
 KEPT_NAMESPACES = ("0",)   # main/article namespace only (LLaMA §2.1 uses article text); conf: sources.wiki.namespaces
 # tags whose content is not running text: references, tables, galleries, math and code blocks, etc.
 DROP_TAGS = ("ref", "references", "table", "gallery", "math", "chem", "score", "timeline", "imagemap",
