@@ -52,6 +52,9 @@ def print_summary(stats: dict, out) -> None:
     reasons = ", ".join(f"{r}={n}" for r, n in top) or "-"
     print(f"[{stats['stage']}] in={stats['input']} kept={stats['kept']} rejected={stats['rejected_total']} "
           f"({reasons}) {stats.get('docs_per_s')} docs/s in {stats.get('wall_s')} s -> {out}", flush=True)
+    if len(stats.get("by_type") or {}) > 1:   # one type alone says nothing the line above does not
+        print(f"[{stats['stage']}] by type: " + ", ".join(f"{t} {c['kept']}/{c['input']}" for t, c in stats["by_type"].items())
+              + " (kept/in)", flush=True)
 
 
 def run_job(stage: str, args, body: Callable[[object, dict], dict], files: Iterable[str] | None = None) -> dict:
