@@ -3,6 +3,7 @@ translation catalogues of `make data` (tools/corpus/langid_sources.py), checked 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import unicodedata
@@ -177,3 +178,25 @@ def test_missing_inputs_are_a_clear_error(tmp_path):
         train(["--corpus", str(tmp_path / "nowhere"), "--output", str(tmp_path / "m.bin")])
     with pytest.raises(FileNotFoundError, match="samples.jsonl"):
         train(["--catalogues", str(tmp_path / "nowhere"), "--output", str(tmp_path / "m.bin")])
+
+
+def test_held_out_zh_lines_with_latin_words_stay_zh(model, cfg):
+    """Chinese documentation names programs, options and paths in Latin letters. Held-out zh catalogue strings
+    that mix such words with Chinese (>= 8 Han characters and a Latin word of >= 3 letters) are labelled zh
+    at a passing score (character 1-grams: a Han character on its own is evidence, conf langid_train.minn);
+    held-out ja strings with kanji are not labelled zh."""
+    tc = cfg["langid_train"]
+    rows = [json.loads(line) for line in open(CATALOGUES / "samples.jsonl", encoding="utf-8")]
+    rows = [r for r in rows if r["lang"] in ("zh", "ja")]
+    units = clean(catalogue_units(rows, dict(cfg["lang_map"] or {}), cfg["unicode_form"]),
+                  set(tc["require_cjk"]), float(tc["min_cjk_share"]))
+    held = split(units, tc)["holdout"]
+    latin, han = re.compile(r"[A-Za-z]{3,}"), re.compile("[\u4e00-\u9fff]")
+    threshold = float(cfg["lang_threshold"])
+    mixed = [t for t in held["zh"] if latin.search(t) and len(han.findall(t)) >= 8]
+    assert len(mixed) >= 100
+    right = sum(c == "zh" and s >= threshold for c, s in (predict(model, t) for t in mixed))
+    assert right / len(mixed) >= 0.97, right / len(mixed)
+    ja = [t for t in held["ja"] if len(han.findall(t)) >= 4]
+    assert len(ja) >= 100
+    assert sum(predict(model, t)[0] == "zh" for t in ja) / len(ja) <= 0.01

@@ -491,8 +491,10 @@ def test_number_dump_and_navigation_are_rejected_by_gopher_quality(T):
 @pytest.mark.parametrize("override, message", [
     ("filter.rules.gopher_quality.word_count.min_word=5",
      r"filter\.rules\.gopher_quality\.word_count\.min_word: unknown key \(did you mean min_words\?\)"),
-    ("filter.rules.fineweb.list_ratio.max_ratio=abc",
-     r"filter\.rules\.fineweb\.list_ratio\.max_ratio: expected a number >= 0, got the string 'abc'"),
+    ("filter.rules.gopher_quality.hash_ratio.max_ratio=abc",
+     r"filter\.rules\.gopher_quality\.hash_ratio\.max_ratio: expected a number >= 0, got the string 'abc'"),
+    ("filter.rules.fineweb.list_ratio.max_ratio=0.3",
+     r"filter\.rules\.fineweb\.list_ratio\.max_ratio: expected a mapping of language -> .* with a 'default' entry"),
     ("filter.rules.gopher_quality.alpha_words.min_ratio=1.5",
      r"filter\.rules\.gopher_quality\.alpha_words\.min_ratio: expected a number >= 0 and <= 1, got 1\.5"),
     ("filter.rules.gopher_qualty.word_count.enabled=false",
@@ -540,3 +542,74 @@ def test_min_chars_left_is_a_setting(T):
     assert o.reason == "c4.terminal_punct" and f"chars left < {len(T.moby) + 1}" in o.detail
     assert high.filter_text(T.moby, "en").reason is None       # nothing removed: the floor does not apply
     assert ENGINE.filter_text(text, "en").reason is None
+
+
+# ------------------------------------------------------------------ issue #14: clean documentation kept, junk still rejected
+def _zh_table_cells(T):
+    """The zh Debian Reference chapter's table cells without a Han character (popcon "V:28, I:307", sizes,
+    versions): script-neutral digits and symbols with a few package names."""
+    zh = T.by_id["debian-reference:zh-cn/ch04"]
+    return [ln.strip() for ln in zh.split("\n") if ln.strip() and not re.search("[\u4e00-\u9fff]", ln)
+            and sum(c.isdigit() for c in ln) >= len(ln.strip()) / 2]
+
+
+def test_cjk_ratio_counts_letters_so_tables_of_numbers_do_not_count_against_chinese(T):
+    cells = _zh_table_cells(T)
+    text = T.zh_lines[0] + "\n" + "\n".join(cells)          # one sentence of prose above a table
+    compact = "".join(text.split())
+    han = len(re.findall("[\u4e00-\u9fff]", compact))
+    assert han / len(compact) < 0.3                                   # the old share of all characters
+    assert han / sum(c.isalpha() for c in compact) >= 0.3             # the share of the letters
+    assert check("zh.cjk_ratio", text, "zh") is None
+    # still rejected: English prose labelled zh, and the table cells on their own
+    assert check("zh.cjk_ratio", T.moby, "zh") is not None
+    assert check("zh.cjk_ratio", "\n".join(cells), "zh") is not None
+
+
+def test_dup_ngram_counts_the_words_characters_as_datatrove():
+    # datatrove find_all_duplicate adds len("".join(words)) for a repeated n-gram: the spaces between the words
+    # are not repeated characters. A sentence said twice around 170 characters of other text:
+    sent = "Select the text that you want to format in bold"
+    other = ("Press the keys once more when you are finished, and the paragraph keeps the formatting it had "
+             "before you started typing; nothing else changes until you choose another style")
+    text = f"{sent}. {other}. {sent}."
+    repeated_words = sum(len(w) for w in sent.split())                # 39 characters, 48 with the spaces
+    assert repeated_words / len(text) <= 0.15 < len(sent) / len(text)
+    five = {"max_frac": {"default": {5: 0.15}}}                       # Gopher's 5-gram threshold on its own
+    rule = REGISTRY["gopher_repetition.dup_ngram"].fn
+    assert rule(Doc(text, "en"), five) is None
+    assert rule(Doc(f"{sent}. {other}. {sent}. {sent}.", "en"), five) is not None
+
+
+def test_repetition_thresholds_are_per_language(T):
+    p = params("gopher_repetition.dup_ngram")["max_frac"]
+    assert p["default"][5] == 0.15 and p["zh"][5] == 0.198              # Gopher / FineWeb-2 cmn_Hani
+    # one real zh line repeated: a 5-gram share between the English and the Chinese threshold
+    base = T.zh_lines[:10]
+    for k in range(1, 10):
+        text = "\n".join(base + [base[0]] * k)
+        d = check("gopher_repetition.dup_ngram", text, "zh")
+        if d is not None:
+            break
+    assert k > 1 and d is not None                                    # repeated enough, zh rejects it too
+    text = "\n".join(base + [base[0]] * (k - 1))                      # one repeat fewer: zh keeps it
+    assert check("gopher_repetition.dup_ngram", text, "zh") is None
+
+
+def test_char_dup_ratio_keeps_a_repeated_sentence_rejects_repeated_paragraphs(T):
+    # FineWeb paper: >= 0.1 of the characters in duplicated lines (datatrove's default 0.01 drops a page
+    # that repeats one long line, e.g. a note printed under two tables)
+    line = "".join(split_sentences(T.moby_paras[0])[:2]).strip()
+    once_more = T.moby + "\n" + line + "\n" + line
+    assert 0.01 < len(line) / (len(once_more) - once_more.count("\n")) < 0.1
+    assert check("fineweb.char_dup_ratio", once_more, "en") is None
+    twice = T.moby + "\n" + "\n".join(T.moby_paras[:3])
+    assert check("fineweb.char_dup_ratio", twice, "en") is not None
+
+
+def test_fineweb_runs_on_zh_with_fineweb2_thresholds(T):
+    # a zh navigation list (the chapter's short table-of-contents lines) vs the chapter's prose
+    assert REGISTRY["fineweb.list_ratio"].applies_to("zh") and REGISTRY["fineweb.char_dup_ratio"].applies_to("zh")
+    assert params("fineweb.list_ratio")["max_ratio"] == {"default": 0.3, "zh": 0.178}
+    assert check("fineweb.list_ratio", "\n".join(T.zh_short_lines[:40]), "zh") is not None
+    assert check("fineweb.list_ratio", T.zh, "zh") is None

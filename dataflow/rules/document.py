@@ -110,13 +110,13 @@ def _duplicates(units: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-# deviation: lines are the non-blank lines. datatrove splits with str.splitlines(), so the empty lines between
-# blank-line-separated paragraphs (how DP's HTML extraction writes them) are duplicates of each other.
+# lines: datatrove splits on "\n+" (no empty lines); deviation: whitespace around the newlines is absorbed too,
+# so whitespace-only lines between paragraphs are not duplicates of each other.
 def dup_line_frac(doc, p):
-    lines = doc.gopher_lines
+    lines, frac = doc.gopher_lines, per_lang(p["max_frac"], doc.lang)
     n, _ = _duplicates(lines)
     r = n / len(lines) if lines else 0.0
-    return f"dup lines {r:.3f} > {p['max_frac']}" if r > p["max_frac"] else None
+    return f"dup lines {r:.3f} > {frac}" if r > frac else None
 
 
 def dup_para_frac(doc, p):
@@ -152,7 +152,7 @@ def top_ngram(doc, p):
     (ws, spans), total = doc.non_symbol, len(doc.text)
     if not total:
         return None
-    for n, frac in sorted((int(k), float(v)) for k, v in p["max_frac"].items()):
+    for n, frac in sorted((int(k), float(v)) for k, v in per_lang(p["max_frac"], doc.lang).items()):
         if len(ws) < n:
             continue
         grams = list(zip(*(ws[i:] for i in range(n))))
@@ -167,17 +167,17 @@ def top_ngram(doc, p):
 
 
 def dup_ngram(doc, p):
-    # deviation: word n-grams, as Gopher defines it; datatrove 0.10 passes its joined n-grams to
-    # find_all_duplicate, which joins n of those again (an n-gram of n-grams). Non-overlapping count as there.
-    (ws, spans), total = doc.non_symbol, len(doc.text)
+    # datatrove find_all_duplicate: non-overlapping repeats, each counted as the characters of its words
+    # without the spaces between them, over len(text). deviation: the non-symbol words (as above).
+    ws, total = doc.non_symbol_words, len(doc.text)
     if not total:
         return None
-    for n, frac in sorted((int(k), float(v)) for k, v in p["max_frac"].items()):
+    for n, frac in sorted((int(k), float(v)) for k, v in per_lang(p["max_frac"], doc.lang).items()):
         seen, repeated, i, last = set(), 0, 0, len(ws) - n + 1
         while i < last:
             gram = tuple(ws[i:i + n])
             if gram in seen:
-                repeated += spans[i + n - 1][1] - spans[i][0]
+                repeated += sum(map(len, gram))   # datatrove: len("".join(words)), the words' own characters
                 i += n          # skip the repeat, so overlapping repeats are not counted twice
             else:
                 seen.add(gram)
@@ -189,16 +189,18 @@ def dup_ngram(doc, p):
 
 
 # ------------------------------------------------------------------ FineWeb (Penedo et al. 2024)
-# English only by default: its thresholds were tuned on English web text (a 30-character zh line is a full
-# sentence); zh gets zh.mean_line_length instead. `langs` in conf can widen them.
-# deviation: lines are the non-blank lines. datatrove splits on "\n" and counts the empty lines of
-# blank-line-separated paragraphs as short lines without punctuation (FineWeb's trafilatura text has none).
+# char_dup_ratio and list_ratio run on en and zh, zh with FineWeb-2's cmn_Hani thresholds (configs/cmn_Hani.yml;
+# its pipeline applies them to every language). short_line_ratio stays English (FineWeb-2 switches it off: a
+# 30-character zh line is a full sentence). line_punct_ratio carries FineWeb-2's zh value but runs on en only
+# by default (deviation, see conf: zh documentation writes headings and labels as lines of their own).
+# lines are the non-blank lines, as datatrove 0.10 (split("\n"), blank lines dropped); deviation: trailing
+# whitespace is stripped before the end-character test.
 def line_punct_ratio(doc, p):
-    lines = doc.nonblank_lines
+    lines, floor = doc.nonblank_lines, per_lang(p["min_ratio"], doc.lang)
     if not lines:
         return "no lines"
     r = sum(ln.endswith(tuple(p["end_chars"])) for ln in lines) / len(lines)
-    return f"terminal-punct lines {r:.3f} <= {p['min_ratio']}" if r <= p["min_ratio"] else None
+    return f"terminal-punct lines {r:.3f} <= {floor}" if r <= floor else None
 
 
 def short_line_ratio(doc, p):
@@ -221,10 +223,10 @@ def char_dup_ratio(doc, p):
 def list_ratio(doc, p):
     # deviation: line breaks between non-blank lines (a blank-line paragraph break counts once, as in
     # trafilatura's single-newline text); datatrove counts every "\n"
-    n = len(doc.words)
+    n, cap = len(doc.words), per_lang(p["max_ratio"], doc.lang)
     breaks = max(len(doc.nonblank_lines) - 1, 0)
     r = breaks / n if n else float("inf")
-    return f"line breaks/word {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
+    return f"line breaks/word {r:.3f} > {cap}" if r > cap else None
 
 
 # ------------------------------------------------------------------ C4 (Raffel et al. 2020 §2.2), document drops
@@ -262,9 +264,12 @@ def min_sentences(doc, p):
 
 # ------------------------------------------------------------------ Chinese
 def cjk_ratio(doc, p):
-    n = len(doc.compact)
-    r = han_count(doc.compact) / n if n else 0.0
-    return f"CJK share {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
+    # Han characters among the letters (Unicode L*: Han, kana, hangul, Latin, Cyrillic ...). Digits,
+    # punctuation and symbols belong to no language, so `ls -l /etc/apt/` or a version table does not count
+    # against the Chinese of the page; a page of Latin words does.
+    letters = sum(1 for c in doc.compact if c.isalpha())
+    r = han_count(doc.compact) / letters if letters else 0.0
+    return f"Han share of letters {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
 def char_ngram_repetition(doc, p):
@@ -380,8 +385,8 @@ RULES = (
          "share of non-symbol words with an alphabetic character below min_ratio", alpha_words, {"min_ratio": RATIO}),
     Rule("gopher_quality.stop_words", "document", EN, "fewer than min_stop_words distinct English stop words",
          stop_words, {"min_stop_words": Int(0), "stop_words": List(Str(non_empty=True))}),
-    Rule("gopher_repetition.dup_line_frac", "document", ALL, "share of duplicate lines above max_frac",
-         dup_line_frac, _MAX_FRAC),
+    Rule("gopher_repetition.dup_line_frac", "document", ALL, "share of duplicate lines above max_frac (per language)",
+         dup_line_frac, {"max_frac": PerLang(RATIO)}),
     Rule("gopher_repetition.dup_para_frac", "document", ALL, "share of duplicate paragraphs above max_frac",
          dup_para_frac, _MAX_FRAC),
     Rule("gopher_repetition.dup_line_char_frac", "document", ALL, "characters in duplicate lines above max_frac",
@@ -389,27 +394,28 @@ RULES = (
     Rule("gopher_repetition.dup_para_char_frac", "document", ALL, "characters in duplicate paragraphs above max_frac",
          dup_para_char_frac, _MAX_FRAC),
     Rule("gopher_repetition.top_ngram", "document", ALL,
-         "characters covered by the most frequent n-gram above max_frac[n] (n = 2, 3, 4)", top_ngram,
-         {"max_frac": Map(RATIO, keys=Int(1))}),
+         "characters covered by the most frequent n-gram above max_frac[lang][n] (n = 2, 3, 4)", top_ngram,
+         {"max_frac": PerLang(Map(RATIO, keys=Int(1)))}),
     Rule("gopher_repetition.dup_ngram", "document", ALL,
-         "characters in repeated n-grams above max_frac[n] (n = 5..10), non-overlapping count", dup_ngram,
-         {"max_frac": Map(RATIO, keys=Int(1))}),
-    Rule("fineweb.line_punct_ratio", "document", EN, "share of lines ending in terminal punctuation <= min_ratio",
-         line_punct_ratio, {"min_ratio": RATIO, "end_chars": List(Str(non_empty=True), min_len=1)}),
+         "characters in repeated n-grams above max_frac[lang][n] (n = 5..10), non-overlapping count", dup_ngram,
+         {"max_frac": PerLang(Map(RATIO, keys=Int(1)))}),
+    Rule("fineweb.line_punct_ratio", "document", EN,
+         "share of lines ending in terminal punctuation <= min_ratio (per language)",
+         line_punct_ratio, {"min_ratio": PerLang(RATIO), "end_chars": List(Str(non_empty=True), min_len=1)}),
     Rule("fineweb.short_line_ratio", "document", EN, "share of lines of at most short_line_chars >= max_ratio",
          short_line_ratio, {"max_ratio": RATIO, "short_line_chars": Int(0)}),
-    Rule("fineweb.char_dup_ratio", "document", EN,
+    Rule("fineweb.char_dup_ratio", "document", EN_ZH,
          "characters in duplicate lines (longer than max_ignored_line_chars) over non-newline characters >= max_ratio",
          char_dup_ratio, {"max_ratio": RATIO, "max_ignored_line_chars": Int(0)}),
-    Rule("fineweb.list_ratio", "document", EN, "line breaks per word above max_ratio (list-like pages)", list_ratio,
-         _MAX_RATIO),
+    Rule("fineweb.list_ratio", "document", EN_ZH, "line breaks per word above max_ratio (per language; list-like pages)",
+         list_ratio, {"max_ratio": PerLang(Float(0))}),
     Rule("c4.lorem_ipsum", "document", ALL, "placeholder text ('lorem ipsum') anywhere", lorem_ipsum),
     Rule("c4.curly_bracket", "document", EN_ZH,
          "a code '{' in a line C4 keeps (ends in end_chars, >= min_words words); inline brace groups excepted",
          curly_bracket, {"min_words": Int(0), "end_chars": List(Str(non_empty=True), min_len=1)}),
     Rule("c4.min_sentences", "final", EN, "fewer than min_sentences sentences left after the line rules",
          min_sentences, {"min_sentences": Int(0)}),
-    Rule("zh.cjk_ratio", "document", ZH, "share of Han characters among non-space characters below min_ratio",
+    Rule("zh.cjk_ratio", "document", ZH, "share of Han characters among the letters below min_ratio",
          cjk_ratio, {"min_ratio": RATIO}),
     Rule("zh.char_ngram_repetition", "document", ZH, "share of repeated character n-grams (n = ngram) above max_ratio",
          char_ngram_repetition, {"ngram": Int(1), "max_ratio": RATIO}),
