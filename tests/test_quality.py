@@ -163,3 +163,18 @@ def test_as_ranks_original_text_above_shuffled(docs, qcfg, cfg):
     # nearly every page (>= 0.95) must rank above its shuffle
     for lang, d in m["per_lang"].items():
         assert d["original_lower"] >= 0.95, (lang, d)
+
+
+def test_rf_clean_set_leaves_out_zh_pages_left_in_english(docs, qcfg):
+    """A translated page whose main text stayed English (no English twin at the same path to compare with)
+    is not zh reference text: the set builder leaves it out, whatever the package calls it."""
+    zh = [p for p in docs if p.lang == "zh-cn"]
+    en = [p for p in docs if p.lang == "en"]
+    assert zh and en
+    assert all(labelled.english_prose_share(p) <= qcfg["rf"]["clean_max_untranslated"] for p in zh)
+    left_in_english = [Page(p.source, "zh-cn", "untranslated/" + p.path, p.text, p.links, p.main) for p in en]
+    share = [labelled.english_prose_share(p) for p in left_in_english]
+    assert sum(s > qcfg["rf"]["clean_max_untranslated"] for s in share) >= 0.8 * len(share), share
+    kept = labelled.clean_pages(zh + left_in_english, qcfg)
+    assert {p.path for p in kept} >= {p.path for p in zh if len(p.main) >= qcfg["rf"]["clean_min_chars"]}
+    assert sum(p.path.startswith("untranslated/") for p in kept) <= 0.2 * len(left_in_english)

@@ -78,6 +78,16 @@ def untranslated_share(page, en_page) -> float:
                and is_untranslated(p, en)) / total
 
 
+def english_prose_share(page) -> float:
+    """Share of a zh page's characters in English sentences: lines with no Han/kana/hangul character, at least
+    5 Latin words and a sentence end. Catches pages left (partly) in English that have no English twin at the
+    same path (untranslated_share needs one); a command or a code line has no sentence end (our choice)."""
+    lines = [" ".join(ln.split()) for ln in page.main.split("\n") if ln.strip()]   # the main content, as RF sees it
+    total = sum(len(ln) for ln in lines) or 1
+    return sum(len(ln) for ln in lines if not _CJK.search(ln) and len(_PROSE.findall(ln)) >= 5
+               and ln[-1:] in ".!?") / total
+
+
 def round_robin(items: list, key, seed) -> list:
     """Items ordered by a seeded hash within each source, then taken one source at a time, so no single
     package dominates a sample."""
@@ -143,7 +153,8 @@ def clean_pages(pages, cfg: dict, langs=("en", "zh-cn", "zh-tw")) -> list:
     for p in pages:
         if p.lang not in langs or len(p.main) < c["clean_min_chars"]:
             continue
-        if p.lang != "en" and untranslated_share(p, by.get((p.source, "en", p.path))) > c["clean_max_untranslated"]:
+        if p.lang != "en" and max(untranslated_share(p, by.get((p.source, "en", p.path))),
+                                  english_prose_share(p)) > c["clean_max_untranslated"]:
             continue
         out.append(p)
     return out
