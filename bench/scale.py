@@ -35,8 +35,8 @@ DRIVER_MEMORY = "2g"          # the machine is shared: helpers start no driver a
 POLL_S = 0.5                  # process-tree memory sampling period
 GOAL_GROWTH = 1.15            # #13.7: cost per document may grow at most 1.15x per 10x documents
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = ["dataflow/preprocess", "dataflow/ingest", "dataflow/dedup", "dataflow/stage.py", "jobs/preprocess.py",
-         "jobs/dedup.py", "bench/scale.py"]   # the code this section measures (stale marking in BENCHMARKS.md)
+PATHS = ["dataflow/preprocess", "dataflow/ingest", "dataflow/dedup", "dataflow/text.py", "dataflow/hashing.py",
+         "dataflow/stage.py", "jobs/preprocess.py", "jobs/dedup.py", "bench/scale.py"]   # the code this section measures (stale marking in BENCHMARKS.md)
 
 
 def edit(text: str, rng: random.Random) -> str:
@@ -152,9 +152,12 @@ def run_job(cmd: list[str]) -> dict:
     cg.close()
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{out[-4000:]}")
-    driver = sum(m for pid, (m, c) in peaks.items() if pid == p.pid or "java" in c.split(" ")[0])
+    py_driver = sum(m for pid, (m, c) in peaks.items() if pid == p.pid)
+    jvm = sum(m for pid, (m, c) in peaks.items() if "java" in c.split(" ")[0])
+    driver = py_driver + jvm
     workers = max((m for pid, (m, c) in peaks.items() if "pyspark.daemon" in c or "pyspark.worker" in c), default=0)
-    return {"wall_s": round(wall, 1), "driver_peak_mb": round(driver / 2**20), "worker_peak_mb": round(workers / 2**20),
+    return {"wall_s": round(wall, 1), "driver_peak_mb": round(driver / 2**20), "py_driver_peak_mb": round(py_driver / 2**20),
+            "jvm_peak_mb": round(jvm / 2**20), "worker_peak_mb": round(workers / 2**20),
             "cpu_s": round(exact if exact is not None else sum(cpu.values()), 1), "cpu_method": method}
 
 
@@ -178,10 +181,12 @@ def render(results: list[dict]) -> str:
     lines = ["## Scale: DP -> CD at 10k / 100k / 1M documents", "",
              "Documents recombined and lightly edited from the real corpus with 3% planted near-duplicates "
              "(bench/scale.py); each stage one `python -m jobs.<stage>` process, local[2], driver memory 2g. "
-             "Driver peak = high-water RSS of the Python driver plus its JVM; workers = the largest Python worker.", "",
+             "Peaks are high-water RSS: the Python driver (where a `collect()` of data would land), its JVM (in local "
+             "mode it also hosts the executors, so it grows up to `-Xmx` plus off-heap buffers whatever the data; "
+             "bounded by `spark.driver.memory`), and the largest Python worker.", "",
              "| docs | stage | in | kept | wall s | CPU s | CPU s per 1k docs | growth per 10x (CPU) | "
-             "growth per 10x (wall) | driver peak MB | worker peak MB |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "growth per 10x (wall) | Python driver peak MB | JVM peak MB | worker peak MB |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     prev: dict[str, dict] = {}
     for r in results:
         for stage in ("preprocess", "dedup"):
@@ -194,7 +199,8 @@ def render(results: list[dict]) -> str:
                 g_cpu = f"{(per_cpu / (p['cpu_s'] / p['docs'] * 1000)) ** (1 / steps):.2f}x"
                 g_wall = f"{(per_wall / (p['wall_s'] / p['docs'] * 1000)) ** (1 / steps):.2f}x"
             lines.append(f"| {r['docs']:,} | {stage} | {s['in']:,} | {s['kept']:,} | {s['wall_s']} | {s['cpu_s']} | "
-                         f"{per_cpu:.2f} | {g_cpu} | {g_wall} | {s['driver_peak_mb']} | {s['worker_peak_mb']} |")
+                         f"{per_cpu:.2f} | {g_cpu} | {g_wall} | {s.get('py_driver_peak_mb', '-')} | "
+                         f"{s.get('jvm_peak_mb', '-')} | {s['worker_peak_mb']} |")
             prev[stage] = {**s, "docs": r["docs"]}
     methods = sorted({r[st].get("cpu_method", "sampled /proc every 0.5 s") for r in results for st in ("preprocess", "dedup")})
     lines += ["", "CPU s: the whole process tree (driver, JVM, Python workers) by " + ", ".join(methods) + ". "
