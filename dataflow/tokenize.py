@@ -26,9 +26,10 @@ import pyarrow as pa
 
 from .stage import StageResult
 
-INPUT_COLUMNS = ["id", "source", "type", "text", "prompt", "response", "_corrupt_record", "_bad_fields"]
-TEXT_COLUMNS = ("id", "source", "type", "text", "prompt", "response")   # must be strings, never cast
+INPUT_COLUMNS = ["id", "source", "type", "source_type", "text", "prompt", "response", "_corrupt_record", "_bad_fields"]
+TEXT_COLUMNS = ("id", "source", "type", "source_type", "text", "prompt", "response")   # must be strings, never cast
 OUT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("type", pa.string()),
+                        ("source_type", pa.string()),   # carried for the mixer; examples are `supervised`
                         ("input_ids", pa.list_(pa.int32())), ("loss_mask", pa.list_(pa.int8())),
                         ("n_tokens", pa.int32()), ("text", pa.string()),
                         ("reason", pa.string()), ("detail", pa.string())])
@@ -115,36 +116,72 @@ def _load_sp(path: str):
     return spm.SentencePieceProcessor(model_file=path)
 
 
-def tokenize_batch(batch: pa.RecordBatch, sp, ecfg: Mapping) -> pa.RecordBatch:
-    """One Arrow batch in, one annotated batch out (every input row appears once)."""
+KEPT_COLUMNS = ("id", "source", "type", "source_type", "input_ids", "loss_mask", "n_tokens")
+REJECTED_COLUMNS = ("id", "source", "type", "source_type", "text", "reason", "detail")
+KEPT_SCHEMA = pa.schema([OUT_SCHEMA.field(c) for c in KEPT_COLUMNS])
+REJECTED_SCHEMA = pa.schema([OUT_SCHEMA.field(c) for c in REJECTED_COLUMNS])
+
+
+def _records(batch: pa.RecordBatch) -> list[dict]:
+    """The input rows of a batch as dicts: a documents frame as it is, raw JSONL lines (one `value` column,
+    the fused path of `run(..., jsonl_lines=True)`) parsed here, in the same worker that encodes them."""
+    if batch.schema.names == ["value"]:
+        from .tokenizer import parse_jsonl_line
+
+        return [parse_jsonl_line(x) for x in batch.column(0).to_pylist()]
+    return batch.to_pylist()
+
+
+def tokenize_batch(batch: pa.RecordBatch, sp, ecfg: Mapping, want: str = "all") -> pa.RecordBatch:
+    """One Arrow batch in, one annotated batch out. `want`: `all` (every input row once, OUT_SCHEMA),
+    `kept` (only encoded rows, KEPT_SCHEMA) or `rejected` (only rejected rows, REJECTED_SCHEMA: decided by
+    `classify` alone, so this pass never runs the tokenizer and `sp` may be None)."""
     add_bos, add_eos, mask_prompt = bool(ecfg["add_bos"]), bool(ecfg["add_eos"]), bool(ecfg["mask_prompt"])
-    recs = batch.to_pylist()
+    recs = _records(batch)
     decided = [classify(r, ecfg) for r in recs]
-    docs = [i for i, d in enumerate(decided) if d["kind"] == "doc"]
-    doc_ids = sp.encode([recs[i]["text"] for i in docs], num_threads=1) if docs else []
-    enc = dict(zip(docs, doc_ids))
-    out = {k: [] for k in OUT_SCHEMA.names}
-    for i, (r, d) in enumerate(zip(recs, decided)):
-        text = r.get("text") if r.get("text") is not None else (
-            None if r.get("prompt") is None and r.get("response") is None else (r.get("prompt") or "") + (r.get("response") or ""))
+    rows = [i for i, d in enumerate(decided)
+            if want == "all" or (d["kind"] == "reject") == (want == "rejected")]
+    docs = [i for i in rows if decided[i]["kind"] == "doc"]
+    enc = dict(zip(docs, sp.encode([recs[i]["text"] for i in docs], num_threads=1))) if docs else {}
+    bos = [sp.bos_id()] if add_bos and docs else []
+    eos = [sp.eos_id()] if add_eos and docs else []
+    schema = {"all": OUT_SCHEMA, "kept": KEPT_SCHEMA, "rejected": REJECTED_SCHEMA}[want]
+    out = {k: [] for k in schema.names}
+    for i in rows:
+        r, d = recs[i], decided[i]
         rid = r.get("id") or stable_id(r.get("source"), r.get("type"), r.get("text"), r.get("prompt"), r.get("response"))
-        ids = mask = None
-        typ = r.get("type")
-        if d["kind"] == "doc":
-            ids = ([sp.bos_id()] if add_bos else []) + list(enc[i]) + ([sp.eos_id()] if add_eos else [])
-        elif d["kind"] == "example":
-            typ = d["type"]
-            ids, mask = encode_example(sp, d["prompt"], d["response"], add_bos, add_eos, mask_prompt)
         out["id"].append(rid)
         out["source"].append(r.get("source"))
+        out["source_type"].append("supervised" if d["kind"] == "example" else r.get("source_type"))
+        if d["kind"] == "reject":
+            if "text" in out:      # rejected rows keep their text for audit
+                text = r.get("text")
+                if text is None and (r.get("prompt") is not None or r.get("response") is not None):
+                    text = (r.get("prompt") or "") + (r.get("response") or "")
+                out["text"].append(text)
+                out["reason"].append(d["reason"])
+                out["detail"].append(d.get("detail"))
+            out["type"].append(r.get("type"))
+            if "input_ids" in out:
+                out["input_ids"].append(None)
+                out["loss_mask"].append(None)
+                out["n_tokens"].append(None)
+            continue
+        if d["kind"] == "doc":
+            ids, mask, typ = bos + enc[i] + eos, None, r.get("type")
+        else:
+            ids, mask = encode_example(sp, d["prompt"], d["response"], add_bos, add_eos, mask_prompt)
+            typ = d["type"]
         out["type"].append(typ)
-        out["input_ids"].append(ids)
-        out["loss_mask"].append(mask)
-        out["n_tokens"].append(len(ids) if ids is not None else None)
-        out["text"].append(text if d["kind"] == "reject" else None)   # kept rows drop it: less to cache
-        out["reason"].append(d.get("reason"))
-        out["detail"].append(d.get("detail"))
-    return pa.RecordBatch.from_pydict(out, schema=OUT_SCHEMA)
+        if "input_ids" in out:
+            out["input_ids"].append(ids)
+            out["loss_mask"].append(mask)
+            out["n_tokens"].append(len(ids))
+        if "text" in out:          # kept rows drop the text
+            out["text"].append(None)
+            out["reason"].append(None)
+            out["detail"].append(None)
+    return pa.RecordBatch.from_pydict(out, schema=schema)
 
 
 def tokenizer_info(model_path: str | Path, pad_id: int | None = None) -> dict:
@@ -158,8 +195,14 @@ def tokenizer_info(model_path: str | Path, pad_id: int | None = None) -> dict:
             "bos_id": sp.bos_id(), "eos_id": sp.eos_id(), "pad_id": int(pad)}
 
 
-def run(df, cfg: Mapping) -> StageResult:
-    """cfg: the `tokenizer` section (uses `model` and `encode`)."""
+def run(df, cfg: Mapping, *, jsonl_lines: bool = False, data_path: str | None = None) -> StageResult:
+    """cfg: the `tokenizer` section (uses `model` and `encode`).
+
+    One pass over the text: kept rows come from a mapInArrow that classifies and encodes, rejected rows from a
+    second one that only classifies (no tokenizer), so nothing is persisted and the JVM never caches text or
+    token lists. `jsonl_lines`: `df` is raw JSONL lines (`read_documents(..., raw_lines=True)`), parsed in the
+    encoding worker. `data_path`: where the stage writes `data/`; the token statistics then read those
+    Parquet columns back instead of encoding again."""
     from pyspark.sql import functions as F
 
     from .schema import spark_schema
@@ -169,59 +212,66 @@ def run(df, cfg: Mapping) -> StageResult:
     ecfg = dict(cfg["encode"])
     spark = df.sparkSession
     model = ship_model(spark, cfg["model"])
-    types = dict(df.dtypes)
-    wrong = [c for c in TEXT_COLUMNS if c in types and types[c] != "string"]   # e.g. Parquet text as a struct
-    cols = [F.lit(None).cast("string").alias(c) if c in wrong or c not in types else F.col(c).cast("string").alias(c)
-            for c in INPUT_COLUMNS if c != "_bad_fields"]
-    bad = [F.when(F.col(c).isNotNull(), F.lit(f"{c}:{types[c]}")) for c in wrong]
-    prior = [F.col("_bad_fields")] if "_bad_fields" in types else []
-    cols.append((F.concat_ws(",", *prior, *bad) if prior or bad else F.lit("")).alias("_bad_fields"))
+    if jsonl_lines:
+        inp = df.select(F.col("value").cast("string").alias("value"))
+    else:
+        types = dict(df.dtypes)
+        wrong = [c for c in TEXT_COLUMNS if c in types and types[c] != "string"]   # e.g. Parquet text as a struct
+        cols = [F.lit(None).cast("string").alias(c) if c in wrong or c not in types
+                else F.col(c).cast("string").alias(c) for c in INPUT_COLUMNS if c != "_bad_fields"]
+        bad = [F.when(F.col(c).isNotNull(), F.lit(f"{c}:{types[c]}")) for c in wrong]
+        prior = [F.col("_bad_fields")] if "_bad_fields" in types else []
+        cols.append((F.concat_ws(",", *prior, *bad) if prior or bad else F.lit("")).alias("_bad_fields"))
+        inp = df.select(*cols).withColumn("_bad_fields", F.when(F.col("_bad_fields") != "", F.col("_bad_fields")))
 
-    def apply(batches):
+    def encode(batches):
         sp = load_once("sentencepiece", model, _load_sp)
         for b in batches:
-            yield tokenize_batch(b, sp, ecfg)
+            yield tokenize_batch(b, sp, ecfg, "kept")
 
-    annotated = (df.select(*cols).withColumn("_bad_fields", F.when(F.col("_bad_fields") != "", F.col("_bad_fields")))
-                 .mapInArrow(apply, spark_schema(OUT_SCHEMA)))
-    from pyspark import StorageLevel
+    def reject(batches):
+        for b in batches:
+            yield tokenize_batch(b, None, ecfg, "rejected")
 
-    annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
-    kept = annotated.filter(F.col("reason").isNull()).drop("text", "reason", "detail")
-    rejected = annotated.filter(F.col("reason").isNotNull()).drop("input_ids", "loss_mask", "n_tokens")
+    kept = inp.mapInArrow(encode, spark_schema(KEPT_SCHEMA))
+    rejected = inp.mapInArrow(reject, spark_schema(REJECTED_SCHEMA))
 
     def stats():
-        rows = (kept.groupBy("source", "type").agg(F.count(F.lit(1)).alias("docs"), F.sum("n_tokens").alias("tokens"))
-                    .collect())
+        written = spark.read.parquet(data_path) if data_path else kept
+        rows = (written.groupBy("source", "type").agg(F.count(F.lit(1)).alias("docs"), F.sum("n_tokens").alias("tokens"))
+                .collect())
         by = sorted(({"source": r["source"], "type": r["type"], "docs": r["docs"], "tokens": r["tokens"]} for r in rows),
                     key=lambda d: (d["source"] or "", d["type"] or ""))
         return {"tokens": sum(d["tokens"] for d in by), "by_source": by,
                 "tokenizer": tokenizer_info(Path(cfg["model"]).resolve())}
 
-    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)
+    return StageResult(kept=kept, rejected=rejected, stats=stats)
 
 
 def run_stage(spark, inputs, out: str, cfg: Mapping, *, partitions: int | None = None,
               allow_incomplete: bool = False) -> dict:
-    """jobs.encode: read documents (stage output or JSONL), tokenize, write the stage. cfg: `tokenizer`."""
+    """jobs.encode: read documents (stage output or JSONL), tokenize, write the stage. cfg: `tokenizer`.
+
+    The input count is the reader's own, taken before any parsing: non-blank JSONL lines (a JVM pass over the
+    files), or the Parquet row count (footer metadata)."""
     import time
 
+    from . import fs
     from .stage import Attempt, check_overlap, write_stage
     from .tokenizer import is_jsonl, read_documents
 
     t0 = time.time()
     inputs = [str(p) for p in inputs]
     check_overlap(inputs, out)
-    if is_jsonl(inputs):
-        df, paths = read_documents(spark, inputs)
+    jsonl = is_jsonl(inputs)
+    if jsonl:
+        df, paths = read_documents(spark, inputs, raw_lines=True)
     else:
         from .stage import read_stage_input
 
         df, paths = read_stage_input(spark, inputs, output=out, allow_incomplete=allow_incomplete, require=("text",))
-    attempt = Attempt(out).begin()
-    df = df.cache()
     n = df.count()
-    stats = write_stage(run(df, cfg), out, stage="tokenize", input_count=n, input_paths=paths, cfg=cfg, t0=t0,
-                        partitions=partitions, extra_versions=("sentencepiece",), attempt=attempt)
-    df.unpersist()
-    return stats
+    attempt = Attempt(out).begin()
+    result = run(df, cfg, jsonl_lines=jsonl, data_path=fs.spark_uri(attempt.path("data")))
+    return write_stage(result, out, stage="tokenize", input_count=n, input_paths=paths, cfg=cfg, t0=t0,
+                       partitions=partitions, extra_versions=("sentencepiece",), attempt=attempt)

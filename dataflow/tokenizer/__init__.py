@@ -23,9 +23,10 @@ def is_jsonl(paths: Iterable[str]) -> bool:
     return bool(paths) and all(p.endswith(JSONL_SUFFIXES) for p in paths)
 
 
-def read_documents(spark, paths: Iterable[str], *, allow_incomplete: bool = False):
+def read_documents(spark, paths: Iterable[str], *, allow_incomplete: bool = False, raw_lines: bool = False):
     """(DataFrame, resolved paths). JSONL keeps malformed lines in `_corrupt_record`; Parquet is read as a
-    stage output (a stage directory means its `data/`)."""
+    stage output (a stage directory means its `data/`). `raw_lines`: JSONL comes back unparsed (its non-blank
+    lines, one `value` column) for a consumer that parses in its own Python pass (`tokenize.run`)."""
     from ..stage import read_stage_input
 
     from .. import fs
@@ -38,7 +39,7 @@ def read_documents(spark, paths: Iterable[str], *, allow_incomplete: bool = Fals
         from pyspark.sql import functions as F
 
         lines = spark.read.text([fs.spark_uri(p) for p in paths]).filter(F.trim("value") != "")
-        return lines.mapInArrow(_parse_jsonl, JSONL_DDL), paths
+        return (lines if raw_lines else lines.mapInArrow(_parse_jsonl, JSONL_DDL)), paths
     return read_stage_input(spark, paths, allow_incomplete=allow_incomplete, require=("text",))
 
 
