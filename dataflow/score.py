@@ -328,6 +328,6 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | Non
         rejected = annotated.filter(F.col("reason").isNotNull())
     else:               # nothing can be rejected: one write, no scan for an empty rejected/
         kept = annotated.drop("reason", "detail")
-        rejected = spark.createDataFrame([], annotated.schema)
+        rejected = annotated.where(F.lit(False))   # the optimiser makes this an empty relation: no scan, no Python
     # nothing is cached: `annotated` is returned for callers that unpersist it (a no-op)
     return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)

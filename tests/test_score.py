@@ -244,6 +244,18 @@ def test_job_end_to_end_with_cutoffs_file(spark, corpus_docs, models_dir, tmp_pa
     assert stats_b["rejected"] == {f"quality:{b}": sum(v.get(b, 0) for v in q.values()) for b in ("low", "medium")}
     assert stats_b["config_hash"] != stats["config_hash"]
 
+    # fixed cutoffs for every language and nothing to reject: the streaming pass (no scratch, no cache)
+    # gives every record the bucket of the first run, whose cutoffs these are
+    assert job.main([*common, "--output", str(tmp_path / "c"), "--cutoffs", str(tmp_path / "a/cutoffs.json")]) == 0
+    stats_c = json.loads((tmp_path / "c/stats.json").read_text())
+    assert stats_c["extra"]["single_pass"] == "streamed" and stats["extra"]["single_pass"] == "scratch"
+    assert stats_c["input"] == stats_c["kept"] == len(docs) and stats_c["rejected_total"] == 0
+    assert stats_c["extra"]["quality_by_lang"] == q and stats_c["chars"] == stats["chars"]
+    a_rows = dict(zip(*pq.read_table(tmp_path / "a/data", columns=["id", "quality"]).to_pydict().values()))
+    c_rows = dict(zip(*pq.read_table(tmp_path / "c/data", columns=["id", "quality"]).to_pydict().values()))
+    assert c_rows == a_rows and len(a_rows) == len(docs)
+    assert not list(tmp_path.glob("*/_scored")) and not list(tmp_path.glob("*/_attempt-*"))
+
 
 def test_recipe_without_scoring_is_unscored_never_dropped_and_outside_the_cutoffs(spark, corpus_docs, scfg, models,
                                                                                    tmp_path):
