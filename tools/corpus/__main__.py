@@ -5,7 +5,8 @@
 Output under ROOT/out/<set>/: docs.jsonl (id, source, domain, lang, label, license, text), html/ with
 html_manifest.jsonl, warc/*.warc.gz (the HTML pages as Common Crawl style WARC: warcinfo, request and
 response records, gzip per record, WARC-Target-URI from the manifest, HTTP headers), wet/*.warc.wet.gz
-(the matching text conversions), code/, tex/, pairs.tsv, VERSIONS and SHA256SUMS.
+(the matching text conversions), code/, tex/, pairs.tsv, VERSIONS and SHA256SUMS. `make data` then builds
+sources/ (one real dump of each non-web source type, `python -m tools.corpus.recipe_sources`).
 """
 from __future__ import annotations
 
