@@ -178,3 +178,29 @@ def test_rf_clean_set_leaves_out_zh_pages_left_in_english(docs, qcfg):
     kept = labelled.clean_pages(zh + left_in_english, qcfg)
     assert {p.path for p in kept} >= {p.path for p in zh if len(p.main) >= qcfg["rf"]["clean_min_chars"]}
     assert sum(p.path.startswith("untranslated/") for p in kept) <= 0.2 * len(left_in_english)
+
+
+def test_lid_set_leaves_out_latin_strings_under_a_non_latin_label(pages, qcfg):
+    """A ja/ko/zh/... paragraph whose words are mostly in Latin letters (a heading or sentence left in
+    English, a command) is not text in that language: the set builder leaves it out by its script, never by
+    a detector's answer. Latin-script languages are never touched, and Chinese prose naming a few programs
+    stays."""
+    share = qcfg["lid"]["min_script_share"]
+    paras = {lang: [p for pg in pages if pg.lang == lang for p in labelled.paragraphs(pg.text) if len(p) >= 30]
+             for lang in ("ja", "zh-cn", "de", "en")}
+    ja = [p for p in paras["ja"] if labelled._CJK.search(p)]
+    dropped = [p for p in ja if labelled.not_in_script(p, "ja", share)]
+    assert dropped and len(dropped) <= 0.1 * len(ja), (len(dropped), len(ja))
+    assert all(len(re.findall(r"[A-Za-z]+", p)) >= 2 for p in dropped)          # each has Latin words
+    # the fixture's Japanese translation left some sentences in English; they go, its Japanese prose stays
+    assert any(p.startswith("The ") for p in dropped)
+    assert sum(not labelled.not_in_script(p, "ja", share) for p in ja if p.rstrip().endswith("。")) >= 0.97 * sum(
+        p.rstrip().endswith("。") for p in ja)
+    # an English paragraph under a ja label with one Japanese word in front of it, as a translator's heading
+    en = [p for p in paras["en"] if len(p.split()) >= 8][:20]
+    assert all(labelled.not_in_script("参照 " + p, "ja", share) for p in en)
+    # Latin-script languages: never; zh prose that names programs: kept
+    assert not any(labelled.not_in_script(p, "de", share) for p in paras["de"])
+    zh_prose = [p for p in paras["zh-cn"] if p.rstrip().endswith("。") and re.search("[A-Za-z]{3,}", p)]
+    assert len(zh_prose) >= 10
+    assert sum(labelled.not_in_script(p, "zh", share) for p in zh_prose) <= 0.05 * len(zh_prose)

@@ -553,7 +553,7 @@ def _zh_table_cells(T):
             and sum(c.isdigit() for c in ln) >= len(ln.strip()) / 2]
 
 
-def test_cjk_ratio_counts_letters_so_tables_of_numbers_do_not_count_against_chinese(T):
+def test_cjk_ratio_ignores_digits_and_symbols_so_tables_of_numbers_do_not_count_against_chinese(T):
     cells = _zh_table_cells(T)
     text = T.zh_lines[0] + "\n" + "\n".join(cells)          # one sentence of prose above a table
     compact = "".join(text.split())
@@ -613,3 +613,53 @@ def test_fineweb_runs_on_zh_with_fineweb2_thresholds(T):
     assert params("fineweb.list_ratio")["max_ratio"] == {"default": 0.3, "zh": 0.178}
     assert check("fineweb.list_ratio", "\n".join(T.zh_short_lines[:40]), "zh") is not None
     assert check("fineweb.list_ratio", T.zh, "zh") is None
+
+
+def _dp_chapter(lang: str, ch: str) -> str:
+    """A fixture Debian Reference chapter as DP extracts it (resiliparse: a <table> row is one line of
+    tab-separated cells)."""
+    from conftest import FIXTURE
+    from tools.corpus.text import read_text
+    from tools.quality.sources import dp_text
+
+    return dp_text(read_text(str(FIXTURE / "html" / "debian-reference" / lang / f"{ch}.{lang}.html")))
+
+
+def test_fineweb_line_ratios_read_a_table_as_records_not_as_unpunctuated_lines(T):
+    # a section of prose above a table of systemctl snippets, as DP extracts it (real text, Debian Reference
+    # ch03). Its rows end in the quoted command; most of the book's tables (package, popcon, size,
+    # description) end in a description without a full stop: the columns swapped, as those tables order
+    # them, datatrove's ratio counts every row as a line without final punctuation
+    text = _dp_chapter("en", "ch03")
+    start = text.index("The systemd offers not only init system")
+    end = text.index("\n\n", text.index("Operation \t\tCommand snippets"))
+    prose, table = text[start:end].split("\n\nOperation \t\tCommand snippets\n")
+    rows = ["\t\t".join(c.strip() for c in reversed(ln.split("\t\t"))) for ln in table.split("\n") if ln.strip()]
+    rows = [r for r in rows if not r.endswith('"')]                 # not the operations naming a "$unit"
+    section = prose + "\n\n" + "\n".join(rows)
+    lines = [ln for ln in section.split("\n") if ln.strip()]
+    assert len(rows) >= 10 and len(lines) - len(rows) == 2
+    assert check("fineweb.line_punct_ratio", text[start:end], "en") is None           # as the book prints it
+    datatrove = sum(ln.rstrip().endswith((".", "'", '"', "!", "?")) for ln in lines) / len(lines)
+    assert datatrove <= params("fineweb.line_punct_ratio")["min_ratio"]["default"]    # the reference rejects it
+    assert check("fineweb.line_punct_ratio", section, "en") is None
+    assert check("fineweb.short_line_ratio", section, "en") is None
+    # a page of nothing but rows is judged on its rows, and menus and tag lists are still rejected
+    assert check("fineweb.line_punct_ratio", "\n".join(rows), "en") is not None
+    assert check("fineweb.line_punct_ratio", T.en_toc[:700], "en") is not None       # a table of contents
+
+
+def test_cjk_ratio_counts_words_so_zh_prose_naming_commands_stays_chinese(T):
+    # real zh-cn Debian Reference lines that name commands and paths: a Latin word weighs as much as a
+    # Chinese word, not its letter count (an English word has ~5 letters, a Chinese word ~1.5 characters)
+    zh = T.by_id["debian-reference:zh-cn/ch04"]
+    lines = [ln.strip() for ln in zh.split("\n") if re.search("[\u4e00-\u9fff]", ln)
+             and len(re.findall("[A-Za-z]", ln)) > 2 * len(re.findall("[\u4e00-\u9fff]", ln))]
+    assert len(lines) >= 5, lines
+    text = "\n".join(lines)
+    compact = "".join(text.split())
+    assert len(re.findall("[\u4e00-\u9fff]", compact)) / sum(c.isalpha() for c in compact) < 0.3   # by letters
+    assert check("zh.cjk_ratio", text, "zh") is None
+    # still rejected: English prose labelled zh, an English paragraph with a Chinese heading
+    assert check("zh.cjk_ratio", T.moby, "zh") is not None
+    assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + T.moby_paras[0], "zh") is not None

@@ -195,8 +195,11 @@ def dup_ngram(doc, p):
 # by default (deviation, see conf: zh documentation writes headings and labels as lines of their own).
 # lines are the non-blank lines, as datatrove 0.10 (split("\n"), blank lines dropped); deviation: trailing
 # whitespace is stripped before the end-character test.
+# deviation: both line ratios look at the lines of prose (text.Doc.prose_lines): the rows of a table (DP
+# writes a <table> row as one line of tab-separated cells) are records, not unpunctuated prose lines; a page
+# of nothing but rows is judged on its rows. Package and option tables are the usual body of documentation.
 def line_punct_ratio(doc, p):
-    lines, floor = doc.nonblank_lines, per_lang(p["min_ratio"], doc.lang)
+    lines, floor = doc.prose_lines, per_lang(p["min_ratio"], doc.lang)
     if not lines:
         return "no lines"
     r = sum(ln.endswith(tuple(p["end_chars"])) for ln in lines) / len(lines)
@@ -204,7 +207,7 @@ def line_punct_ratio(doc, p):
 
 
 def short_line_ratio(doc, p):
-    lines = doc.nonblank_lines
+    lines = doc.prose_lines
     if not lines:
         return "no lines"
     r = sum(len(ln) <= p["short_line_chars"] for ln in lines) / len(lines)
@@ -264,12 +267,20 @@ def min_sentences(doc, p):
 
 # ------------------------------------------------------------------ Chinese
 def cjk_ratio(doc, p):
-    # Han characters among the letters (Unicode L*: Han, kana, hangul, Latin, Cyrillic ...). Digits,
-    # punctuation and symbols belong to no language, so `ls -l /etc/apt/` or a version table does not count
-    # against the Chinese of the page; a page of Latin words does.
-    letters = sum(1 for c in doc.compact if c.isalpha())
-    r = han_count(doc.compact) / letters if letters else 0.0
-    return f"Han share of letters {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
+    # Chinese words among the words written in letters (jieba's words, text.words): a word with a Han
+    # character is Chinese; one of other letters (Latin, Cyrillic, kana ...) is not. Digits, punctuation and
+    # symbols belong to no language, so `ls -l /etc/apt/` or a version table does not count against the
+    # Chinese of the page; a page of Latin words does. Words, not letters: a letter share weighs an English
+    # word (~5 letters) three times a Chinese one (~1.5 characters), so zh prose naming a few identifiers
+    # (LibreOffice, apt-get, IsUnoStruct) looked foreign.
+    han = other = 0
+    for w in doc.words:
+        if han_count(w):
+            han += 1
+        elif any(c.isalpha() for c in w):
+            other += 1
+    r = han / (han + other) if han + other else 0.0
+    return f"Chinese share of words {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
 def char_ngram_repetition(doc, p):
@@ -415,7 +426,7 @@ RULES = (
          curly_bracket, {"min_words": Int(0), "end_chars": List(Str(non_empty=True), min_len=1)}),
     Rule("c4.min_sentences", "final", EN, "fewer than min_sentences sentences left after the line rules",
          min_sentences, {"min_sentences": Int(0)}),
-    Rule("zh.cjk_ratio", "document", ZH, "share of Han characters among the letters below min_ratio",
+    Rule("zh.cjk_ratio", "document", ZH, "share of Chinese (Han) words among the words in letters below min_ratio",
          cjk_ratio, {"min_ratio": RATIO}),
     Rule("zh.char_ngram_repetition", "document", ZH, "share of repeated character n-grams (n = ngram) above max_ratio",
          char_ngram_repetition, {"ngram": Int(1), "max_ratio": RATIO}),

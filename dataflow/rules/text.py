@@ -103,6 +103,11 @@ def words(text: str, lang: str | None) -> list[str]:
     return _space_words(text)
 
 
+def is_table_row(line: str) -> bool:
+    """A line of two or more non-empty cells separated by tabs (DP's rendering of an HTML table row)."""
+    return "\t" in line and sum(1 for c in line.split("\t") if c.strip()) >= 2
+
+
 def split_sentences(line: str) -> list[str]:
     """Lossless sentence split of one line: "".join(result) == line."""
     out, start = [], 0
@@ -166,6 +171,15 @@ class Doc:
         """Lines without trailing whitespace (so "\r\n" endings and trailing spaces do not hide the final
         punctuation FineWeb looks at); blank lines dropped."""
         return [ln.rstrip() for ln in self.text.split("\n") if ln.strip()]
+
+    @cached_property
+    def prose_lines(self) -> list[str]:
+        """The non-blank lines that are not table rows, or all of them when every line is a row.
+        DP's HTML extraction writes a <table> row as one line with its cells separated by tabs; a row is a
+        record (package, size, description), not a line of prose, and never ends in a full stop. A page made
+        of nothing but rows is judged on its rows, as before."""
+        prose = [ln for ln in self.nonblank_lines if not is_table_row(ln)]
+        return prose or self.nonblank_lines
 
     @cached_property
     def gopher_lines(self) -> list[str]:

@@ -22,7 +22,7 @@ from dataflow.config import load_conf
 from . import labelled, measure, report, sources
 
 SETS = ("lid", "rf", "cd", "as")
-BUILDER_VERSION = 6   # bump when labelled.py changes what it builds, so a cached set is rebuilt
+BUILDER_VERSION = 7   # bump when labelled.py changes what it builds, so a cached set is rebuilt
 PAGES_VERSION = 1     # bump when sources.read_pages changes what it reads
 
 

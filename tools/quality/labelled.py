@@ -62,6 +62,54 @@ def is_untranslated(para: str, en_trigrams: set, share: float = 0.5) -> bool:
     return bool(tri) and len(tri & en_trigrams) >= share * len(tri)
 
 
+# Languages whose own script is not Latin (those of the LID sources and their neighbours)
+NON_LATIN = frozenset("zh ja ko ru uk bg be sr mk el ar fa ur he yi hi mr ne bn gu pa ta te kn ml si th lo km my "
+                      "ka hy am".split())
+_SCRIPTS = (("latin", re.compile(r"[A-Za-z\u00C0-\u024F]")), ("han", re.compile(r"[\u3400-\u4DBF\u4E00-\u9FFF]")),
+            ("hiragana", re.compile(r"[\u3040-\u309F]")), ("katakana", re.compile(r"[\u30A0-\u30FF]")),
+            ("hangul", re.compile(r"[\u1100-\u11FF\u3130-\u318F\uAC00-\uD7AF]")))
+
+
+def _script(ch: str) -> str | None:
+    for name, rx in _SCRIPTS:
+        if rx.match(ch):
+            return name
+    return "other" if ch.isalpha() else None
+
+
+def script_words(para: str, lang: str) -> tuple[int, int]:
+    """(words not in Latin letters, words in Latin letters). A word is a run of letters of one script, so
+    Japanese splits where kanji, hiragana and katakana alternate (設定|を|変更|します, close to its words) and
+    space-separated scripts split at spaces; zh is cut by jieba (dataflow.rules.text.words)."""
+    if lang == "zh":
+        from dataflow.rules.text import words
+        toks = [w for w in words(para, "zh") if any(c.isalpha() for c in w)]
+        latin = sum(1 for w in toks if _script(next(c for c in w if c.isalpha())) == "latin")
+        return len(toks) - latin, latin
+    native = latin = 0
+    prev = None
+    for ch in para:
+        cur = _script(ch)
+        if cur is not None and cur != prev:
+            if cur == "latin":
+                latin += 1
+            else:
+                native += 1
+        prev = cur
+    return native, latin
+
+
+def not_in_script(para: str, lang: str, min_share: float) -> bool:
+    """A paragraph labelled with a language not written in Latin letters whose words are still mostly in
+    Latin letters ("CULTURE independent それとも inexpensive?", "이전5장. Packaging System: Tools and ..."): a
+    string left (mostly) in English, not text in that language. It looks at the text's script, never at a
+    detector's answer; "插入 LibreOffice Draw 或 Impress 图形" (half its words Chinese) stays."""
+    if lang not in NON_LATIN:
+        return False
+    native, latin = script_words(para, lang)
+    return native + latin > 0 and native / (native + latin) < min_share
+
+
 _PROSE = re.compile(r"[A-Za-z]{2,}")
 
 
@@ -130,6 +178,8 @@ def lid_set(pages, cfg: dict, seed) -> list[dict]:
                 continue
             if gold in CJK_LANGS and not _CJK.search(para):
                 continue
+            if not_in_script(para, gold, c["min_script_share"]):
+                continue   # mostly Latin letters under a non-Latin label: its label would be wrong
             if p.lang != "en" and is_untranslated(para, en_tri):
                 continue   # left untranslated: its label would be wrong
             if p.lang == "en" and n_other and seen_in[(p.source, p.path)][para] > c["shared_max"] * n_other:
