@@ -12,6 +12,10 @@ tokens` (stages 2/3 unsupervised: its weight's share of the supervised tokens); 
 order over the source, and the last, partial epoch is cut where the running token sum crosses the target.
 The cut is found with a per-bucket token histogram (aggregated in Spark), then a window over one bucket only,
 so no step needs all of a source in one task. Repeated documents get ids `<id>#e<epoch>`.
+
+`where` selects rows by column values, `source_type` included (dataflow/recipes.py): tokenize carries it, a
+supervised example is `supervised`, and a document without one (written before source types) is the
+pipeline conf's `sources.default_type`.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from . import pack as packing
 from .config import apply_overrides
 from .tokenize import tokenizer_info
 
-TOKEN_COLUMNS = ["id", "source", "type", "input_ids", "loss_mask", "n_tokens"]
+TOKEN_COLUMNS = ["id", "source", "type", "source_type", "input_ids", "loss_mask", "n_tokens"]
 
 
 def load_mixer(path: str | Path, overrides=()) -> dict:
@@ -41,7 +45,32 @@ def load_mixer(path: str | Path, overrides=()) -> dict:
     cfg = apply_overrides(cfg, overrides)
     resolve_paths(MIXER, cfg, None)
     validate(MIXER, cfg)
+    check_source_types(cfg)
     return cfg
+
+
+def check_source_types(mcfg: Mapping) -> None:
+    """A `where: {source_type: ...}` value outside recipes.SOURCE_TYPES would silently select nothing."""
+    from .recipes import SOURCE_TYPES
+
+    for st in mcfg["stages"]:
+        for key in ("sources", "supervised", "unsupervised"):
+            for src in st.get(key) or []:
+                want = (src.get("where") or {}).get("source_type", [])
+                bad = [v for v in (want if isinstance(want, list) else [want]) if v is not None and v not in SOURCE_TYPES]
+                if bad:
+                    raise ValueError(f"mixer stage {st['stage']} source {src['name']}: where.source_type {bad} "
+                                     f"is not one of {list(SOURCE_TYPES)}")
+
+
+def with_source_type(df, default: str | None):
+    """`source_type` on every token row: the column as tokenize wrote it, else `supervised` for an example
+    (`type` set), else `default` (the pipeline conf's sources.default_type)."""
+    from pyspark.sql import functions as F
+
+    st = F.col("source_type") if "source_type" in df.columns else F.lit(None).cast("string")
+    return df.withColumn("source_type", F.coalesce(st, F.when(F.col("type").isNotNull(), F.lit("supervised")),
+                                                   F.lit(default).cast("string")))
 
 
 def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, pipeline_conf: str | None = None):
@@ -244,8 +273,9 @@ def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str) -> 
     return manifest
 
 
-def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None) -> dict:
-    """Write every configured stage (or only `stages`) and the top-level manifest."""
+def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, default_type: str | None = None) -> dict:
+    """Write every configured stage (or only `stages`) and the top-level manifest. `default_type`: the source
+    type of a document that has none (the pipeline conf's sources.default_type; None leaves it null)."""
     from . import fs
     from .stage import read_stage_input
 
@@ -255,7 +285,7 @@ def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None) -> di
     frames = {}
     for name, path in mcfg["inputs"].items():
         df, _ = read_stage_input(spark, [path], output=out, require=("id", "input_ids", "n_tokens"))
-        frames[name] = df.select(*TOKEN_COLUMNS).cache()
+        frames[name] = with_source_type(df, default_type).select(*TOKEN_COLUMNS).cache()
     written = {}
     for scfg in mcfg["stages"]:
         if stages and int(scfg["stage"]) not in stages:

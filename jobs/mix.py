@@ -31,11 +31,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from dataflow.mix import load_all, mix
+    from dataflow.recipes import default_type
     from dataflow.spark import get_session
 
     mcfg, cfg = load_all(args.conf, args.overrides, args.input, args.tokenizer, args.pipeline_conf)
     spark = get_session(cfg, app_name="ziya2-mix", verbose=args.verbose)
-    res = mix(spark, mcfg, cfg["pack"], args.output, stages=args.stages)
+    res = mix(spark, mcfg, cfg["pack"], args.output, stages=args.stages, default_type=default_type(cfg))
     for n, m in sorted(res["stages"].items()):
         print(f"[mix] stage {n}: {m['rows']} rows x {m['seq_len']}, efficiency {m['efficiency']}, "
               f"tokens {dump(m['tokens']).replace(chr(10), '')}", flush=True)

@@ -13,7 +13,8 @@ import sentencepiece as spm
 from conftest import train_test_tokenizer
 from dataflow import tokenize
 from dataflow.config import load_conf
-from dataflow.mix import load_mixer, mix
+from dataflow.mix import check_source_types, load_mixer, mix, select, with_source_type
+from dataflow.recipes import default_type
 from dataflow.stage import write_stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +30,7 @@ def setup(spark, corpus_dir, corpus_docs, tmp_path_factory):
     mcfg = load_mixer(ROOT / "conf" / "mixer.yaml", [f"tokenizer={d / 'tok.model'}",
                                                     f"inputs.pretrain={d / 'tok'}", f"inputs.supervised={d / 'tok'}"])
     pcfg = dict(load_conf()["pack"], rows_per_shard=64, seq_len=SEQ_LEN)
-    mix(spark, mcfg, pcfg, d / "out")
+    mix(spark, mcfg, pcfg, d / "out", default_type=default_type(load_conf()))
     tokens = {r["id"]: r for r in spark.read.parquet(str(d / "tok" / "data")).collect()}
     return d, mcfg, pcfg, tokens
 
@@ -75,19 +76,48 @@ def test_manifests_and_rows_follow_the_trainer_contract(setup):
         assert stats["input"] == stats["kept"] + stats["rejected_total"] and (out / f"stage{n}" / "_SUCCESS").exists()
 
 
+def _type_of(t) -> str:
+    """This test's own typing of a token row: a (prompt, response) example is supervised; the fixture's documents
+    carry no source_type, so they are the pipeline conf's default type."""
+    return "supervised" if t["type"] is not None else default_type(load_conf())
+
+
 def test_stage1_proportions_match_the_conf(setup):
     d, mcfg, _, tokens = setup
-    m, _ = _stage_rows(d / "out", 1)
+    m, rows = _stage_rows(d / "out", 1)
     target, biggest = {}, {}
     for src in mcfg["stages"][0]["sources"]:
-        docs = [t for t in tokens.values() if t["source"] in src["where"]["source"] and t["type"] is None]
+        docs = [t for t in tokens.values() if _type_of(t) in src["where"]["source_type"]]
         target[src["name"]] = src["sample"] * src["epochs"] * sum(t["n_tokens"] for t in docs)
-        biggest[src["name"]] = max(t["n_tokens"] for t in docs)
+        biggest[src["name"]] = max((t["n_tokens"] for t in docs), default=0)
+    assert target["web"] > 0 and all(v == 0 for k, v in target.items() if k != "web")   # the fixture is all web
     total_t, total_m = sum(target.values()), sum(m["tokens"].values())
     for name, t in target.items():
-        assert abs(m["tokens"][name] / total_m - t / total_t) <= 0.01, name
-        assert abs(m["tokens"][name] - t) <= biggest[name] / 2 + 1       # the cut is exact to half a document
-    assert m["tokens"]["zh-poetry"] == 2 * sum(t["n_tokens"] for t in tokens.values() if t["source"] == "fortunes-zh")
+        got = m["tokens"].get(name, 0)
+        assert abs(got / total_m - t / total_t) <= 0.01, name
+        assert abs(got - t) <= biggest[name] / 2 + 1       # the cut is exact to half a document
+    # no supervised example reaches the unsupervised stage (selected by source_type, not by source names)
+    placed = {i.split("#e")[0] for r in rows for i in r["doc_ids"] if i}
+    assert placed <= set(tokens) and not any(tokens[i]["type"] is not None for i in placed)
+
+
+def test_where_selects_on_source_type(spark, setup):
+    """`select` on source_type over the tokenized fixture: supervised = exactly the encoded examples, the rest is
+    the default type; a frame written before the column existed gets the same types; a misspelt type fails."""
+    d, mcfg, _, tokens = setup
+    raw = spark.read.parquet(str(d / "tok" / "data"))
+    web = default_type(load_conf())
+    for frame in (raw, raw.drop("source_type")):
+        typed = with_source_type(frame, web)
+        sup = {r["id"] for r in select(typed, {"source_type": ["supervised"]}).select("id").collect()}
+        assert sup == {i for i, t in tokens.items() if t["type"] is not None} and len(sup) == 284
+        rest = {r["id"] for r in select(typed, {"source_type": web}).select("id").collect()}
+        assert rest == set(tokens) - sup
+        both = select(typed, {"source_type": ["supervised"], "type": ["math"]}).count()
+        assert both == sum(1 for t in tokens.values() if t["type"] == "math") == 120
+    bad = {"stages": [{"stage": 1, "sources": [{"name": "w", "where": {"source_type": ["wikipedia"]}}]}]}
+    with pytest.raises(ValueError, match="wikipedia"):
+        check_source_types(bad)
 
 
 def test_stages_2_3_whole_examples_and_one_to_one(setup, corpus_docs):
@@ -113,7 +143,11 @@ def test_stages_2_3_whole_examples_and_one_to_one(setup, corpus_docs):
         sup = m["tokens"][name]
         unsup = sum(v for k, v in m["tokens"].items() if k != name)
         assert sup == sum(tokens[i]["n_tokens"] for i in fits)
-        assert abs(unsup / sup - mcfg["stages"][n - 1]["unsupervised_ratio"]) <= 0.01
+        # the unsupervised pool is every unsupervised type (source_type), so it holds whole licences and manuals
+        # of several thousand tokens, and the token cut is exact to half of the document at the cut (dataflow/mix.py):
+        # at this budget (~40k tokens) that is within 15% (the shipped mixture before source types used two
+        # sources of short poems and dictionary entries, and held 1%)
+        assert abs(unsup / sup - mcfg["stages"][n - 1]["unsupervised_ratio"]) <= 0.15
         stats = json.loads((d / "out" / f"stage{n}" / "stats.json").read_text())
         too_long = sum(1 for t in tokens.values() if t["type"] == typ and t["n_tokens"] > SEQ_LEN)
         assert stats["rejected"].get("too_long", 0) == too_long
