@@ -273,9 +273,10 @@ def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str) -> 
     return manifest
 
 
-def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, default_type: str | None = None) -> dict:
+def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, default_type: str | None) -> dict:
     """Write every configured stage (or only `stages`) and the top-level manifest. `default_type`: the source
-    type of a document that has none (the pipeline conf's sources.default_type; None leaves it null)."""
+    type of a document that has none (the pipeline conf's sources.default_type; required, because a caller
+    that forgot it would silently select no untyped document; None leaves such rows null)."""
     from . import fs
     from .stage import read_stage_input
 

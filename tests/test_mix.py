@@ -160,7 +160,7 @@ def test_rerun_is_byte_identical_with_other_partitioning(spark, setup, tmp_path)
     spark.conf.set("spark.sql.shuffle.partitions", "3")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "65536")
     try:
-        mix(spark, mcfg, pcfg, tmp_path / "again", stages=[2])
+        mix(spark, mcfg, pcfg, tmp_path / "again", stages=[2], default_type=default_type(load_conf()))
     finally:
         for k, v in old.items():
             spark.conf.set(k, v)
