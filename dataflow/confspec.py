@@ -50,6 +50,7 @@ SPARK = _s({
     "driver_memory": Str(non_empty=True, nullable=True),
     "log_level": Str(["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE"], nullable=True),
     "conf": Map(Scalar, nullable=True),      # Spark keys with dots: --set spark.conf.spark.sql.x=1 sets one key
+    "local_java_options": Str(nullable=True),
 })
 
 # ---------------------------------------------------------------- DP

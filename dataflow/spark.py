@@ -54,11 +54,16 @@ def read_spark_defaults(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return out
 
 
-def session_settings(cfg: Mapping[str, Any] | None, existing: Mapping[str, str], verbose: bool = False) -> dict:
+def session_settings(cfg: Mapping[str, Any] | None, existing: Mapping[str, str], verbose: bool = False,
+                     local: bool = False) -> dict:
     """The Spark settings to apply: this module's and the YAML's defaults, minus every key `existing`
-    (spark-submit --conf, spark-defaults.conf) already sets. Pure, so the precedence is testable."""
+    (spark-submit --conf, spark-defaults.conf) already sets. Pure, so the precedence is testable.
+    `local`: the master is local[...], where the driver JVM also runs the executors: `spark.local_java_options`
+    go on its command line and the web UI is off (`spark.conf` can switch it back on)."""
     scfg = dict((cfg or {}).get("spark", {}) or {})
     conf = dict(_DEFAULTS)
+    if local:
+        conf["spark.ui.enabled"] = "false"
     if scfg.get("driver_memory"):
         conf["spark.driver.memory"] = str(scfg["driver_memory"])
     conf.update({k: _str(v) for k, v in (scfg.get("conf") or {}).items()})
@@ -66,6 +71,9 @@ def session_settings(cfg: Mapping[str, Any] | None, existing: Mapping[str, str],
     if not verbose and LOG4J2.exists():
         for key in _JAVA_OPTS:
             conf[key] = f"-Dlog4j2.configurationFile={LOG4J2.as_uri()}"
+    if local and scfg.get("local_java_options"):
+        key = "spark.driver.extraJavaOptions"
+        conf[key] = " ".join(x for x in (conf.get(key), str(scfg["local_java_options"])) if x)
     return {k: v for k, v in conf.items() if k not in existing}
 
 
@@ -112,7 +120,7 @@ def get_session(cfg: Mapping[str, Any] | None = None, app_name: str = "ziya2-dat
     builder = SparkSession.builder.appName(app_name)
     if not submitted:
         builder = builder.master(master)
-    for k, v in session_settings(cfg, existing, verbose).items():
+    for k, v in session_settings(cfg, existing, verbose, local=not submitted and master.startswith("local")).items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel((scfg.get("log_level") or "WARN") if verbose else "ERROR")

@@ -104,6 +104,25 @@ def test_spark_defaults_and_submit_conf_win_over_the_yaml(tmp_path):
     assert session_settings(cfg, {})["spark.sql.shuffle.partitions"] == "2000"
 
 
+def test_local_mode_gets_the_local_jvm_options_and_no_ui():
+    """local[...] runs the executors inside the driver JVM: `spark.local_java_options` join the log4j option on
+    its command line and the web UI is off; a cluster master gets neither; a user's own setting wins."""
+    cfg = load_conf()
+    opts = cfg["spark"]["local_java_options"]
+    assert opts
+    local = session_settings(cfg, {}, local=True)
+    assert opts in local["spark.driver.extraJavaOptions"].split(" ") or opts in local["spark.driver.extraJavaOptions"]
+    assert "log4j2.configurationFile" in local["spark.driver.extraJavaOptions"]
+    assert local["spark.ui.enabled"] == "false"
+    assert opts not in local.get("spark.executor.extraJavaOptions", "")
+    cluster = session_settings(cfg, {}, local=False)
+    assert opts not in cluster.get("spark.driver.extraJavaOptions", "") and "spark.ui.enabled" not in cluster
+    mine = session_settings(cfg, {"spark.driver.extraJavaOptions": "-Xss4m"}, local=True)
+    assert "spark.driver.extraJavaOptions" not in mine
+    off = session_settings(load_conf(overrides=["spark.local_java_options=null"]), {}, local=True)
+    assert opts not in off["spark.driver.extraJavaOptions"]
+
+
 def test_spark_submit_conf_wins_in_a_real_session(tmp_path):
     """One real spark-submit: its --conf beats the YAML, spark-defaults.conf beats the YAML, a dotted --set
     reaches Spark as one key, and the YAML fills what nobody set."""
