@@ -20,7 +20,7 @@ from typing import Mapping
 
 import pyarrow as pa
 
-from .recipes import SOURCE_TYPES, default_type, recipes
+from .recipes import SOURCE_TYPES, recipes, with_source_type
 from .rules.engine import RuleEngine
 from .rules.registry import ActiveRule, all_rules
 from .schema import require_columns
@@ -66,18 +66,10 @@ def recipe_engines(engine: RuleEngine, conf: Mapping) -> dict[str, RuleEngine | 
     return out
 
 
-def with_source_type(df, conf: Mapping):
-    """`source_type` on every row: a missing column or a null is the default type (recipes.py)."""
-    from pyspark.sql import functions as F
-
-    fill = F.lit(default_type(conf))
-    return df.withColumn("source_type", F.coalesce(F.col("source_type"), fill) if "source_type" in df.columns else fill)
-
-
 def annotate_batch(batch: pa.RecordBatch, engine, keep_removed: int = 0) -> pa.RecordBatch:
     """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns.
     `engine`: one RuleEngine for every record, or a mapping source type -> engine (None: no rules), chosen by
-    the batch's `source_type` column (filled by `with_source_type`)."""
+    the batch's `source_type` column (filled by `recipes.with_source_type`)."""
     texts = batch.column("text").to_pylist()
     langs = batch.column("lang").to_pylist()
     types = [None] * len(texts) if isinstance(engine, RuleEngine) else batch.column("source_type").to_pylist()
