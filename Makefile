@@ -127,8 +127,8 @@ train:  # the demo's mix if `make demo` wrote it, else small shards of the fixtu
 
 # ---------------------------------------------------------------- the two commands
 demo: $(VENV)/.setup-done
-	@test -f $(FIXTURE)/docs.jsonl || $(MAKE) data
-	@test -f $(MODELS)/langid.bin || $(MAKE) models
+	@test -f $(FIXTURE)/docs.jsonl -a -f $(FIXTURE)/sources/SHA256SUMS || $(MAKE) data
+	@test -f $(MODELS)/langid.bin -a -f $(MODELS)/refclass.bin -a -d $(MODELS)/lm || $(MAKE) models
 	$(PY) -m jobs.demo --corpus $(FIXTURE) --models $(MODELS) --output $(RUNS)/demo
 
 test: $(VENV)/.setup-done
