@@ -9,7 +9,9 @@ them, and write `OUT/stage{N}/` (manifest.json + shards/part-XXXXX.parquet), plu
 
 Selection is by tokens and exact up to half a document: a source yields `target = sample x epochs x its
 tokens` (stages 2/3 unsupervised: its weight's share of the supervised tokens); each epoch is a fresh seeded
-order over the source, and the last, partial epoch is cut where the running token sum crosses the target.
+order over the source, and the last, partial epoch is cut where the running token sum crosses the target,
+passing over, from the cut on, documents longer than the tokens still needed (so a whole book at the cut does
+not decide the mixture: the error is at most half of the largest document that fits the need).
 The cut is found with a per-bucket token histogram (aggregated in Spark), then a window over one bucket only,
 so no step needs all of a source in one task. Repeated documents get ids `<id>#e<epoch>`.
 
@@ -154,9 +156,25 @@ def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: in
                 break
             before += n
         need = last_target - before
-        w = Window.partitionBy("_b").orderBy("_key", "id").rowsBetween(Window.unboundedPreceding, Window.currentRow)
-        inside = (d.filter(F.col("_b") == cut_b).withColumn("_cum", F.sum("n_tokens").over(w))
-                   .filter(F.col("_cum") - F.col("n_tokens") / 2 < F.lit(float(need))).drop("_cum"))
+        # from the cut on, a document longer than what is still needed is passed over (a whole book would
+        # overshoot by more than it fills): a second histogram over the fitting documents of the buckets from the
+        # cut on finds where they cover the need, and a window over that one bucket makes the cut exact to half of
+        # the largest fitting document
+        fits = d.filter((F.col("_b") >= cut_b) & (F.col("n_tokens") <= F.lit(float(need))))
+        hist2 = sorted((r["_b"], int(r["n"])) for r in fits.groupBy("_b").agg(F.sum("n_tokens").alias("n")).collect())
+        acc, cut2 = 0, None
+        for b, n in hist2:
+            if acc + n >= need:
+                cut2 = b
+                break
+            acc += n
+        if cut2 is None:       # the fitting documents do not cover the need: all of them
+            inside = fits
+        else:
+            w = Window.partitionBy("_b").orderBy("_key", "id").rowsBetween(Window.unboundedPreceding, Window.currentRow)
+            edge = (fits.filter(F.col("_b") == cut2).withColumn("_cum", F.sum("n_tokens").over(w))
+                    .filter(F.col("_cum") - F.col("n_tokens") / 2 < F.lit(float(need - acc))).drop("_cum"))
+            inside = fits.filter(F.col("_b") < cut2).unionByName(edge)
         last = d.filter(F.col("_b") < cut_b).unionByName(inside).drop("_key", "_b")
         parts.append(replica(last, c))
     out = parts[0]

@@ -12,7 +12,7 @@ from typing import Iterable
 # schema-inference pass over the whole input, `_corrupt_record` catches lines that are not JSON, and
 # `_bad_fields` names fields whose value is not a string (`text:dict`): Spark's JSON reader would hand the
 # JSON text of an object to a string column, and the tokenizer would encode it.
-JSONL_FIELDS = ("id", "source", "url", "text", "lang", "label", "domain", "type", "prompt", "response")
+JSONL_FIELDS = ("id", "source", "url", "text", "lang", "label", "domain", "type", "source_type", "prompt", "response")
 ENCODED_FIELDS = ("text", "prompt", "response")     # what the tokenizer encodes: strings only
 JSONL_DDL = ", ".join(f"{f} string" for f in JSONL_FIELDS) + ", _corrupt_record string, _bad_fields string"
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".jsonl.bz2", ".ndjson")
