@@ -2,7 +2,8 @@
 
 SimHash distance and MinHash band collisions are estimates; a pair becomes a duplicate edge only when the
 shingles of the two texts (the step's own n-grams over the fingerprint form) overlap by at least the
-threshold. Candidate pairs are few next to the records, so joining their texts back costs one shuffle.
+threshold. Candidate pairs are few next to the records, so only their texts are joined back (a broadcast
+semi-join of the candidate keys, then one join per side).
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def verify_pairs(pairs, df, char_n: int, word_n: int, ctx: Context, threshold: f
     def jac(ta: pd.Series, tb: pd.Series) -> pd.Series:
         return pd.Series([pair_jaccard(x, y, char_n, word_n, ctx) for x, y in zip(ta, tb)], dtype="float64")
 
-    texts = df.select(key, "text")
+    # only the candidates' texts travel: a broadcast semi-join picks them before the pair joins
+    need = pairs.select(F.col("a").alias(key)).union(pairs.select(F.col("b").alias(key))).distinct()
+    texts = df.select(key, "text").join(F.broadcast(need), key, "left_semi")
     return (pairs.join(texts.select(F.col(key).alias("a"), F.col("text").alias("_ta")), "a")
             .join(texts.select(F.col(key).alias("b"), F.col("text").alias("_tb")), "b")
             .where(jac("_ta", "_tb") >= F.lit(float(threshold)))
