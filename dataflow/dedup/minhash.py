@@ -20,6 +20,7 @@ from __future__ import annotations
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 import hashlib
+from hashlib import sha1
 import struct
 from functools import lru_cache
 
@@ -75,7 +76,9 @@ def signature(features: list[str], num_perm: int, seed: int, scheme: str = "affi
     step = 1 << 15                         # bounded memory: step x num_perm values at a time
     with np.errstate(over="ignore"):
         for i in range(0, len(uniq), step):
-            hv = np.array([sha1_hash32(f.encode("utf-8")) for f in uniq[i:i + step]], dtype=np.uint64)
+            # sha1_hash32 of each feature: the first 4 digest bytes read little-endian, for the chunk at once
+            hv = np.frombuffer(b"".join([sha1(f.encode("utf-8")).digest()[:4] for f in uniq[i:i + step]]),
+                               dtype="<u4").astype(np.uint64)
             if scheme == "legacy":
                 phv = np.bitwise_and((np.outer(hv, a) + b) % MERSENNE_PRIME, MAX_HASH32)
             else:
