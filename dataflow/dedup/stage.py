@@ -4,7 +4,12 @@ Every step is a function of one signature, `mark(df, cfg, ctx) -> (annotated, st
 `dedup` section, ctx = components.Context), listed in `STEPS` in the order they run. Each step gets the
 records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
 `_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
-statistics all read the same decisions. Rejected rows carry `reason = dedup:<step>`, `detail` (naming
+statistics all read the same decisions.
+
+The text is read by Python once: fingerprints.py computes every key the steps need in one pass, and the
+steps that do not read the text themselves (all but `TEXT_STEPS`) work on that narrow frame, so what they
+checkpoint and shuffle carries no text. The full rows are materialized once with a row key `_row`; the
+decisions are joined back onto them at the end (and before the first text step, for the live records). Rejected rows carry `reason = dedup:<step>`, `detail` (naming
 the step's representative) and `dup_of` (the record that was finally kept in their place). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
 
 Before any step, ids are checked: ids are unique for distinct records (DESIGN §8), so records that share
