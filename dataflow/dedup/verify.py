@@ -25,7 +25,18 @@ def verify_pairs(pairs, df, char_n: int, word_n: int, ctx: Context, threshold: f
 
     @F.pandas_udf("double")
     def jac(ta: pd.Series, tb: pd.Series) -> pd.Series:
-        return pd.Series([pair_jaccard(x, y, char_n, word_n, ctx) for x, y in zip(ta, tb)], dtype="float64")
+        # a representative meets many copies: each distinct text of the batch is shingled once
+        sets: dict = {}
+
+        def shingle_set(t):
+            if t is None:
+                return frozenset()
+            got = sets.get(t)
+            if got is None:
+                got = sets[t] = frozenset(shingles(t, char_n, word_n, ctx.zh_fold, ctx.char_share))
+            return got
+
+        return pd.Series([jaccard(shingle_set(x), shingle_set(y)) for x, y in zip(ta, tb)], dtype="float64")
 
     # only the candidates' texts travel: a broadcast semi-join picks them before the pair joins
     need = pairs.select(F.col("a").alias(key)).union(pairs.select(F.col("b").alias(key))).distinct()
