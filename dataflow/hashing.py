@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 import xxhash
+from xxhash import xxh3_64_digest as _xxh3_64_digest
 
 MASK64 = (1 << 64) - 1
 _SIGN64 = 1 << 63
@@ -46,8 +47,9 @@ def simhash64(features: Sequence[str]) -> int:
     counts = np.zeros(64, dtype=np.int64)
     n = len(features)
     for i in range(0, n, _SIMHASH_CHUNK):
-        h = np.fromiter((xxhash.xxh3_64_intdigest(f.encode("utf-8")) for f in features[i:i + _SIMHASH_CHUNK]),
-                        dtype=np.uint64)
+        # digest() is the canonical big-endian form of the 64-bit value: one buffer for the whole chunk
+        h = np.frombuffer(b"".join([_xxh3_64_digest(f.encode("utf-8")) for f in features[i:i + _SIMHASH_CHUNK]]),
+                          dtype=">u8").astype(np.uint64)
         # bit j of byte b in little-endian order is bit 8b+j of the integer: the column order is the bit order
         counts += np.unpackbits(h.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little").sum(axis=0, dtype=np.int64)
     out = 0

@@ -164,20 +164,48 @@ def spaceless_share(form: str) -> float:
     return len(SPACELESS_RE.findall(form)) / len(form) if form else 0.0
 
 
+class Shingled:
+    """Everything the fingerprints of one text derive from, computed once: the prepared text (`prepare`),
+    its fingerprint form, whether it is shingled by characters, its words and its n-grams per n. CD computes
+    the exact key, SimHash and MinHash of a record from one of these (dataflow.dedup.fingerprints)."""
+    __slots__ = ("prepared", "form", "spaceless", "_words", "_grams")
+
+    def __init__(self, text: str | None, zh_chain: Iterable[str] = (), char_share: float = 0.3):
+        self.prepared = prepare(text, zh_chain)
+        self.form = strip(self.prepared, "")
+        self.spaceless = bool(self.form) and spaceless_share(self.form) >= char_share
+        self._words: list[str] | None = None
+        self._grams: dict[int, list[str]] = {}
+
+    def words(self) -> list[str]:
+        if self._words is None:
+            self._words = _WORD.findall(self.prepared)
+        return self._words
+
+    def shingles(self, char_n: int, word_n: int) -> list[str]:
+        """See `shingles`; the list is shared between calls with the same effective n (do not modify it)."""
+        if not self.form:
+            return []
+        n = char_n if self.spaceless else word_n
+        out = self._grams.get(n)
+        if out is None:
+            if self.spaceless:
+                f = self.form
+                out = [f[i:i + n] for i in range(max(1, len(f) - n + 1))]
+            else:
+                w = self.words()
+                out = [" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))]
+            self._grams[n] = out
+        return out
+
+
 def shingles(text: str | None, char_n: int, word_n: int, zh_chain: Iterable[str] = (),
              char_share: float = 0.3) -> list[str]:
     """Character `char_n`-grams of the fingerprint form when at least `char_share` of it is written in a
     spaceless script (decided from the text, not the language label, so two copies of a page always get the
     same kind of shingles), word `word_n`-grams otherwise. A text shorter than n units yields one shingle of
     what there is; an empty one yields none."""
-    prepared = prepare(text, zh_chain)
-    form = strip(prepared, "")
-    if not form:
-        return []
-    if spaceless_share(form) >= char_share:
-        return [form[i:i + char_n] for i in range(max(1, len(form) - char_n + 1))]
-    w = _WORD.findall(prepared)
-    return [" ".join(w[i:i + word_n]) for i in range(max(1, len(w) - word_n + 1))]
+    return list(Shingled(text, zh_chain, char_share).shingles(char_n, word_n))
 
 
 _DIGIT = re.compile(r"\d")

@@ -149,3 +149,68 @@ def test_unknown_step_is_an_error(spark, corpus_docs):
     cfg = dict(load_conf()["dedup"], steps=["url", "fuzzy"])   # and the stage itself refuses it
     with pytest.raises(ValueError, match="fuzzy"):
         run(docs_frame(spark, _rows(corpus_docs[:3])), cfg)
+
+
+def _reference_shingles(text, char_n, word_n, char_share):
+    """The shingle rule restated from its definition (dataflow.text.shingles' docstring), from the
+    fingerprint form and the prepared text, independently of the one-pass `Shingled`."""
+    import re
+
+    from dataflow.text import fingerprint_form, prepare, spaceless_share
+
+    form = fingerprint_form(text, ZH)
+    if not form:
+        return []
+    if spaceless_share(form) >= char_share:
+        return [form[i:i + char_n] for i in range(max(1, len(form) - char_n + 1))]
+    w = re.findall(r"\w+", prepare(text, ZH))
+    return [" ".join(w[i:i + word_n]) for i in range(max(1, len(w) - word_n + 1))]
+
+
+def test_one_pass_fingerprints_equal_each_steps_own(corpus_docs):
+    """The stage computes every fingerprint in one pass over the text (fingerprints.py); on every fixture
+    document (en, zh, ...) plus an empty and a punctuation-only text, each value equals the one derived from
+    the definitions: xxh3-128 of the text and of its fingerprint form, SimHash and datasketch's MinHash of
+    the step's own shingles (with their own n), None where a text is empty or too short."""
+    import numpy as np
+    import xxhash
+    from datasketch import MinHash
+
+    from dataflow.dedup import fingerprints as fpm
+    from dataflow.dedup.components import Context
+    from dataflow.dedup.minhash import band_keys
+    from dataflow.hashing import simhash64, to_signed64
+    from dataflow.text import fingerprint_form
+
+    cfg = load_conf()["dedup"]
+    ctx = Context.from_conf(cfg)
+    mcfg = {**cfg["minhash"], "verify": "signature"}
+    plan = fpm.Plan.for_steps(["exact", "simhash", "minhash"], {**cfg, "minhash": mcfg})
+    assert plan.signature
+    scfg = cfg["simhash"]
+    texts = [d["text"] for d in corpus_docs] + ["", "。，！？ 😀", "too short here"]
+    seen = {"simhash": 0, "minhash": 0, "short": 0}
+    for t in texts:
+        got = fpm.record_fingerprints(t, plan, ctx)
+        assert got[fpm.TEXT_HASH] == xxhash.xxh3_128_hexdigest(t.encode("utf-8"))
+        form = fingerprint_form(t, ZH)
+        assert got[fpm.EXACT] == (xxhash.xxh3_128_hexdigest(form.encode("utf-8")) if form else None)
+        sf = _reference_shingles(t, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx.char_share)
+        want = to_signed64(simhash64(sf)) if len(sf) >= int(scfg["min_features"]) else None
+        assert got[fpm.SIMHASH] == want
+        mf = _reference_shingles(t, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx.char_share)
+        if len(mf) < int(mcfg["min_features"]):
+            assert got[fpm.MH_BANDS] is None and got[fpm.MH_SIG] is None
+            seen["short"] += 1
+            continue
+        m = MinHash(num_perm=int(mcfg["num_perm"]), seed=int(mcfg["seed"]), scheme=mcfg["scheme"])
+        m.update_batch([f.encode("utf-8") for f in mf])
+        sig = m.hashvalues.astype(np.uint64)
+        assert got[fpm.MH_SIG] == sig.astype(np.int64).tolist()
+        assert got[fpm.MH_BANDS] == band_keys(sig, int(mcfg["bands"]), int(mcfg["rows"]))
+        seen["minhash"] += 1
+        seen["simhash"] += want is not None
+    assert seen["minhash"] > 100 and seen["simhash"] > 100 and seen["short"] >= 3, seen
+    # a plan without a step computes nothing for it
+    none = fpm.record_fingerprints(texts[0], fpm.Plan.for_steps(["url"], cfg), ctx)
+    assert none[fpm.EXACT] is None and none[fpm.SIMHASH] is None and none[fpm.MH_BANDS] is None

@@ -32,7 +32,9 @@ def mark(df, cfg: dict, ctx: Context):
         return pd.Series([exact_key(t, zh) for t in text], dtype=object)
 
     w = Window.partitionBy("_exact")
-    out = (df.withColumn("_exact", key("text"))
+    # the stage computes `_exact` once with the other fingerprints (fingerprints.py); else from the text
+    out = (df if "_exact" in df.columns else df.withColumn("_exact", key("text")))
+    out = (out
            .withColumn("_first", F.when(F.col("_exact").isNotNull(), F.min(ORDER).over(w))))
     dup = F.col("_first") != F.col(ORDER)
     out = (out.withColumn("_dup_of", F.when(dup, order_id("_first")))

@@ -20,13 +20,14 @@ from __future__ import annotations
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 import hashlib
+from hashlib import sha1
 import struct
 from functools import lru_cache
 
 import numpy as np
 
 from ..hashing import xxh3_64
-from ..text import shingles
+from ..text import Shingled
 from .components import ORDER, Context, connected_components, mark_from_components
 from .verify import verify_pairs
 
@@ -75,7 +76,9 @@ def signature(features: list[str], num_perm: int, seed: int, scheme: str = "affi
     step = 1 << 15                         # bounded memory: step x num_perm values at a time
     with np.errstate(over="ignore"):
         for i in range(0, len(uniq), step):
-            hv = np.array([sha1_hash32(f.encode("utf-8")) for f in uniq[i:i + step]], dtype=np.uint64)
+            # sha1_hash32 of each feature: the first 4 digest bytes read little-endian, for the chunk at once
+            hv = np.frombuffer(b"".join([sha1(f.encode("utf-8")).digest()[:4] for f in uniq[i:i + step]]),
+                               dtype="<u4").astype(np.uint64)
             if scheme == "legacy":
                 phv = np.bitwise_and((np.outer(hv, a) + b) % MERSENNE_PRIME, MAX_HASH32)
             else:
@@ -93,8 +96,13 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
 
 def record_minhash(text, mcfg: dict, ctx: Context):
     """(signature as list[int], band keys) or None when the record has too few shingles."""
+    return shingled_minhash(Shingled(text, ctx.zh_fold, ctx.char_share), mcfg)
+
+
+def shingled_minhash(sh: Shingled, mcfg: dict):
+    """`record_minhash` of an already prepared text (dataflow.text.Shingled)."""
     num_perm, bands, rows = int(mcfg["num_perm"]), int(mcfg["bands"]), int(mcfg["rows"])
-    feats = shingles(text, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx.zh_fold, ctx.char_share)
+    feats = sh.shingles(int(mcfg["char_ngram"]), int(mcfg["word_ngram"]))
     if len(feats) < int(mcfg["min_features"]):
         return None
     sig = signature(feats, num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
@@ -106,12 +114,14 @@ def check_bands(cfg: dict) -> None:
         raise ValueError(f"bands x rows ({cfg['bands']} x {cfg['rows']}) exceeds num_perm ({cfg['num_perm']})")
 
 
-def mark(df, cfg: dict, ctx: Context, step: str = "minhash"):
-    """cfg = the `dedup` section; the step's parameters are `cfg[step]` (book.py reuses this with its own)."""
-    return mark_section(df, cfg[step], ctx, step)
+def mark(df, cfg: dict, ctx: Context, step: str = "minhash", texts=None):
+    """cfg = the `dedup` section; the step's parameters are `cfg[step]` (book.py reuses this with its own).
+    texts: (ORDER, text) for `verify: jaccard` when `df` carries the precomputed `_mh_bands` (and `_mh_sig`)
+    instead of text (fingerprints.py)."""
+    return mark_section(df, cfg[step], ctx, step, texts)
 
 
-def mark_section(df, mcfg: dict, ctx: Context, step: str):
+def mark_section(df, mcfg: dict, ctx: Context, step: str, texts=None):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -130,8 +140,12 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str):
             bks.append(r[1] if r else None)
         return pd.DataFrame({"sig": sigs, "bands": bks})
 
-    sk = df.select(ORDER, sketch("text").alias("m")).select(ORDER, "m.sig", "m.bands")
-    sk = sk.where(F.col("sig").isNotNull()).localCheckpoint(eager=True)
+    if step == "minhash" and "_mh_bands" in df.columns:    # computed once with the other fingerprints
+        sig = F.col("_mh_sig") if "_mh_sig" in df.columns else F.lit(None).cast("array<long>")
+        sk = df.select(ORDER, sig.alias("sig"), F.col("_mh_bands").alias("bands"))
+    else:
+        sk = df.select(ORDER, sketch("text").alias("m")).select(ORDER, "m.sig", "m.bands")
+    sk = sk.where(F.col("bands").isNotNull()).localCheckpoint(eager=True)
     buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
     if verify == "none":
         w = Window.partitionBy("band", "key")
@@ -149,7 +163,7 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str):
             edges = (cand.join(sa, "a").join(sb, "b").where(est >= F.lit(float(mcfg["jaccard"])))
                      .select("a", "b"))
         else:
-            edges = verify_pairs(cand.localCheckpoint(eager=True), df, int(mcfg["char_ngram"]),
+            edges = verify_pairs(cand.localCheckpoint(eager=True), df if texts is None else texts, int(mcfg["char_ngram"]),
                                  int(mcfg["word_ngram"]), ctx, float(mcfg["jaccard"]))
     labels, cc = connected_components(edges, int(mcfg["max_iterations"]))
     out = mark_from_components(df, labels, step)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 from ..hashing import block_bounds, simhash64, to_signed64
-from ..text import shingles
+from ..text import Shingled
 from .components import ORDER, Context, connected_components, mark_from_components
 from .verify import verify_pairs
 
@@ -24,9 +24,14 @@ from .verify import verify_pairs
 def record_simhash(text: str | None, scfg: dict, ctx: Context) -> int | None:
     """Signed 64-bit SimHash of a record (scfg = `dedup.simhash`), or None when it has fewer than
     `min_features` shingles."""
+    return shingled_simhash(Shingled(text, ctx.zh_fold, ctx.char_share), scfg)
+
+
+def shingled_simhash(sh: Shingled, scfg: dict) -> int | None:
+    """`record_simhash` of an already prepared text (dataflow.text.Shingled)."""
     if int(scfg["bits"]) != 64:
         raise ValueError("dedup.simhash.bits: only 64-bit SimHash is implemented")
-    feats = shingles(text, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx.zh_fold, ctx.char_share)
+    feats = sh.shingles(int(scfg["char_ngram"]), int(scfg["word_ngram"]))
     if len(feats) < int(scfg["min_features"]):
         return None
     return to_signed64(simhash64(feats))
@@ -65,23 +70,27 @@ def close_pairs(fp, key: str, column: str, scfg: dict):
             .select("a", "b").distinct())
 
 
-def similar_pairs(fp, key: str, scfg: dict, ctx: Context):
+def similar_pairs(fp, key: str, scfg: dict, ctx: Context, texts=None):
     """(candidates, pairs): the pairs within `max_distance` and, when `verify_jaccard` is set, those of
     them whose shingles overlap enough. `fp` holds `key`, `text` and the `simhash` column. DE's
-    near-duplicate estimate calls this too."""
+    near-duplicate estimate calls this too. texts: (key, text) of the records when `fp` has no text."""
     candidates = close_pairs(fp, key, "simhash", scfg).localCheckpoint(eager=True)
     if scfg.get("verify_jaccard") is None:
         return candidates, candidates
-    return candidates, verify_pairs(candidates, fp, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx,
+    return candidates, verify_pairs(candidates, fp if texts is None else texts, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx,
                                     float(scfg["verify_jaccard"]), key)
 
 
-def mark(df, cfg: dict, ctx: Context):
+def mark(df, cfg: dict, ctx: Context, texts=None):
+    """texts: (ORDER, text) for verification when `df` carries the precomputed `_simhash` instead of text."""
     from pyspark.sql import functions as F
 
     scfg = cfg["simhash"]
-    fp = with_simhash(df, scfg, ctx).localCheckpoint(eager=True)
-    candidates, pairs = similar_pairs(fp, ORDER, scfg, ctx)
+    if "_simhash" in df.columns:    # computed once with the other fingerprints (fingerprints.py)
+        fp = df.withColumn("simhash", F.col("_simhash"))
+    else:
+        fp = with_simhash(df, scfg, ctx).localCheckpoint(eager=True)
+    candidates, pairs = similar_pairs(fp, ORDER, scfg, ctx, texts)
     labels, cc = connected_components(pairs, int(scfg["max_iterations"]))
     out = mark_from_components(fp, labels, "simhash")
 

@@ -4,7 +4,12 @@ Every step is a function of one signature, `mark(df, cfg, ctx) -> (annotated, st
 `dedup` section, ctx = components.Context), listed in `STEPS` in the order they run. Each step gets the
 records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
 `_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
-statistics all read the same decisions. Rejected rows carry `reason = dedup:<step>`, `detail` (naming
+statistics all read the same decisions.
+
+The text is read by Python once: fingerprints.py computes every key the steps need in one pass, and the
+steps that do not read the text themselves (all but `TEXT_STEPS`) work on that narrow frame, so what they
+checkpoint and shuffle carries no text. The full rows are materialized once with a row key `_row`; the
+decisions are joined back onto them at the end (and before the first text step, for the live records). Rejected rows carry `reason = dedup:<step>`, `detail` (naming
 the step's representative) and `dup_of` (the record that was finally kept in their place). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
 
 Before any step, ids are checked: ids are unique for distinct records (DESIGN §8), so records that share
@@ -29,6 +34,7 @@ from ..schema import DOC_COLUMNS, require_columns
 from ..stage import StageResult
 from . import book, exact, lines, minhash, simhash, url
 from .components import ORDER, Context, checkpoint, with_order
+from .fingerprints import TEXT_HASH, Plan, with_fingerprints
 
 # the order is part of the method: cheap exact steps shrink the input of the fuzzy ones
 STEPS: dict[str, Callable] = {
@@ -40,6 +46,10 @@ STEPS: dict[str, Callable] = {
     "lines": lines.mark,
 }
 STEP_ORDER = list(STEPS)
+# the steps that read the text itself; the others work on the narrow frame of fingerprints (fingerprints.py)
+TEXT_STEPS = ("book", "lines")
+VERIFYING_STEPS = ("simhash", "minhash")   # get the (ORDER, text) frame for verifying candidate pairs
+ROW = "_row"     # a row's key inside one run (the full rows are materialized once with it)
 ID_CONFLICT_LOCATIONS = 5   # locations named in a conflict's detail (the count is always given in full)
 
 
@@ -75,15 +85,15 @@ def step_types(conf: Mapping, present: list[str]) -> dict[str, list[str]]:
     return {s: ts for s, ts in out.items() if ts}
 
 
-def _run_step(step: str, live, cfg: dict, ctx: Context, types: list[str] | None):
+def _run_step(step: str, live, cfg: dict, ctx: Context, types: list[str] | None, **kw):
     """One step over the records of `types` (None: every record); the others pass through unmarked.
     Returns (annotated, stats of the participants only)."""
     from pyspark.sql import functions as F
 
     if types is None:
-        return STEPS[step](live, cfg, ctx)
+        return STEPS[step](live, cfg, ctx, **kw)
     inside = F.col("source_type").isin(types)
-    out, stats = STEPS[step](live.where(inside), cfg, ctx)
+    out, stats = STEPS[step](live.where(inside), cfg, ctx, **kw)
     rest = (live.where(~inside).withColumn("_dup_of", F.lit(None).cast("string"))
             .withColumn("_detail", F.lit(None).cast("string")))
     return out.unionByName(rest, allowMissingColumns=True), lambda annotated: stats(annotated.where(inside))
@@ -97,20 +107,21 @@ def _location(F):
                                F.lit(" url="), F.coalesce(F.col("url"), F.lit("?"))))
 
 
-def _split_ids(live, cols):
-    """(conflicts, duplicates, unique): rows whose id is shared with a different text, later copies of an
-    id with the same text, and the rest (every id once)."""
+def _split_ids(live):
+    """(conflicts, duplicates, unique) of the narrow frame (fingerprints.py, with `_loc`): decisions for
+    the rows whose id is shared with a different text and for later copies of an id with the same text,
+    and the rest (every id once). Texts are compared by their 128-bit hash."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     by_id = Window.partitionBy("id")
-    live = (live.withColumn("_texts_differ", F.min("text").over(by_id) != F.max("text").over(by_id))
+    live = (live.withColumn("_texts_differ", F.min(TEXT_HASH).over(by_id) != F.max(TEXT_HASH).over(by_id))
                 .withColumn("_copies", F.count(F.lit(1)).over(by_id)))
     live = checkpoint(live)
     bad = live.where("_texts_differ")
-    locs = F.array_sort(F.collect_list(_location(F)).over(by_id))
+    locs = F.array_sort(F.collect_list("_loc").over(by_id))
     conflicts = bad.select(
-        *cols, F.lit("malformed:id_conflict").alias("reason"),
+        ROW, "id", F.lit("malformed:id_conflict").alias("reason"),
         F.concat(F.lit("id_conflict: "), F.col("_copies").cast("string"),
                  F.lit(" records with different texts share this id; at "),
                  F.array_join(F.slice(locs, 1, ID_CONFLICT_LOCATIONS), "; "),
@@ -119,10 +130,10 @@ def _split_ids(live, cols):
     same = live.where(~F.col("_texts_differ"))
     same = same.withColumn("_n", F.row_number().over(by_id.orderBy(ORDER)))
     dups = (same.where(F.col("_n") > 1)
-            .select(*cols, F.lit("dedup:id").alias("reason"),
+            .select(ROW, "id", F.lit("dedup:id").alias("reason"),
                     F.lit("id: an earlier record has the same id and the same text").alias("detail"),
                     F.col("id").alias("dup_of")))
-    unique = same.where(F.col("_n") == 1).drop("_n", "_texts_differ", "_copies")
+    unique = same.where(F.col("_n") == 1).drop("_n", "_texts_differ", "_copies", "_loc", TEXT_HASH)
     return conflicts, dups, unique
 
 
@@ -164,40 +175,65 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
 
     base = with_order(df, cfg.get("date_keys"))
     base = base.withColumn("_bad", _malformed(base))
-    rejected = [base.where(F.col("_bad").isNotNull())
-                .select(*df.columns, F.col("_bad").alias("reason"),
-                        F.concat(F.lit("dedup input without "), F.substring_index("_bad", ":", -1)).alias("detail"),
-                        F.lit(None).cast("string").alias("dup_of"))]
-    conflicts, id_dups, live = _split_ids(base.where(F.col("_bad").isNull()).drop("_bad"), df.columns)
-    rejected += [conflicts, id_dups]
+    malformed = (base.where(F.col("_bad").isNotNull())
+                 .select(*df.columns, F.col("_bad").alias("reason"),
+                         F.concat(F.lit("dedup input without "), F.substring_index("_bad", ":", -1)).alias("detail"),
+                         F.lit(None).cast("string").alias("dup_of")))
+    # the full rows, materialized once with a row key: the steps below never carry the text, and their
+    # decisions are joined back onto these rows by `_row` at the end
+    good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()))
+    texts = good.select(ORDER, "text")    # verification joins the texts of its candidate pairs only
+    narrow = [ROW, ORDER, "id", *[c for c in ("source_type", "url") if c in df.columns]]
+    fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"),
+                                      Plan.for_steps(steps, cfg), ctx))
+    conflicts, id_dups, live = _split_ids(fp)
+    decisions = [conflicts, id_dups]
     step_stats: dict = {"id": {"conflicting_records": conflicts.count(), "same_text_copies": id_dups.count()}}
     added: list[str] = []     # columns the steps add to kept rows
+    wide = False              # does `live` carry the full rows (from the first step that reads the text on)?
 
     for step in steps:
         t0 = time.time()
-        out, stats = _run_step(step, live, cfg, ctx, members[step])
+        kw = {}
+        if step in TEXT_STEPS and not wide:
+            live, wide = _widen(live, good, df.columns), True
+        elif step in VERIFYING_STEPS and not wide:
+            kw = {"texts": texts}
+        out, stats = _run_step(step, live, cfg, ctx, members[step], **kw)
         for c in ("simhash", "lines_removed"):
             if c in out.columns and c not in added:
                 added.append(c)
         out = checkpoint(out)
-        keep_cols = [*df.columns, *added, ORDER]
-        rejected.append(out.where(F.col("_dup_of").isNotNull())
-                        .select(*df.columns, *added, F.lit(f"dedup:{step}").alias("reason"),
-                                F.col("_detail").alias("detail"), F.col("_dup_of").alias("dup_of")))
+        keep_cols = list(dict.fromkeys([*live.columns, *added]))
+        decisions.append(out.where(F.col("_dup_of").isNotNull())
+                         .select(ROW, "id", *added, F.lit(f"dedup:{step}").alias("reason"),
+                                 F.col("_detail").alias("detail"), F.col("_dup_of").alias("dup_of")))
         live = out.where(F.col("_dup_of").isNull()).select(*keep_cols)
         step_stats[step] = {**stats(out), "seconds": round(time.time() - t0, 2)}
         if conf is not None:
             step_stats[step]["source_types"] = members[step] or present
 
-    kept = live.drop(ORDER)
     cols = [*df.columns, *added]
+    kept = (live if wide else _widen(live, good, df.columns)).select(*cols)
     rej = None
-    for r in rejected:
-        r = r.select(*[c if c in r.columns else F.lit(None).alias(c) for c in cols], "reason", "detail", "dup_of")
+    for r in decisions:
+        r = r.select(ROW, "id", *[c if c in r.columns else F.lit(None).alias(c) for c in added],
+                     "reason", "detail", "dup_of")
         rej = r if rej is None else rej.unionByName(r)
     rej = _resolve_representatives(rej, steps)
+    # a rejected row is its input row (a step rejects a record before changing its text)
+    rej = (rej.drop("id").join(good.select(ROW, *df.columns), ROW)
+           .select(*cols, "reason", "detail", "dup_of"))
+    rej = rej.unionByName(malformed.select(*[c if c in malformed.columns else F.lit(None).alias(c) for c in cols],
+                                           "reason", "detail", "dup_of"))
     # column types of the placeholders follow the kept schema
     for f in kept.schema.fields:
         if f.name in added:
             rej = rej.withColumn(f.name, F.col(f.name).cast(f.dataType))
     return StageResult(kept=kept, rejected=rej, stats={"steps": steps, **step_stats})
+
+
+def _widen(live, good, columns):
+    """The narrow `live` frame with the rest of its records' columns (text, meta, ...) joined back by `_row`."""
+    missing = [c for c in columns if c not in live.columns]
+    return live.join(good.select(ROW, *missing), ROW) if missing else live

@@ -2,7 +2,8 @@
 
 SimHash distance and MinHash band collisions are estimates; a pair becomes a duplicate edge only when the
 shingles of the two texts (the step's own n-grams over the fingerprint form) overlap by at least the
-threshold. Candidate pairs are few next to the records, so joining their texts back costs one shuffle.
+threshold. Candidate pairs are few next to the records, so only their texts are joined back (a broadcast
+semi-join of the candidate keys, then one join per side).
 """
 from __future__ import annotations
 
@@ -24,9 +25,22 @@ def verify_pairs(pairs, df, char_n: int, word_n: int, ctx: Context, threshold: f
 
     @F.pandas_udf("double")
     def jac(ta: pd.Series, tb: pd.Series) -> pd.Series:
-        return pd.Series([pair_jaccard(x, y, char_n, word_n, ctx) for x, y in zip(ta, tb)], dtype="float64")
+        # a representative meets many copies: each distinct text of the batch is shingled once
+        sets: dict = {}
 
-    texts = df.select(key, "text")
+        def shingle_set(t):
+            if t is None:
+                return frozenset()
+            got = sets.get(t)
+            if got is None:
+                got = sets[t] = frozenset(shingles(t, char_n, word_n, ctx.zh_fold, ctx.char_share))
+            return got
+
+        return pd.Series([jaccard(shingle_set(x), shingle_set(y)) for x, y in zip(ta, tb)], dtype="float64")
+
+    # only the candidates' texts travel: a broadcast semi-join picks them before the pair joins
+    need = pairs.select(F.col("a").alias(key)).union(pairs.select(F.col("b").alias(key))).distinct()
+    texts = df.select(key, "text").join(F.broadcast(need), key, "left_semi")
     return (pairs.join(texts.select(F.col(key).alias("a"), F.col("text").alias("_ta")), "a")
             .join(texts.select(F.col(key).alias("b"), F.col("text").alias("_tb")), "b")
             .where(jac("_ta", "_tb") >= F.lit(float(threshold)))
