@@ -294,7 +294,8 @@ SOURCES = _s({
     "by_source": Map(Str(_types()), nullable=True),
     "code": _s({"allowed_licenses": List(Str(non_empty=True), unique=True), "max_line_length": Count(1),
                 "max_avg_line_length": Count(1), "min_alphanum_fraction": Prob()}),
-    "qa": _s({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0)}),
+    "qa": _s({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0),
+              "spill_bytes": Count(1), "spill_partitions": Count(1)}),
     "wiki": _s({"namespaces": List(Str(non_empty=True), unique=True, min_len=1)}),
     "book": _s({"max_book_bytes": Count(1)}),
 })

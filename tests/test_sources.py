@@ -14,6 +14,8 @@ import io
 import json
 import re
 import tarfile
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -289,6 +291,26 @@ def test_qa_bad_inputs(tmp_path, corpus_docs):
     (tmp_path / "short.7z").write_bytes(bytes(data[: len(data) // 2]))
     rows = read("stackexchange", tmp_path / "short.7z")
     assert reasons(rows) == ["malformed:corrupt_archive"]
+
+
+def test_spilled_posts_give_the_same_records(tmp_path, corpus_docs):
+    """Past `spill_bytes` the rows go to disk by question id and each partition is assembled alone: the same
+    records (by offset), answers still with their question and in score order, an orphan still found."""
+    from dataflow.sources.stackexchange import iter_stackexchange
+
+    qrows = rs.qa_rows(rs.dictionary_entries(corpus_docs), 40, 3)
+    qrows.append({"Id": 9999, "PostTypeId": 2, "ParentId": 12345, "Score": 1, "Body": "<p>orphan</p>"})
+    (tmp_path / "Posts.xml").write_bytes(rs.posts_xml(qrows))
+    uri = str(tmp_path / "Posts.xml")
+    spill_dirs = lambda: set(Path(tempfile.gettempdir()).glob("ziya2-se-spill-*"))
+    before = spill_dirs()
+    whole = list(iter_stackexchange(uri, source="se", cfg={}))
+    spilled = list(iter_stackexchange(uri, source="se", cfg={"spill_bytes": 2000, "spill_partitions": 7}))
+    assert len(whole) == 40 + 1 == len(spilled)       # 40 questions (answers inside them) and the orphan
+    by_offset = lambda rows: {r["offset"]: (r["text"], r["reason"], r["meta"].get("answer_scores")) for r in rows}
+    assert by_offset(spilled) == by_offset(whole)
+    assert [r["offset"] for r in spilled] != [r["offset"] for r in whole]   # it really spilled (partition order)
+    assert spill_dirs() == before                      # the spill files are gone
 
 
 # ---------------------------------------------------------------- books

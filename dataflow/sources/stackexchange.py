@@ -7,16 +7,21 @@ other types (tag wikis, moderator nominations, ...) are rows of their own that t
 (`qa.post_type`). An answer whose question is not in the file is quarantined (`malformed:orphan_answer`).
 
 Answers follow their question anywhere in the file, so a question is complete only at the end of the
-file: questions and answers are held in memory for one file (a per-site dump; Stack Overflow's own
-Posts.xml, ~100 GB, needs a sort by ParentId first; not done here). Bodies are HTML, converted to text
+file. A per-site dump is held in memory; past `spill_bytes` of rows (conf `sources.qa.spill_bytes`) the rows
+go to `spill_partitions` temporary files by question id (a question by its Id, an answer by its ParentId),
+and each partition is then assembled on its own: memory stays ~file/partitions, so Stack Overflow's own
+~100 GB Posts.xml reads like a small site (a grace hash join on disk). Records keep their row-number offsets
+either way; only their order differs when spilled. Bodies are HTML, converted to text
 with resiliparse (the HTML extractor `dataflow.preprocess` uses), answers sorted by score high to low,
 laid out as `Q: title\\n\\nquestion\\n\\nA: answer ...` (RedPajama-Data rp_v1 stack_exchange layout).
 """
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
+import zlib
 import xml.etree.ElementTree as ET
 from typing import Iterator
 
@@ -61,13 +66,60 @@ def _score(row: dict) -> int:
         return 0
 
 
-class _Collector:
-    """Push-parses Posts.xml bytes (fed in chunks, from a stream or from py7zr's writer) into rows."""
+SPILL_BYTES = 256 << 20   # rows held in memory before spilling; conf: sources.qa.spill_bytes
+SPILL_PARTITIONS = 64     # spill files by question id; conf: sources.qa.spill_partitions
 
-    def __init__(self):
+
+class _Collector:
+    """Push-parses Posts.xml bytes (fed in chunks, from a stream or from py7zr's writer) into rows; past
+    `spill_bytes` the rows go to `partitions` temporary files keyed by question id."""
+
+    def __init__(self, spill_bytes: int = SPILL_BYTES, partitions: int = SPILL_PARTITIONS):
         self.parser = ET.XMLPullParser(events=("end",))
         self.rows: list[tuple[int, dict]] = []
         self.n = 0
+        self.held = 0
+        self.spill_bytes, self.partitions = int(spill_bytes), max(1, int(partitions))
+        self.spill = None      # temporary directory once spilling
+        self.files: list = []
+
+    def _key(self, row: dict) -> int:
+        qid = row.get("ParentId") if row.get("PostTypeId") == ANSWER else row.get("Id")
+        return zlib.crc32(str(qid).encode()) % self.partitions
+
+    def _write(self, i: int, row: dict) -> None:
+        self.files[self._key(row)].write(json.dumps([i, row], ensure_ascii=False) + "\n")
+
+    def _add(self, i: int, row: dict) -> None:
+        if self.spill is not None:
+            self._write(i, row)
+            return
+        self.rows.append((i, row))
+        self.held += sum(len(v) for v in row.values())
+        if self.held > self.spill_bytes:
+            import tempfile
+
+            self.spill = tempfile.TemporaryDirectory(prefix="ziya2-se-spill-")
+            self.files = [open(os.path.join(self.spill.name, f"{k:05d}.jsonl"), "w", encoding="utf-8")
+                          for k in range(self.partitions)]
+            for j, r in self.rows:
+                self._write(j, r)
+            self.rows, self.held = [], 0
+
+    def groups(self) -> Iterator[list[tuple[int, dict]]]:
+        """The rows in groups that hold every question with all of its answers: all rows (not spilled), or
+        one spill partition at a time, each in file order."""
+        if self.spill is None:
+            yield self.rows
+            return
+        try:
+            for f in self.files:
+                f.close()
+            for f in self.files:
+                with open(f.name, encoding="utf-8") as g:
+                    yield [tuple(json.loads(line)) for line in g]
+        finally:
+            self.spill.cleanup()
 
     def feed(self, data: bytes) -> None:
         self.parser.feed(data)
@@ -80,7 +132,7 @@ class _Collector:
     def _drain(self):
         for _, el in self.parser.read_events():
             if el.tag == "row":
-                self.rows.append((self.n, dict(el.attrib)))
+                self._add(self.n, dict(el.attrib))
                 self.n += 1
                 el.clear()
 
@@ -123,35 +175,16 @@ def _collect_7z(uri: str, col: _Collector) -> None:
     col.close()
 
 
-def iter_stackexchange(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
-    cfg = cfg or {}
-    site = str(cfg.get("site") or site_of(uri))
-    col = _Collector()
-    damage = None
-    try:
-        if uri.lower().endswith(".7z"):
-            _collect_7z(uri, col)
-        else:
-            with fs.open_stream(uri) as fh:
-                while True:
-                    data = fh.read(_CHUNK)
-                    if not data:
-                        break
-                    col.feed(data)
-                col.close()
-    except ET.ParseError as e:
-        damage = ("xml", f"XML unreadable after row {col.n}: {e}")
-    except Exception as e:   # py7zr raises its own Bad7zFile/CrcError/DecompressionError, lzma errors, EOFError
-        damage = ("corrupt_archive", f"archive unreadable after row {col.n}: {type(e).__name__}: {e}")
+def _records(rows: list[tuple[int, dict]], common: dict, site: str) -> Iterator[dict]:
+    """The records of a group of rows that holds each of its questions with all of their answers."""
     answers: dict[str, list[dict]] = {}
     questions = set()
-    for _, row in col.rows:
+    for _, row in rows:
         if row.get("PostTypeId") == QUESTION:
             questions.add(row.get("Id"))
         elif row.get("PostTypeId") == ANSWER:
             answers.setdefault(row.get("ParentId"), []).append(row)
-    common = dict(source=source, file=uri, source_type="qa", site=site)
-    for i, row in col.rows:
+    for i, row in rows:
         ptype, pid = row.get("PostTypeId"), row.get("Id")
         if ptype == ANSWER:
             if row.get("ParentId") not in questions:
@@ -169,6 +202,31 @@ def iter_stackexchange(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
                        url=f"https://{site}/questions/{pid}" if "." in site else None)
         else:
             yield kept(**common, offset=i, text=html_to_text(row.get("Body", "")), post_type=ptype, post_id=pid)
+
+
+def iter_stackexchange(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
+    cfg = cfg or {}
+    site = str(cfg.get("site") or site_of(uri))
+    col = _Collector(cfg.get("spill_bytes", SPILL_BYTES), cfg.get("spill_partitions", SPILL_PARTITIONS))
+    damage = None
+    try:
+        if uri.lower().endswith(".7z"):
+            _collect_7z(uri, col)
+        else:
+            with fs.open_stream(uri) as fh:
+                while True:
+                    data = fh.read(_CHUNK)
+                    if not data:
+                        break
+                    col.feed(data)
+                col.close()
+    except ET.ParseError as e:
+        damage = ("xml", f"XML unreadable after row {col.n}: {e}")
+    except Exception as e:   # py7zr raises its own Bad7zFile/CrcError/DecompressionError, lzma errors, EOFError
+        damage = ("corrupt_archive", f"archive unreadable after row {col.n}: {type(e).__name__}: {e}")
+    common = dict(source=source, file=uri, source_type="qa", site=site)
+    for rows in col.groups():
+        yield from _records(rows, common, site)
     if damage is not None:
         yield bad(**common, offset=col.n, what=damage[0], why=f"{damage[1]}; rest of file unreadable")
 
