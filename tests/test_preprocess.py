@@ -223,8 +223,9 @@ def bad_inputs(tmp_path_factory, pages, corpus_docs):
     lines.append(json.dumps(dict(good[1], id="big", text=big), ensure_ascii=False))
     (d / "docs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (d / "zero.jsonl").write_bytes(b"")
-    pq.write_table(pa.table({"text": [x["text"] for x in corpus_docs if x["source"] == "human-eval"][:10]}),
-                   d / "he.parquet")
+    # HumanEval programs are supervised data: typed so, their language is recorded but never a rejection (recipes)
+    pq.write_table(pa.table({"text": [x["text"] for x in corpus_docs if x["source"] == "human-eval"][:10],
+                             "source_type": ["supervised"] * 10}), d / "he.parquet")
     # #11: HTTP charset labels Python does not know (each used to raise LookupError and kill the task)
     en = next(p for p in pages if p["lang"] == "en")
     labels = ["utf8mb4", "none", "binary", "unicode", "x-user-defined"]
@@ -270,7 +271,9 @@ def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_
         assert sum(st["rejected"].get(x, 0) for x in reason.split("|")) == n, (reason, st["rejected"])
     kept = ds.dataset(out / "data").to_table().to_pylist()
     rej = ds.dataset(out / "rejected").to_table().to_pylist()
-    assert {r["lang"] for r in kept} <= {"zh", "en"} and all(r["lang_score"] >= 0.5 for r in kept)
+    web = [r for r in kept if r["source_type"] == "web"]
+    assert {r["lang"] for r in web} <= {"zh", "en"} and all(r["lang_score"] >= 0.5 for r in web)
+    assert sum(r["source_type"] == "supervised" for r in kept) == 10 == len(kept) - len(web)   # labelled, never rejected
     assert len({r["id"] for r in kept + rej}) == total
     urls = {r["url"] for r in kept}
     # the pages after the corrupt member of c.warc.gz were read

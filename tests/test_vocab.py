@@ -88,6 +88,5 @@ def test_spark_tokenize_with_base_then_expanded_model(spark, expanded, base_mode
         cfg = dict(load_conf()["tokenizer"], model=str(model))
         res = tokenize.run(df, cfg)
         got = {r["id"]: r["input_ids"] for r in res.kept.collect()}
-        res.annotated.unpersist()
         sp = spm.SentencePieceProcessor(model_file=str(model))
         assert got == {d["id"]: [sp.bos_id()] + sp.encode(d["text"]) + [sp.eos_id()] for d in docs}
