@@ -119,6 +119,21 @@ def source_tokens(df) -> int:
     return int(df.agg(F.sum("n_tokens")).first()[0] or 0)
 
 
+def _cut_bucket(d, target: float) -> tuple[int | None, int]:
+    """(the bucket `_b` where the running token sum of whole buckets, in bucket order, reaches `target`, the
+    tokens of the buckets before it); bucket None when all of them together stay below. One aggregation: a
+    per-bucket histogram reaches the driver, never the rows."""
+    from pyspark.sql import functions as F
+
+    hist = sorted((r["_b"], int(r["n"])) for r in d.groupBy("_b").agg(F.sum("n_tokens").alias("n")).collect())
+    before = 0
+    for b, n in hist:
+        if before + n >= target:
+            return b, before
+        before += n
+    return None, before
+
+
 def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: int | None = None):
     """(rows, available tokens): `target` tokens of `df` in whole documents, epoch by epoch."""
     from pyspark.sql import Window
@@ -148,26 +163,14 @@ def take_tokens(df, target: float, seed: int, name: str, buckets: int, avail: in
     else:
         key = F.xxhash64(F.lit(int(seed)), F.lit(name), F.lit(c), F.col("id"))
         d = df.withColumn("_key", key).withColumn("_b", F.pmod(F.col("_key"), F.lit(int(buckets))))
-        hist = sorted((r["_b"], int(r["n"])) for r in d.groupBy("_b").agg(F.sum("n_tokens").alias("n")).collect())
-        before, cut_b = 0, None
-        for b, n in hist:
-            if before + n >= last_target:
-                cut_b = b
-                break
-            before += n
+        cut_b, before = _cut_bucket(d, last_target)
         need = last_target - before
         # from the cut on, a document longer than what is still needed is passed over (a whole book would
         # overshoot by more than it fills): a second histogram over the fitting documents of the buckets from the
         # cut on finds where they cover the need, and a window over that one bucket makes the cut exact to half of
         # the largest fitting document
         fits = d.filter((F.col("_b") >= cut_b) & (F.col("n_tokens") <= F.lit(float(need))))
-        hist2 = sorted((r["_b"], int(r["n"])) for r in fits.groupBy("_b").agg(F.sum("n_tokens").alias("n")).collect())
-        acc, cut2 = 0, None
-        for b, n in hist2:
-            if acc + n >= need:
-                cut2 = b
-                break
-            acc += n
+        cut2, acc = _cut_bucket(fits, need)
         if cut2 is None:       # the fitting documents do not cover the need: all of them
             inside = fits
         else:

@@ -70,6 +70,15 @@ def pages(corpus_dir) -> list[dict]:
     return out
 
 
+def write_docs(spark, rows: list[dict], path) -> None:
+    """Document rows (dicts of the DP record, `source_type` included) as a 3-partition Parquet stage input."""
+    import pyarrow as pa
+
+    from dataflow.schema import DOC_ARROW_SCHEMA
+
+    spark.createDataFrame(pa.Table.from_pylist(rows, schema=DOC_ARROW_SCHEMA)).repartition(3).write.parquet(str(path))
+
+
 def tiny_train_config(mix, out: Path, *overrides):
     """conf/train/tiny.yaml shrunk further for trainer tests: data from `mix`, checkpoints and metrics under `out`,
     no progress bar, TensorBoard or plots; `overrides` (dotted key=value) come last and win."""

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from conftest import write_docs
 from dataflow.config import load_conf
 from dataflow.dedup.components import Context
 from dataflow.dedup.exact import exact_key
@@ -88,16 +89,11 @@ def planted(corpus_docs):
 
 @pytest.fixture(scope="module")
 def job(spark, planted, tmp_path_factory):
-    import pyarrow as pa
-
     from jobs.dedup import main
 
     rows, _, _ = planted
     tmp = tmp_path_factory.mktemp("cd-recipes")
-    schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("url", pa.string()), ("text", pa.string()),
-                        ("lang", pa.string()), ("lang_score", pa.float32()), ("meta", pa.map_(pa.string(), pa.string())),
-                        ("source_type", pa.string())])
-    spark.createDataFrame(pa.Table.from_pylist(rows, schema=schema)).repartition(3).write.parquet(str(tmp / "in"))
+    write_docs(spark, rows, tmp / "in")
     main(["--input", str(tmp / "in"), "--output", str(tmp / "out")])
     out = tmp / "out"
     stats = json.loads((out / "stats.json").read_text())

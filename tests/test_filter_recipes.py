@@ -9,6 +9,7 @@ import json
 import pyarrow as pa
 import pytest
 
+from conftest import write_docs
 from dataflow.config import load_conf
 from dataflow.filter import FLAGS, annotate_batch, recipe_engines
 from dataflow.rules.base import per_lang
@@ -43,10 +44,7 @@ def job(spark, rows, tmp_path_factory):
     from jobs.filter import main
 
     tmp = tmp_path_factory.mktemp("rf-recipes")
-    schema = pa.schema([("id", pa.string()), ("source", pa.string()), ("url", pa.string()), ("text", pa.string()),
-                        ("lang", pa.string()), ("lang_score", pa.float32()), ("meta", pa.map_(pa.string(), pa.string())),
-                        ("source_type", pa.string())])
-    spark.createDataFrame(pa.Table.from_pylist(rows, schema=schema)).repartition(3).write.parquet(str(tmp / "in"))
+    write_docs(spark, rows, tmp / "in")
     main(["--input", str(tmp / "in"), "--output", str(tmp / "out")])
     out = tmp / "out"
     kept = {r["id"]: r.asDict() for r in spark.read.parquet(str(out / "data")).collect()}
