@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -111,25 +113,61 @@ def dataset(corpus: str | None, tc: Mapping) -> dict:
 
 
 # ------------------------------------------------------------------ model
-def fit(train: list[tuple[str, str]], tc: Mapping, out: Path):
-    """Write the fastText model to `out` (seeded shuffle, one thread: the same data give the same model)."""
-    import fasttext
+# fastText trains in a child process: the same data and seed then give the same model whatever the calling
+# process has loaded (in the full test suite, in-process training diverged where `make models` on the same
+# data did not). A child that still diverges (fastText's "Encountered NaN") exits with DIVERGED and the fit
+# is retried at half the learning rate, up to MAX_HALVINGS times; the report records the rate used.
+DIVERGED = 3
+MAX_HALVINGS = 3
+_CHILD = """
+import json, sys
+import fasttext
+p = json.loads(sys.argv[1])
+try:
+    model = fasttext.train_supervised(**p["args"])
+except RuntimeError as e:
+    if "NaN" in str(e):
+        sys.exit(%d)
+    raise
+model.save_model(p["out"])
+""" % DIVERGED
 
+
+def _train_child(args: dict, out: Path) -> bool:
+    """Train in a fresh interpreter; False when fastText diverged."""
+    r = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({"args": args, "out": str(out)})],
+                       capture_output=True, text=True)
+    if r.returncode == DIVERGED:
+        return False
+    if r.returncode != 0:
+        raise RuntimeError(f"refclass: fastText training failed (exit {r.returncode}): {r.stderr.strip()[-2000:]}")
+    return True
+
+
+def fit(train: list[tuple[str, str]], tc: Mapping, out: Path):
+    """Write the fastText model to `out` (seeded shuffle, one thread: the same data give the same model);
+    returns (model, learning rate used)."""
     rows = sorted((f"{label} {text}" for label, text in train),
                   key=lambda r: hashlib.sha1(f"{tc['seed']}\x1f{r}".encode("utf-8")).digest())
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8", dir=out.parent) as tf:
         tf.write("\n".join(rows) + "\n")
         name = tf.name
+    lr = float(tc["lr"])
     try:
-        model = fasttext.train_supervised(input=name, dim=int(tc["dim"]), minn=int(tc["minn"]), maxn=int(tc["maxn"]),
-                                          wordNgrams=int(tc["word_ngrams"]), epoch=int(tc["epoch"]),
-                                          lr=float(tc["lr"]), bucket=int(tc["bucket"]), loss="softmax",
-                                          thread=1, seed=int(tc["seed"]), verbose=0)
+        for _ in range(MAX_HALVINGS + 1):
+            args = {"input": name, "dim": int(tc["dim"]), "minn": int(tc["minn"]), "maxn": int(tc["maxn"]),
+                    "wordNgrams": int(tc["word_ngrams"]), "epoch": int(tc["epoch"]), "lr": lr,
+                    "bucket": int(tc["bucket"]), "loss": "softmax", "thread": 1, "seed": int(tc["seed"]),
+                    "verbose": 0}
+            if _train_child(args, out):
+                return load_model(str(out)), lr
+            print(f"refclass: fastText diverged (NaN) at lr {lr}; retrying at {lr / 2}", file=sys.stderr)
+            lr /= 2
     finally:
         os.unlink(name)
-    model.save_model(str(out))
-    return model
+    raise RuntimeError(f"refclass: fastText diverged (NaN) down to lr {lr * 2}; "
+                       "lower score.ref_train.lr or check the training data")
 
 
 def load_model(path: str):
@@ -195,8 +233,8 @@ def train(corpus: str | None, output: str, cfg: Mapping) -> dict:
         raise ValueError(f"refclass: training data needs both classes, got {sorted(labels)} "
                          f"(documents per class {data['docs']}); check score.ref_train positives/negatives")
     out = Path(output)
-    model = fit(data["train"], tc, out)
-    report = {"labels": [LABEL_REF, LABEL_OTHER], "documents": data["docs"], "overlap_left_out": data["overlap"],
+    model, lr_used = fit(data["train"], tc, out)
+    report = {"lr_used": lr_used, "labels": [LABEL_REF, LABEL_OTHER], "documents": data["docs"], "overlap_left_out": data["overlap"],
               "train_chunks": {lb: sum(1 for x, _ in data["train"] if x == lb) for lb in (LABEL_REF, LABEL_OTHER)},
               "heldout_documents": {lb: sum(1 for x, _i, _c in data["heldout"] if x == lb)
                                     for lb in (LABEL_REF, LABEL_OTHER)},

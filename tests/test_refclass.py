@@ -117,3 +117,17 @@ def test_threshold_rejects_as_ref_score_and_missing_model_fails_first(spark, cor
         if len(d["text"]) < 300 and "\n" not in d["text"].strip() and d["text"].strip():
             assert by_id[d["id"]]["ref_score"] == pytest.approx(fasttext_ref_prob(model, " ".join(d["text"].split())),
                                                                 abs=1e-6)
+
+
+def test_divergence_is_retried_at_lower_rates_then_named(tmp_path):
+    """fastText's NaN at an absurd learning rate: the fit halves the rate MAX_HALVINGS times, then fails with an
+    error naming the setting; a rate that trains is reported as used."""
+    train = [(refclass.LABEL_REF, "the quick brown fox jumps over the lazy dog " * 20),
+             (refclass.LABEL_OTHER, "buy cheap casino bonus click here now " * 20)] * 50
+    tc = {**TC, "lr": 1e9, "epoch": 5}
+    with pytest.raises(RuntimeError, match="score.ref_train.lr"):
+        refclass.fit(train, tc, tmp_path / "m.bin")
+    assert not list(tmp_path.glob("*.txt"))          # the training file is removed either way
+    model, lr = refclass.fit(train, {**tc, "lr": 0.2}, tmp_path / "ok.bin")
+    assert lr == 0.2 and (tmp_path / "ok.bin").exists()
+    assert fasttext_ref_prob(model, "the quick brown fox") > 0.5
