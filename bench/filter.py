@@ -23,6 +23,7 @@ PATHS = ["dataflow/rules", "dataflow/filter.py", "dataflow/stage.py", "dataflow/
          "jobs/filter.py"]
 CORES = 2
 REPS = 3
+MIN_DOCS = 30000   # a Common Crawl WET file holds ~30-40k documents: the unit one RF task sees in production
 
 PEER = textwrap.dedent('''
     import sys
@@ -68,6 +69,7 @@ def _crawl_pages(ctx: BenchContext, work: Path, root: Path, env: dict) -> tuple[
         raise RuntimeError(f"jobs.preprocess failed:\n{p.stderr[-3000:]}")
     t = ds.dataset(str(dp / "data"), format="parquet").to_table()
     t = t.filter(pc.equal(t["lang"], "en"))
+    t = _tile(t, 2000 if ctx.quick else MIN_DOCS)
     inp = work / "input"
     shutil.rmtree(inp, ignore_errors=True)
     inp.mkdir()
@@ -76,6 +78,20 @@ def _crawl_pages(ctx: BenchContext, work: Path, root: Path, env: dict) -> tuple[
     for i in range(parts):
         pq.write_table(t.slice(i * step, step), inp / f"part-{i:05d}.parquet", compression="zstd")
     return inp, t.num_rows
+
+
+def _tile(t, n: int):
+    """At least n rows: the table repeated, each repetition's ids suffixed (#r1, #r2, ...) so every row stays a
+    distinct document; RF judges each document alone, so a repeat costs what the original did."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts, k = [t], 1
+    while sum(p.num_rows for p in parts) < n and t.num_rows:
+        ids = pc.binary_join_element_wise(t["id"], pa.scalar(f"#r{k}"), "")
+        parts.append(t.set_column(t.schema.get_field_index("id"), "id", ids))
+        k += 1
+    return pa.concat_tables(parts)
 
 
 def run(ctx: BenchContext) -> str:
@@ -117,8 +133,9 @@ def run(ctx: BenchContext) -> str:
     return "\n".join([
         "## RF: rule-based filtering, Spark stage vs datatrove executor (end to end)",
         "",
-        f"Input: {n:,} English crawl pages (the bench corpus's HTML pages through our DP stage, resiliparse main "
-        f"content; {2 * CORES} Parquet files). Ours: `jobs.filter`, all configured rules (Gopher quality and "
+        f"Input: {n:,} English crawl pages (the bench corpus's English HTML pages through our DP stage, resiliparse "
+        f"main content, repeated under new ids up to >= {MIN_DOCS:,}, about one Common Crawl WET file; "
+        f"{2 * CORES} Parquet files). Ours: `jobs.filter`, all configured rules (Gopher quality and "
         f"repetition, C4, FineWeb, zh rules idle on English, boilerplate, content lexicons), annotate then split, "
         f"writes data/, rejected/ and stats. datatrove 0.10.1: its FineWeb recipe's four filters with exclusion "
         f"writers, Parquet in and out, tasks={CORES}, workers={CORES}. Both: {CORES} cores, whole processes.",

@@ -178,6 +178,7 @@ class Side:
     cwd: str | os.PathLike | None = None
     before: Callable[[int], None] | None = None     # e.g. remove the previous output (not timed)
     check: Callable[[Run], None] | None = None      # raise if the run did not do the work (not timed)
+    max_reps: int | None = None                     # a reference side (not a goal row) may run fewer rounds
 
 
 @dataclass
@@ -198,13 +199,16 @@ class Comparison:
         """The section's results table: median [min-max] wall and CPU per side, optional kept counts, and input
         documents per CPU-second (per core)."""
         names = list(dict.fromkeys(r.side for r in self.runs))
-        reps = max(len(self.of(n)) for n in names)
+        counts = {n: len(self.of(n)) for n in names}
+        reps = max(counts.values())
         head = "| side | wall s | CPU s (process tree) |" + (" docs kept |" if kept else "") + " input docs / CPU-second |"
-        out = [f"Median [min-max] of {reps} interleaved runs:", "", head,
+        out = [f"Median [min-max] of {reps} interleaved runs" + ("" if len(set(counts.values())) == 1 else
+               " (a side with fewer runs says how many)") + ":", "", head,
                "|---|---:|---:|" + ("---:|" if kept else "") + "---:|"]
         for n in names:
             k = f" {kept[n]:,} |" if kept else ""
-            out.append(f"| {n} | {self.spread(n, 'wall_s')} | {self.spread(n, 'cpu_s')} |{k} "
+            label = n if counts[n] == reps else f"{n} ({counts[n]} run{'s' if counts[n] > 1 else ''})"
+            out.append(f"| {label} | {self.spread(n, 'wall_s')} | {self.spread(n, 'cpu_s')} |{k} "
                        f"{n_docs / self.median(n, 'cpu_s'):,.1f} |")
         return out
 
@@ -237,6 +241,8 @@ def compare(sides: Sequence[Side], reps: int = 3, timeout: float | None = None, 
     for rep in range(reps):
         order = list(sides[rep % len(sides):]) + list(sides[:rep % len(sides)])
         for s in order:
+            if s.max_reps is not None and rep >= s.max_reps:
+                continue
             if s.before:
                 s.before(rep)
             cmd = list(s.command(rep))

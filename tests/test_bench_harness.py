@@ -45,6 +45,17 @@ def test_sides_are_interleaved_with_rotating_order(tmp_path):
     assert comp.ratio("a", "b") == comp.median("a", "cpu_s") / comp.median("b", "cpu_s")
 
 
+def test_a_reference_side_can_run_fewer_rounds(tmp_path):
+    log = tmp_path / "order.txt"
+    sides = [Side(name, (lambda n: lambda rep: [sys.executable, "-c", f"open({str(log)!r}, 'a').write('{n}')"])(name),
+                  max_reps=m) for name, m in (("a", None), ("b", None), ("r", 1))]
+    comp = compare(sides, reps=3, log=lambda *_: None)
+    assert log.read_text() == "abr" + "ba" + "ab"
+    table = comp.table(10)
+    assert "(a side with fewer runs says how many)" in table[0]
+    assert [row.split("|")[1].strip() for row in table[4:]] == ["a", "b", "r (1 run)"]
+
+
 def test_a_failing_side_stops_the_comparison():
     with pytest.raises(RuntimeError, match="exited 3"):
         compare([Side("bad", lambda rep: [sys.executable, "-c", "raise SystemExit(3)"])], reps=1,
