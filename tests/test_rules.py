@@ -663,3 +663,64 @@ def test_cjk_ratio_counts_words_so_zh_prose_naming_commands_stays_chinese(T):
     # still rejected: English prose labelled zh, an English paragraph with a Chinese heading
     assert check("zh.cjk_ratio", T.moby, "zh") is not None
     assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + T.moby_paras[0], "zh") is not None
+
+
+# ------------------------------------------------------------------ issue #14: zh prose with a code listing
+def _shell_listing() -> str:
+    """pyspark's bin/find-spark-home as installed with the pyspark dependency: bash with English comments."""
+    import pathlib
+
+    import pyspark
+    return (pathlib.Path(pyspark.__file__).parent / "bin" / "find-spark-home").read_text()
+
+
+def _python_listing() -> str:
+    """Two methods of the installed datasketch MinHash (docstrings, English comments, numpy calls)."""
+    import inspect
+
+    from datasketch.minhash import MinHash
+    return inspect.getsource(MinHash.jaccard) + "\n" + inspect.getsource(MinHash.update)
+
+
+def _share_of_all_words(text: str) -> float:
+    """The rule's measure before issue #14: Han words among every word in letters, code included."""
+    han = other = 0
+    for w in words(text, "zh"):
+        if re.search("[\u4e00-\u9fff]", w):
+            han += 1
+        elif any(c.isalpha() for c in w):
+            other += 1
+    return han / (han + other)
+
+
+@pytest.mark.parametrize("listing", [_shell_listing, _python_listing])
+def test_cjk_ratio_measures_the_prose_so_zh_pages_with_a_code_listing_stay_chinese(T, listing):
+    from dataflow.rules.codelines import code_spans
+    code = listing()
+    text = T.zh_lines[0] + "\n" + T.zh_lines[1] + "\n\n" + code + "\n\n" + T.zh_lines[2]
+    assert _share_of_all_words(text) < params("zh.cjk_ratio")["min_ratio"]     # the listing outweighed the prose
+    assert check("zh.cjk_ratio", text, "zh") is None
+    spans = code_spans(text)
+    covered = lambda i: any(a <= i < b for a, b in spans)                     # noqa: E731
+    lines = [ln for ln in code.splitlines() if ln.strip()]
+    for ln in (lines[0], lines[-1]):                                          # a shebang / a def, `fi` / a call
+        assert covered(text.index(ln, len(T.zh_lines[0]))), ln
+    for zl in T.zh_lines[:3]:
+        assert not covered(text.index(zl)), zl
+
+
+def test_cjk_ratio_still_counts_english_prose_navigation_and_rows_beside_code(T):
+    from dataflow.rules.codelines import code_spans
+    code = _shell_listing()
+    # English prose, unwrapped or as the book wraps it, is never code
+    assert code_spans(T.moby) == [] and code_spans(T.moby_wrapped) == []
+    # so English labelled zh is rejected with or without a listing, and so is a zh title over an English body
+    assert check("zh.cjk_ratio", T.moby + "\n\n" + code, "zh") is not None
+    assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + T.moby_paras[0] + "\n\n" + code, "zh") is not None
+    assert check("zh.cjk_ratio", T.zh_lines[0] + "\n" + T.moby + "\n\n" + code, "zh") is not None
+    # a navigation list (a table of contents) and |-separated rows of its words are not code either
+    rows = "\n".join(" | ".join(ln.split()) for ln in T.en_toc.splitlines() if len(ln.split()) >= 3)
+    assert rows.count("\n") >= 10
+    assert code_spans(T.en_toc) == [] and code_spans(rows) == []
+    assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + T.en_toc, "zh") is not None
+    assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + rows + "\n\n" + code, "zh") is not None

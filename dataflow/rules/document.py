@@ -15,6 +15,7 @@ from collections import Counter
 from ..confschema import Float, Int, List, Map, Str
 from ..confspec import File
 from .base import ANY_LANG, PerLang, Rule, per_lang
+from .codelines import code_spans
 from .lexicon import lexicon_path, matcher
 from ..text import han_count
 from .text import split_sentences
@@ -272,9 +273,15 @@ def cjk_ratio(doc, p):
     # symbols belong to no language, so `ls -l /etc/apt/` or a version table does not count against the
     # Chinese of the page; a page of Latin words does. Words, not letters: a letter share weighs an English
     # word (~5 letters) three times a Chinese one (~1.5 characters), so zh prose naming a few identifiers
-    # (LibreOffice, apt-get, IsUnoStruct) looked foreign.
+    # (LibreOffice, apt-get, IsUnoStruct) looked foreign. The lines of a code listing (codelines.code_spans)
+    # are no natural language either: the prose of a zh page with a program in it is what is measured.
+    code, k = code_spans(doc.text), 0
     han = other = 0
-    for w in doc.words:
+    for w, (a, _) in zip(doc.words, doc.word_spans):
+        while k < len(code) and code[k][1] <= a:
+            k += 1
+        if k < len(code) and code[k][0] <= a:
+            continue
         if han_count(w):
             han += 1
         elif any(c.isalpha() for c in w):
