@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from ..text import CJK_RANGES, char_class
 
@@ -88,6 +88,7 @@ def _segmenter():
     return _jieba
 
 
+@lru_cache(maxsize=1 << 16)   # a pure function of the token; web text repeats tokens, so most calls are hits
 def is_punct_token(tok: str) -> bool:
     """A token made only of punctuation/symbols (Unicode categories P* and S*)."""
     return all(unicodedata.category(ch)[0] in "PS" for ch in tok)
