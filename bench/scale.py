@@ -120,8 +120,10 @@ def _probe(pid: int) -> tuple[int, float, str]:
         return 0, 0.0, ""
 
 
-def run_job(cmd: list[str]) -> dict:
-    """Run one job; sample the high-water memory of the driver (Python + JVM) and of the Python workers."""
+def run_job(cmd: list[str], timeout: float | None = None) -> dict:
+    """Run one job; sample the high-water memory of the driver (Python + JVM) and of the Python workers.
+    A job still running after `timeout` seconds is stopped (its whole tree killed) and recorded as
+    `stopped` with the CPU seconds and wall time it had used: a lower bound, not a result."""
     from .harness import _Cgroup
     cg = _Cgroup()   # exact CPU of the whole tree (cgroup), as the harness measures it; sampling is the fallback
     t0 = time.time()
@@ -143,14 +145,24 @@ def run_job(cmd: list[str]) -> dict:
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
-    out = p.communicate()[0]
+    stopped = False
+    try:
+        out = p.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        stopped = True
+        for pid in reversed(_tree(p.pid)):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        out = p.communicate()[0]
     stop.set()
     th.join()
     wall = time.time() - t0
     exact = cg.cpu_s()
     method = cg.method if exact is not None else "sampled /proc every 0.5 s"
     cg.close()
-    if p.returncode != 0:
+    if p.returncode != 0 and not stopped:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{out[-4000:]}")
     py_driver = sum(m for pid, (m, c) in peaks.items() if pid == p.pid)
     jvm = sum(m for pid, (m, c) in peaks.items() if "java" in c.split(" ")[0])
@@ -158,19 +170,24 @@ def run_job(cmd: list[str]) -> dict:
     workers = max((m for pid, (m, c) in peaks.items() if "pyspark.daemon" in c or "pyspark.worker" in c), default=0)
     return {"wall_s": round(wall, 1), "driver_peak_mb": round(driver / 2**20), "py_driver_peak_mb": round(py_driver / 2**20),
             "jvm_peak_mb": round(jvm / 2**20), "worker_peak_mb": round(workers / 2**20),
-            "cpu_s": round(exact if exact is not None else sum(cpu.values()), 1), "cpu_method": method}
+            "cpu_s": round(exact if exact is not None else sum(cpu.values()), 1), "cpu_method": method,
+            **({"stopped": True} if stopped else {})}
 
 
-def run_size(corpus: Path, work: Path, n: int) -> dict:
+def run_size(corpus: Path, work: Path, n: int, timeout: float | None = None) -> dict:
     d = work / f"n{n}"
     info = build_input(corpus, n, d / "input")
     common = ["--set", "spark.master=local[2]", "--set", f"spark.driver_memory={DRIVER_MEMORY}", "--force"]
     res = {"docs": n, "input": info}
     for stage, inp, out in (("preprocess", d / "input", d / "10-preprocess"), ("dedup", d / "10-preprocess", d / "40-dedup")):
-        r = run_job([sys.executable, "-m", f"jobs.{stage}", "--input", str(inp), "--output", str(out), *common])
+        r = run_job([sys.executable, "-m", f"jobs.{stage}", "--input", str(inp), "--output", str(out), *common],
+                    timeout)
+        res[stage] = r
+        if r.get("stopped"):
+            print(f"[scale] {n:,} docs {stage}: STOPPED after {timeout} s: {r}", flush=True)
+            break
         st = json.loads((out / "stats.json").read_text())
         r.update({"in": st["input"], "kept": st["kept"], "rejected": st["rejected_total"]})
-        res[stage] = r
         print(f"[scale] {n:,} docs {stage}: {r}", flush=True)
     res["commit"] = __import__("bench.harness", fromlist=["git_commit"]).git_commit()
     (d / "result.json").write_text(json.dumps(res, indent=2) + "\n")   # sizes can run in separate invocations
@@ -190,7 +207,19 @@ def render(results: list[dict]) -> str:
     prev: dict[str, dict] = {}
     for r in results:
         for stage in ("preprocess", "dedup"):
-            s = r[stage]
+            s = r.get(stage)
+            if s is None:
+                continue
+            if s.get("stopped"):   # a lower bound: the job was stopped (--job-timeout) before it finished
+                g = "-"
+                if stage in prev:
+                    p = prev[stage]
+                    steps = max(1e-9, __import__("math").log10(r["docs"] / p["docs"]))
+                    g = f">= {((s['cpu_s'] / r['docs']) / (p['cpu_s'] / p['docs'])) ** (1 / steps):.2f}x"
+                lines.append(f"| {r['docs']:,} | {stage} | - | - | stopped at {s['wall_s']} | >= {s['cpu_s']} | "
+                             f">= {s['cpu_s'] / r['docs'] * 1000:.2f} | **{g}** | - | {s.get('py_driver_peak_mb', '-')} | "
+                             f"{s.get('jvm_peak_mb', '-')} | {s['worker_peak_mb']} |")
+                continue
             per_cpu, per_wall = s["cpu_s"] / r["docs"] * 1000, s["wall_s"] / r["docs"] * 1000
             g_cpu = g_wall = "-"
             if stage in prev:
@@ -202,7 +231,9 @@ def render(results: list[dict]) -> str:
                          f"{per_cpu:.2f} | {g_cpu} | {g_wall} | {s.get('py_driver_peak_mb', '-')} | "
                          f"{s.get('jvm_peak_mb', '-')} | {s['worker_peak_mb']} |")
             prev[stage] = {**s, "docs": r["docs"]}
-    methods = sorted({r[st].get("cpu_method", "sampled /proc every 0.5 s") for r in results for st in ("preprocess", "dedup")})
+    lines += [f"\n{r['docs']:,} documents: {r['note']}" for r in results if r.get("note")]
+    methods = sorted({r[st].get("cpu_method", "sampled /proc every 0.5 s") for r in results for st in ("preprocess", "dedup")
+                      if st in r})
     lines += ["", "CPU s: the whole process tree (driver, JVM, Python workers) by " + ", ".join(methods) + ". "
               "Growth per 10x = (cost per document at this size / at the previous size) ^ (1 / decades between them); "
               "CPU is the cost measure (robust to other load), wall is shown beside it."]
@@ -224,6 +255,9 @@ def main(argv=None) -> int:
                     help="docs.jsonl folder (default: build/corpus/out/bench, else build/corpus/out/fixture)")
     ap.add_argument("--work", type=Path, default=Path("build/bench/scale"))
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    ap.add_argument("--compose-only", action="store_true", help="only render the section from the result.json files")
+    ap.add_argument("--job-timeout", type=float, default=None,
+                    help="stop a stage job after this many seconds and record it as stopped (a lower bound)")
     ap.add_argument("--section", type=Path, default=Path("docs/bench/scale.md"),
                     help="the BENCHMARKS.md section to write (composed by `python -m bench --compose-only`)")
     a = ap.parse_args(argv)
@@ -232,17 +266,20 @@ def main(argv=None) -> int:
     from .harness import git_commit, provenance_tag
 
     t0 = time.time()
-    for n in sorted(a.sizes):
-        run_size(corpus, a.work, n)
+    for n in [] if a.compose_only else sorted(a.sizes):
+        run_size(corpus, a.work, n, a.job_timeout)
     # the table holds every size measured in this work folder (the 1M run takes hours: it may run on its own)
     results = sorted((json.loads(f.read_text()) for f in a.work.glob("n*/result.json")), key=lambda r: r["docs"])
     load = os.getloadavg()[0]
     body = render(results)
-    stamp = (f"_Measured {time.strftime('%Y-%m-%d', time.gmtime())} at commit `{git_commit()}` from {corpus} with "
-             f"`python -m bench.scale --sizes {' '.join(map(str, sorted(a.sizes)))}` ({time.time() - t0:.0f} s, "
-             f"load {load:.1f} at the end on {os.cpu_count()} cores)._")
+    commits = {r.get("commit") for r in results}
+    commit = commits.pop() if len(commits) == 1 and None not in commits else git_commit()   # the measured commit
+    how = ("composed from the result.json files (`--compose-only`)" if a.compose_only else
+           f"`python -m bench.scale --sizes {' '.join(map(str, sorted(a.sizes)))}` ({time.time() - t0:.0f} s, "
+           f"load {load:.1f} at the end on {os.cpu_count()} cores)")
+    stamp = f"_Measured at commit `{commit}` from {corpus}; {how}._"
     a.section.parent.mkdir(parents=True, exist_ok=True)
-    a.section.write_text(provenance_tag(git_commit(), PATHS) + "\n" + body + "\n\n" + stamp + "\n")
+    a.section.write_text(provenance_tag(commit, PATHS) + "\n" + body + "\n\n" + stamp + "\n")
     (a.work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(body + "\n\n" + stamp)
     return 0
