@@ -154,13 +154,12 @@ def fit(train: list[tuple[str, str]], tc: Mapping, out: Path):
         tf.write("\n".join(rows) + "\n")
         name = tf.name
     lr = float(tc["lr"])
+    args = {"input": name, "dim": int(tc["dim"]), "minn": int(tc["minn"]), "maxn": int(tc["maxn"]),
+            "wordNgrams": int(tc["word_ngrams"]), "epoch": int(tc["epoch"]), "bucket": int(tc["bucket"]),
+            "loss": "softmax", "thread": 1, "seed": int(tc["seed"]), "verbose": 0}
     try:
         for _ in range(MAX_HALVINGS + 1):
-            args = {"input": name, "dim": int(tc["dim"]), "minn": int(tc["minn"]), "maxn": int(tc["maxn"]),
-                    "wordNgrams": int(tc["word_ngrams"]), "epoch": int(tc["epoch"]), "lr": lr,
-                    "bucket": int(tc["bucket"]), "loss": "softmax", "thread": 1, "seed": int(tc["seed"]),
-                    "verbose": 0}
-            if _train_child(args, out):
+            if _train_child({**args, "lr": lr}, out):
                 return load_model(str(out)), lr
             print(f"refclass: fastText diverged (NaN) at lr {lr}; retrying at {lr / 2}", file=sys.stderr)
             lr /= 2
