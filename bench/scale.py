@@ -33,6 +33,7 @@ PARTS = 8                     # JSONL part files (DP lists and reads them as sep
 BASE_MAX = 50_000             # real documents held in memory; beyond that recombined ones are streamed
 DRIVER_MEMORY = "2g"          # the machine is shared: helpers start no driver above 2g
 POLL_S = 0.5                  # process-tree memory sampling period
+STEP_FIELDS = ("seconds", "candidate_pairs", "pairs_checked", "verify_rounds", "unresolved")   # per dedup step
 GOAL_GROWTH = 1.15            # #13.7: cost per document may grow at most 1.15x per 10x documents
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ["dataflow/preprocess", "dataflow/ingest", "dataflow/dedup", "dataflow/text.py", "dataflow/hashing.py",
@@ -188,6 +189,10 @@ def run_size(corpus: Path, work: Path, n: int, timeout: float | None = None) -> 
             break
         st = json.loads((out / "stats.json").read_text())
         r.update({"in": st["input"], "kept": st["kept"], "rejected": st["rejected_total"]})
+        if stage == "dedup":   # what each step did: its seconds, and for the fuzzy ones the pairs it checked
+            r["steps"] = {k: {f: v[f] for f in STEP_FIELDS if f in v} for k, v in st.get("extra", {}).items()
+                          if isinstance(v, dict) and "seconds" in v}
+            r["removed"] = st.get("rejected", {})
         print(f"[scale] {n:,} docs {stage}: {r}", flush=True)
     res["commit"] = __import__("bench.harness", fromlist=["git_commit"]).git_commit()
     (d / "result.json").write_text(json.dumps(res, indent=2) + "\n")   # sizes can run in separate invocations
@@ -232,6 +237,7 @@ def render(results: list[dict]) -> str:
                          f"{s.get('jvm_peak_mb', '-')} | {s['worker_peak_mb']} |")
             prev[stage] = {**s, "docs": r["docs"]}
     lines += [f"\n{r['docs']:,} documents: {r['note']}" for r in results if r.get("note")]
+    lines += _steps_table(results)
     methods = sorted({r[st].get("cpu_method", "sampled /proc every 0.5 s") for r in results for st in ("preprocess", "dedup")
                       if st in r})
     lines += ["", "CPU s: the whole process tree (driver, JVM, Python workers) by " + ", ".join(methods) + ". "
@@ -246,6 +252,23 @@ def render(results: list[dict]) -> str:
               "sample (1% of the output) and the SentencePiece training sample (`tokenizer.train.max_docs`) are "
               "written by Spark and read from files, not collected."]
     return "\n".join(lines)
+
+
+def _steps_table(results: list[dict]) -> list[str]:
+    """CD per step: wall seconds inside the job, records removed, and the pairs the fuzzy steps checked."""
+    rows = [r for r in results if r.get("dedup", {}).get("steps")]
+    if not rows:
+        return []
+    out = ["", "CD by step (seconds of wall time inside the job; removed records; fuzzy steps: candidate pairs, "
+           "pairs whose texts were compared, rounds, records left unchecked):", "",
+           "| docs | step | seconds | removed | candidate pairs | pairs checked | rounds | unresolved |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        for step, v in r["dedup"]["steps"].items():
+            cell = [f"{v[f]:,}" if isinstance(v.get(f), int) else "-" for f in STEP_FIELDS[1:]]
+            out.append(f"| {r['docs']:,} | {step} | {v['seconds']} | {r['dedup'].get('removed', {}).get('dedup:' + step, 0):,} | "
+                       + " | ".join(cell) + " |")
+    return out
 
 
 def main(argv=None) -> int:

@@ -206,9 +206,10 @@ DEDUP = _s({
                "tracking_params": List(Str(non_empty=True)), "sort_query": Bool()}),
     "exact": _s({"hash": Str(["xxh3_128"])}),
     "simhash": _s({"bits": Int(8, 64), "max_distance": Count(0), "blocks": Count(1), "char_ngram": Count(1),
-                   "word_ngram": Count(1), "min_features": Count(0), "verify_jaccard": Prob(nullable=True),
+                   "word_ngram": Count(1), "min_features": Count(0), "verify_jaccard": Prob(nullable=True), "verify_rounds": Count(1),
                    "max_iterations": Count(1)}),
-    "minhash": _s({**_MINHASH, "verify": Str(["none", "signature", "jaccard"])}, extra=_bands_rows),
+    "minhash": _s({**_MINHASH, "verify": Str(["none", "signature", "jaccard"]), "verify_rounds": Count(1)},
+                  extra=_bands_rows),
     "book": _s({**_MINHASH, "sources": List(Str(non_empty=True)), "min_chars": Count(0)}, extra=_bands_rows),
     "lines": _s({"max_docs": Count(1), "min_line_chars": Count(0), "min_doc_chars": Count(0)}),
 }, required=("steps",))

@@ -376,16 +376,27 @@ def test_simhash_matches_union_find_reference(default_steps, planted):
     fp = {k: record_simhash(t, c, CTX) for k, t in live.items()}
     keys = sorted(k for k, v in fp.items() if v is not None)
 
-    def close(a, b):
-        return hamming64(fp[a], fp[b]) <= c["max_distance"] and jaccard(
-            shingles(live[a], c["char_ngram"], c["word_ngram"], ZH),
-            shingles(live[b], c["char_ngram"], c["word_ngram"], ZH)) >= c["verify_jaccard"]
+    def near(a, b):
+        return hamming64(fp[a], fp[b]) <= c["max_distance"]
 
-    pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:] if close(a, b)]
+    def similar(a, b):
+        return jaccard(shingles(live[a], c["char_ngram"], c["word_ngram"], ZH),
+                       shingles(live[b], c["char_ngram"], c["word_ngram"], ZH)) >= c["verify_jaccard"]
+
+    # each record against its earliest close records, in order, until one passes (at most verify_rounds)
+    pairs = []
+    for i, b in enumerate(keys):
+        for a in [a for a in keys[:i] if near(a, b)][:c["verify_rounds"]]:
+            if similar(a, b):
+                pairs.append((a, b))
+                break
     comp = union_find(keys, pairs)
     expected = {k.split("\x00", 1)[1]: comp[k].split("\x00", 1)[1] for k in keys if comp[k] != k}
     got = {i: step_rep(r) for i, r in rej.items() if r["reason"] == "dedup:simhash"}
     assert got == expected and len(expected) > 0
+    # on the fixture the first matches lose nothing against checking every close pair
+    every = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:] if near(a, b) and similar(a, b)]
+    assert union_find(keys, every) == comp
 
 
 def test_minhash_matches_union_find_reference(default_steps, planted):
@@ -410,12 +421,86 @@ def test_minhash_matches_union_find_reference(default_steps, planted):
             sh[k] = shingles(live[k], c["char_ngram"], c["word_ngram"], ZH)
         return sh[k]
 
-    pairs = {(a, b) for members in buckets.values() for i, a in enumerate(members) for b in members[i + 1:]
-             if jaccard(sset(a), sset(b)) >= c["jaccard"]}
+    def similar(a, b):
+        return jaccard(sset(a), sset(b)) >= c["jaccard"]
+
+    pairs = star_reference(buckets, similar, c["verify_rounds"])
     comp = union_find(sig_keys, pairs)
     expected = {k.split("\x00", 1)[1]: comp[k].split("\x00", 1)[1] for k in sig_keys if comp[k] != k}
     got = {i: step_rep(r) for i, r in rej.items() if r["reason"] == "dedup:minhash"}
     assert got == expected and len(expected) > 0
+    # on the fixture the stars lose nothing against checking every pair of every bucket
+    every = {(a, b) for members in buckets.values() for i, a in enumerate(members) for b in members[i + 1:]
+             if similar(a, b)}
+    assert union_find(sig_keys, every) == comp
+
+
+def star_reference(buckets: dict, similar, rounds: int) -> set:
+    """Per bucket, in plain Python: link the members to the smallest; those that fail try again among
+    themselves, at most `rounds` times."""
+    pairs = set()
+    for members in buckets.values():
+        left = sorted(set(members))
+        for _ in range(rounds):
+            if len(left) < 2:
+                break
+            centre, rest = left[0], left[1:]
+            linked = [x for x in rest if similar(centre, x)]
+            pairs |= {(centre, x) for x in linked}
+            left = [x for x in rest if x not in linked]
+    return pairs
+
+
+def test_star_edges_are_linear_and_count_what_they_leave(spark):
+    """A bucket of k copies costs k - 1 checks (all pairs would be k(k-1)/2); members that fail are checked
+    among themselves in the next round; what the last round leaves is counted, not dropped silently."""
+    from pyspark.sql import functions as F
+
+    from dataflow.dedup.minhash import star_edges
+
+    copies = [f"c{i:02d}" for i in range(12)]          # one document and 11 copies, in 2 bands
+    others = ["a0", "b1", "b2", "d3"]                    # a0 resembles nothing; b1 ~ b2; d3 alone
+    rows = [(n, band, 7) for n in copies for band in (0, 1)] + [(n, 2, 9) for n in others]
+    buckets = spark.createDataFrame(rows, "_order string, band int, key long")
+    similar = {("b1", "b2")} | {(a, b) for a in copies for b in copies if a < b}
+    ok_rows = spark.createDataFrame([(a, b) for a, b in similar], "a string, b string")
+
+    def check(pairs):
+        return (pairs.join(ok_rows.withColumn("ok", F.lit(True)), ["a", "b"], "left")
+                .select("a", "b", F.coalesce("ok", F.lit(False)).alias("ok")))
+
+    edges, st = star_edges(buckets, check, 3)
+    got = {(r.a, r.b) for r in edges.collect()}
+    assert got == {("c00", c) for c in copies[1:]} | {("b1", "b2")}
+    # round 1: 11 copy pairs (distinct over both bands) + 3 against a0; round 2: b1's star, b1 ~ b2 linked
+    assert st == {"pairs_checked": 11 + 3 + 2, "verify_rounds": 2, "unresolved": 0}
+    assert got == star_reference({(0, 7): copies, (1, 7): copies, (2, 9): others}, lambda a, b: (a, b) in similar, 3)
+    _, one = star_edges(buckets, check, 1)
+    assert one["unresolved"] == 3      # b1, b2, d3 share a bucket nobody compared them in
+
+
+def test_first_match_edges_stop_at_the_first_pass(spark):
+    """SimHash's close pairs: each record is checked against its earliest close record first and stops at
+    the first pass; a failure moves it to the next; what the rounds leave is counted."""
+    from pyspark.sql import functions as F
+
+    from dataflow.dedup.verify import first_match_edges
+
+    copies = [f"c{i:02d}" for i in range(10)]                      # a clique of 10 close copies
+    cand = [(a, b) for a in copies for b in copies if a < b] + [("x0", "y1"), ("x0", "y2"), ("y1", "y2")]
+    similar = {(a, b) for a, b in cand if a.startswith("c")} | {("y1", "y2")}   # x0 resembles neither y
+    pairs = spark.createDataFrame(cand, "a string, b string")
+    ok_rows = spark.createDataFrame(sorted(similar), "a string, b string").withColumn("ok", F.lit(True))
+
+    def check(p):
+        return p.join(ok_rows, ["a", "b"], "left").select("a", "b", F.coalesce("ok", F.lit(False)).alias("ok"))
+
+    edges, st = first_match_edges(pairs, check, 4)
+    assert {(r.a, r.b) for r in edges.collect()} == {("c00", c) for c in copies[1:]} | {("y1", "y2")}
+    # round 1: 9 copies against c00, y1 and y2 against x0 (fail); round 2: y2 against y1 (pass)
+    assert st == {"pairs_checked": 9 + 2 + 1, "verify_rounds": 2, "unresolved": 0}
+    _, one = first_match_edges(pairs, check, 1)
+    assert one["unresolved"] == 1      # y2 still has y1 unchecked
 
 
 def test_same_result_for_one_partition(spark, default_steps, planted, tmp_path):

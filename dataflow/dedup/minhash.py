@@ -9,11 +9,14 @@ Shingles: character n-grams of the fingerprint form for text written mostly in s
 n-grams otherwise (dataflow.text.shingles).
 
 LSH: the signature is cut into `bands` bands of `rows` values; records that share a band (same index, same
-xxh3-64 of the band's bytes) are candidates. With `verify: none` every collision is a duplicate and a bucket
-links each member to its smallest (date, id), as datatrove does; with `verify: signature` only pairs whose
-estimated Jaccard (share of equal signature values) reaches `jaccard` are linked; with `verify: jaccard`
-only pairs whose exact shingle Jaccard reaches it (verify.py). Connected components then pick the earliest
-(date, id) per cluster.
+xxh3-64 of the band's bytes) are candidates. Candidates are linked as stars (verify.star_edges): every member of a
+bucket is checked against the bucket's smallest (date, id), never against every other member, so the work
+stays linear in the bucket sizes even where many near-copies of one document share a bucket. With
+`verify: none` every collision is a duplicate (one round: each member links to the bucket's smallest, as
+datatrove does); with `verify: signature` a member is linked when its estimated Jaccard (share of equal
+signature values) with the centre reaches `jaccard`; with `verify: jaccard` when the exact shingle Jaccard
+does (verify.py). Members that fail are checked again among themselves, up to `verify_rounds` rounds.
+Connected components then pick the earliest (date, id) per cluster.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import numpy as np
 from ..hashing import xxh3_64
 from ..text import Shingled
 from .components import ORDER, Context, connected_components, mark_from_components
-from .verify import verify_pairs
+from .verify import check_pairs, star_edges
 
 VERIFY = ("none", "signature", "jaccard")
 
@@ -122,7 +125,6 @@ def mark(df, cfg: dict, ctx: Context, step: str = "minhash", texts=None):
 
 
 def mark_section(df, mcfg: dict, ctx: Context, step: str, texts=None):
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     check_bands(mcfg)
@@ -148,29 +150,25 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, texts=None):
     sk = sk.where(F.col("bands").isNotNull()).localCheckpoint(eager=True)
     buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
     if verify == "none":
-        w = Window.partitionBy("band", "key")
-        edges = (buckets.withColumn("m", F.min(ORDER).over(w)).where(F.col("m") != F.col(ORDER))
-                 .select(F.col(ORDER).alias("a"), F.col("m").alias("b")).distinct())
+        check = lambda pairs: pairs.withColumn("ok", F.lit(True))   # noqa: E731 (every collision links)
+    elif verify == "signature":
+        sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
+        sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
+        est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
+                          F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
+        check = lambda pairs: (pairs.join(sa, "a").join(sb, "b")   # noqa: E731
+                               .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
     else:
-        l = buckets.select(F.col(ORDER).alias("a"), "band", "key")
-        r = buckets.select(F.col(ORDER).alias("b"), "band", "key")
-        cand = l.join(r, ["band", "key"]).where(F.col("a") < F.col("b")).select("a", "b").distinct()
-        if verify == "signature":
-            sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
-            sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
-            est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
-                              F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
-            edges = (cand.join(sa, "a").join(sb, "b").where(est >= F.lit(float(mcfg["jaccard"])))
-                     .select("a", "b"))
-        else:
-            edges = verify_pairs(cand.localCheckpoint(eager=True), df if texts is None else texts, int(mcfg["char_ngram"]),
-                                 int(mcfg["word_ngram"]), ctx, float(mcfg["jaccard"]))
+        check = lambda pairs: check_pairs(pairs, df if texts is None else texts, int(mcfg["char_ngram"]),  # noqa: E731
+                                          int(mcfg["word_ngram"]), ctx, float(mcfg["jaccard"]))
+    rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
+    edges, star = star_edges(buckets, check, rounds)
     labels, cc = connected_components(edges, int(mcfg["max_iterations"]))
     out = mark_from_components(df, labels, step)
 
     def stats(annotated) -> dict:
         n = sk.count()
-        return {"sketched": n, "too_short": annotated.count() - n, "edges": cc["edges"],
+        return {"sketched": n, "too_short": annotated.count() - n, **star, "edges": cc["edges"],
                 "cc_rounds": cc["cc_rounds"], "verify": verify}
 
     return out, stats

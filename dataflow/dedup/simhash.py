@@ -7,7 +7,10 @@ settings, so both measure the same thing.
 Candidates: with `blocks` = max_distance + 1 blocks, two fingerprints within Hamming distance k agree on at
 least one whole block (pigeonhole), so records are joined on (block index, block value) and each pair is
 checked by its exact Hamming distance. With `verify_jaccard` set, a pair must also share that share of its
-shingles (verify.py), which keeps templated short texts whose fingerprints happen to be close apart.
+shingles (verify.py), which keeps templated short texts whose fingerprints happen to be close apart; the
+step checks each record against its earliest close record first and stops at the first that passes
+(verify.first_match_edges, up to `verify_rounds` candidates), so a cluster of k copies costs k - 1 checks.
+DE's estimate (`similar_pairs`) checks every close pair of its small sample.
 Connected components (components.py) pick the earliest (date, id) of each cluster. SimHash similarity is
 not transitive, so a chain a~b~c puts a and c in one cluster, as in text-dedup's union-find.
 """
@@ -18,7 +21,7 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 from ..hashing import block_bounds, simhash64, to_signed64
 from ..text import Shingled
 from .components import ORDER, Context, connected_components, mark_from_components
-from .verify import verify_pairs
+from .verify import check_pairs, first_match_edges, verify_pairs
 
 
 def record_simhash(text: str | None, scfg: dict, ctx: Context) -> int | None:
@@ -90,13 +93,20 @@ def mark(df, cfg: dict, ctx: Context, texts=None):
         fp = df.withColumn("simhash", F.col("_simhash"))
     else:
         fp = with_simhash(df, scfg, ctx).localCheckpoint(eager=True)
-    candidates, pairs = similar_pairs(fp, ORDER, scfg, ctx, texts)
+    candidates = close_pairs(fp, ORDER, "simhash", scfg).localCheckpoint(eager=True)
+    star: dict = {}
+    pairs = candidates
+    if scfg.get("verify_jaccard") is not None:   # checked as stars (verify.first_match_edges), not all pairs
+        src = fp if texts is None else texts
+        pairs, star = first_match_edges(candidates, lambda p: check_pairs(
+            p, src, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx, float(scfg["verify_jaccard"])),
+            int(scfg["verify_rounds"]))
     labels, cc = connected_components(pairs, int(scfg["max_iterations"]))
     out = mark_from_components(fp, labels, "simhash")
 
     def stats(annotated) -> dict:
         return {"fingerprinted": annotated.where(F.col("simhash").isNotNull()).count(),
                 "too_short": annotated.where(F.col("simhash").isNull()).count(),
-                "candidate_pairs": candidates.count(), "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"]}
+                "candidate_pairs": candidates.count(), **star, "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"]}
 
     return out, stats
