@@ -23,7 +23,7 @@ PATHS = ["dataflow/rules", "dataflow/filter.py", "dataflow/stage.py", "dataflow/
          "jobs/filter.py"]
 CORES = 2
 REPS = 3
-MIN_DOCS = 30000   # a Common Crawl WET file holds ~30-40k documents: the unit one RF task sees in production
+MIN_DOCS = 10000   # ~1/3 of a Common Crawl WET file (30-40k documents): 3 interleaved rounds of both sides fit a bench run on 2 cores
 
 PEER = textwrap.dedent('''
     import sys
@@ -134,7 +134,7 @@ def run(ctx: BenchContext) -> str:
         "## RF: rule-based filtering, Spark stage vs datatrove executor (end to end)",
         "",
         f"Input: {n:,} English crawl pages (the bench corpus's English HTML pages through our DP stage, resiliparse "
-        f"main content, repeated under new ids up to >= {MIN_DOCS:,}, about one Common Crawl WET file; "
+        f"main content, repeated under new ids up to >= {MIN_DOCS:,} (about a third of a Common Crawl WET file); "
         f"{2 * CORES} Parquet files). Ours: `jobs.filter`, all configured rules (Gopher quality and "
         f"repetition, C4, FineWeb, zh rules idle on English, boilerplate, content lexicons), annotate then split, "
         f"writes data/, rejected/ and stats. datatrove 0.10.1: its FineWeb recipe's four filters with exclusion "
