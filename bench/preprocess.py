@@ -37,13 +37,17 @@ _PEER = textwrap.dedent('''
     from datatrove.utils.lid import FT176LID
 
     warc_dir, out, logs, model_path, cores, extractor = sys.argv[1:7]
+    # per-document extraction limit: datatrove's 0.1 s default skips pages as "timeout" on a loaded machine (less
+    # work than ours) and restarts its sandbox process each time, which crashed a run here (datatrove 0.10.1
+    # ExtractorSandbox._cleanup_process on an unstarted process); 10 s lets every page be extracted
+    EXTRACT_TIMEOUT = 10.0
 
 
     class Resiliparse(BaseExtractor):
         """resiliparse's main-content extraction with the options our DP stage uses (conf preprocess.html_*)."""
         name = "resiliparse"
 
-        def __init__(self, timeout: float = 0.1):
+        def __init__(self, timeout: float = EXTRACT_TIMEOUT):
             super().__init__(timeout)
 
         def extract(self, text: str) -> str:
@@ -64,7 +68,7 @@ _PEER = textwrap.dedent('''
     if __name__ == "__main__":
         lang_filter = LanguageFilter(languages=["zh", "en"], language_threshold=0.5)
         lang_filter.model = LocalModelLID(["zh", "en"])
-        ex = Resiliparse() if extractor == "resiliparse" else Trafilatura()
+        ex = Resiliparse() if extractor == "resiliparse" else Trafilatura(timeout=EXTRACT_TIMEOUT)
         LocalPipelineExecutor(
             pipeline=[WarcReader(warc_dir, glob_pattern="*.warc.gz"), ex, lang_filter,
                       ParquetWriter(out, compression="zstd")],
