@@ -140,7 +140,7 @@ test: $(VENV)/.setup-done
 bench-peer-venv: .venv-peer/.done
 .venv-peer/.done:
 	$(PYTHON_BASE) -m venv .venv-peer
-	.venv-peer/bin/pip install -q "datatrove[processing]==0.10.1" warcio fasttext-numpy2-wheel "lxml-html-clean==0.4.6" "faust-cchardet==3.2.0" "python-magic==0.4.27" "orjson==3.13.0" "spacy==3.8.18" "pyarrow==26.0.1"
+	.venv-peer/bin/pip install -q "datatrove[processing]==0.10.1" warcio fasttext-numpy2-wheel "lxml-html-clean==0.4.6" "faust-cchardet==3.2.0" "python-magic==0.4.27" "orjson==3.13.0" "spacy==3.8.18" "pyarrow==26.0.1" "resiliparse==2.0.1"
 	touch $@
 
 bench: $(VENV)/.setup-done bench-peer-venv

@@ -36,11 +36,11 @@ _PEER = textwrap.dedent('''
     from datatrove.pipeline.writers import ParquetWriter
     from datatrove.utils.lid import FT176LID
 
-    warc_dir, out, logs, model_path, cores, extractor = sys.argv[1:7]
-    # per-document extraction limit: datatrove's 0.1 s default skips pages as "timeout" on a loaded machine (less
-    # work than ours) and restarts its sandbox process each time, which crashed a run here (datatrove 0.10.1
-    # ExtractorSandbox._cleanup_process on an unstarted process); 10 s lets every page be extracted
+    # per-document extraction limit (datatrove's default is 0.1 s; its sandbox process must also start within it)
     EXTRACT_TIMEOUT = 10.0
+    # the extractor sandbox and the task workers re-import this file as a module (multiprocess forkserver), where
+    # sys.argv is not ours: everything read from argv is inside the main block, and the model path travels with
+    # the LID object
 
 
     class Resiliparse(BaseExtractor):
@@ -57,17 +57,22 @@ _PEER = textwrap.dedent('''
 
     class LocalModelLID(FT176LID):
         """datatrove's fastText LID, loading our model file instead of downloading lid.176.bin."""
+        def __init__(self, languages, path):
+            super().__init__(languages)
+            self.path = path
+
         @property
         def model(self):
             if self._model is None:
                 from fasttext.FastText import _FastText
-                self._model = _FastText(model_path)
+                self._model = _FastText(self.path)
             return self._model
 
 
     if __name__ == "__main__":
+        warc_dir, out, logs, model_path, cores, extractor = sys.argv[1:7]
         lang_filter = LanguageFilter(languages=["zh", "en"], language_threshold=0.5)
-        lang_filter.model = LocalModelLID(["zh", "en"])
+        lang_filter.model = LocalModelLID(["zh", "en"], model_path)
         ex = Resiliparse() if extractor == "resiliparse" else Trafilatura(timeout=EXTRACT_TIMEOUT)
         LocalPipelineExecutor(
             pipeline=[WarcReader(warc_dir, glob_pattern="*.warc.gz"), ex, lang_filter,
