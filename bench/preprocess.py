@@ -38,9 +38,8 @@ _PEER = textwrap.dedent('''
 
     # per-document extraction limit (datatrove's default is 0.1 s; its sandbox process must also start within it)
     EXTRACT_TIMEOUT = 10.0
-    # the extractor sandbox and the task workers re-import this file as a module (multiprocess forkserver), where
-    # sys.argv is not ours: everything read from argv is inside the main block, and the model path travels with
-    # the LID object
+    # argv is read only in the main block and the LID object carries its model path, so nothing depends on
+    # this file's module globals in datatrove's worker processes
 
 
     class Resiliparse(BaseExtractor):
