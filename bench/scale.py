@@ -260,7 +260,7 @@ def _steps_table(results: list[dict]) -> list[str]:
     if not rows:
         return []
     out = ["", "CD by step (seconds of wall time inside the job; removed records; fuzzy steps: candidate pairs, "
-           "pairs whose texts were compared, rounds, records left unchecked):", "",
+           "pairs whose shingle sets were compared, rounds, records left unchecked):", "",
            "| docs | step | seconds | removed | candidate pairs | pairs checked | rounds | unresolved |",
            "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

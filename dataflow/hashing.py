@@ -7,7 +7,8 @@ measure the same thing.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from hashlib import sha1
+from typing import Iterable, Sequence
 
 import numpy as np
 import xxhash
@@ -39,6 +40,12 @@ def xxh3_64(data: str | bytes) -> int:
 
 def xxh3_128_hex(data: str | bytes) -> str:
     return xxhash.xxh3_128_hexdigest(_bytes(data))
+
+
+def sha1_32(features: Iterable[str]) -> np.ndarray:
+    """uint32 array: per feature, the first 4 bytes of the SHA-1 of its UTF-8 bytes read little-endian
+    (datasketch's `sha1_hash32`, the input hash of MinHash)."""
+    return np.frombuffer(b"".join([sha1(f.encode("utf-8")).digest()[:4] for f in features]), dtype="<u4").astype(np.uint32)
 
 
 def simhash64(features: Sequence[str]) -> int:

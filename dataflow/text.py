@@ -27,6 +27,10 @@ import unicodedata
 from functools import lru_cache
 from typing import Iterable, Sequence
 
+import numpy as np
+
+from .hashing import sha1_32
+
 Ranges = Sequence[tuple[int, int]]
 
 HAN_RANGES: Ranges = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x323AF))
@@ -168,7 +172,7 @@ class Shingled:
     """Everything the fingerprints of one text derive from, computed once: the prepared text (`prepare`),
     its fingerprint form, whether it is shingled by characters, its words and its n-grams per n. CD computes
     the exact key, SimHash and MinHash of a record from one of these (dataflow.dedup.fingerprints)."""
-    __slots__ = ("prepared", "form", "spaceless", "_words", "_grams")
+    __slots__ = ("prepared", "form", "spaceless", "_words", "_grams", "_sets")
 
     def __init__(self, text: str | None, zh_chain: Iterable[str] = (), char_share: float = 0.3):
         self.prepared = prepare(text, zh_chain)
@@ -176,6 +180,7 @@ class Shingled:
         self.spaceless = bool(self.form) and spaceless_share(self.form) >= char_share
         self._words: list[str] | None = None
         self._grams: dict[int, list[str]] = {}
+        self._sets: dict[int, np.ndarray] = {}
 
     def words(self) -> list[str]:
         if self._words is None:
@@ -196,6 +201,15 @@ class Shingled:
                 w = self.words()
                 out = [" ".join(w[i:i + n]) for i in range(max(1, len(w) - n + 1))]
             self._grams[n] = out
+        return out
+
+    def hash_set(self, char_n: int, word_n: int) -> np.ndarray:
+        """The shingle set as the sorted distinct 32-bit SHA-1 hashes of the shingles (hashing.sha1_32):
+        what MinHash permutes and what fuzzy verification intersects (shared between calls, do not modify)."""
+        n = char_n if self.spaceless else word_n
+        out = self._sets.get(n)
+        if out is None:
+            out = self._sets[n] = np.unique(sha1_32(dict.fromkeys(self.shingles(char_n, word_n))))
         return out
 
 

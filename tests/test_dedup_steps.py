@@ -214,3 +214,84 @@ def test_one_pass_fingerprints_equal_each_steps_own(corpus_docs):
     # a plan without a step computes nothing for it
     none = fpm.record_fingerprints(texts[0], fpm.Plan.for_steps(["url"], cfg), ctx)
     assert none[fpm.EXACT] is None and none[fpm.SIMHASH] is None and none[fpm.MH_BANDS] is None
+
+
+def _sha1_set(shingles) -> list[int]:
+    """datasketch's input hash restated: the first 4 SHA-1 bytes of each distinct shingle, little-endian."""
+    import hashlib
+    import struct
+
+    return sorted({struct.unpack("<I", hashlib.sha1(s.encode("utf-8")).digest()[:4])[0] for s in shingles})
+
+
+def test_fingerprint_pass_carries_each_steps_shingle_set(corpus_docs):
+    """With Jaccard verification on, the one pass also yields every record's shingle set as the distinct
+    32-bit SHA-1 hashes of the step's own shingles; SimHash's is left null where it is the same set as
+    MinHash's (same effective n), and is its own set where the n-grams differ (Chinese: 4 vs 5 characters)."""
+    import numpy as np
+
+    from dataflow.dedup import fingerprints as fpm
+    from dataflow.dedup.components import Context
+
+    cfg = load_conf()["dedup"]
+    ctx = Context.from_conf(cfg)
+    mcfg, scfg = cfg["minhash"], cfg["simhash"]
+    assert mcfg["verify"] == "jaccard" and scfg["verify_jaccard"] is not None
+    plan = fpm.Plan.for_steps(["simhash", "minhash"], cfg)
+    shared = own = 0
+    for t in [d["text"] for d in corpus_docs] + ["", "。，！？ 😀"]:
+        got = fpm.record_fingerprints(t, plan, ctx)
+        mf = _reference_shingles(t, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx.char_share)
+        sf = _reference_shingles(t, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx.char_share)
+        assert got[fpm.MH_SET].astype(np.uint32).tolist() == _sha1_set(mf)
+        if got[fpm.SH_SET] is None:
+            assert set(sf) == set(mf)
+            shared += 1
+        else:
+            assert got[fpm.SH_SET].astype(np.uint32).tolist() == _sha1_set(sf) and set(sf) != set(mf)
+            own += 1
+    assert shared > 100 and own > 20, (shared, own)
+    # sets are computed only for the steps that verify by Jaccard
+    off = fpm.Plan.for_steps(["simhash", "minhash"], {**cfg, "minhash": {**mcfg, "verify": "none"},
+                                                      "simhash": {**scfg, "verify_jaccard": None}})
+    got = fpm.record_fingerprints(corpus_docs[0]["text"], off, ctx)
+    assert got[fpm.MH_SET] is None and got[fpm.SH_SET] is None
+
+
+def test_pair_check_in_spark_equals_string_jaccard(spark, corpus_docs):
+    """check_pairs counts intersection and union of the hashed sets in the JVM; on real text and edited
+    copies of it, its Jaccard and its decision equal the exact Jaccard of the shingle strings."""
+    from pyspark.sql import functions as F
+
+    from dataflow.dedup.components import Context
+    from dataflow.dedup.verify import SET, check_pairs, set_jaccard, with_shingle_sets
+
+    cfg = load_conf()["dedup"]
+    ctx = Context.from_conf(cfg)
+    n_char, n_word, thr = int(cfg["minhash"]["char_ngram"]), int(cfg["minhash"]["word_ngram"]), 0.5
+    rng = random.Random(5)
+    rows, pairs = [("null", None), ("empty", "")], [("null", "empty")]
+    for i, d in enumerate(corpus_docs[:60]):
+        words = d["text"].split(" ")
+        keep = rng.choice([0.3, 0.6, 0.75, 0.9, 1.0])     # drop a share of the words: Jaccard on both sides of 0.5
+        edited = " ".join(w for w in words if rng.random() < keep) if len(words) > 5 else d["text"][: len(d["text"]) // 2]
+        rows += [(f"o{i}", d["text"]), (f"e{i}", edited)]
+        pairs += [(f"o{i}", f"e{i}"), (f"o{i}", "empty")]
+    texts = dict(rows)
+    df = spark.createDataFrame(rows, "k string, text string")
+    sets = with_shingle_sets(df, "k", n_char, n_word, ctx).localCheckpoint(eager=True)
+    p = spark.createDataFrame(pairs, "a string, b string")
+    got = {(r.a, r.b): r.ok for r in check_pairs(p, sets, thr, key="k").collect()}
+    s = sets.select(F.col("k").alias("a"), F.col(SET).alias("sa"))
+    vals = {(r.a, r.b): r.j for r in p.join(s, "a").join(sets.select(F.col("k").alias("b"), F.col(SET).alias("sb")), "b")
+            .select("a", "b", set_jaccard("sa", "sb").alias("j")).collect()}
+    assert len(got) == len(pairs) == len(vals)
+    sides = set()
+    for a, b in pairs:
+        ra = set(_reference_shingles(texts[a], n_char, n_word, ctx.char_share)) if texts[a] is not None else set()
+        rb = set(_reference_shingles(texts[b], n_char, n_word, ctx.char_share)) if texts[b] is not None else set()
+        want = len(ra & rb) / len(ra | rb) if ra | rb else 0.0
+        assert vals[(a, b)] == pytest.approx(want, abs=1e-12), (a, b)
+        assert got[(a, b)] == (want >= thr), (a, b, want)
+        sides.add(want >= thr)
+    assert sides == {True, False}

@@ -2,7 +2,8 @@
 
 The text of a record is prepared once (NFKC, Chinese folding, symbols stripped, words; dataflow.text.Shingled)
 and every key is derived from that: the hash of the raw text (the same-text test of repeated ids), the exact
-key (exact.py), the SimHash (simhash.py) and the MinHash band keys and signature (minhash.py). The steps
+key (exact.py), the SimHash (simhash.py), the MinHash band keys and signature (minhash.py) and, for the
+steps that verify their candidates by Jaccard, the shingle sets (verify.py). The steps
 then work on a narrow frame of these columns, without the text (stage.py); each step's own function of one
 text (`exact_key`, `record_simhash`, `record_minhash`) gives the same value, which the tests check.
 """
@@ -15,13 +16,15 @@ from ..text import Shingled
 from .components import Context
 from .minhash import check_bands, shingled_minhash
 from .simhash import shingled_simhash
+from .verify import MH_SET, SH_SET, arrow_sets, set_type
 
 TEXT_HASH = "_text_hash"   # xxh3-128 of the raw text: equal texts, equal hashes (collisions negligible)
 EXACT = "_exact"           # exact.py's key
 SIMHASH = "_simhash"       # simhash.py's signed SimHash
 MH_SIG = "_mh_sig"         # minhash.py's signature (only when `verify: signature`)
 MH_BANDS = "_mh_bands"     # minhash.py's band keys
-COLUMNS = (TEXT_HASH, EXACT, SIMHASH, MH_SIG, MH_BANDS)
+COLUMNS = (TEXT_HASH, EXACT, SIMHASH, MH_SIG, MH_BANDS, MH_SET, SH_SET)
+SETS = (MH_SET, SH_SET)
 
 
 @dataclass(frozen=True)
@@ -31,14 +34,18 @@ class Plan:
     simhash: dict | None
     minhash: dict | None
     signature: bool
+    mh_set: bool = False
+    sh_set: bool = False
 
     @classmethod
     def for_steps(cls, steps, cfg: dict) -> "Plan":
         mh = cfg["minhash"] if "minhash" in steps else None
         if mh is not None:
             check_bands(mh)
-        return cls("exact" in steps, cfg["simhash"] if "simhash" in steps else None, mh,
-                   mh is not None and mh.get("verify", "none") == "signature")
+        sh = cfg["simhash"] if "simhash" in steps else None
+        return cls("exact" in steps, sh, mh, mh is not None and mh.get("verify", "none") == "signature",
+                   mh is not None and mh.get("verify", "none") == "jaccard",
+                   sh is not None and sh.get("verify_jaccard") is not None)
 
 
 def record_fingerprints(text: str | None, plan: Plan, ctx: Context) -> dict:
@@ -58,7 +65,21 @@ def record_fingerprints(text: str | None, plan: Plan, ctx: Context) -> dict:
             out[MH_BANDS] = r[1]
             if plan.signature:
                 out[MH_SIG] = r[0]
+    if plan.mh_set:
+        out[MH_SET] = sh.hash_set(*_ngrams(plan.minhash))
+    if plan.sh_set and not (plan.mh_set and _n(sh, plan.simhash) == _n(sh, plan.minhash)):
+        out[SH_SET] = sh.hash_set(*_ngrams(plan.simhash))
     return out
+
+
+def _ngrams(scfg: dict) -> tuple[int, int]:
+    return int(scfg["char_ngram"]), int(scfg["word_ngram"])
+
+
+def _n(sh: Shingled, scfg: dict) -> int:
+    """The n-gram size a step shingles this text with (characters or words)."""
+    char_n, word_n = _ngrams(scfg)
+    return char_n if sh.spaceless else word_n
 
 
 def with_fingerprints(df, plan: Plan, ctx: Context):
@@ -67,7 +88,7 @@ def with_fingerprints(df, plan: Plan, ctx: Context):
     from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
     types = {TEXT_HASH: StringType(), EXACT: StringType(), SIMHASH: LongType(),
-             MH_SIG: ArrayType(LongType()), MH_BANDS: ArrayType(LongType())}
+             MH_SIG: ArrayType(LongType()), MH_BANDS: ArrayType(LongType()), MH_SET: set_type(), SH_SET: set_type()}
     keep = [f for f in df.schema.fields if f.name != "text"]
     schema = StructType(keep + [StructField(c, types[c]) for c in COLUMNS])
     names = [f.name for f in keep]
@@ -79,7 +100,9 @@ def with_fingerprints(df, plan: Plan, ctx: Context):
                  MH_SIG: pa.list_(pa.int64()), MH_BANDS: pa.list_(pa.int64())}
         for b in batches:
             rows = [record_fingerprints(t, plan, ctx) for t in b.column("text").to_pylist()]
-            cols = [b.column(n) for n in names] + [pa.array([r[c] for r in rows], arrow[c]) for c in COLUMNS]
+            cols = [b.column(n) for n in names] + [
+                arrow_sets([r[c] for r in rows]) if c in SETS else pa.array([r[c] for r in rows], arrow[c])
+                for c in COLUMNS]
             yield pa.RecordBatch.from_arrays(cols, names=[*names, *COLUMNS])
 
     return df.mapInArrow(compute, schema)

@@ -23,16 +23,15 @@ from __future__ import annotations
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 import hashlib
-from hashlib import sha1
 import struct
 from functools import lru_cache
 
 import numpy as np
 
-from ..hashing import xxh3_64
+from ..hashing import sha1_32, xxh3_64
 from ..text import Shingled
-from .components import ORDER, Context, connected_components, mark_from_components
-from .verify import check_pairs, star_edges
+from .components import ORDER, Context, checkpoint, connected_components, mark_from_components
+from .verify import check_pairs, step_sets, star_edges, with_shingle_sets
 
 VERIFY = ("none", "signature", "jaccard")
 
@@ -72,21 +71,21 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 def signature(features: list[str], num_perm: int, seed: int, scheme: str = "affine32") -> np.ndarray:
     """MinHash values (uint64 array of length num_perm) of the set of features."""
+    return hashed_signature(sha1_32(dict.fromkeys(features)), num_perm, seed, scheme)
+
+
+def hashed_signature(hv: np.ndarray, num_perm: int, seed: int, scheme: str = "affine32") -> np.ndarray:
+    """`signature` of a feature set given as its features' `sha1_32` hashes (repeats do not change a min)."""
     a, b = permutations(num_perm, seed, scheme)
     empty = MAX_HASH32 if scheme == "legacy" else np.uint32((1 << 32) - 1)
     out = np.full(num_perm, empty, dtype=np.uint64 if scheme == "legacy" else np.uint32)
-    uniq = list(dict.fromkeys(features))   # a set: repeats do not change a min
     step = 1 << 15                         # bounded memory: step x num_perm values at a time
     with np.errstate(over="ignore"):
-        for i in range(0, len(uniq), step):
-            # sha1_hash32 of each feature: the first 4 digest bytes read little-endian, for the chunk at once
-            hv = np.frombuffer(b"".join([sha1(f.encode("utf-8")).digest()[:4] for f in uniq[i:i + step]]),
-                               dtype="<u4").astype(np.uint64)
+        for i in range(0, len(hv), step):
             if scheme == "legacy":
-                phv = np.bitwise_and((np.outer(hv, a) + b) % MERSENNE_PRIME, MAX_HASH32)
+                phv = np.bitwise_and((np.outer(hv[i:i + step].astype(np.uint64), a) + b) % MERSENNE_PRIME, MAX_HASH32)
             else:
-                hv32 = _fmix32(hv.astype(np.uint32))
-                phv = np.outer(hv32, a) + b   # uint32 wraparound is the mod 2^32
+                phv = np.outer(_fmix32(hv[i:i + step].astype(np.uint32)), a) + b   # uint32 wraparound is the mod 2^32
             out = np.minimum(out, phv.min(axis=0))
     return out.astype(np.uint64)
 
@@ -105,10 +104,10 @@ def record_minhash(text, mcfg: dict, ctx: Context):
 def shingled_minhash(sh: Shingled, mcfg: dict):
     """`record_minhash` of an already prepared text (dataflow.text.Shingled)."""
     num_perm, bands, rows = int(mcfg["num_perm"]), int(mcfg["bands"]), int(mcfg["rows"])
-    feats = sh.shingles(int(mcfg["char_ngram"]), int(mcfg["word_ngram"]))
-    if len(feats) < int(mcfg["min_features"]):
+    char_n, word_n = int(mcfg["char_ngram"]), int(mcfg["word_ngram"])
+    if len(sh.shingles(char_n, word_n)) < int(mcfg["min_features"]):
         return None
-    sig = signature(feats, num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
+    sig = hashed_signature(sh.hash_set(char_n, word_n), num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
     return sig.astype(np.int64).tolist(), band_keys(sig, bands, rows)
 
 
@@ -117,14 +116,14 @@ def check_bands(cfg: dict) -> None:
         raise ValueError(f"bands x rows ({cfg['bands']} x {cfg['rows']}) exceeds num_perm ({cfg['num_perm']})")
 
 
-def mark(df, cfg: dict, ctx: Context, step: str = "minhash", texts=None):
+def mark(df, cfg: dict, ctx: Context, step: str = "minhash", sets=None):
     """cfg = the `dedup` section; the step's parameters are `cfg[step]` (book.py reuses this with its own).
-    texts: (ORDER, text) for `verify: jaccard` when `df` carries the precomputed `_mh_bands` (and `_mh_sig`)
-    instead of text (fingerprints.py)."""
-    return mark_section(df, cfg[step], ctx, step, texts)
+    sets: the fingerprint frame (fingerprints.py) with the records' shingle sets, for `verify: jaccard`
+    when `df` carries the precomputed `_mh_bands` (and `_mh_sig`) instead of text."""
+    return mark_section(df, cfg[step], ctx, step, sets)
 
 
-def mark_section(df, mcfg: dict, ctx: Context, step: str, texts=None):
+def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
     from pyspark.sql import functions as F
 
     check_bands(mcfg)
@@ -159,8 +158,9 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, texts=None):
         check = lambda pairs: (pairs.join(sa, "a").join(sb, "b")   # noqa: E731
                                .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
     else:
-        check = lambda pairs: check_pairs(pairs, df if texts is None else texts, int(mcfg["char_ngram"]),  # noqa: E731
-                                          int(mcfg["word_ngram"]), ctx, float(mcfg["jaccard"]))
+        src = (step_sets(sets, step) if sets is not None else
+               checkpoint(with_shingle_sets(df, ORDER, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx)))
+        check = lambda pairs: check_pairs(pairs, src, float(mcfg["jaccard"]))  # noqa: E731
     rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
     edges, star = star_edges(buckets, check, rounds)
     labels, cc = connected_components(edges, int(mcfg["max_iterations"]))

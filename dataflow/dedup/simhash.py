@@ -20,8 +20,8 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 from ..hashing import block_bounds, simhash64, to_signed64
 from ..text import Shingled
-from .components import ORDER, Context, connected_components, mark_from_components
-from .verify import check_pairs, first_match_edges, verify_pairs
+from .components import ORDER, Context, checkpoint, connected_components, mark_from_components
+from .verify import check_pairs, step_sets, first_match_edges, verify_pairs, with_shingle_sets
 
 
 def record_simhash(text: str | None, scfg: dict, ctx: Context) -> int | None:
@@ -73,19 +73,24 @@ def close_pairs(fp, key: str, column: str, scfg: dict):
             .select("a", "b").distinct())
 
 
-def similar_pairs(fp, key: str, scfg: dict, ctx: Context, texts=None):
+def similar_pairs(fp, key: str, scfg: dict, ctx: Context):
     """(candidates, pairs): the pairs within `max_distance` and, when `verify_jaccard` is set, those of
-    them whose shingles overlap enough. `fp` holds `key`, `text` and the `simhash` column. DE's
-    near-duplicate estimate calls this too. texts: (key, text) of the records when `fp` has no text."""
+    them whose shingles overlap enough (every close pair is checked). `fp` holds `key`, `text` and the
+    `simhash` column. DE's near-duplicate estimate calls this on its sample."""
     candidates = close_pairs(fp, key, "simhash", scfg).localCheckpoint(eager=True)
     if scfg.get("verify_jaccard") is None:
         return candidates, candidates
-    return candidates, verify_pairs(candidates, fp if texts is None else texts, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx,
-                                    float(scfg["verify_jaccard"]), key)
+    sets = with_shingle_sets(fp, key, *_ngrams(scfg), ctx)
+    return candidates, verify_pairs(candidates, sets, float(scfg["verify_jaccard"]), key)
 
 
-def mark(df, cfg: dict, ctx: Context, texts=None):
-    """texts: (ORDER, text) for verification when `df` carries the precomputed `_simhash` instead of text."""
+def _ngrams(scfg: dict) -> tuple[int, int]:
+    return int(scfg["char_ngram"]), int(scfg["word_ngram"])
+
+
+def mark(df, cfg: dict, ctx: Context, sets=None):
+    """sets: the fingerprint frame (fingerprints.py) with the records' shingle sets, for verification when
+    `df` carries the precomputed `_simhash` instead of text."""
     from pyspark.sql import functions as F
 
     scfg = cfg["simhash"]
@@ -97,10 +102,10 @@ def mark(df, cfg: dict, ctx: Context, texts=None):
     star: dict = {}
     pairs = candidates
     if scfg.get("verify_jaccard") is not None:   # checked as stars (verify.first_match_edges), not all pairs
-        src = fp if texts is None else texts
-        pairs, star = first_match_edges(candidates, lambda p: check_pairs(
-            p, src, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx, float(scfg["verify_jaccard"])),
-            int(scfg["verify_rounds"]))
+        src = (step_sets(sets, "simhash") if sets is not None else
+               checkpoint(with_shingle_sets(fp, ORDER, *_ngrams(scfg), ctx)))
+        pairs, star = first_match_edges(candidates, lambda p: check_pairs(p, src, float(scfg["verify_jaccard"])),
+                                        int(scfg["verify_rounds"]))
     labels, cc = connected_components(pairs, int(scfg["max_iterations"]))
     out = mark_from_components(fp, labels, "simhash")
 

@@ -34,7 +34,7 @@ from ..schema import DOC_COLUMNS, require_columns
 from ..stage import StageResult
 from . import book, exact, lines, minhash, simhash, url
 from .components import ORDER, Context, checkpoint, with_order
-from .fingerprints import TEXT_HASH, Plan, with_fingerprints
+from .fingerprints import SETS, TEXT_HASH, Plan, with_fingerprints
 
 # the order is part of the method: cheap exact steps shrink the input of the fuzzy ones
 STEPS: dict[str, Callable] = {
@@ -48,7 +48,7 @@ STEPS: dict[str, Callable] = {
 STEP_ORDER = list(STEPS)
 # the steps that read the text itself; the others work on the narrow frame of fingerprints (fingerprints.py)
 TEXT_STEPS = ("book", "lines")
-VERIFYING_STEPS = ("simhash", "minhash")   # get the (ORDER, text) frame for verifying candidate pairs
+VERIFYING_STEPS = ("simhash", "minhash")   # get the records' shingle sets for verifying candidate pairs
 ROW = "_row"     # a row's key inside one run (the full rows are materialized once with it)
 ID_CONFLICT_LOCATIONS = 5   # locations named in a conflict's detail (the count is always given in full)
 
@@ -182,11 +182,11 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
     # the full rows, materialized once with a row key: the steps below never carry the text, and their
     # decisions are joined back onto these rows by `_row` at the end
     good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()))
-    texts = good.select(ORDER, "text")    # verification joins the texts of its candidate pairs only
     narrow = [ROW, ORDER, "id", *[c for c in ("source_type", "url") if c in df.columns]]
     fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"),
                                       Plan.for_steps(steps, cfg), ctx))
-    conflicts, id_dups, live = _split_ids(fp)
+    sets = fp.select(ORDER, *SETS)   # verification joins the shingle sets of its candidate pairs only
+    conflicts, id_dups, live = _split_ids(fp.drop(*SETS))
     decisions = [conflicts, id_dups]
     step_stats: dict = {"id": {"conflicting_records": conflicts.count(), "same_text_copies": id_dups.count()}}
     added: list[str] = []     # columns the steps add to kept rows
@@ -198,7 +198,7 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
         if step in TEXT_STEPS and not wide:
             live, wide = _widen(live, good, df.columns), True
         elif step in VERIFYING_STEPS and not wide:
-            kw = {"texts": texts}
+            kw = {"sets": sets}
         out, stats = _run_step(step, live, cfg, ctx, members[step], **kw)
         for c in ("simhash", "lines_removed"):
             if c in out.columns and c not in added:

@@ -3,8 +3,12 @@ and which pairs are checked at all.
 
 SimHash distance and MinHash band collisions are estimates; a pair becomes a duplicate edge only when the
 shingles of the two texts (the step's own n-grams over the fingerprint form) overlap by at least the
-threshold. Only the candidates' texts are joined back (a broadcast semi-join of the candidate keys, then one
-join per side).
+threshold. A record's shingles are hashed once, in the fingerprint pass, into a set of distinct 32-bit
+SHA-1 hashes (the values MinHash permutes); a pair's Jaccard is then counted in the JVM
+(`size(array_intersect) / size(array_union)`), with no text and no Python per pair. Two distinct shingles
+of a pair share a hash with probability about n^2 / 2^33 for n shingles (5e-4 at 3,000 shingles), which
+moves that pair's Jaccard by 1/n at most. Only the candidates' sets are joined (a broadcast semi-join of
+the candidate keys, then one join per side).
 
 Which pairs: a cluster of k near-copies of one document holds k(k-1)/2 candidate pairs, and recombined or
 templated web text makes such clusters grow with the corpus, so checking every pair grows with the square of
@@ -17,48 +21,92 @@ what the last round leaves unchecked is counted in the step's statistics (`unres
 """
 from __future__ import annotations
 
-import pandas as pd  # pandas_udf type hints are resolved against module globals
-
-from ..text import jaccard, shingles
+from ..text import Shingled
 from .components import ORDER, Context, checkpoint
 
-
-def pair_jaccard(text_a: str | None, text_b: str | None, char_n: int, word_n: int, ctx: Context) -> float:
-    return jaccard(shingles(text_a, char_n, word_n, ctx.zh_fold, ctx.char_share),
-                   shingles(text_b, char_n, word_n, ctx.zh_fold, ctx.char_share))
-
-
-def verify_pairs(pairs, df, char_n: int, word_n: int, ctx: Context, threshold: float, key: str = ORDER):
-    """pairs: DataFrame(a, b) of `key` values; df: the records (key, text). Returns the pairs whose
-    shingle Jaccard is at least `threshold`."""
-    return check_pairs(pairs, df, char_n, word_n, ctx, threshold, key).where("ok").select("a", "b")
+SET = "_set"   # a record's shingle set: array<int> of its distinct shingle hashes (text.Shingled.hash_set)
+# the fingerprint frame's sets (fingerprints.py): MinHash's (only when `verify: jaccard`) and SimHash's (only
+# with `verify_jaccard`); SH_SET is null where it equals MH_SET (same effective n-gram size)
+MH_SET = "_mh_set"
+SH_SET = "_sh_set"
 
 
-def check_pairs(pairs, df, char_n: int, word_n: int, ctx: Context, threshold: float, key: str = ORDER):
-    """DataFrame(a, b, ok): every pair of `pairs`, ok = its shingle Jaccard is at least `threshold`."""
+def with_shingle_sets(df, key: str, char_n: int, word_n: int, ctx: Context):
+    """DataFrame(key, SET) from (key, text): each record's shingle set, computed in one Python pass. CD's
+    steps get the sets from the fingerprint pass instead (fingerprints.py); this serves the steps and DE's
+    estimate that start from text."""
+    from pyspark.sql.types import StructField, StructType
+
+    kf = df.schema[key]
+    schema = StructType([StructField(key, kf.dataType), StructField(SET, set_type())])
+
+    def compute(batches):
+        import pyarrow as pa
+
+        for b in batches:
+            sets = [None if t is None else Shingled(t, ctx.zh_fold, ctx.char_share).hash_set(char_n, word_n)
+                    for t in b.column("text").to_pylist()]
+            yield pa.RecordBatch.from_arrays([b.column(key), arrow_sets(sets)], names=[key, SET])
+
+    return df.select(key, "text").mapInArrow(compute, schema)
+
+
+def step_sets(fp, step: str):
+    """DataFrame(ORDER, verify.SET): the shingle sets `step` verifies with, from the fingerprint frame."""
     from pyspark.sql import functions as F
 
-    @F.pandas_udf("double")
-    def jac(ta: pd.Series, tb: pd.Series) -> pd.Series:
-        # a representative meets many copies: each distinct text of the batch is shingled once
-        sets: dict = {}
+    col = F.col(MH_SET) if step == "minhash" else F.coalesce(F.col(SH_SET), F.col(MH_SET))
+    return fp.select(ORDER, col.alias(SET))
 
-        def shingle_set(t):
-            if t is None:
-                return frozenset()
-            got = sets.get(t)
-            if got is None:
-                got = sets[t] = frozenset(shingles(t, char_n, word_n, ctx.zh_fold, ctx.char_share))
-            return got
 
-        return pd.Series([jaccard(shingle_set(x), shingle_set(y)) for x, y in zip(ta, tb)], dtype="float64")
+def set_type():
+    from pyspark.sql.types import ArrayType, IntegerType
 
-    # only the candidates' texts travel: a broadcast semi-join picks them before the pair joins
+    return ArrayType(IntegerType(), containsNull=False)
+
+
+def arrow_sets(sets):
+    """Arrow list<int32> of uint32 hash arrays (None: a null list), built from one flat buffer."""
+    import numpy as np
+    import pyarrow as pa
+
+    lengths = np.array([0 if s is None else len(s) for s in sets], dtype=np.int64)
+    offsets = np.zeros(len(sets) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    present = [s for s in sets if s is not None and len(s)]
+    flat = np.concatenate(present).astype(np.uint32).view(np.int32) if present else np.zeros(0, np.int32)
+    mask = pa.array([s is None for s in sets], pa.bool_())
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat), mask=mask)
+
+
+def set_jaccard(a: str, b: str):
+    """Spark column: the Jaccard similarity of two shingle-set columns, computed in the JVM (0 when both
+    are empty or missing)."""
+    from pyspark.sql import functions as F
+
+    ea, eb = F.coalesce(F.col(a), F.array().cast(set_type())), F.coalesce(F.col(b), F.array().cast(set_type()))
+    union = F.size(F.array_union(ea, eb))
+    return F.when(union > 0, F.size(F.array_intersect(ea, eb)) / union).otherwise(F.lit(0.0))
+
+
+def verify_pairs(pairs, sets, threshold: float, key: str = ORDER):
+    """pairs: DataFrame(a, b) of `key` values; sets: DataFrame(key, SET). Returns the pairs whose shingle
+    Jaccard is at least `threshold`."""
+    return check_pairs(pairs, sets, threshold, key).where("ok").select("a", "b")
+
+
+def check_pairs(pairs, sets, threshold: float, key: str = ORDER):
+    """DataFrame(a, b, ok): every pair of `pairs`, ok = the Jaccard of the two records' shingle sets
+    (`sets`: DataFrame(key, SET)) is at least `threshold`. No text and no Python: the sets were hashed once
+    per record, and the pair's intersection and union are counted by Spark."""
+    from pyspark.sql import functions as F
+
+    # only the candidates' sets travel: a broadcast semi-join picks them before the pair joins
     need = pairs.select(F.col("a").alias(key)).union(pairs.select(F.col("b").alias(key))).distinct()
-    texts = df.select(key, "text").join(F.broadcast(need), key, "left_semi")
-    return (pairs.join(texts.select(F.col(key).alias("a"), F.col("text").alias("_ta")), "a")
-            .join(texts.select(F.col(key).alias("b"), F.col("text").alias("_tb")), "b")
-            .select("a", "b", (jac("_ta", "_tb") >= F.lit(float(threshold))).alias("ok")))
+    got = sets.select(key, SET).join(F.broadcast(need), key, "left_semi")
+    return (pairs.join(got.select(F.col(key).alias("a"), F.col(SET).alias("_sa")), "a")
+            .join(got.select(F.col(key).alias("b"), F.col(SET).alias("_sb")), "b")
+            .select("a", "b", (set_jaccard("_sa", "_sb") >= F.lit(float(threshold))).alias("ok")))
 
 
 def star_edges(buckets, check, rounds: int):
@@ -76,22 +124,31 @@ def star_edges(buckets, check, rounds: int):
     from pyspark.sql import functions as F
 
     w = Window.partitionBy("band", "key")
-    cur = checkpoint(buckets.withColumn("_k", F.count(F.lit(1)).over(w)).where("_k > 1").drop("_k"))
-    edges, checked, done = None, 0, 0
-    for done in range(1, rounds + 1):
-        cur = cur.withColumn("_m", F.min(ORDER).over(w))
+    edges, checked, done, live = None, 0, 0, buckets.select(ORDER, "band", "key")
+    for r in range(rounds + 1):
+        # one window per round: the bucket's size and its smallest member, buckets of one dropped
+        cur = checkpoint(live.select(ORDER, "band", "key", F.count(F.lit(1)).over(w).alias("_k"),
+                                     F.min(ORDER).over(w).alias("_m")).where("_k > 1"))
+        if r == rounds or cur.limit(1).count() == 0:
+            break
+        done = r + 1
         pairs = cur.where(F.col(ORDER) != F.col("_m")).select(F.col("_m").alias("a"), F.col(ORDER).alias("b")).distinct()
         res = checkpoint(check(pairs))
         checked += res.count()
         ok = res.where("ok").select("a", "b")
         edges = ok if edges is None else edges.unionByName(ok)
         failed = res.where(~F.col("ok")).select(F.col("a").alias("_m"), F.col("b").alias(ORDER))
-        cur = cur.join(failed, ["_m", ORDER], "left_semi").drop("_m")
-        cur = checkpoint(cur.withColumn("_k", F.count(F.lit(1)).over(w)).where("_k > 1").drop("_k"))
-        if cur.limit(1).count() == 0:
-            break
+        live = cur.join(failed, ["_m", ORDER], "left_semi").select(ORDER, "band", "key")
     unresolved = cur.select(ORDER).distinct().count() if done == rounds else 0
-    return edges, {"pairs_checked": checked, "verify_rounds": done, "unresolved": unresolved}
+    return _edges(edges, buckets), {"pairs_checked": checked, "verify_rounds": done, "unresolved": unresolved}
+
+
+def _edges(edges, df):
+    """The union of a round's edges, or an empty DataFrame(a, b) when no round found a candidate."""
+    if edges is not None:
+        return edges
+    key = df.schema[ORDER].dataType.simpleString()
+    return df.sparkSession.createDataFrame([], f"a {key}, b {key}")
 
 
 def first_match_edges(pairs, check, rounds: int):
