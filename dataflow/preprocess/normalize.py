@@ -9,14 +9,16 @@ import unicodedata
 
 import ftfy
 
-# every line separator Unicode knows -> \n (before splitting into lines)
-_LINE_SEPS = re.compile(r"\r\n|[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+# every line separator Unicode knows -> \n (before splitting into lines; \r\n is replaced first)
+_LINE_SEPS = re.compile(r"[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 # C0/C1 controls except \t and \n, plus invisible format characters that break tokenization
 _CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufffe"
                       "\ud800-\udfff]")  # ...and lone surrogates (from JSON \\ud800 escapes), which UTF-8 cannot hold
-# horizontal whitespace runs (incl. NBSP, ideographic space, en/em spaces) -> one space
-_HSPACE = re.compile(r"[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
-_LINE_EDGES = re.compile(r" ?\n ?")  # after _HSPACE a line edge holds at most one space
+# horizontal whitespace runs (incl. NBSP, ideographic space, en/em spaces) -> one space; the pattern skips
+# what is already one plain space (most of any text), so only runs that change are replaced
+_HS = "\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
+_HSPACE = re.compile(f"[{_HS}][ {_HS}]*| [ {_HS}]+")
+_LINE_EDGES = re.compile(r" \n ?|\n ")  # after _HSPACE a line edge holds at most one space
 _BLANKS = re.compile(r"\n{3,}")
 # full-width ASCII (U+FF01..FF5E) -> ASCII; NFKC already does this, the table makes sure for NFC/NFD
 _FULLWIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
@@ -44,8 +46,10 @@ def normalize(text: str, *, form: str = "NFKC", keep_whitespace: bool = False) -
         text = unicodedata.normalize(form, text)
     if form not in _FOLDS_WIDTH:
         text = text.translate(_FULLWIDTH)
-    text = _CONTROL.sub("", _LINE_SEPS.sub("\n", text))
+    text = _CONTROL.sub("", _LINE_SEPS.sub("\n", text.replace("\r\n", "\n")))
     if keep_whitespace:
         return text.strip("\n")
     text = _LINE_EDGES.sub("\n", _HSPACE.sub(" ", text))
-    return _BLANKS.sub("\n\n", text).strip("\n ")
+    if "\n\n\n" in text:
+        text = _BLANKS.sub("\n\n", text)
+    return text.strip("\n ")
