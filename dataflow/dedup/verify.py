@@ -4,11 +4,11 @@ and which pairs are checked at all.
 SimHash distance and MinHash band collisions are estimates; a pair becomes a duplicate edge only when the
 shingles of the two texts (the step's own n-grams over the fingerprint form) overlap by at least the
 threshold. A record's shingles are hashed once, in the fingerprint pass, into a set of distinct 32-bit
-SHA-1 hashes (the values MinHash permutes); a pair's Jaccard is then counted in the JVM
-(`size(array_intersect) / size(array_union)`), with no text and no Python per pair. Two distinct shingles
-of a pair share a hash with probability about n^2 / 2^33 for n shingles (5e-4 at 3,000 shingles), which
-moves that pair's Jaccard by 1/n at most. Only the candidates' sets are joined (a broadcast semi-join of
-the candidate keys, then one join per side).
+SHA-1 hashes (the values MinHash permutes); a pair's Jaccard is then counted in the JVM as
+|A & B| / (|A| + |B| - |A & B|) with `array_intersect`, with no text and no Python per pair. Two distinct
+shingles of a pair share a hash with probability about n^2 / 2^33 for n shingles (5e-4 at 3,000
+shingles), which moves that pair's Jaccard by 1/n at most. Only the candidates' sets are joined (a
+broadcast semi-join of the candidate keys, then one join per side).
 
 Which pairs: a cluster of k near-copies of one document holds k(k-1)/2 candidate pairs, and recombined or
 templated web text makes such clusters grow with the corpus, so checking every pair grows with the square of
@@ -80,13 +80,14 @@ def arrow_sets(sets):
 
 
 def set_jaccard(a: str, b: str):
-    """Spark column: the Jaccard similarity of two shingle-set columns, computed in the JVM (0 when both
-    are empty or missing)."""
+    """Spark column: the Jaccard similarity of two shingle-set columns (arrays of distinct values),
+    computed in the JVM (0 when both are empty or missing)."""
     from pyspark.sql import functions as F
 
     ea, eb = F.coalesce(F.col(a), F.array().cast(set_type())), F.coalesce(F.col(b), F.array().cast(set_type()))
-    union = F.size(F.array_union(ea, eb))
-    return F.when(union > 0, F.size(F.array_intersect(ea, eb)) / union).otherwise(F.lit(0.0))
+    inter = F.size(F.array_intersect(ea, eb))
+    union = F.size(ea) + F.size(eb) - inter   # the sets hold distinct values: one hash set per pair, not two
+    return F.when(union > 0, inter / union).otherwise(F.lit(0.0))
 
 
 def verify_pairs(pairs, sets, threshold: float, key: str = ORDER):
