@@ -187,11 +187,15 @@ class Shingled:
             self._words = _WORD.findall(self.prepared)
         return self._words
 
+    def n(self, char_n: int, word_n: int) -> int:
+        """The effective n-gram size of this text: `char_n` characters when spaceless, else `word_n` words."""
+        return char_n if self.spaceless else word_n
+
     def shingles(self, char_n: int, word_n: int) -> list[str]:
         """See `shingles`; the list is shared between calls with the same effective n (do not modify it)."""
         if not self.form:
             return []
-        n = char_n if self.spaceless else word_n
+        n = self.n(char_n, word_n)
         out = self._grams.get(n)
         if out is None:
             if self.spaceless:
@@ -206,7 +210,7 @@ class Shingled:
     def hash_set(self, char_n: int, word_n: int) -> np.ndarray:
         """The shingle set as the sorted distinct 32-bit SHA-1 hashes of the shingles (hashing.sha1_32):
         what MinHash permutes and what fuzzy verification intersects (shared between calls, do not modify)."""
-        n = char_n if self.spaceless else word_n
+        n = self.n(char_n, word_n)
         out = self._sets.get(n)
         if out is None:
             out = self._sets[n] = np.unique(sha1_32(dict.fromkeys(self.shingles(char_n, word_n))))

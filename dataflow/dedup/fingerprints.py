@@ -16,7 +16,7 @@ from ..text import Shingled
 from .components import Context
 from .minhash import check_bands, shingled_minhash
 from .simhash import shingled_simhash
-from .verify import MH_SET, SH_SET, arrow_sets, set_type
+from .verify import MH_SET, SH_SET, arrow_sets, ngrams, set_type
 
 TEXT_HASH = "_text_hash"   # xxh3-128 of the raw text: equal texts, equal hashes (collisions negligible)
 EXACT = "_exact"           # exact.py's key
@@ -66,20 +66,10 @@ def record_fingerprints(text: str | None, plan: Plan, ctx: Context) -> dict:
             if plan.signature:
                 out[MH_SIG] = r[0]
     if plan.mh_set:
-        out[MH_SET] = sh.hash_set(*_ngrams(plan.minhash))
-    if plan.sh_set and not (plan.mh_set and _n(sh, plan.simhash) == _n(sh, plan.minhash)):
-        out[SH_SET] = sh.hash_set(*_ngrams(plan.simhash))
+        out[MH_SET] = sh.hash_set(*ngrams(plan.minhash))
+    if plan.sh_set and not (plan.mh_set and sh.n(*ngrams(plan.simhash)) == sh.n(*ngrams(plan.minhash))):
+        out[SH_SET] = sh.hash_set(*ngrams(plan.simhash))
     return out
-
-
-def _ngrams(scfg: dict) -> tuple[int, int]:
-    return int(scfg["char_ngram"]), int(scfg["word_ngram"])
-
-
-def _n(sh: Shingled, scfg: dict) -> int:
-    """The n-gram size a step shingles this text with (characters or words)."""
-    char_n, word_n = _ngrams(scfg)
-    return char_n if sh.spaceless else word_n
 
 
 def with_fingerprints(df, plan: Plan, ctx: Context):

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
-import hashlib
-import struct
 from functools import lru_cache
 
 import numpy as np
@@ -31,7 +29,7 @@ import numpy as np
 from ..hashing import sha1_32, xxh3_64
 from ..text import Shingled
 from .components import ORDER, Context, checkpoint, connected_components, mark_from_components
-from .verify import check_pairs, step_sets, star_edges, with_shingle_sets
+from .verify import check_pairs, ngrams, star_edges, step_sets, with_shingle_sets
 
 VERIFY = ("none", "signature", "jaccard")
 
@@ -54,10 +52,6 @@ def permutations(num_perm: int, seed: int, scheme: str) -> tuple[np.ndarray, np.
     a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
     b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
     return a, b
-
-
-def sha1_hash32(data: bytes) -> int:
-    return struct.unpack("<I", hashlib.sha1(data).digest()[:4])[0]
 
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
@@ -104,7 +98,7 @@ def record_minhash(text, mcfg: dict, ctx: Context):
 def shingled_minhash(sh: Shingled, mcfg: dict):
     """`record_minhash` of an already prepared text (dataflow.text.Shingled)."""
     num_perm, bands, rows = int(mcfg["num_perm"]), int(mcfg["bands"]), int(mcfg["rows"])
-    char_n, word_n = int(mcfg["char_ngram"]), int(mcfg["word_ngram"])
+    char_n, word_n = ngrams(mcfg)
     if len(sh.shingles(char_n, word_n)) < int(mcfg["min_features"]):
         return None
     sig = hashed_signature(sh.hash_set(char_n, word_n), num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
@@ -159,7 +153,7 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
                                .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
     else:
         src = (step_sets(sets, step) if sets is not None else
-               checkpoint(with_shingle_sets(df, ORDER, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx)))
+               checkpoint(with_shingle_sets(df, ORDER, *ngrams(mcfg), ctx)))
         check = lambda pairs: check_pairs(pairs, src, float(mcfg["jaccard"]))  # noqa: E731
     rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
     edges, star = star_edges(buckets, check, rounds)

@@ -21,7 +21,7 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 from ..hashing import block_bounds, simhash64, to_signed64
 from ..text import Shingled
 from .components import ORDER, Context, checkpoint, connected_components, mark_from_components
-from .verify import check_pairs, step_sets, first_match_edges, verify_pairs, with_shingle_sets
+from .verify import check_pairs, first_match_edges, ngrams, step_sets, verify_pairs, with_shingle_sets
 
 
 def record_simhash(text: str | None, scfg: dict, ctx: Context) -> int | None:
@@ -80,12 +80,8 @@ def similar_pairs(fp, key: str, scfg: dict, ctx: Context):
     candidates = close_pairs(fp, key, "simhash", scfg).localCheckpoint(eager=True)
     if scfg.get("verify_jaccard") is None:
         return candidates, candidates
-    sets = with_shingle_sets(fp, key, *_ngrams(scfg), ctx)
+    sets = with_shingle_sets(fp, key, *ngrams(scfg), ctx)
     return candidates, verify_pairs(candidates, sets, float(scfg["verify_jaccard"]), key)
-
-
-def _ngrams(scfg: dict) -> tuple[int, int]:
-    return int(scfg["char_ngram"]), int(scfg["word_ngram"])
 
 
 def mark(df, cfg: dict, ctx: Context, sets=None):
@@ -103,7 +99,7 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
     pairs = candidates
     if scfg.get("verify_jaccard") is not None:   # checked as stars (verify.first_match_edges), not all pairs
         src = (step_sets(sets, "simhash") if sets is not None else
-               checkpoint(with_shingle_sets(fp, ORDER, *_ngrams(scfg), ctx)))
+               checkpoint(with_shingle_sets(fp, ORDER, *ngrams(scfg), ctx)))
         pairs, star = first_match_edges(candidates, lambda p: check_pairs(p, src, float(scfg["verify_jaccard"])),
                                         int(scfg["verify_rounds"]))
     labels, cc = connected_components(pairs, int(scfg["max_iterations"]))

@@ -31,6 +31,11 @@ MH_SET = "_mh_set"
 SH_SET = "_sh_set"
 
 
+def ngrams(scfg: dict) -> tuple[int, int]:
+    """(char_ngram, word_ngram) of a fuzzy step's section: the shingles it fingerprints and verifies with."""
+    return int(scfg["char_ngram"]), int(scfg["word_ngram"])
+
+
 def with_shingle_sets(df, key: str, char_n: int, word_n: int, ctx: Context):
     """DataFrame(key, SET) from (key, text): each record's shingle set, computed in one Python pass. CD's
     steps get the sets from the fingerprint pass instead (fingerprints.py); this serves the steps and DE's
