@@ -14,8 +14,9 @@ bucket is checked against the bucket's smallest (date, id), never against every 
 stays linear in the bucket sizes even where many near-copies of one document share a bucket. With
 `verify: none` every collision is a duplicate (one round: each member links to the bucket's smallest, as
 datatrove does); with `verify: signature` a member is linked when its estimated Jaccard (share of equal
-signature values) with the centre reaches `jaccard`; with `verify: jaccard` when the exact shingle Jaccard
-does (verify.py). Members that fail are checked again among themselves, up to `verify_rounds` rounds.
+signature values) with the centre reaches `jaccard`; with `verify: jaccard` when the Jaccard of the two
+records' shingle sets does, computed in the JVM on the 32-bit SHA-1 hashes of the shingles that the fingerprint
+pass kept (verify.check_pairs; equal to the exact shingle Jaccard up to hash collisions, bound in docs/dedup.md). Members that fail are checked again among themselves, up to `verify_rounds` rounds.
 Connected components then pick the earliest (date, id) per cluster.
 """
 from __future__ import annotations
