@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import time
 import traceback
@@ -58,15 +59,55 @@ def write_benchmarks(out: Path, sections_dir: Path) -> None:
              + ", ".join(STAGES) + "). Each section names its command, commit, machine and load; a section whose "
              "measured code changed after that commit is marked stale.\n"]
     names = STAGES + sorted(p.stem for p in sections_dir.glob("*.md") if p.stem not in STAGES)
+    goals = []
     for name in names:
         f = sections_dir / f"{name}.md"
         if f.exists():
             text = f.read_text().strip()
             why = stale_reason(text)
+            goals += [(name, _title(text), _commit(text), bool(why), line) for line in goal_lines(text)]
             if why:
                 text = _mark_stale(text, why, name)
             parts.append(text + "\n")
+    if goals:
+        parts.insert(1, _goals_section(goals))
     out.write_text("\n".join(parts))
+
+
+# a sentence that states a goal: "goal >= 2.0x", "goal <= 1.15x", "(goal: >= 2x)"
+_GOAL = re.compile(r"\bgoal\b[^.;]{0,40}?(>=|<=)\s*\d+(\.\d+)?x", re.I)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*(])")
+
+
+def goal_lines(section: str) -> list[str]:
+    """The sentences of a section that state a goal with its bound, as the section wrote them (with its
+    verdict); tables, quotes and tags are skipped."""
+    return [sentence for line in section.splitlines() if not line.lstrip().startswith(("|", ">", "<!--"))
+            for sentence in _SENTENCE_END.split(line.strip()) if _GOAL.search(sentence)]
+
+
+def _title(section: str) -> str:
+    return next((line[3:].strip() for line in section.splitlines() if line.startswith("## ")), "")
+
+
+def _commit(section: str) -> str:
+    from .harness import parse_provenance
+
+    prov = parse_provenance(section)
+    return prov[0][:12] if prov else "none"
+
+
+def _goals_section(goals: list) -> str:
+    """Every goal line of every section, quoted, with the section's commit; a stale section's lines say so."""
+    lines = ["## Goals at a glance", "",
+             "Quoted from the sections below (each states its goal and verdict where it was measured); generated "
+             "when BENCHMARKS.md is written.", ""]
+    for name, title, commit, stale, line in goals:
+        mark = " **(stale: see the section)**" if stale else ""
+        lines.append(f"- {title} (`{commit}`){mark}: {line}")
+    return "\n".join(lines) + "\n"
 
 
 def _mark_stale(text: str, why: str, name: str) -> str:

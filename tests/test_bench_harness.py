@@ -85,3 +85,37 @@ def test_staleness_follows_the_measured_paths(tmp_path):
     why = stale_reason(section, tmp_path)
     assert why is not None and "stage/code.py" in why
     assert "no commit" in stale_reason("## untagged section\n", tmp_path)
+
+
+def test_benchmarks_open_with_each_goal_sentence_and_whether_its_section_is_current(tmp_path, monkeypatch):
+    from bench.__main__ import write_benchmarks
+
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.invalid")
+    git("config", "user.name", "t")
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-qm", "one")
+    first = git("rev-parse", "--short=12", "HEAD")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "preprocess.md").write_text(
+        provenance_tag(first, ["stage"]) + "\n## DP bench\n\nInput: 30 pages. **Ours: 0.84x** in docs per "
+        "CPU-second; goal >= 2.0x: **missed** by 2.39x. Why: extraction is shared.\n\n| side | goal >= 9x |\n")
+    (docs / "score.md").write_text("## AS bench\n\nEngine per step: **1.03x** (goal <= 1.2x: met).\n")  # untagged
+    (docs / "filter.md").write_text(provenance_tag(first, ["stage"]) + "\n## RF bench\n\nNo bound stated.\n")
+    monkeypatch.chdir(tmp_path)
+    write_benchmarks(tmp_path / "B.md", docs)
+    text = (tmp_path / "B.md").read_text()
+    assert text.index("## Goals at a glance") < text.index("## DP bench") < text.index("## AS bench")
+    bullets = [line for line in text.split("## Goals at a glance")[1].split("## DP bench")[0].splitlines()
+               if line.startswith("- ")]
+    assert len(bullets) == 2
+    dp, as_ = bullets
+    assert dp == (f"- DP bench (`{first}`): **Ours: 0.84x** in docs per CPU-second; goal >= 2.0x: **missed** "
+                  "by 2.39x.")
+    assert "AS bench" in as_ and "(stale" in as_ and as_.endswith("Engine per step: **1.03x** (goal <= 1.2x: met).")
