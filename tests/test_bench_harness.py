@@ -62,19 +62,24 @@ def test_a_failing_side_stops_the_comparison():
                 log=lambda *_: None)
 
 
-def test_staleness_follows_the_measured_paths(tmp_path):
+def _repo(path):
+    """A throwaway git repository with stage/code.py and other.py committed: (git, the commit's short hash)."""
     def git(*a):
-        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(["git", *a], cwd=path, check=True, capture_output=True, text=True).stdout.strip()
 
     git("init", "-q")
     git("config", "user.email", "t@example.invalid")
     git("config", "user.name", "t")
-    (tmp_path / "stage").mkdir()
-    (tmp_path / "stage" / "code.py").write_text("x = 1\n")
-    (tmp_path / "other.py").write_text("y = 1\n")
+    (path / "stage").mkdir()
+    (path / "stage" / "code.py").write_text("x = 1\n")
+    (path / "other.py").write_text("y = 1\n")
     git("add", ".")
     git("commit", "-qm", "one")
-    first = git("rev-parse", "--short=12", "HEAD")
+    return git, git("rev-parse", "--short=12", "HEAD")
+
+
+def test_staleness_follows_the_measured_paths(tmp_path):
+    git, first = _repo(tmp_path)
     section = provenance_tag(first, ["stage"]) + "\n## A section\n"
     assert stale_reason(section, tmp_path) is None
     (tmp_path / "other.py").write_text("y = 2\n")           # a change elsewhere keeps the section current
@@ -90,17 +95,7 @@ def test_staleness_follows_the_measured_paths(tmp_path):
 def test_benchmarks_open_with_each_goal_sentence_and_whether_its_section_is_current(tmp_path, monkeypatch):
     from bench.__main__ import write_benchmarks
 
-    def git(*a):
-        return subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
-
-    git("init", "-q")
-    git("config", "user.email", "t@example.invalid")
-    git("config", "user.name", "t")
-    (tmp_path / "stage").mkdir()
-    (tmp_path / "stage" / "code.py").write_text("x = 1\n")
-    git("add", ".")
-    git("commit", "-qm", "one")
-    first = git("rev-parse", "--short=12", "HEAD")
+    _, first = _repo(tmp_path)
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "preprocess.md").write_text(
