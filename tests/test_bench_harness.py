@@ -114,3 +114,13 @@ def test_benchmarks_open_with_each_goal_sentence_and_whether_its_section_is_curr
     assert dp == (f"- DP bench (`{first}`): **Ours: 0.84x** in docs per CPU-second; goal >= 2.0x: **missed** "
                   "by 2.39x.")
     assert "AS bench" in as_ and "(stale" in as_ and as_.endswith("Engine per step: **1.03x** (goal <= 1.2x: met).")
+
+
+def test_a_planted_pair_is_caught_whichever_of_the_two_its_cluster_keeps():
+    from bench.dedup import caught
+
+    truth = {"planted:0:a": "a", "planted:1:b": "b", "planted:2:c": "c", "planted:3:d": "d"}
+    # copy removed; original removed and the copy kept (the cluster kept the copy); both removed; neither removed
+    removed = {"planted:0:a", "b", "planted:2:c", "c", "unrelated"}
+    assert caught(truth, removed) == 3
+    assert caught(truth, set()) == 0
