@@ -214,10 +214,9 @@ def run(ctx: BenchContext) -> str:
                SPARK_LOCAL_IP="127.0.0.1")
     env.pop("SPARK_MASTER", None)
     (work / "peer_minhash.py").write_text(PEER)
-    base = sample_docs(ctx.corpus, max(sizes))
     results = []
     for n in sizes:
-        docs, truth = plant(base[:n], PLANT_SHARE, SEED)
+        docs, truth = plant(sample_docs(ctx.corpus, n), PLANT_SHARE, SEED)   # each size its own stride sample
         texts = {d["id"]: d["text"] for d in docs}
         wdir = work / f"n{n}"
         shutil.rmtree(wdir, ignore_errors=True)
