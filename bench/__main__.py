@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 
 from . import STAGES, BenchContext, machine_line
-from .harness import git_commit, provenance_tag, stale_reason
+from .harness import git_commit, parse_provenance, provenance_tag, stale_reason
 
 
 def main(argv=None) -> int:
@@ -65,7 +65,7 @@ def write_benchmarks(out: Path, sections_dir: Path) -> None:
         if f.exists():
             text = f.read_text().strip()
             why = stale_reason(text)
-            goals += [(name, _title(text), _commit(text), bool(why), line) for line in goal_lines(text)]
+            goals += [(_title(text), _commit(text), bool(why), line) for line in goal_lines(text)]
             if why:
                 text = _mark_stale(text, why, name)
             parts.append(text + "\n")
@@ -93,8 +93,6 @@ def _title(section: str) -> str:
 
 
 def _commit(section: str) -> str:
-    from .harness import parse_provenance
-
     prov = parse_provenance(section)
     return prov[0][:12] if prov else "none"
 
@@ -104,7 +102,7 @@ def _goals_section(goals: list) -> str:
     lines = ["## Goals at a glance", "",
              "Quoted from the sections below (each states its goal and verdict where it was measured); generated "
              "when BENCHMARKS.md is written.", ""]
-    for name, title, commit, stale, line in goals:
+    for title, commit, stale, line in goals:
         mark = " **(stale: see the section)**" if stale else ""
         lines.append(f"- {title} (`{commit}`){mark}: {line}")
     return "\n".join(lines) + "\n"
