@@ -84,7 +84,7 @@ langid: $(VENV)/.setup-done
 kenlm-tools: $(TOOLS)/kenlm/bin/lmplz
 
 $(TOOLS)/kenlm/bin/lmplz: | $(VENV)/.setup-done
-	$(PY) -m dataflow.lm.build_tools --dest $(TOOLS)/kenlm
+	$(PY) -m dataflow.models.lm.build_tools --dest $(TOOLS)/kenlm
 
 lm: $(VENV)/.setup-done kenlm-tools
 	$(PY) -m jobs.train_lm --corpus $(FIXTURE) --output $(MODELS)/lm

@@ -13,8 +13,8 @@ from pathlib import Path
 from . import BenchContext
 from .harness import Side, compare, git_commit
 
-PATHS = ["dataflow/dedup", "dataflow/text.py", "dataflow/hashing.py", "dataflow/stage.py", "dataflow/spark.py",
-         "dataflow/cli.py", "jobs/dedup.py"]
+PATHS = ["dataflow/stages/dedup", "dataflow/core/text.py", "dataflow/core/hashing.py", "dataflow/core/stage.py", "dataflow/core/spark.py",
+         "dataflow/core/cli.py", "jobs/dedup.py"]
 SEED = 7
 SIZES, SIZES_QUICK = (10_000, 100_000, 1_000_000), (2_000, 10_000)
 REPS = {10_000: 3, 100_000: 3, 1_000_000: 1}   # issue #16 asks >= 3 interleaved repetitions per side; at 1M one
@@ -39,7 +39,7 @@ WORD = re.compile(r"\w+")
 
 
 class Words(WordTokenizer):
-    """Our CD's word tokenizer (dataflow/text.py: runs of \\w), so both sides shingle the same words (#16 asks
+    """Our CD's word tokenizer (dataflow/core/text.py: runs of \\w), so both sides shingle the same words (#16 asks
     for the same tokenizer; datatrove's default for English is spaCy's, about 23 ms per document on the 10k input)."""
     def __init__(self):
         super().__init__("words")
@@ -136,7 +136,7 @@ def write_inputs(docs: list[dict], work: Path) -> tuple[Path, Path]:
     import pyarrow.parquet as pq
     from urllib.parse import quote
 
-    from dataflow.schema import DOC_ARROW_SCHEMA
+    from dataflow.core.schema import DOC_ARROW_SCHEMA
 
     pdir, jdir = work / "parquet", work / "jsonl"
     pdir.mkdir(parents=True, exist_ok=True)

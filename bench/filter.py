@@ -19,7 +19,7 @@ from pathlib import Path
 from . import BenchContext
 from .harness import Side, compare, git_commit
 
-PATHS = ["dataflow/rules", "dataflow/filter.py", "dataflow/stage.py", "dataflow/spark.py", "dataflow/cli.py",
+PATHS = ["dataflow/stages/filter/rules", "dataflow/stages/filter/stage.py", "dataflow/core/stage.py", "dataflow/core/spark.py", "dataflow/core/cli.py",
          "jobs/filter.py"]
 CORES = 2
 REPS = 3

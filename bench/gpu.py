@@ -17,7 +17,7 @@ L layers, d = heads·head_dim, A = Σ over documents of n(n+1)/2, the (query, ke
 document-masked attention computes, not the full 4096² (PaLM's 12·L·d·S per token is shown alongside).
 
 The rows' document lengths are real: bench/gpu_doc_lens.json holds the doc_lens of 4096-token rows packed by
-dataflow.pack from the fixture corpus (`python -m bench.gpu --write-doc-lens DOCS_JSONL`, on CPU). Token ids
+dataflow.trainset.pack from the fixture corpus (`python -m bench.gpu --write-doc-lens DOCS_JSONL`, on CPU). Token ids
 are seeded random (throughput does not depend on them).
 
 The requested backend must exist: on CUDA without it the script stops with an error; it never falls back to
@@ -68,7 +68,7 @@ def load_doc_lens(path: Path = DOC_LENS) -> list[list[int]]:
 
 
 def write_doc_lens(corpus: Path, out: Path = DOC_LENS, rows: int = 64, seed: int = 7) -> Path:
-    """Document lengths of 4096-token rows packed by `dataflow.pack.greedy_rows` from every document of the
+    """Document lengths of 4096-token rows packed by `dataflow.trainset.pack.greedy_rows` from every document of the
     fixture corpus (reference prose, Q&A, low-quality pages) in a seeded order, tokenized with the demo tokenizer
     (trainer.demo_shards, the pipeline's LLaMA-2 recipe at vocabulary 4,000)."""
     import itertools
@@ -76,7 +76,7 @@ def write_doc_lens(corpus: Path, out: Path = DOC_LENS, rows: int = 64, seed: int
 
     import sentencepiece as spm
 
-    from dataflow import pack
+    from dataflow.trainset import pack
     from trainer.demo_shards import train_tokenizer
     docs = [json.loads(line) for line in open(corpus, encoding="utf-8")]
     with tempfile.TemporaryDirectory() as d:
@@ -86,7 +86,7 @@ def write_doc_lens(corpus: Path, out: Path = DOC_LENS, rows: int = 64, seed: int
            for i in order)
     lens = [[int(n) for n in r["doc_lens"]] for r in itertools.islice(pack.greedy_rows(enc, SEQ_LEN, sp.eos_id()), rows)
             if not r["num_pad"]]
-    out.write_text(json.dumps({"source": f"dataflow.pack.greedy_rows over every document of {corpus} in a seeded "
+    out.write_text(json.dumps({"source": f"dataflow.trainset.pack.greedy_rows over every document of {corpus} in a seeded "
                                          f"order (seed {seed}), demo tokenizer (vocab 4000), seq_len {SEQ_LEN}",
                                "rows": lens}) + "\n")
     return out

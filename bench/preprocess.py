@@ -17,7 +17,7 @@ import xxhash
 from . import BenchContext
 from .harness import Side, compare, git_commit
 
-PATHS = ["dataflow/ingest", "dataflow/preprocess", "dataflow/stage.py", "dataflow/spark.py", "dataflow/cli.py",
+PATHS = ["dataflow/ingest", "dataflow/stages/preprocess", "dataflow/core/stage.py", "dataflow/core/spark.py", "dataflow/core/cli.py",
          "jobs/preprocess.py"]
 MIN_PAGES = 30000     # issue #16: >= 30,000 pages; the bench corpus has ~15k, so each page is wrapped twice
 PAGES_PER_FILE = 1000 # Common Crawl WARCs hold ~30-40k records; 1,000 keeps >= 2 files per core here

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import BenchContext
 from .harness import Side, compare, git_commit
 
-PATHS = ["dataflow/score.py", "dataflow/lm", "dataflow/stage.py", "dataflow/spark.py", "dataflow/cli.py", "jobs/score.py"]
+PATHS = ["dataflow/stages/score/stage.py", "dataflow/models/lm", "dataflow/core/stage.py", "dataflow/core/spark.py", "dataflow/core/cli.py", "jobs/score.py"]
 
 N_DOCS, N_QUICK = 100000, 5000
 REPS = 3
@@ -25,8 +25,8 @@ def prepare(ctx: BenchContext, n: int) -> tuple[Path, dict]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dataflow.lm.train import pipeline_lang
-    from dataflow.schema import DOC_ARROW_SCHEMA
+    from dataflow.models.lm.train import pipeline_lang
+    from dataflow.core.schema import DOC_ARROW_SCHEMA
 
     src = ctx.corpus / "docs.jsonl"
     with open(src, encoding="utf-8") as f:
@@ -65,7 +65,7 @@ BARE_LOOP = r"""
 import glob, sys
 import numpy as np, pyarrow as pa, pyarrow.parquet as pq
 import kenlm, sentencepiece as spm
-from dataflow.lm.normalize import normalize_line
+from dataflow.models.lm.normalize import normalize_line
 model_dir, inp, out = sys.argv[1], sys.argv[2], sys.argv[3]
 models = {l: (spm.SentencePieceProcessor(model_file=f"{model_dir}/{l}.sp.model"), kenlm.Model(f"{model_dir}/{l}.arpa.bin"))
           for l in ("en", "zh")}

@@ -12,8 +12,8 @@ from pathlib import Path
 from . import BenchContext
 from .harness import Side, compare, git_commit
 
-PATHS = ["dataflow/tokenize.py", "dataflow/tokenizer", "dataflow/pack.py", "dataflow/stage.py", "dataflow/spark.py",
-         "dataflow/cli.py", "jobs/encode.py", "jobs/pack.py"]
+PATHS = ["dataflow/trainset/tokenize.py", "dataflow/models/tokenizer", "dataflow/trainset/pack.py", "dataflow/core/stage.py", "dataflow/core/spark.py",
+         "dataflow/core/cli.py", "jobs/encode.py", "jobs/pack.py"]
 REPS = 3
 
 N_DOCS, N_QUICK = 200000, 2000   # a shard-sized input: at 20,000 JVM start-up and Spark's fixed costs were most of the CPU
@@ -57,8 +57,8 @@ def prepare(ctx: BenchContext, n: int, n_reviews: int) -> dict:
 
 
 def train_tokenizer(ctx: BenchContext, docs: Path) -> tuple[Path, float]:
-    from dataflow.config import load_conf
-    from dataflow.tokenizer.train import train_model
+    from dataflow.core.config import load_conf
+    from dataflow.models.tokenizer.train import train_model
 
     work = ctx.sub("tokenize")
     lines = work / "train_lines.txt"

@@ -19,8 +19,8 @@ filter's estimated and measured false positives) and OUT/_SUCCESS.
 """
 from __future__ import annotations
 
-from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser
-from dataflow.config import section
+from dataflow.core.cli import main_guard, run_document_stage, run_job, stage_argparser
+from dataflow.core.config import section
 
 STAGE = "dedup"
 
@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     args = stage_argparser("jobs.dedup", __doc__).parse_args(argv)
 
     def body(spark, cfg):
-        from dataflow.dedup import run
+        from dataflow.stages.dedup import run
 
         dcfg = section(cfg, STAGE)
         return run_document_stage(spark, args, STAGE, dcfg, lambda df, _attempt: run(df, dcfg, cfg))

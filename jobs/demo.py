@@ -3,15 +3,15 @@
   python -m jobs.demo --corpus build/corpus/out/fixture --models build/models --output build/runs/demo
 
 Each step is its own job's subprocess; finished steps are skipped on a rerun (`--force` redoes them). The
-sequence lives in dataflow/demo.py.
+sequence lives in dataflow/pipeline/demo.py.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from dataflow.config import DEFAULT_CONF
-from dataflow.demo import run
+from dataflow.core.config import DEFAULT_CONF
+from dataflow.pipeline.demo import run
 
 
 def parser() -> argparse.ArgumentParser:

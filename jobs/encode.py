@@ -13,7 +13,7 @@ Output: OUT/data (id, source, type, input_ids list<int32>, loss_mask list<int8>,
 (with text, reason, detail), OUT/stats.json (tokens per source/type, tokenizer sha256), OUT/_SUCCESS.
 Settings: the `tokenizer` section (`model`, `encode`) of conf/pipeline.yaml.
 """
-from dataflow.cli import main_guard, run_job, stage_argparser
+from dataflow.core.cli import main_guard, run_job, stage_argparser
 
 
 def main(argv=None):
@@ -25,7 +25,7 @@ def main(argv=None):
         args.overrides.append(f"tokenizer.model={args.model}")
 
     def body(spark, cfg):
-        from dataflow.tokenize import run_stage
+        from dataflow.trainset.tokenize import run_stage
 
         return run_stage(spark, args.input, args.output, cfg["tokenizer"], partitions=args.partitions,
                          allow_incomplete=args.allow_incomplete)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 
-from dataflow.cli import load_job_conf, main_guard, run_document_stage, run_job, stage_argparser
-from dataflow.config import section
+from dataflow.core.cli import load_job_conf, main_guard, run_document_stage, run_job, stage_argparser
+from dataflow.core.config import section
 
 STAGE = "evaluate"
 
@@ -23,7 +23,7 @@ def main(argv=None) -> int:
                          "bound, write OUT/gate.json, re-render the report; exit 1 if the gate fails")
     args = ap.parse_args(argv)
     if args.labels:
-        from dataflow.evaluate import gate
+        from dataflow.stages.evaluate import gate
 
         decision = gate(args.output, args.labels, section(load_job_conf(args), STAGE))
         print(decision["message"], flush=True)
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         ap.error("--input is required (or --labels to gate a reviewed sheet)")
 
     def body(spark, cfg):
-        from dataflow.evaluate_stage import transform
+        from dataflow.stages.evaluate.stage import transform
 
         ecfg = section(cfg, STAGE)
         return run_document_stage(spark, args, STAGE, ecfg, transform(spark, ecfg, args.input, args.output, args.stages,

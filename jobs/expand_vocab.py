@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser
+from dataflow.core.cli import dump, load_job_conf, main_guard, stage_argparser
 
 
 def main(argv=None):
@@ -24,10 +24,10 @@ def main(argv=None):
     cfg = load_job_conf(args)
     from pyspark.sql import functions as F
 
-    from dataflow.config import section
-    from dataflow.spark import get_session
-    from dataflow.tokenizer import read_documents
-    from dataflow.tokenizer.expand import expand
+    from dataflow.core.config import section
+    from dataflow.core.spark import get_session
+    from dataflow.models.tokenizer import read_documents
+    from dataflow.models.tokenizer.expand import expand
 
     if not Path(args.base).exists():
         raise FileNotFoundError(f"base model {args.base} does not exist")

@@ -11,8 +11,8 @@ recipe names (--set 'recipes.web.rules=[gopher_quality,c4]').
 """
 from __future__ import annotations
 
-from dataflow.cli import load_job_conf, main_guard, run_document_stage, run_job, stage_argparser
-from dataflow.config import section
+from dataflow.core.cli import load_job_conf, main_guard, run_document_stage, run_job, stage_argparser
+from dataflow.core.config import section
 
 STAGE = "filter"
 
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
                     help="with --list-rules: a Markdown table with each rule's thresholds (the table in docs/filter.md)")
     args = ap.parse_args(argv)
     if args.list_rules:
-        from dataflow.filter_report import list_rules
+        from dataflow.stages.filter.report import list_rules
 
         print(list_rules(section(load_job_conf(args), STAGE), markdown=args.markdown))
         return 0
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
         ap.error("--input and --output are required (or --list-rules)")
 
     def body(spark, cfg):
-        from dataflow.filter_report import run_with_examples
+        from dataflow.stages.filter.report import run_with_examples
 
         fcfg = section(cfg, STAGE)
         return run_document_stage(spark, args, STAGE, fcfg, lambda df, attempt: run_with_examples(df, fcfg, attempt.dir, cfg))

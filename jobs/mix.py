@@ -11,7 +11,7 @@ reason) and OUT/manifest.json listing the stage manifests in order. See docs/pac
 """
 import argparse
 
-from dataflow.cli import dump, main_guard
+from dataflow.core.cli import dump, main_guard
 
 
 def main(argv=None):
@@ -30,9 +30,9 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true", help="accepted for symmetry with `make pipeline`; the job always reruns")
     args = ap.parse_args(argv)
 
-    from dataflow.mix import load_all, mix
-    from dataflow.recipes import default_type
-    from dataflow.spark import get_session
+    from dataflow.trainset.mix import load_all, mix
+    from dataflow.core.recipes import default_type
+    from dataflow.core.spark import get_session
 
     mcfg, cfg = load_all(args.conf, args.overrides, args.input, args.tokenizer, args.pipeline_conf)
     spark = get_session(cfg, app_name="ziya2-mix", verbose=args.verbose)

@@ -10,7 +10,7 @@ Writes OUT/shards/part-XXXXX.parquet, OUT/manifest.json (rows, tokens per source
 OUT/data (one record per packed document: id, source, group, row), OUT/rejected, OUT/stats.json, OUT/_SUCCESS.
 jobs.mix does the same per training stage, after sampling. Settings: the `pack` section of conf/pipeline.yaml.
 """
-from dataflow.cli import main_guard, run_job, stage_argparser
+from dataflow.core.cli import main_guard, run_job, stage_argparser
 
 
 def main(argv=None):
@@ -23,7 +23,7 @@ def main(argv=None):
         args.overrides.append(f"tokenizer.model={args.tokenizer}")
 
     def body(spark, cfg):
-        from dataflow import pack
+        from dataflow.trainset import pack
 
         m, stats = pack.run(spark, args.input, args.output, cfg["pack"], args.mode, cfg["tokenizer"]["model"],
                             stage_no=args.stage, allow_incomplete=args.allow_incomplete)

@@ -4,16 +4,16 @@
   python -m jobs.pipeline --input s3a://bucket/crawl --output s3a://bucket/run --print-submit
 
 Finished stages are skipped (same section hash, same upstream chain); `--force` reruns everything. Planning,
-resume and the spark-submit lines live in dataflow/pipeline.py (docs/pipeline.md).
+resume and the spark-submit lines live in dataflow/pipeline/chain.py (docs/pipeline.md).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from dataflow.cli import main_guard
-from dataflow.config import DEFAULT_CONF
-from dataflow.pipeline import run_chain, submit_lines
+from dataflow.core.cli import main_guard
+from dataflow.core.config import DEFAULT_CONF
+from dataflow.pipeline.chain import run_chain, submit_lines
 
 
 def parser() -> argparse.ArgumentParser:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from dataflow.cli import load_job_conf, main_guard, run_job, stage_argparser
-from dataflow.config import section
+from dataflow.core.cli import load_job_conf, main_guard, run_job, stage_argparser
+from dataflow.core.config import section
 
 STAGE = "preprocess"
 
@@ -24,14 +24,14 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     conf = load_job_conf(args, files=[STAGE])  # configuration mistakes first (before the readers are imported)
     from dataflow.ingest import list_inputs
-    from dataflow.stage import check_overlap
+    from dataflow.core.stage import check_overlap
 
     check_overlap(args.input, args.output)
     list_inputs(args.input, conf)  # a missing path fails here, before a JVM starts
 
     def body(spark, cfg):
-        from dataflow.preprocess import run_files
-        from dataflow.stage import Attempt, write_stage
+        from dataflow.stages.preprocess import run_files
+        from dataflow.core.stage import Attempt, write_stage
 
         t0 = time.time()
         pcfg = section(cfg, STAGE)

@@ -1,4 +1,4 @@
-"""Train the reference classifier (`make refclass`, part of `make models`); the logic is dataflow/refclass.py.
+"""Train the reference classifier (`make refclass`, part of `make models`); the logic is dataflow/models/refclass.py.
 
     python -m jobs.refclass --corpus build/corpus/out/fixture --output build/models/refclass.bin
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-from dataflow.cli import main_guard
-from dataflow.config import DEFAULT_CONF, load_conf, section
-from dataflow.refclass import train
+from dataflow.core.cli import main_guard
+from dataflow.core.config import DEFAULT_CONF, load_conf, section
+from dataflow.models.refclass import train
 
 
 def main(argv=None) -> dict:

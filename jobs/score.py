@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 
-from dataflow.cli import main_guard, run_document_stage, run_job, stage_argparser
-from dataflow.config import section
+from dataflow.core.cli import main_guard, run_document_stage, run_job, stage_argparser
+from dataflow.core.config import section
 
 STAGE = "score"
 
@@ -33,8 +33,8 @@ def main(argv=None) -> int:
         args.overrides.append(f"score.cutoffs_file={json.dumps(args.cutoffs)}")
 
     def body(spark, cfg):
-        from dataflow.refclass import model_path
-        from dataflow.score import cutoffs_json, read_cutoffs, run
+        from dataflow.models.refclass import model_path
+        from dataflow.stages.score.stage import cutoffs_json, read_cutoffs, run
 
         scfg = section(cfg, STAGE)
         model_path(scfg)    # a required reference model that is missing fails here, before any task

@@ -1,4 +1,4 @@
-"""Train the fastText language-ID model (`make models`, langid part); the logic is dataflow/langid_train.py.
+"""Train the fastText language-ID model (`make models`, langid part); the logic is dataflow/models/langid.py.
 
     python -m jobs.train_langid --catalogues build/corpus/out/langid --corpus build/corpus/out/fixture \
         --output build/models/langid.bin [--markdown FILE]
@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from dataflow.cli import main_guard
-from dataflow.config import DEFAULT_CONF, load_conf, section
-from dataflow.langid_train import assess, markdown, train
+from dataflow.core.cli import main_guard
+from dataflow.core.config import DEFAULT_CONF, load_conf, section
+from dataflow.models.langid import assess, markdown, train
 
 
 def main(argv=None) -> dict:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 
-from dataflow.cli import main_guard
-from dataflow.config import DEFAULT_CONF, load_conf, section
+from dataflow.core.cli import main_guard
+from dataflow.core.config import DEFAULT_CONF, load_conf, section
 
 
 def main(argv=None) -> dict:
-    from dataflow.lm.train import train_all
+    from dataflow.models.lm.train import train_all
 
     ap = argparse.ArgumentParser(prog="python -m jobs.train_lm", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

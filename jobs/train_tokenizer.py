@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 
-from dataflow.cli import dump, load_job_conf, main_guard, stage_argparser
+from dataflow.core.cli import dump, load_job_conf, main_guard, stage_argparser
 
 
 def main(argv=None):
@@ -19,10 +19,10 @@ def main(argv=None):
                          input_help="pipeline output (stage dirs / Parquet with `text`) or JSONL files with `text`")
     args = ap.parse_args(argv)
     cfg = load_job_conf(args)
-    from dataflow.config import section
-    from dataflow.spark import get_session
-    from dataflow.tokenizer import read_documents
-    from dataflow.tokenizer.train import train
+    from dataflow.core.config import section
+    from dataflow.core.spark import get_session
+    from dataflow.models.tokenizer import read_documents
+    from dataflow.models.tokenizer.train import train
 
     tcfg = section(section(cfg, "tokenizer"), "train")
     spark = get_session(cfg, app_name="ziya2-train-tokenizer", verbose=args.verbose)

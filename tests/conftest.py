@@ -74,7 +74,7 @@ def write_docs(spark, rows: list[dict], path) -> None:
     """Document rows (dicts of the DP record, `source_type` included) as a 3-partition Parquet stage input."""
     import pyarrow as pa
 
-    from dataflow.schema import DOC_ARROW_SCHEMA
+    from dataflow.core.schema import DOC_ARROW_SCHEMA
 
     spark.createDataFrame(pa.Table.from_pylist(rows, schema=DOC_ARROW_SCHEMA)).repartition(3).write.parquet(str(path))
 

@@ -84,7 +84,7 @@ def test_dist_zip_imports_dataflow_without_checkout(dist_zip, runtime, tmp_path)
     assert {"dataflow/__init__.py", "conf/pipeline.yaml", "conf/rules/porn.en.txt", "conf/rules/porn.zh.txt"} <= names
     assert not any(n.startswith(("jobs/", "trainer/", "tests/", "bench/", "tools/")) or "__pycache__" in n for n in names)
     code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
-            "import dataflow, dataflow.preprocess, dataflow.score, dataflow.filter, dataflow.dedup, dataflow.evaluate\n"
+            "import dataflow, dataflow.stages.preprocess, dataflow.stages.score.stage, dataflow.stages.filter.stage, dataflow.stages.dedup, dataflow.stages.evaluate\n"
             "print(dataflow.__file__)")
     r = subprocess.run([str(runtime), "-c", code, str(z)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

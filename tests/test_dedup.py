@@ -14,15 +14,15 @@ import textwrap
 import numpy as np
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.dedup.components import Context
-from dataflow.dedup.exact import exact_key
-from dataflow.dedup.minhash import band_keys, record_minhash, signature
-from dataflow.dedup.simhash import record_simhash
-from dataflow.dedup.url import normalize_url
-from dataflow.hashing import hamming64, simhash64
-from dataflow.schema import DOC_ARROW_SCHEMA
-from dataflow.text import jaccard, line_form, shingles
+from dataflow.core.config import load_conf
+from dataflow.stages.dedup.components import Context
+from dataflow.stages.dedup.exact import exact_key
+from dataflow.stages.dedup.minhash import band_keys, record_minhash, signature
+from dataflow.stages.dedup.simhash import record_simhash
+from dataflow.stages.dedup.url import normalize_url
+from dataflow.core.hashing import hamming64, simhash64
+from dataflow.core.schema import DOC_ARROW_SCHEMA
+from dataflow.core.text import jaccard, line_form, shingles
 
 LANG = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
 CFG = load_conf()["dedup"]
@@ -274,8 +274,8 @@ def union_find(nodes, pairs) -> dict:
 
 
 def run_stage(spark, rows, tmp, steps, partitions, **over):
-    from dataflow.dedup import run
-    from dataflow.stage import write_stage
+    from dataflow.stages.dedup import run
+    from dataflow.core.stage import write_stage
 
     cfg = load_conf(overrides=[f"dedup.steps={json.dumps(steps)}", f"dedup.shuffle_partitions={partitions}",
                                *[f"dedup.{k}={json.dumps(v)}" for k, v in over.items()]])["dedup"]
@@ -456,7 +456,7 @@ def test_star_edges_are_linear_and_count_what_they_leave(spark):
     among themselves in the next round; what the last round leaves is counted, not dropped silently."""
     from pyspark.sql import functions as F
 
-    from dataflow.dedup.minhash import star_edges
+    from dataflow.stages.dedup.minhash import star_edges
 
     copies = [f"c{i:02d}" for i in range(12)]          # one document and 11 copies, in 2 bands
     others = ["a0", "b1", "b2", "d3"]                    # a0 resembles nothing; b1 ~ b2; d3 alone
@@ -484,7 +484,7 @@ def test_first_match_edges_stop_at_the_first_pass(spark):
     the first pass; a failure moves it to the next; what the rounds leave is counted."""
     from pyspark.sql import functions as F
 
-    from dataflow.dedup.verify import first_match_edges
+    from dataflow.stages.dedup.verify import first_match_edges
 
     copies = [f"c{i:02d}" for i in range(10)]                      # a clique of 10 close copies
     cand = [(a, b) for a in copies for b in copies if a < b] + [("x0", "y1"), ("x0", "y2"), ("y1", "y2")]

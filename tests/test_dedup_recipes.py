@@ -9,11 +9,11 @@ import json
 import pytest
 
 from conftest import write_docs
-from dataflow.config import load_conf
-from dataflow.dedup.components import Context
-from dataflow.dedup.exact import exact_key
-from dataflow.recipes import recipes
-from dataflow.text import shingles
+from dataflow.core.config import load_conf
+from dataflow.stages.dedup.components import Context
+from dataflow.stages.dedup.exact import exact_key
+from dataflow.core.recipes import recipes
+from dataflow.core.text import shingles
 from test_dedup import LANG, change_words
 
 CONF = load_conf()

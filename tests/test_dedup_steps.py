@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.dedup.components import connected_components
-from dataflow.dedup.lines import line_hashes
+from dataflow.core.config import load_conf
+from dataflow.stages.dedup.components import connected_components
+from dataflow.stages.dedup.lines import line_hashes
 from test_dedup import LANG, ZH, docs_frame, run_stage, union_find
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def test_job_help_and_bad_step():
 
 
 def test_unknown_step_is_an_error(spark, corpus_docs):
-    from dataflow.dedup import run
+    from dataflow.stages.dedup import run
 
     with pytest.raises(ValueError, match="fuzzy"):          # the config schema names it before any Spark work
         load_conf(overrides=["dedup.steps=[url, fuzzy]"])
@@ -152,11 +152,11 @@ def test_unknown_step_is_an_error(spark, corpus_docs):
 
 
 def _reference_shingles(text, char_n, word_n, char_share):
-    """The shingle rule restated from its definition (dataflow.text.shingles' docstring), from the
+    """The shingle rule restated from its definition (dataflow.core.text.shingles' docstring), from the
     fingerprint form and the prepared text, independently of the one-pass `Shingled`."""
     import re
 
-    from dataflow.text import fingerprint_form, prepare, spaceless_share
+    from dataflow.core.text import fingerprint_form, prepare, spaceless_share
 
     form = fingerprint_form(text, ZH)
     if not form:
@@ -176,11 +176,11 @@ def test_one_pass_fingerprints_equal_each_steps_own(corpus_docs):
     import xxhash
     from datasketch import MinHash
 
-    from dataflow.dedup import fingerprints as fpm
-    from dataflow.dedup.components import Context
-    from dataflow.dedup.minhash import band_keys
-    from dataflow.hashing import simhash64, to_signed64
-    from dataflow.text import fingerprint_form
+    from dataflow.stages.dedup import fingerprints as fpm
+    from dataflow.stages.dedup.components import Context
+    from dataflow.stages.dedup.minhash import band_keys
+    from dataflow.core.hashing import simhash64, to_signed64
+    from dataflow.core.text import fingerprint_form
 
     cfg = load_conf()["dedup"]
     ctx = Context.from_conf(cfg)
@@ -230,8 +230,8 @@ def test_fingerprint_pass_carries_each_steps_shingle_set(corpus_docs):
     MinHash's (same effective n), and is its own set where the n-grams differ (Chinese: 4 vs 5 characters)."""
     import numpy as np
 
-    from dataflow.dedup import fingerprints as fpm
-    from dataflow.dedup.components import Context
+    from dataflow.stages.dedup import fingerprints as fpm
+    from dataflow.stages.dedup.components import Context
 
     cfg = load_conf()["dedup"]
     ctx = Context.from_conf(cfg)
@@ -263,8 +263,8 @@ def test_pair_check_in_spark_equals_string_jaccard(spark, corpus_docs):
     copies of it, its Jaccard and its decision equal the exact Jaccard of the shingle strings."""
     from pyspark.sql import functions as F
 
-    from dataflow.dedup.components import Context
-    from dataflow.dedup.verify import SET, check_pairs, set_jaccard, with_shingle_sets
+    from dataflow.stages.dedup.components import Context
+    from dataflow.stages.dedup.verify import SET, check_pairs, set_jaccard, with_shingle_sets
 
     cfg = load_conf()["dedup"]
     ctx = Context.from_conf(cfg)

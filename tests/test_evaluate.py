@@ -10,12 +10,12 @@ from collections import Counter
 
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.evaluate import evaluate, gate as run_gate
-from dataflow.evaluate.gate import (LabelError, beta_ppf, betainc, clopper_pearson, evaluate_labels,
+from dataflow.core.config import load_conf
+from dataflow.stages.evaluate import evaluate, gate as run_gate
+from dataflow.stages.evaluate.gate import (LabelError, beta_ppf, betainc, clopper_pearson, evaluate_labels,
                                     reviews_needed)
-from dataflow.evaluate.metrics import lexicon_matcher, load_lexicons, near_dup_pairs, suspicion, text_metrics
-from dataflow.evaluate.sample import draw_sample
+from dataflow.stages.evaluate.metrics import lexicon_matcher, load_lexicons, near_dup_pairs, suspicion, text_metrics
+from dataflow.stages.evaluate.sample import draw_sample
 
 CFG = load_conf()["evaluate"]
 DEDUP = load_conf()["dedup"]
@@ -132,7 +132,7 @@ def test_near_dups_are_cds_simhash_pairs(spark, corpus_docs):
     Simplified chapter are found, distinct chapters are not (the expected pairs are the ones planted here)."""
     import opencc
 
-    from dataflow.schema import DOC_ARROW_SCHEMA
+    from dataflow.core.schema import DOC_ARROW_SCHEMA
     import pyarrow as pa
 
     en = [d for d in corpus_docs if d["source"] == "debian-reference" and d["lang"] == "en"]

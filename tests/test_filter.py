@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.filter import _CHARS, _ORIG, FLAGS, run, write_examples
-from dataflow.rules import active_rules, all_rules
-from dataflow.rules.engine import RuleEngine
-from dataflow.schema import DOC_DDL
+from dataflow.core.config import load_conf
+from dataflow.stages.filter.stage import _CHARS, _ORIG, FLAGS, run, write_examples
+from dataflow.stages.filter.rules import active_rules, all_rules
+from dataflow.stages.filter.rules.engine import RuleEngine
+from dataflow.core.schema import DOC_DDL
 
 ZH_MAP = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
 CFG = load_conf()["filter"]

@@ -10,11 +10,11 @@ import pyarrow as pa
 import pytest
 
 from conftest import write_docs
-from dataflow.config import load_conf
-from dataflow.filter import FLAGS, annotate_batch, recipe_engines
-from dataflow.rules.base import per_lang
-from dataflow.rules.engine import RuleEngine, filter_text
-from dataflow.rules.registry import active_rules, all_rules
+from dataflow.core.config import load_conf
+from dataflow.stages.filter.stage import FLAGS, annotate_batch, recipe_engines
+from dataflow.stages.filter.rules.base import per_lang
+from dataflow.stages.filter.rules.engine import RuleEngine, filter_text
+from dataflow.stages.filter.rules.registry import active_rules, all_rules
 
 ZH_MAP = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
 CONF = load_conf()

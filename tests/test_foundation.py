@@ -8,9 +8,9 @@ import json
 import pytest
 
 from conftest import gzip_members
-from dataflow.config import apply_overrides, conf_hash, load_conf
+from dataflow.core.config import apply_overrides, conf_hash, load_conf
 from tools.corpus.warc import write_warc, write_wet
-from dataflow.stage import AccountingError, StageResult, write_stage
+from dataflow.core.stage import AccountingError, StageResult, write_stage
 
 
 def test_overrides_keep_types_and_create_sections():

@@ -1,4 +1,4 @@
-"""Language ID: the model `make models` trains (jobs/train_langid.py -> dataflow/langid_train.py) on the
+"""Language ID: the model `make models` trains (jobs/train_langid.py -> dataflow/models/langid.py) on the
 translation catalogues of `make data` (tools/corpus/langid_sources.py), checked on held-out real text."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.config import load_conf, section
-from dataflow.langid_train import catalogue_units, clean, holdout, paragraphs, split
-from dataflow.preprocess.langid import load_model, predict
+from dataflow.core.config import load_conf, section
+from dataflow.models.langid import catalogue_units, clean, holdout, paragraphs, split
+from dataflow.stages.preprocess.langid import load_model, predict
 from tools.corpus.langid_sources import PACKAGES, RESERVED, clean_string, locale_lang, read_mo
 
 ROOT = Path(__file__).resolve().parent.parent

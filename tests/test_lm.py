@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.lm import build_tools
-from dataflow.lm.normalize import normalize_line
-from dataflow.lm.train import (corpus_texts, encode_pieces, is_heldout, paragraph_lines, pipeline_lang,
+from dataflow.core.config import load_conf
+from dataflow.models.lm import build_tools
+from dataflow.models.lm.normalize import normalize_line
+from dataflow.models.lm.train import (corpus_texts, encode_pieces, is_heldout, paragraph_lines, pipeline_lang,
                                run_lmplz, train_sentencepiece, write_normalized)
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,11 +11,11 @@ import pytest
 import sentencepiece as spm
 
 from conftest import train_test_tokenizer
-from dataflow import tokenize
-from dataflow.config import load_conf
-from dataflow.mix import check_source_types, load_mixer, mix, select, with_source_type
-from dataflow.recipes import default_type
-from dataflow.stage import write_stage
+from dataflow.trainset import tokenize
+from dataflow.core.config import load_conf
+from dataflow.trainset.mix import check_source_types, load_mixer, mix, select, with_source_type
+from dataflow.core.recipes import default_type
+from dataflow.core.stage import write_stage
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQ_LEN = 512

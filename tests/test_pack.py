@@ -11,10 +11,10 @@ import pytest
 import sentencepiece as spm
 
 from conftest import train_test_tokenizer
-from dataflow import pack
-from dataflow import tokenize
-from dataflow.config import load_conf
-from dataflow.stage import write_stage
+from dataflow.trainset import pack
+from dataflow.trainset import tokenize
+from dataflow.core.config import load_conf
+from dataflow.core.stage import write_stage
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.config import load_conf
+from dataflow.core.config import load_conf
 
-from dataflow.pipeline import is_current, plan
+from dataflow.pipeline.chain import is_current, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

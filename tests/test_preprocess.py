@@ -15,9 +15,9 @@ import yaml
 
 from conftest import gzip_members
 from tools.corpus.warc import write_warc, write_wet
-from dataflow.preprocess import Preprocessor, doc_id
-from dataflow.preprocess.html import html_to_text
-from dataflow.preprocess.normalize import normalize
+from dataflow.stages.preprocess import Preprocessor, doc_id
+from dataflow.stages.preprocess.html import html_to_text
+from dataflow.stages.preprocess.normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 DATE = "2024-01-01T00:00:00Z"
@@ -297,7 +297,8 @@ def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_
 def test_fused_job_and_two_step_api_agree_whatever_the_partitioning(spark, bad_inputs, cfg, tmp_path_factory):
     """The job reads and preprocesses in one Python worker, one file per task; the two-step API
     (ingest.read then preprocess.run) with every file in one task must give the very same rows."""
-    from dataflow import ingest, preprocess
+    from dataflow import ingest
+    from dataflow.stages import preprocess
 
     d, _, _ = bad_inputs
     inputs = [d / "good.warc.gz", d / "c.warc.gz", d / "docs.jsonl"]
@@ -330,7 +331,7 @@ def test_job_reads_file_uris_in_byte_range_splits(spark, pages, corpus_docs, cfg
     """#13: `file:///abs` inputs through the DP job, with WARC files split into byte ranges; the stage's
     `input` equals the records this test wrote, and the ids equal those of an unsplit read."""
     from dataflow import ingest
-    from dataflow.preprocess import doc_id
+    from dataflow.stages.preprocess import doc_id
 
     d = tmp_path / "in"
     d.mkdir()

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dataflow import refclass
-from dataflow.config import load_conf
-from dataflow.lm.train import pipeline_lang
-from dataflow.schema import DOC_ARROW_SCHEMA
+from dataflow.models import refclass
+from dataflow.core.config import load_conf
+from dataflow.models.lm.train import pipeline_lang
+from dataflow.core.schema import DOC_ARROW_SCHEMA
 
 CFG = load_conf()["score"]
 TC = CFG["ref_train"]

@@ -9,12 +9,12 @@ import re
 
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.confschema import ConfigError
-from dataflow.rules import REGISTRY, active_rules, all_rules
-from dataflow.rules.engine import RuleEngine, filter_text
-from dataflow.rules.registry import rule_conf, rules_spec
-from dataflow.rules.text import Doc, split_sentences, words
+from dataflow.core.config import load_conf
+from dataflow.core.confschema import ConfigError
+from dataflow.stages.filter.rules import REGISTRY, active_rules, all_rules
+from dataflow.stages.filter.rules.engine import RuleEngine, filter_text
+from dataflow.stages.filter.rules.registry import rule_conf, rules_spec
+from dataflow.stages.filter.rules.text import Doc, split_sentences, words
 
 CFG = load_conf()["filter"]
 ZH_MAP = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh"}
@@ -505,7 +505,7 @@ def test_number_dump_and_navigation_are_rejected_by_gopher_quality(T):
 ])
 def test_bad_rule_parameters_fail_on_the_driver_and_at_engine_construction(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_conf(overrides=[override])                           # the pipeline schema (dataflow.confspec)
+        load_conf(overrides=[override])                           # the pipeline schema (dataflow.core.confspec)
     raw = load_conf(overrides=[override], validate=False)["filter"]
     with pytest.raises(ConfigError, match=message):
         RuleEngine(raw)                                           # and the engine itself, datatrove style
@@ -695,7 +695,7 @@ def _share_of_all_words(text: str) -> float:
 
 @pytest.mark.parametrize("listing", [_shell_listing, _python_listing])
 def test_cjk_ratio_measures_the_prose_so_zh_pages_with_a_code_listing_stay_chinese(T, listing):
-    from dataflow.rules.codelines import code_spans
+    from dataflow.stages.filter.rules.codelines import code_spans
     code = listing()
     text = T.zh_lines[0] + "\n" + T.zh_lines[1] + "\n\n" + code + "\n\n" + T.zh_lines[2]
     assert _share_of_all_words(text) < params("zh.cjk_ratio")["min_ratio"]     # the listing outweighed the prose
@@ -710,7 +710,7 @@ def test_cjk_ratio_measures_the_prose_so_zh_pages_with_a_code_listing_stay_chine
 
 
 def test_cjk_ratio_still_counts_english_prose_navigation_and_rows_beside_code(T):
-    from dataflow.rules.codelines import code_spans
+    from dataflow.stages.filter.rules.codelines import code_spans
     code = _shell_listing()
     # English prose, unwrapped or as the book wraps it, is never code
     assert code_spans(T.moby) == [] and code_spans(T.moby_wrapped) == []

@@ -2,7 +2,7 @@
 holds the raw input and receives the side files.
 
 - DP reads WARC and JSONL from `s3://bucket/...` (listed on the driver and streamed in executors through
-  `dataflow.fs`), and keeps the same documents as a run over the same files on local disk.
+  `dataflow.core.fs`), and keeps the same documents as a run over the same files on local disk.
 - A stage attempt on an `s3://` output writes its side files (stats.json, cutoffs, examples), commits them and
   writes `_SUCCESS` last; readers refuse the output before that; the pipeline's resume state lives there too.
 
@@ -28,7 +28,7 @@ BUCKET = "ziya2-test"
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """A moto S3 server; the AWS_* variables point dataflow.fs (here and in subprocesses) at it."""
+    """A moto S3 server; the AWS_* variables point dataflow.core.fs (here and in subprocesses) at it."""
     import socket
 
     with socket.socket() as s:
@@ -61,7 +61,7 @@ def s3(tmp_path_factory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        from dataflow import fs
+        from dataflow.core import fs
         fs._FS.clear()   # cached S3 filesystems point at the stopped server
 
 
@@ -119,8 +119,8 @@ def test_dp_ingests_from_s3(s3, raw_input, tmp_path):
 
 
 def test_stage_side_files_commit_to_s3(s3):
-    from dataflow import fs
-    from dataflow.stage import Attempt, IncompleteInputError, stage_input_paths
+    from dataflow.core import fs
+    from dataflow.core.stage import Attempt, IncompleteInputError, stage_input_paths
 
     out = f"s3://{BUCKET}/run/20-score"
     attempt = Attempt(out).begin()
@@ -144,9 +144,9 @@ def test_stage_side_files_commit_to_s3(s3):
 
 def test_pipeline_resume_state_on_s3(s3):
     """The pipeline's resume check reads `_SUCCESS` and `.pipeline/<dir>.json` from the run URI."""
-    from dataflow import fs
-    from dataflow.config import load_conf
-    from dataflow.pipeline import is_current, plan, state_uri
+    from dataflow.core import fs
+    from dataflow.core.config import load_conf
+    from dataflow.pipeline.chain import is_current, plan, state_uri
 
     run = f"s3://{BUCKET}/chain"
     cfg = load_conf(overrides=["pipeline.stages=[{name: preprocess, dir: 10-preprocess}]"])

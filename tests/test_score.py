@@ -11,12 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from dataflow.config import load_conf
-from dataflow.lm.normalize import normalize_line
-from dataflow.lm.train import is_heldout, pipeline_lang
-from dataflow.schema import DOC_ARROW_SCHEMA
-from dataflow.score import bucket, doc_perplexity, load_kenlm, load_sp, run
-from dataflow.stage import write_stage
+from dataflow.core.config import load_conf
+from dataflow.models.lm.normalize import normalize_line
+from dataflow.models.lm.train import is_heldout, pipeline_lang
+from dataflow.core.schema import DOC_ARROW_SCHEMA
+from dataflow.stages.score.stage import bucket, doc_perplexity, load_kenlm, load_sp, run
+from dataflow.core.stage import write_stage
 
 CFG = load_conf()["score"]
 NORM = dict(accent=True, case=True, numbers=True, punct=True)
@@ -262,7 +262,7 @@ def test_recipe_without_scoring_is_unscored_never_dropped_and_outside_the_cutoff
     """Records whose source type's recipe says `score: none` (code, supervised in conf/pipeline.yaml) get
     quality unscored, ppl null, score_note recipe and no ref_score; even `--drop unscored` keeps them, and
     the cutoffs are the exact quantiles of the web records alone."""
-    from dataflow.recipes import recipe_for
+    from dataflow.core.recipes import recipe_for
 
     conf = load_conf()
     assert recipe_for(conf, "code").score == recipe_for(conf, "supervised").score == "none"

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from dataflow.ingest import list_inputs
-from dataflow.recipes import READER_KINDS, TypeResolver
-from dataflow.sources import READERS
+from dataflow.core.recipes import READER_KINDS, TypeResolver
+from dataflow.ingest.sources import READERS
 from tools.corpus import recipe_sources as rs
 
 from conftest import ROOT
@@ -32,7 +32,7 @@ BY_SOURCE = "sources.by_source={champ: supervised, human-eval: supervised}"
 
 
 def _conf(*sets):
-    from dataflow.config import DEFAULT_CONF, load_conf
+    from dataflow.core.config import DEFAULT_CONF, load_conf
 
     return load_conf(DEFAULT_CONF, list(sets))
 
@@ -212,7 +212,7 @@ def test_mixed_folder_through_dp(spark, mixed, models_dir, tmp_path):
 
 
 def test_with_source_type_fills_old_frames(spark):
-    from dataflow.recipes import with_source_type
+    from dataflow.core.recipes import with_source_type
 
     conf = _conf("sources.default_type=web")
     old = spark.createDataFrame([("a", "x"), ("b", "y")], "id string, text string")
@@ -224,8 +224,8 @@ def test_with_source_type_fills_old_frames(spark):
 
 def test_conf_thresholds_reach_the_processors():
     """sources.code / sources.qa / sources.wiki in conf are the values the processors use (DP passes them)."""
-    from dataflow.recipes import source_settings
-    from dataflow.sources.code import heuristics, process_code
+    from dataflow.core.recipes import source_settings
+    from dataflow.ingest.sources.code import heuristics, process_code
 
     conf = yaml.safe_load(open(ROOT / "conf" / "pipeline.yaml"))
     code = source_settings(conf, "code")
@@ -239,13 +239,13 @@ def test_conf_thresholds_reach_the_processors():
 
 
 def test_demo_inputs_cover_every_type(corpus_dir, corpus_docs, models_dir):
-    """The demo's DP inputs and settings (dataflow/demo.py), record by record through ingest and DP's per-record
+    """The demo's DP inputs and settings (dataflow/pipeline/demo.py), record by record through ingest and DP's per-record
     logic (no Spark: the Spark path is test_mixed_folder_through_dp): every type has kept records, and CHAMP
     and HumanEval all pass as supervised."""
-    from dataflow.demo import SOURCE_SETS, chain_inputs
+    from dataflow.pipeline.demo import SOURCE_SETS, chain_inputs
     from dataflow.ingest import iter_file
-    from dataflow.preprocess import Preprocessor
-    from dataflow.recipes import SOURCE_TYPES
+    from dataflow.stages.preprocess import Preprocessor
+    from dataflow.core.recipes import SOURCE_TYPES
 
     if not (corpus_dir / "sources" / "COUNTS.json").exists():
         pytest.exit(f"{corpus_dir}/sources is missing: run `make data` first", returncode=2)
@@ -270,7 +270,7 @@ def test_dp_passes_conf_settings_to_the_processor(tmp_path, corpus_docs, models_
     """DP's per-record logic applies `sources.code.allowed_licenses` from conf: the GPL program is rejected
     under the default list and kept when conf allows GPL-3.0."""
     from dataflow.ingest import iter_file
-    from dataflow.preprocess import Preprocessor
+    from dataflow.stages.preprocess import Preprocessor
 
     gpl = next(x["text"] for x in corpus_docs if x.get("id") == "common-licenses:GPL-3").encode()
     prog = next(x["text"] for x in corpus_docs if x["source"] == "human-eval").encode()

@@ -1,4 +1,4 @@
-"""Readers and recipes for code, papers, Q&A, encyclopedia and books (`dataflow.sources`).
+"""Readers and recipes for code, papers, Q&A, encyclopedia and books (`dataflow.ingest.sources`).
 
 Inputs are real text: installed PyPI distributions with their licence files (mwparserfromhell: MIT, py7zr:
 LGPL-2.1, attrs: SPDX MIT headers), the sample corpus's Debian licence texts, HumanEval programs, Devil's
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.sources import PROCESSORS, READERS, kind_for
-from dataflow.sources.arxiv import process_paper
-from dataflow.sources.books import process_book
-from dataflow.sources.code import process_code, strip_license_header
-from dataflow.sources.wiki import process_wiki
+from dataflow.ingest.sources import PROCESSORS, READERS, kind_for
+from dataflow.ingest.sources.arxiv import process_paper
+from dataflow.ingest.sources.books import process_book
+from dataflow.ingest.sources.code import process_code, strip_license_header
+from dataflow.ingest.sources.wiki import process_wiki
 from tools.corpus import recipe_sources as rs
 
 TEX = "tex/texlive-lang-cjk/usr/share/doc/texlive-doc"
@@ -296,7 +296,7 @@ def test_qa_bad_inputs(tmp_path, corpus_docs):
 def test_spilled_posts_give_the_same_records(tmp_path, corpus_docs):
     """Past `spill_bytes` the rows go to disk by question id and each partition is assembled alone: the same
     records (by offset), answers still with their question and in score order, an orphan still found."""
-    from dataflow.sources.stackexchange import iter_stackexchange
+    from dataflow.ingest.sources.stackexchange import iter_stackexchange
 
     qrows = rs.qa_rows(rs.dictionary_entries(corpus_docs), 40, 3)
     qrows.append({"Id": 9999, "PostTypeId": 2, "ParentId": 12345, "Score": 1, "Body": "<p>orphan</p>"})

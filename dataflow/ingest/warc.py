@@ -24,8 +24,8 @@ import re
 import zlib
 from typing import Callable, Iterator
 
-from .. import fs
-from .records import quarantine, record
+from dataflow.core import fs
+from dataflow.ingest.records import quarantine, record
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
 _RAW_BUF = 4 << 20       # raw read-ahead: one request per 4 MiB on object stores (S3 GETs cost ~10-50 ms each)

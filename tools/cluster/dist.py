@@ -2,7 +2,7 @@
 .zip/.egg/.jar on the executors' sys.path; a wheel works on YARN alone).
 
 The zip holds `dataflow/` (the importable package, no byte code) and `conf/` (pipeline.yaml, mixer.yaml and the
-lexicons in conf/rules) at its top level, mirroring the repository, so `dataflow.config.REPO_ROOT` inside it is the
+lexicons in conf/rules) at its top level, mirroring the repository, so `dataflow.core.config.REPO_ROOT` inside it is the
 zip. Jobs are not in it: spark-submit sends the job file itself. Entries carry a fixed date, so the same tree
 gives the same bytes.
 """

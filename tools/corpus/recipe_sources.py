@@ -1,4 +1,4 @@
-"""Test inputs for the non-web source readers (`dataflow.sources`), in the formats the real dumps use, built
+"""Test inputs for the non-web source readers (`dataflow.ingest.sources`), in the formats the real dumps use, built
 from package files and the sample corpus's real text:
 
 - code: repository archives of installed PyPI distributions with their real licence files:

@@ -17,7 +17,7 @@ import time
 
 import yaml
 
-from dataflow.config import load_conf
+from dataflow.core.config import load_conf
 
 from . import labelled, measure, report, sources
 
@@ -95,7 +95,7 @@ def _git(*args) -> str:
 
 
 def spark_session():
-    from dataflow.spark import get_session
+    from dataflow.core.spark import get_session
 
     # a small local session: the CD set is ~1.5k records; 2 cores and 2 GB keep `make quality` a good neighbour
     return get_session({"spark": {"master": "local[2]", "driver_memory": "2g", "log_level": "ERROR",

@@ -21,10 +21,10 @@ import random
 import re
 from collections import Counter
 
-from dataflow.text import CJK_RE
+from dataflow.core.text import CJK_RE
 
 CJK_LANGS = ("zh", "ja", "ko")
-_CJK = CJK_RE   # Han, kana and hangul: dataflow/text.py is the one home of the ranges
+_CJK = CJK_RE   # Han, kana and hangul: dataflow/core/text.py is the one home of the ranges
 CD_CLASSES = ("exact", "punct", "emoji", "whitespace", "swap3", "header")
 JUNK_CLASSES = ("navigation", "repeated", "stuffing", "numbers", "spam")
 
@@ -80,9 +80,9 @@ def _script(ch: str) -> str | None:
 def script_words(para: str, lang: str) -> tuple[int, int]:
     """(words not in Latin letters, words in Latin letters). A word is a run of letters of one script, so
     Japanese splits where kanji, hiragana and katakana alternate (設定|を|変更|します, close to its words) and
-    space-separated scripts split at spaces; zh is cut by jieba (dataflow.rules.text.words)."""
+    space-separated scripts split at spaces; zh is cut by jieba (dataflow.stages.filter.rules.text.words)."""
     if lang == "zh":
-        from dataflow.rules.text import words
+        from dataflow.stages.filter.rules.text import words
         toks = [w for w in words(para, "zh") if any(c.isalpha() for c in w)]
         latin = sum(1 for w in toks if _script(next(c for c in w if c.isalpha())) == "latin")
         return len(toks) - latin, latin

@@ -1,13 +1,13 @@
 """Measure each stage on the labelled set through its public functions, so the numbers are those of the
 code and models committed when it runs:
-  DP   dataflow.preprocess.stage.Preprocessor on each paragraph (normalization, fastText, lang_map,
+  DP   dataflow.stages.preprocess.stage.Preprocessor on each paragraph (normalization, fastText, lang_map,
        lang_threshold, keep_langs): per-language precision/recall/F1 of the top label, and of the stage's
        decision for the kept languages (kept as X = labelled X and not rejected).
-  RF   dataflow.rules.engine.RuleEngine with the configured rules: keep-rate of clean pages, reject-rate
+  RF   dataflow.stages.filter.rules.engine.RuleEngine with the configured rules: keep-rate of clean pages, reject-rate
        of every junk kind, and which rule decided.
-  CD   dataflow.dedup.run (its Spark transform, default steps) on a local session: recall per duplicate
+  CD   dataflow.stages.dedup.run (its Spark transform, default steps) on a local session: recall per duplicate
        kind, merge precision against the truth groups.
-  AS   dataflow.score.score_record with the `make models` KenLM models: share of pages whose original has
+  AS   dataflow.stages.score.stage.score_record with the `make models` KenLM models: share of pages whose original has
        a lower perplexity than its shuffled twin.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _prf(tp: int, fp: int, fn: int) -> dict:
 
 
 def lid(records: list[dict], cfg: dict, model=None) -> dict:
-    from dataflow.preprocess.stage import Preprocessor
+    from dataflow.stages.preprocess.stage import Preprocessor
 
     pre = Preprocessor(cfg["preprocess"], model=model)
     keep = set(cfg["preprocess"]["keep_langs"])
@@ -65,7 +65,7 @@ def lid(records: list[dict], cfg: dict, model=None) -> dict:
 
 
 def rf(records: list[dict], cfg: dict) -> dict:
-    from dataflow.rules.engine import RuleEngine
+    from dataflow.stages.filter.rules.engine import RuleEngine
 
     engine = RuleEngine(cfg["filter"])
     t0 = time.time()
@@ -105,8 +105,8 @@ def cd(spark, records: list[dict], cfg: dict, work: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dataflow.dedup import run as dedup_run
-    from dataflow.schema import DOC_ARROW_SCHEMA
+    from dataflow.stages.dedup import run as dedup_run
+    from dataflow.core.schema import DOC_ARROW_SCHEMA
 
     t0 = time.time()
     path = f"{work}/cd_input.parquet"
@@ -145,7 +145,7 @@ def _found(rid: str, rej: dict, group: dict) -> bool:
 
 
 def as_(records: list[dict], cfg: dict) -> dict:
-    from dataflow.score import load_kenlm, load_sp, model_paths, normalize_settings, score_record
+    from dataflow.stages.score.stage import load_kenlm, load_sp, model_paths, normalize_settings, score_record
 
     s = cfg["score"]
     models = {l: (load_sp(sp), load_kenlm(lm)) for l, (sp, lm) in model_paths(s).items()}

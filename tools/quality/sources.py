@@ -100,7 +100,7 @@ class Page:
 
 
 def dp_text(html: str) -> str:
-    from dataflow.preprocess.html import html_to_text
+    from dataflow.stages.preprocess.html import html_to_text
 
     # DP's defaults (conf/pipeline.yaml preprocess.html_main_content / html_list_bullets)
     return html_to_text(html.encode("utf-8"), charset="utf-8", main_content=True, list_bullets=True)

@@ -1,0 +1,335 @@
+"""Code: repository archives (`.tar.gz`, `.tgz`, `.tar`, `.zip`) -> one record per regular file, and the
+per-record code recipe (LLaMA §2.1: permissive licences only, RedPajama's GitHub heuristics, licence
+header comments stripped).
+
+Licence of a file, first found wins: an `SPDX-License-Identifier:` line in its first lines; the nearest
+LICENSE/LICENCE/COPYING file in its directory or above (text classified by its wording); the package
+metadata (`PKG-INFO`/`METADATA` `License-Expression:`/`License:`, `package.json` `"license"`). Unknown
+licences are rejected, not guessed.
+
+Archive members are listed first (so a LICENSE found late still applies to files before it); a truncated
+or corrupt archive yields the members listed before the damage and one `malformed:corrupt_archive` row.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import tarfile
+import zipfile
+import zlib
+from typing import Iterator
+
+from dataflow.core import fs
+from dataflow.ingest.sources._base import bad, decode, kept, prefix_len, tar_end_damage
+
+# Thresholds live in conf/pipeline.yaml `sources.code` (DP passes that section as `cfg`); these constants are
+# the same values, the defaults when a caller passes no cfg (unit tests, library use).
+# Licences kept: LLaMA §2.1 "we only kept projects that are distributed under the Apache, BSD
+# and MIT licenses" (Touvron et al. 2023). conf key: sources.code.allowed_licenses.
+ALLOWED_LICENSES = ("Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "MIT")
+# RedPajama-Data rp_v1 data_prep/github/github_run_filter.py: files dropped when max line length > 1000,
+# average line length > 100, or alphanumeric fraction < 0.25. conf keys: sources.code.*
+MAX_LINE_LENGTH = 1000
+MAX_AVG_LINE_LENGTH = 100
+MIN_ALPHANUM_FRACTION = 0.25
+TITLE_CHARS = 600      # a licence file's title and version sit in its first lines
+SPDX_SCAN_LINES = 20   # an SPDX tag sits in the header; REUSE spec places it in the first comment block
+
+# language from extension (GitHub linguist names; the RedPajama extension list covers the same set)
+LANGUAGES = {
+    ".py": "Python", ".pyi": "Python", ".c": "C", ".h": "C", ".cc": "C++", ".cpp": "C++", ".cxx": "C++",
+    ".hpp": "C++", ".hh": "C++", ".cs": "C#", ".java": "Java", ".js": "JavaScript", ".mjs": "JavaScript",
+    ".cjs": "JavaScript", ".jsx": "JavaScript", ".ts": "TypeScript", ".tsx": "TypeScript", ".go": "Go",
+    ".rs": "Rust", ".rb": "Ruby", ".php": "PHP", ".pl": "Perl", ".pm": "Perl", ".sh": "Shell", ".bash": "Shell",
+    ".scala": "Scala", ".kt": "Kotlin", ".swift": "Swift", ".m": "Objective-C", ".lua": "Lua", ".r": "R",
+    ".jl": "Julia", ".hs": "Haskell", ".ml": "OCaml", ".f90": "Fortran", ".f": "Fortran", ".sql": "SQL",
+    ".tex": "TeX", ".md": "Markdown", ".html": "HTML", ".css": "CSS", ".asm": "Assembly", ".s": "Assembly",
+    ".bat": "Batchfile", ".cmd": "Batchfile", ".ps1": "PowerShell", ".vue": "Vue", ".dart": "Dart",
+    ".ex": "Elixir", ".exs": "Elixir", ".erl": "Erlang", ".clj": "Clojure", ".el": "Emacs Lisp",
+    ".lisp": "Common Lisp", ".scm": "Scheme", ".v": "Verilog", ".vhd": "VHDL", ".cmake": "CMake",
+    ".mk": "Makefile", ".toml": "TOML", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON", ".xml": "XML",
+}
+_NAMED = {"makefile": "Makefile", "dockerfile": "Dockerfile", "cmakelists.txt": "CMake"}
+_LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|unlicense)([.-].*)?$", re.I)
+_SPDX = re.compile(r"SPDX-License-Identifier:\s*([A-Za-z0-9.+\-() ]+?)\s*(?:\*/|-->|$)", re.M)
+
+
+def language(path: str) -> str:
+    name = posixpath.basename(path).lower()
+    if name in _NAMED:
+        return _NAMED[name]
+    return LANGUAGES.get(posixpath.splitext(name)[1], "")
+
+
+def classify_license(text: str) -> str:
+    """The SPDX id a licence text reads as, from its wording; "unknown" when it matches none."""
+    t = re.sub(r"\s+", " ", text).lower()
+    head = t[:TITLE_CHARS]   # the GPL-3 text names the AGPL in its §13: the title decides, not any mention
+    if "gnu affero general public license" in head:
+        return "AGPL-3.0"
+    if "gnu lesser general public license" in head or "gnu library general public license" in head:
+        return "LGPL-3.0" if "version 3" in head else "LGPL-2.1"
+    if "gnu general public license" in head:
+        return "GPL-3.0" if "version 3" in head else ("GPL-2.0" if "version 2" in head else "GPL")
+    if "mozilla public license" in t:
+        return "MPL-2.0" if "version 2.0" in t else "MPL-1.1"
+    if "apache license" in t and "version 2.0" in t:
+        return "Apache-2.0"
+    if "permission is hereby granted, free of charge" in t:
+        return "MIT"
+    if "redistribution and use in source and binary forms" in t:
+        return "BSD-3-Clause" if ("endorse or promote" in t or "neither the name" in t) else "BSD-2-Clause"
+    if "permission to use, copy, modify, and/or distribute" in t or "permission to use, copy, modify, and distribute this software for any purpose" in t:
+        return "ISC"
+    if "this is free and unencumbered software released into the public domain" in t:
+        return "Unlicense"
+    return "unknown"
+
+
+def _metadata_license(name: str, text: str) -> str | None:
+    base = posixpath.basename(name)
+    if base in ("PKG-INFO", "METADATA"):
+        head = text.split("\n\n", 1)[0]
+        for field in ("License-Expression", "License"):
+            m = re.search(rf"^{field}:\s*(\S.*)$", head, re.M)
+            if m and m.group(1).strip().upper() != "UNKNOWN":
+                return _normalize_id(m.group(1).strip())
+    if base == "package.json":
+        try:
+            lic = json.loads(text).get("license")
+        except (ValueError, AttributeError):
+            return None
+        return _normalize_id(lic) if isinstance(lic, str) else None
+    return None
+
+
+_ALIASES = {"mit license": "MIT", "bsd": "BSD-3-Clause", "bsd license": "BSD-3-Clause",
+            "apache 2.0": "Apache-2.0", "apache-2": "Apache-2.0", "apache license 2.0": "Apache-2.0",
+            "apache software license": "Apache-2.0", "gplv3": "GPL-3.0", "gplv2": "GPL-2.0"}
+
+
+def _normalize_id(s: str) -> str:
+    s = s.strip()
+    s = re.sub(r"-(only|or-later)$", "", s)
+    return _ALIASES.get(s.lower(), s)
+
+
+def spdx_header(text: str) -> str | None:
+    head = "\n".join(text.split("\n", SPDX_SCAN_LINES)[:SPDX_SCAN_LINES])
+    m = _SPDX.search(head)
+    return _normalize_id(m.group(1)) if m else None
+
+
+# ---------------------------------------------------------------- reader
+def _members(uri: str, fh):
+    """(kind, handle, [(name, size, key)], error) of the archive; error names damage met while listing."""
+    low = uri.lower()
+    if low.endswith(".zip"):
+        try:
+            zf = zipfile.ZipFile(fh)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            return "zip", None, [], f"not a readable zip: {e}"
+        return "zip", zf, [(i.filename, i.file_size, i) for i in zf.infolist() if not i.is_dir()], None
+    try:
+        tf = tarfile.open(fileobj=fh, mode="r:*")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        return "tar", None, [], f"not a readable tar: {e}"
+    out, err = [], None
+    while True:
+        try:
+            ti = tf.next()
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            err = f"listing stopped after {len(out)} members: {e}"
+            break
+        if ti is None:
+            why = tar_end_damage(tf)
+            if why:
+                err = f"listing stopped after {len(out)} members: {why}"
+            break
+        if ti.isfile():
+            out.append((ti.name, ti.size, ti))
+    return "tar", tf, out, err
+
+
+def _read(kind, handle, key) -> bytes:
+    if kind == "zip":
+        return handle.read(key)
+    f = handle.extractfile(key)
+    return f.read()
+
+
+def iter_code_archive(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
+    """One row per regular file of a repository archive; `meta`: path, language, license, license_from."""
+    cfg = cfg or {}
+    max_bytes = int(cfg.get("max_doc_bytes", 1 << 20))
+    keep = prefix_len(cfg)
+    with fs.open_input(uri) as fh:
+        kind, handle, members, err = _members(uri, fh)
+        # pass 1: licence files and metadata, keyed by directory
+        dir_license: dict[str, str] = {}
+        meta_license: dict[str, str] = {}
+        contents: dict[str, bytes] = {}
+        for name, size, key in members:
+            base = posixpath.basename(name)
+            if _LICENSE_FILE.match(base) or base in ("PKG-INFO", "METADATA", "package.json"):
+                try:
+                    data = _read(kind, handle, key)
+                except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
+                    continue   # reported in pass 2 as the member's own row
+                contents[name] = data
+                text = decode(data) or ""
+                d = posixpath.dirname(name)
+                if _LICENSE_FILE.match(base):
+                    lic = classify_license(text)
+                    if lic != "unknown" or d not in dir_license:
+                        dir_license[d] = lic
+                else:
+                    lic = _metadata_license(name, text)
+                    if lic:
+                        meta_license.setdefault(d, lic)
+        # pass 2: one row per file
+        for i, (name, size, key) in enumerate(members):
+            common = dict(source=source, file=uri, offset=i, source_type="code", path=name)
+            if size > max_bytes:
+                yield bad(**common, what="too_large", why=f"member {name} of {size} bytes exceeds max_doc_bytes={max_bytes}")
+                continue
+            try:
+                data = contents[name] if name in contents else _read(kind, handle, key)
+            except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+                yield bad(**common, what="corrupt_archive", why=f"member {name} unreadable: {e}")
+                continue
+            text = decode(data)
+            if text is None:
+                yield bad(**common, what="binary_file", why=f"member {name} holds a NUL byte (binary)", prefix=data[:keep])
+                continue
+            lic, frm = spdx_header(text), "spdx"
+            d = posixpath.dirname(name)
+            while lic is None:
+                lic, frm = dir_license.get(d) or meta_license.get(d), "file" if d in dir_license else "metadata"
+                if lic is None and d in ("", "/"):
+                    break
+                d = posixpath.dirname(d)
+            yield kept(**common, text=text, content_type="text/x-code", language=language(name),
+                       license=lic or "unknown", license_from=frm if lic else "none")
+        if err is not None:
+            yield bad(source=source, file=uri, offset=len(members), source_type="code", what="corrupt_archive",
+                      why=f"{err}; later members unreadable")
+
+
+# ---------------------------------------------------------------- processing
+_HEADER_WORDS = re.compile(r"copyright|licen[cs]e|spdx-license|all rights reserved|permission is hereby granted", re.I)
+
+
+def strip_license_header(text: str) -> str:
+    """Drops the leading comment block (after a shebang/encoding line) when it names a copyright or licence."""
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines) and (lines[i].startswith("#!") or re.match(r"#.*coding[:=]", lines[i])):
+        i += 1
+    start = i
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    if i < len(lines) and lines[i].lstrip().startswith("/*"):
+        j = i
+        while j < len(lines) and "*/" not in lines[j]:
+            j += 1
+        end = j + 1
+    else:
+        j = i
+        while j < len(lines) and re.match(r"\s*(#|//|--|;;|%)", lines[j]):
+            j += 1
+        end = j
+    block = "\n".join(lines[i:end])
+    if end <= i or not _HEADER_WORDS.search(block):
+        return text
+    return "\n".join(lines[:start] + lines[end:]).lstrip("\n")
+
+
+def heuristics(text: str, cfg: dict) -> str | None:
+    """The reason a file fails RedPajama's GitHub heuristics, else None."""
+    lines = text.splitlines() or [""]
+    lengths = [len(x) for x in lines]
+    if max(lengths) > float(cfg.get("max_line_length", MAX_LINE_LENGTH)):
+        return "code.max_line_length"
+    if sum(lengths) / len(lengths) > float(cfg.get("max_avg_line_length", MAX_AVG_LINE_LENGTH)):
+        return "code.avg_line_length"
+    if not text or sum(c.isalnum() for c in text) / len(text) < float(cfg.get("min_alphanum_fraction", MIN_ALPHANUM_FRACTION)):
+        return "code.alphanum_fraction"
+    return None
+
+
+def process_code(text: str, meta: dict, cfg: dict | None = None) -> tuple[str | None, str | None]:
+    """(cleaned text, None) for a kept file, (None, reason) for a dropped one."""
+    cfg = cfg or {}
+    allowed = set(cfg.get("allowed_licenses", ALLOWED_LICENSES))
+    if posixpath.basename(meta.get("path", "")) and _LICENSE_FILE.match(posixpath.basename(meta.get("path", ""))):
+        return None, "code.license_file"
+    if not meta.get("language"):
+        return None, "code.not_source"
+    lic = meta.get("license", "unknown")
+    # SPDX expression: some `OR` alternative whose `AND` parts are all allowed (a repository's list of
+    # licences reads as AND: every one applies)
+    alternatives = [[y.strip("() ") for y in re.split(r"\s+AND\s+", x)] for x in re.split(r"\s+OR\s+", lic)]
+    if not any(all(y in allowed for y in alt) for alt in alternatives):
+        return None, f"code.license:{lic}"
+    why = heuristics(text, cfg)
+    if why:
+        return None, why
+    out = strip_license_header(text)
+    return (out, None) if out.strip() else (None, "code.empty")
+
+
+# ---------------------------------------------------------------- The-Stack-style tables
+PATH_FIELDS = ("path", "max_stars_repo_path", "file_path")
+LICENSE_FIELDS = ("license", "license_type", "max_stars_repo_licenses", "detected_licenses", "licenses")
+INGEST_DEFAULTS = {"max_doc_bytes": 1 << 20, "quarantine_prefix_chars": 200}
+BATCH_ROWS = 1024
+
+
+def _table_license(meta: dict) -> tuple[str, str]:
+    for k in LICENSE_FIELDS:
+        v = meta.get(k)
+        if not v:
+            continue
+        if v.startswith("["):   # a JSON list: the repository's licences, all of which apply
+            try:
+                ids = [_normalize_id(x) for x in json.loads(v) if isinstance(x, str)]
+            except ValueError:
+                ids = [v]
+            if ids:
+                return " AND ".join(ids), "metadata"
+            continue
+        return _normalize_id(v), "metadata"
+    return "unknown", "none"
+
+
+def iter_code_table(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
+    """The-Stack-style JSONL/Parquet (`content` or `text`, `path`, `license` fields) through ingest's JSONL
+    and Parquet readers (same accounting and quarantine), with the code metadata the recipe needs."""
+    from dataflow.ingest.jsonl import iter_jsonl
+    from dataflow.ingest.parquet import iter_parquet
+
+    cfg = {**INGEST_DEFAULTS, **(cfg or {})}
+    low = uri.lower()
+    rows = (iter_parquet(uri, source=source, cfg=cfg, batch_rows=int(cfg.get("batch_rows", BATCH_ROWS)))
+            if low.endswith(".parquet") else iter_jsonl(uri, source=source, cfg=cfg))
+    for r in rows:
+        meta = dict(r["meta"])
+        meta["source_type"] = "code"
+        text = r["text"]
+        if r["reason"] == "malformed:missing_text" and isinstance(meta.get("content"), str) and meta["content"].strip():
+            text = meta.pop("content")
+        elif r["reason"]:
+            r["meta"] = meta
+            yield r
+            continue
+        path = next((meta[k] for k in PATH_FIELDS if meta.get(k)), "")
+        lic, frm = (spdx_header(text), "spdx")
+        if lic is None:
+            lic, frm = _table_license(meta)
+        meta.pop("file", None), meta.pop("offset", None)
+        meta.update(path=path, license=lic, license_from=frm,
+                    language=meta.get("lang") or meta.get("language") or language(path))
+        yield kept(source=r["source"], file=r["file"], offset=r["offset"], url=r["url"], text=text,
+                   content_type="text/x-code", **meta)

@@ -1,4 +1,0 @@
-"""DP (preprocessing): HTML to text, normalization, fastText language ID over ingested raw records."""
-from .stage import OUT_SCHEMA, Preprocessor, doc_id, run, run_files
-
-__all__ = ["run", "run_files", "Preprocessor", "doc_id", "OUT_SCHEMA"]

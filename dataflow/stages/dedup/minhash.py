@@ -1,0 +1,169 @@
+"""MinHash LSH dedup (Broder 1997; datatrove/text-dedup layout), datasketch-compatible.
+
+Signatures equal `datasketch.MinHash(num_perm, seed, scheme)` fed the UTF-8 bytes of each shingle: the
+same permutation parameters drawn from `np.random.RandomState(seed)`, the same SHA-1 32-bit input hash,
+and the same permutation arithmetic (datasketch 2.x "affine32": MurmurHash3 fmix32, then a*h+b mod 2^32;
+"legacy": (a*h+b) mod (2^61-1), truncated to 32 bits). The test suite checks equality against datasketch.
+
+Shingles: character n-grams of the fingerprint form for text written mostly in spaceless scripts, word
+n-grams otherwise (dataflow.core.text.shingles).
+
+LSH: the signature is cut into `bands` bands of `rows` values; records that share a band (same index, same
+xxh3-64 of the band's bytes) are candidates. Candidates are linked as stars (verify.star_edges): every member of a
+bucket is checked against the bucket's smallest (date, id), never against every other member, so the work
+stays linear in the bucket sizes even where many near-copies of one document share a bucket. With
+`verify: none` every collision is a duplicate (one round: each member links to the bucket's smallest, as
+datatrove does); with `verify: signature` a member is linked when its estimated Jaccard (share of equal
+signature values) with the centre reaches `jaccard`; with `verify: jaccard` when the Jaccard of the two
+records' shingle sets does, computed in the JVM on the 32-bit SHA-1 hashes of the shingles that the fingerprint
+pass kept (verify.check_pairs; equal to the exact shingle Jaccard up to hash collisions, bound in docs/dedup.md). Members that fail are checked again among themselves, up to `verify_rounds` rounds.
+Connected components then pick the earliest (date, id) per cluster.
+"""
+from __future__ import annotations
+
+import pandas as pd  # pandas_udf type hints are resolved against module globals
+
+from functools import lru_cache
+
+import numpy as np
+
+from dataflow.core.hashing import sha1_32, xxh3_64
+from dataflow.core.text import Shingled
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, connected_components, mark_from_components
+from dataflow.stages.dedup.verify import check_pairs, ngrams, star_edges, step_sets, with_shingle_sets
+
+VERIFY = ("none", "signature", "jaccard")
+
+MERSENNE_PRIME = np.uint64((1 << 61) - 1)
+MAX_HASH32 = np.uint64((1 << 32) - 1)
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16))
+
+
+@lru_cache(maxsize=8)
+def permutations(num_perm: int, seed: int, scheme: str) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) exactly as datasketch.MinHash._init_permutations draws them."""
+    gen = np.random.RandomState(seed)
+    if scheme == "legacy":
+        ab = np.array([(gen.randint(1, MERSENNE_PRIME, dtype=np.uint64),
+                        gen.randint(0, MERSENNE_PRIME, dtype=np.uint64)) for _ in range(num_perm)],
+                      dtype=np.uint64).T
+        return ab[0], ab[1]
+    if scheme != "affine32":
+        raise ValueError(f"minhash scheme must be affine32 or legacy, got {scheme!r}")
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    s1, m1, s2, m2, s3 = _FMIX32
+    h = h ^ (h >> s1)
+    h = h * m1
+    h = h ^ (h >> s2)
+    h = h * m2
+    return h ^ (h >> s3)
+
+
+def signature(features: list[str], num_perm: int, seed: int, scheme: str = "affine32") -> np.ndarray:
+    """MinHash values (uint64 array of length num_perm) of the set of features."""
+    return hashed_signature(sha1_32(dict.fromkeys(features)), num_perm, seed, scheme)
+
+
+def hashed_signature(hv: np.ndarray, num_perm: int, seed: int, scheme: str = "affine32") -> np.ndarray:
+    """`signature` of a feature set given as its features' `sha1_32` hashes (repeats do not change a min)."""
+    a, b = permutations(num_perm, seed, scheme)
+    empty = MAX_HASH32 if scheme == "legacy" else np.uint32((1 << 32) - 1)
+    out = np.full(num_perm, empty, dtype=np.uint64 if scheme == "legacy" else np.uint32)
+    step = 1 << 15                         # bounded memory: step x num_perm values at a time
+    with np.errstate(over="ignore"):
+        for i in range(0, len(hv), step):
+            if scheme == "legacy":
+                phv = np.bitwise_and((np.outer(hv[i:i + step].astype(np.uint64), a) + b) % MERSENNE_PRIME, MAX_HASH32)
+            else:
+                phv = np.outer(_fmix32(hv[i:i + step].astype(np.uint32)), a) + b   # uint32 wraparound is the mod 2^32
+            out = np.minimum(out, phv.min(axis=0))
+    return out.astype(np.uint64)
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
+    """Signed xxh3-64 of each band's bytes (one LSH bucket key per band)."""
+    s = sig.astype("<u8")
+    return [xxh3_64(s[i * rows:(i + 1) * rows].tobytes()) for i in range(bands)]
+
+
+def record_minhash(text, mcfg: dict, ctx: Context):
+    """(signature as list[int], band keys) or None when the record has too few shingles."""
+    return shingled_minhash(Shingled(text, ctx.zh_fold, ctx.char_share), mcfg)
+
+
+def shingled_minhash(sh: Shingled, mcfg: dict):
+    """`record_minhash` of an already prepared text (dataflow.core.text.Shingled)."""
+    num_perm, bands, rows = int(mcfg["num_perm"]), int(mcfg["bands"]), int(mcfg["rows"])
+    char_n, word_n = ngrams(mcfg)
+    if len(sh.shingles(char_n, word_n)) < int(mcfg["min_features"]):
+        return None
+    sig = hashed_signature(sh.hash_set(char_n, word_n), num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
+    return sig.astype(np.int64).tolist(), band_keys(sig, bands, rows)
+
+
+def check_bands(cfg: dict) -> None:
+    if int(cfg["bands"]) * int(cfg["rows"]) > int(cfg["num_perm"]):
+        raise ValueError(f"bands x rows ({cfg['bands']} x {cfg['rows']}) exceeds num_perm ({cfg['num_perm']})")
+
+
+def mark(df, cfg: dict, ctx: Context, step: str = "minhash", sets=None):
+    """cfg = the `dedup` section; the step's parameters are `cfg[step]` (book.py reuses this with its own).
+    sets: the fingerprint frame (fingerprints.py) with the records' shingle sets, for `verify: jaccard`
+    when `df` carries the precomputed `_mh_bands` (and `_mh_sig`) instead of text."""
+    return mark_section(df, cfg[step], ctx, step, sets)
+
+
+def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
+    from pyspark.sql import functions as F
+
+    check_bands(mcfg)
+    verify = mcfg.get("verify", "none")
+    if verify not in VERIFY:
+        raise ValueError(f"dedup.{step}.verify must be one of {VERIFY}, got {verify!r}")
+    num_perm = int(mcfg["num_perm"])
+
+    @F.pandas_udf("sig array<long>, bands array<long>")
+    def sketch(text: pd.Series) -> pd.DataFrame:
+        sigs, bks = [], []
+        for t in text:
+            r = record_minhash(t, mcfg, ctx)
+            sigs.append(r[0] if r else None)
+            bks.append(r[1] if r else None)
+        return pd.DataFrame({"sig": sigs, "bands": bks})
+
+    if step == "minhash" and "_mh_bands" in df.columns:    # computed once with the other fingerprints
+        sig = F.col("_mh_sig") if "_mh_sig" in df.columns else F.lit(None).cast("array<long>")
+        sk = df.select(ORDER, sig.alias("sig"), F.col("_mh_bands").alias("bands"))
+    else:
+        sk = df.select(ORDER, sketch("text").alias("m")).select(ORDER, "m.sig", "m.bands")
+    sk = sk.where(F.col("bands").isNotNull()).localCheckpoint(eager=True)
+    buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
+    if verify == "none":
+        check = lambda pairs: pairs.withColumn("ok", F.lit(True))   # noqa: E731 (every collision links)
+    elif verify == "signature":
+        sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
+        sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
+        est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
+                          F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
+        check = lambda pairs: (pairs.join(sa, "a").join(sb, "b")   # noqa: E731
+                               .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
+    else:
+        src = (step_sets(sets, step) if sets is not None else
+               checkpoint(with_shingle_sets(df, ORDER, *ngrams(mcfg), ctx)))
+        check = lambda pairs: check_pairs(pairs, src, float(mcfg["jaccard"]))  # noqa: E731
+    rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
+    edges, star = star_edges(buckets, check, rounds)
+    labels, cc = connected_components(edges, int(mcfg["max_iterations"]))
+    out = mark_from_components(df, labels, step)
+
+    def stats(annotated) -> dict:
+        n = sk.count()
+        return {"sketched": n, "too_short": annotated.count() - n, **star, "edges": cc["edges"],
+                "cc_rounds": cc["cc_rounds"], "verify": verify}
+
+    return out, stats

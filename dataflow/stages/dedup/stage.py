@@ -1,0 +1,239 @@
+"""The CD stage: run the configured dedup steps in their fixed order and account for every record.
+
+Every step is a function of one signature, `mark(df, cfg, ctx) -> (annotated, stats)` (cfg = the whole
+`dedup` section, ctx = components.Context), listed in `STEPS` in the order they run. Each step gets the
+records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
+`_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
+statistics all read the same decisions.
+
+The text is read by Python once: fingerprints.py computes every key the steps need in one pass, and the
+steps that do not read the text themselves (all but `TEXT_STEPS`) work on that narrow frame, so what they
+checkpoint and shuffle carries no text. The full rows are materialized once with a row key `_row`; the
+decisions are joined back onto them at the end (and before the first text step, for the live records). Rejected rows carry `reason = dedup:<step>`, `detail` (naming
+the step's representative) and `dup_of` (the record that was finally kept in their place). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
+
+Before any step, ids are checked: ids are unique for distinct records (DESIGN §8), so records that share
+an id and the same text are one record ingested twice (`dedup:id`, the first by (date, id) is kept),
+while records that share an id but not the text are a data error, never duplicates: all of them are
+quarantined as `malformed:id_conflict` with the locations (meta file@offset) of every record of that id.
+
+Source types (given the root conf): a step runs over the records whose `source_type`'s recipe lists it
+(`recipes.<type>.dedup`, dataflow/core/recipes.py); the others pass through that step untouched. Two records are
+compared in a step only if both take part in it, so a web page and a wiki article meet in MinHash when both
+recipes list it, while supervised data (exact only) is never merged by a fuzzy step. The steps that run are
+those the recipes of the types present in the input name, in the fixed order. A record whose type has no
+recipe is quarantined as `malformed:source_type`.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping
+
+from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
+from dataflow.core.schema import DOC_COLUMNS, require_columns
+from dataflow.core.stage import StageResult
+from dataflow.stages.dedup import book, exact, lines, minhash, simhash, url
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, with_order
+from dataflow.stages.dedup.fingerprints import SETS, TEXT_HASH, Plan, with_fingerprints
+
+# the order is part of the method: cheap exact steps shrink the input of the fuzzy ones
+STEPS: dict[str, Callable] = {
+    "url": url.mark,
+    "exact": exact.mark,
+    "simhash": simhash.mark,
+    "minhash": minhash.mark,
+    "book": book.mark,
+    "lines": lines.mark,
+}
+STEP_ORDER = list(STEPS)
+# the steps that read the text itself; the others work on the narrow frame of fingerprints (fingerprints.py)
+TEXT_STEPS = ("book", "lines")
+VERIFYING_STEPS = ("simhash", "minhash")   # get the records' shingle sets for verifying candidate pairs
+ROW = "_row"     # a row's key inside one run (the full rows are materialized once with it)
+ID_CONFLICT_LOCATIONS = 5   # locations named in a conflict's detail (the count is always given in full)
+
+
+def _steps(cfg: dict) -> list[str]:
+    steps = list(cfg.get("steps") or [])
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise ValueError(f"dedup.steps: unknown step(s) {unknown}; known: {STEP_ORDER}")
+    return [s for s in STEP_ORDER if s in steps]
+
+
+def _malformed(df):
+    """Records without id or text cannot be compared or represented (nor a type without a recipe):
+    quarantined, not dropped."""
+    from pyspark.sql import functions as F
+
+    bad = (F.when(F.col("id").isNull(), F.lit("malformed:id"))
+           .when(F.col("text").isNull(), F.lit("malformed:text")))
+    if "source_type" in df.columns:
+        bad = bad.when(~F.col("source_type").isin(list(SOURCE_TYPES)), F.lit("malformed:source_type"))
+    return bad
+
+
+def step_types(conf: Mapping, present: list[str]) -> dict[str, list[str]]:
+    """step -> the present source types whose recipe lists it, for the steps any of them lists (fixed order).
+    A recipe naming an unknown step fails here, before any Spark work."""
+    recs = recipes(conf)
+    for t, r in recs.items():
+        unknown = [s for s in r.dedup if s not in STEPS]
+        if unknown:
+            raise ValueError(f"recipes.{t}.dedup: unknown step(s) {unknown}; known: {STEP_ORDER}")
+    out = {s: [t for t in present if s in recs[t].dedup] for s in STEP_ORDER}
+    return {s: ts for s, ts in out.items() if ts}
+
+
+def _run_step(step: str, live, cfg: dict, ctx: Context, types: list[str] | None, **kw):
+    """One step over the records of `types` (None: every record); the others pass through unmarked.
+    Returns (annotated, stats of the participants only)."""
+    from pyspark.sql import functions as F
+
+    if types is None:
+        return STEPS[step](live, cfg, ctx, **kw)
+    inside = F.col("source_type").isin(types)
+    out, stats = STEPS[step](live.where(inside), cfg, ctx, **kw)
+    rest = (live.where(~inside).withColumn("_dup_of", F.lit(None).cast("string"))
+            .withColumn("_detail", F.lit(None).cast("string")))
+    return out.unionByName(rest, allowMissingColumns=True), lambda annotated: stats(annotated.where(inside))
+
+
+def _location(F):
+    """Where a record came from: meta file@offset as the readers set it, else source and url."""
+    m = F.col("meta")
+    return F.coalesce(F.concat(m["file"], F.lit("@"), F.coalesce(m["offset"], F.lit("?"))),
+                      F.concat(F.lit("source="), F.coalesce(F.col("source"), F.lit("?")),
+                               F.lit(" url="), F.coalesce(F.col("url"), F.lit("?"))))
+
+
+def _split_ids(live):
+    """(conflicts, duplicates, unique) of the narrow frame (fingerprints.py, with `_loc`): decisions for
+    the rows whose id is shared with a different text and for later copies of an id with the same text,
+    and the rest (every id once). Texts are compared by their 128-bit hash."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    by_id = Window.partitionBy("id")
+    live = (live.withColumn("_texts_differ", F.min(TEXT_HASH).over(by_id) != F.max(TEXT_HASH).over(by_id))
+                .withColumn("_copies", F.count(F.lit(1)).over(by_id)))
+    live = checkpoint(live)
+    bad = live.where("_texts_differ")
+    locs = F.array_sort(F.collect_list("_loc").over(by_id))
+    conflicts = bad.select(
+        ROW, "id", F.lit("malformed:id_conflict").alias("reason"),
+        F.concat(F.lit("id_conflict: "), F.col("_copies").cast("string"),
+                 F.lit(" records with different texts share this id; at "),
+                 F.array_join(F.slice(locs, 1, ID_CONFLICT_LOCATIONS), "; "),
+                 F.when(F.col("_copies") > ID_CONFLICT_LOCATIONS, F.lit("; ...")).otherwise(F.lit(""))).alias("detail"),
+        F.lit(None).cast("string").alias("dup_of"))
+    same = live.where(~F.col("_texts_differ"))
+    same = same.withColumn("_n", F.row_number().over(by_id.orderBy(ORDER)))
+    dups = (same.where(F.col("_n") > 1)
+            .select(ROW, "id", F.lit("dedup:id").alias("reason"),
+                    F.lit("id: an earlier record has the same id and the same text").alias("detail"),
+                    F.col("id").alias("dup_of")))
+    unique = same.where(F.col("_n") == 1).drop("_n", "_texts_differ", "_copies", "_loc", TEXT_HASH)
+    return conflicts, dups, unique
+
+
+def _resolve_representatives(rej, steps: list[str]):
+    """A step's representative can be removed by a later step (exact keeps A for X, then MinHash keeps B
+    for A): `dup_of` follows such chains to the record that was kept, so it always names a surviving record;
+    `detail` still names the step's own representative. A chain has at most one link per step."""
+    from pyspark.sql import functions as F
+
+    if not steps:
+        return rej
+    # ids are unique among step rejections (repeated ids were settled before the steps)
+    links = checkpoint(rej.where(F.col("reason").isin([f"dedup:{s}" for s in steps]))
+                       .select(F.col("id").alias("_via"), F.col("dup_of").alias("_next")))
+    for _ in steps:
+        rej = (rej.join(links, rej["dup_of"] == links["_via"], "left")
+               .withColumn("dup_of", F.coalesce("_next", "dup_of")).drop("_via", "_next"))
+    return checkpoint(rej)
+
+
+def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
+    """cfg = the `dedup` section of conf/pipeline.yaml; conf = the root configuration, whose `recipes` say
+    which records take part in which step (None: every record in every step of `dedup.steps`)."""
+    from pyspark.sql import functions as F
+
+    require_columns(df, DOC_COLUMNS, "dedup")
+    steps = _steps(cfg)
+    members: dict[str, list[str] | None] = {s: None for s in steps}
+    if conf is not None:
+        df = with_source_type(df, conf)
+        present = sorted(r[0] for r in df.select("source_type").distinct().collect() if r[0] in SOURCE_TYPES)
+        members = step_types({**conf, "dedup": cfg}, present)
+        # a step every present type takes part in runs over all records, unsplit
+        members = {s: (None if len(ts) == len(present) else ts) for s, ts in members.items()}
+        steps = list(members)
+    spark = df.sparkSession
+    parts = int(cfg.get("shuffle_partitions") or spark.conf.get("spark.sql.shuffle.partitions"))
+    ctx = Context.from_conf(cfg, parts)
+
+    base = with_order(df, cfg.get("date_keys"))
+    base = base.withColumn("_bad", _malformed(base))
+    malformed = (base.where(F.col("_bad").isNotNull())
+                 .select(*df.columns, F.col("_bad").alias("reason"),
+                         F.concat(F.lit("dedup input without "), F.substring_index("_bad", ":", -1)).alias("detail"),
+                         F.lit(None).cast("string").alias("dup_of")))
+    # the full rows, materialized once with a row key: the steps below never carry the text, and their
+    # decisions are joined back onto these rows by `_row` at the end
+    good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()))
+    narrow = [ROW, ORDER, "id", *[c for c in ("source_type", "url") if c in df.columns]]
+    fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"),
+                                      Plan.for_steps(steps, cfg), ctx))
+    sets = fp.select(ORDER, *SETS)   # verification joins the shingle sets of its candidate pairs only
+    conflicts, id_dups, live = _split_ids(fp.drop(*SETS))
+    decisions = [conflicts, id_dups]
+    step_stats: dict = {"id": {"conflicting_records": conflicts.count(), "same_text_copies": id_dups.count()}}
+    added: list[str] = []     # columns the steps add to kept rows
+    wide = False              # does `live` carry the full rows (from the first step that reads the text on)?
+
+    for step in steps:
+        t0 = time.time()
+        kw = {}
+        if step in TEXT_STEPS and not wide:
+            live, wide = _widen(live, good, df.columns), True
+        elif step in VERIFYING_STEPS and not wide:
+            kw = {"sets": sets}
+        out, stats = _run_step(step, live, cfg, ctx, members[step], **kw)
+        for c in ("simhash", "lines_removed"):
+            if c in out.columns and c not in added:
+                added.append(c)
+        out = checkpoint(out)
+        keep_cols = list(dict.fromkeys([*live.columns, *added]))
+        decisions.append(out.where(F.col("_dup_of").isNotNull())
+                         .select(ROW, "id", *added, F.lit(f"dedup:{step}").alias("reason"),
+                                 F.col("_detail").alias("detail"), F.col("_dup_of").alias("dup_of")))
+        live = out.where(F.col("_dup_of").isNull()).select(*keep_cols)
+        step_stats[step] = {**stats(out), "seconds": round(time.time() - t0, 2)}
+        if conf is not None:
+            step_stats[step]["source_types"] = members[step] or present
+
+    cols = [*df.columns, *added]
+    kept = (live if wide else _widen(live, good, df.columns)).select(*cols)
+    rej = None
+    for r in decisions:
+        r = r.select(ROW, "id", *[c if c in r.columns else F.lit(None).alias(c) for c in added],
+                     "reason", "detail", "dup_of")
+        rej = r if rej is None else rej.unionByName(r)
+    rej = _resolve_representatives(rej, steps)
+    # a rejected row is its input row (a step rejects a record before changing its text)
+    rej = (rej.drop("id").join(good.select(ROW, *df.columns), ROW)
+           .select(*cols, "reason", "detail", "dup_of"))
+    rej = rej.unionByName(malformed.select(*[c if c in malformed.columns else F.lit(None).alias(c) for c in cols],
+                                           "reason", "detail", "dup_of"))
+    # column types of the placeholders follow the kept schema
+    for f in kept.schema.fields:
+        if f.name in added:
+            rej = rej.withColumn(f.name, F.col(f.name).cast(f.dataType))
+    return StageResult(kept=kept, rejected=rej, stats={"steps": steps, **step_stats})
+
+
+def _widen(live, good, columns):
+    """The narrow `live` frame with the rest of its records' columns (text, meta, ...) joined back by `_row`."""
+    missing = [c for c in columns if c not in live.columns]
+    return live.join(good.select(ROW, *missing), ROW) if missing else live

@@ -1,0 +1,214 @@
+"""RF stage: apply the rule engine (dataflow/stages/filter/rules) to every document with Spark.
+
+`run(df, cfg)` annotates every record once (mapInArrow over Arrow batches): the rewritten `text`,
+`rule_flags` (rule -> documents/paragraphs/sentences it removed), `reason`/`detail` for rejected rows.
+Given the root conf, each record gets only the rules of its `source_type`'s recipe (`recipes.<type>.rules`,
+dataflow/core/recipes.py): one engine per distinct recipe, chosen per record inside the batch transform; a type
+whose recipe names no rule passes through kept, untouched (it still counts as input and kept).
+Kept and rejected are then split by `StageResult.from_annotated`; per-rule statistics are Spark
+aggregations over the per-record counters, and `write_examples` writes a few seeded before/after
+examples per rule for human audit.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping
+
+import pyarrow as pa
+
+from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
+from dataflow.stages.filter.rules.engine import RuleEngine
+from dataflow.stages.filter.rules.registry import ActiveRule, all_rules
+from dataflow.core.schema import require_columns
+
+STAGE = "filter"
+FLAGS = "rule_flags"          # kept on the output: map<string,int> rule -> units removed
+_CHARS = "_rule_chars"        # internal: map<string,long> rule -> characters removed (stats only)
+_ORIG = "_orig_text"          # internal: the input text of rewritten documents (examples only)
+_REMOVED = "_removed"         # internal: rule -> its first removed paragraphs/sentences (examples only)
+_UNKNOWN = object()          # a source_type no recipe exists for
+ADDED = [pa.field(FLAGS, pa.map_(pa.string(), pa.int32())), pa.field(_CHARS, pa.map_(pa.string(), pa.int64())),
+         pa.field(_ORIG, pa.string()), pa.field(_REMOVED, pa.map_(pa.string(), pa.list_(pa.string()))),
+         pa.field("reason", pa.string()), pa.field("detail", pa.string())]
+
+
+def lexicon_files(rules: list[ActiveRule]) -> list[str]:
+    return sorted({p for r in rules for p in (r.params.get("lexicons") or {}).values()})
+
+
+def recipe_engines(engine: RuleEngine, conf: Mapping) -> dict[str, RuleEngine | None]:
+    """source type -> the engine of its recipe's rules (None: the recipe names no enabled rule). Types with the
+    same selection share one engine. A recipe naming a rule or family that does not exist fails here."""
+    known = {r.name for r in all_rules()}
+    families = {n.split(".", 1)[0] for n in known}
+    by_sel: dict[tuple[str, ...] | None, RuleEngine | None] = {}
+    out = {}
+    for t, rec in recipes(conf).items():
+        unknown = [x for x in rec.rules or () if x not in known and x not in families]
+        if unknown:
+            raise ValueError(f"recipes.{t}.rules: unknown rule(s) or famil(ies) {unknown}; "
+                             f"see python -m jobs.filter --list-rules")
+        if rec.rules not in by_sel:
+            rules = [r for r in engine.rules if rec.applies_rule(r.name)]
+            if not rules:
+                by_sel[rec.rules] = None
+            elif len(rules) == len(engine.rules):
+                by_sel[rec.rules] = engine
+            else:
+                sub = copy.copy(engine)
+                sub.rules = rules
+                by_sel[rec.rules] = sub
+        out[t] = by_sel[rec.rules]
+    return out
+
+
+def annotate_batch(batch: pa.RecordBatch, engine, keep_removed: int = 0) -> pa.RecordBatch:
+    """Per-record work on one Arrow batch: all input columns (text rewritten) + the annotation columns.
+    `engine`: one RuleEngine for every record, or a mapping source type -> engine (None: no rules), chosen by
+    the batch's `source_type` column (filled by `recipes.with_source_type`)."""
+    texts = batch.column("text").to_pylist()
+    langs = batch.column("lang").to_pylist()
+    types = [None] * len(texts) if isinstance(engine, RuleEngine) else batch.column("source_type").to_pylist()
+    new_text, flags, chars, orig, removed, reasons, details = [], [], [], [], [], [], []
+    for text, lang, typ in zip(texts, langs, types):
+        eng = engine if isinstance(engine, RuleEngine) else engine.get(typ, _UNKNOWN)
+        if text is None or eng is _UNKNOWN or eng is None:     # malformed, or a type whose recipe has no rule
+            new_text.append(text), flags.append([]), chars.append([]), orig.append(None), removed.append([])
+            if text is None:
+                reasons.append("malformed:text"), details.append("text is null")
+            elif eng is _UNKNOWN:
+                reasons.append("malformed:source_type")
+                details.append(f"source_type {typ!r} is not one of {list(SOURCE_TYPES)}")
+            else:
+                reasons.append(None), details.append(None)
+            continue
+        o = eng.filter_text(text, lang, keep_removed)
+        new_text.append(o.text)
+        flags.append(sorted(o.units.items()))
+        chars.append(sorted(o.chars.items()))
+        orig.append(text if o.changed else None)
+        removed.append(sorted(o.removed.items()))
+        reasons.append(o.reason)
+        details.append(o.detail)
+    cols, fields = [], []
+    for name, col, fld in zip(batch.schema.names, batch.columns, batch.schema):
+        cols.append(pa.array(new_text, pa.string()) if name == "text" else col)
+        fields.append(pa.field("text", pa.string()) if name == "text" else fld)
+    for fld, values in zip(ADDED, (flags, chars, orig, removed, reasons, details)):
+        cols.append(pa.array(values, fld.type))
+        fields.append(fld)
+    return pa.RecordBatch.from_arrays(cols, schema=pa.schema(fields))
+
+
+def run(df, cfg: dict, conf: Mapping | None = None):
+    """documents -> StageResult(kept, rejected, stats). `cfg` is the `filter` section of the configuration;
+    `conf` the root configuration whose `recipes` choose each source type's rules (None: every rule applies
+    to every record, the behaviour before source types)."""
+    from pyspark.sql import types as T
+
+    from dataflow.core.spark import ship_file
+    from dataflow.core.stage import StageResult
+
+    require_columns(df, ["id", "text", "lang"], STAGE)
+    engine = RuleEngine(cfg)          # a bad rule parameter fails here, on the driver
+    rules = engine.rules
+    engines = recipe_engines(engine, conf) if conf is not None else engine
+    if conf is not None:
+        df = with_source_type(df, conf)
+    spark = df.sparkSession
+    for path in lexicon_files(rules):
+        ship_file(spark, path)
+
+    out_schema = T.StructType(
+        [f for f in df.schema.fields if f.name not in {a.name for a in ADDED}]
+        + [T.StructField(FLAGS, T.MapType(T.StringType(), T.IntegerType())),
+           T.StructField(_CHARS, T.MapType(T.StringType(), T.LongType())),
+           T.StructField(_ORIG, T.StringType()),
+           T.StructField(_REMOVED, T.MapType(T.StringType(), T.ArrayType(T.StringType()))),
+           T.StructField("reason", T.StringType()),
+           T.StructField("detail", T.StringType())])
+    src = df.drop(*[a.name for a in ADDED if a.name in df.columns])
+
+    keep_removed = int(cfg["example_removed_units"])
+
+    def transform(batches):
+        for b in batches:
+            yield annotate_batch(b, engines, keep_removed)
+
+    annotated = src.mapInArrow(transform, out_schema)
+    result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG, _REMOVED])
+    # the config hash covers lexicon paths, not contents: record the contents' hashes for audit
+    lexicons = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] for path in lexicon_files(rules)}
+    extra = {"lexicons": lexicons}
+    types = {}
+    if conf is not None:
+        types = {r.name: sorted(t for t, e in engines.items() if e is not None and r in e.rules) for r in rules}
+        extra["recipes"] = {t: "all" if r.rules is None else list(r.rules) for t, r in recipes(conf).items()}
+    result.stats = lambda: {**rule_stats(result.annotated, rules, types), **extra}
+    return result
+
+
+def rule_stats(annotated, rules: list[ActiveRule], types: Mapping[str, list[str]] | None = None) -> dict:
+    """For every rule: documents rejected, paragraphs/sentences removed, characters removed (aggregations);
+    with `types` (rule -> the source types whose recipe applies it), those types too."""
+    from pyspark.sql import functions as F
+
+    units = {r["rule"]: r["n"] for r in annotated.select(F.explode(FLAGS).alias("rule", "u"))
+             .groupBy("rule").agg(F.sum("u").alias("n")).collect()}
+    chars = {r["rule"]: r["n"] for r in annotated.select(F.explode(_CHARS).alias("rule", "c"))
+             .groupBy("rule").agg(F.sum("c").alias("n")).collect()}
+    docs = {r["reason"]: r["n"] for r in annotated.where(F.col("reason").isNotNull())
+            .groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+    active = {r.name for r in rules}
+    per_rule = {}
+    for r in all_rules():
+        u = int(units.get(r.name) or 0)
+        per_rule[r.name] = {
+            "level": r.level,
+            "enabled": r.name in active,
+            "documents": int(docs.get(r.name, 0)),
+            "paragraphs": u if r.level == "paragraph" else 0,
+            "sentences": u if r.level == "sentence" else 0,
+            "chars": int(chars.get(r.name) or 0),
+        }
+        if types:
+            per_rule[r.name]["source_types"] = types.get(r.name, [])
+    return {"rules": per_rule, "malformed": {k: v for k, v in docs.items() if k.startswith("malformed:")}}
+
+
+def write_examples(annotated, out, cfg: dict) -> dict[str, int]:
+    """OUT/examples/<rule>.jsonl: up to `examples_per_rule` documents per rule, the ones with the smallest
+    xxhash64(seed, id) (deterministic, independent of partitioning), text before and after."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    n, cap, seed = int(cfg["examples_per_rule"]), int(cfg["example_max_chars"]), int(cfg["seed"])
+    typed = ["source_type"] if "source_type" in annotated.columns else []
+    touched = annotated.select("id", "source", *typed, "lang", "text", _ORIG, _REMOVED, "reason", "detail", FLAGS,
+                               F.explode(F.map_keys(FLAGS)).alias("rule"))
+    w = Window.partitionBy("rule").orderBy(F.xxhash64(F.lit(seed), F.col("id")), F.col("id"))
+    picked = (touched.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)
+              .select("rule", "rank", "id", "source", *typed, "lang",
+                      F.element_at(FLAGS, F.col("rule")).alias("units"),
+                      F.col("reason").alias("rejected_by"), "detail",
+                      F.col(_REMOVED)[F.col("rule")].alias("removed"),
+                      F.substring(F.coalesce(_ORIG, "text"), 1, cap).alias("before"),
+                      F.when(F.col("reason").isNull(), F.substring("text", 1, cap)).alias("after")))
+    rows = picked.collect()   # at most examples_per_rule x rules rows, each text cut to example_max_chars
+    ex_dir = Path(out) / "examples"
+    if ex_dir.exists():
+        shutil.rmtree(ex_dir)
+    ex_dir.mkdir(parents=True)
+    by_rule: dict[str, list] = {}
+    for r in rows:
+        by_rule.setdefault(r["rule"], []).append(r.asDict())
+    for rule_name, items in sorted(by_rule.items()):
+        with open(ex_dir / f"{rule_name}.jsonl", "w", encoding="utf-8") as f:
+            for item in sorted(items, key=lambda x: x["rank"]):
+                item.pop("rule")
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    return {k: len(v) for k, v in sorted(by_rule.items())}

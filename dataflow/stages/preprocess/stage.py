@@ -1,0 +1,260 @@
+"""DP stage: raw records (dataflow.ingest) -> document records (DESIGN §3), annotated then split.
+
+Per record: payload -> text (HTML main content, or strict decoding of plain text), normalization,
+fastText language and score, optional OpenCC t2s for zh. Every record leaves as exactly one row:
+kept (reason null) or rejected with `reason`:
+  malformed:<what>  from ingest (corrupt_gzip, truncated_record, too_large, json, missing_text, ...)
+                    or here: binary (PNG/PDF/... body), invalid_utf8 (plain-text payload)
+  content_type      a payload that is neither HTML nor text (declared media type in detail)
+  empty             nothing left after extraction and normalization
+  lang              language not in keep_langs
+  lang_low_score    language kept but the fastText score is below lang_threshold
+  malformed:source_type  the record declares a `source_type` that does not exist
+  <type>.<why>      a record a dump reader produced, dropped by its type's processor (dataflow.ingest.sources
+                    PROCESSORS: code.license with the licence in detail, paper.no_section, qa.post_type, ...)
+
+Every row carries `source_type` (dataflow/core/recipes.py `TypeResolver`). Per type, the recipe decides whether
+the language filters (`lid: filter`) or is only recorded (`lid: label`), and whether normalization collapses
+whitespace (`whitespace: keep` for code). A dump reader's record first goes through its type's processor
+(on the raw TeX / wikitext / source file), then normalization and LID like any other.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import pyarrow as pa
+import xxhash
+
+from dataflow.core import fs
+from dataflow.core.schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
+from dataflow.stages.preprocess.html import binary_reason, decode, html_to_text, looks_like_html, media_type
+from dataflow.stages.preprocess.langid import load_model, predict
+from dataflow.stages.preprocess.normalize import normalize
+
+OUT_SCHEMA = with_reject_fields(DOC_ARROW_SCHEMA)
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(file: str) -> str:
+    return fs.normalize(file)
+
+
+def doc_id(file: str, offset: int, index: int = 0) -> str:
+    """Stable, unique id: xxh3-128 of the full input URI (`dataflow.core.fs.normalize`d, so a plain path and its
+    `file://` URI agree) and the record's offset (byte offset of its gzip member / line / WARC record, or
+    Parquet row), plus its index inside a multi-record gzip member. `a/train-0.parquet` and
+    `b/train-0.parquet` give different ids; a rerun on the same URIs gives the same ones. An input's
+    own `id` field is kept in `meta.id`."""
+    key = f"{_canonical(file)}\x1f{offset}" + (f"\x1f{index}" if index else "")
+    return xxhash.xxh3_128_hexdigest(key.encode("utf-8", "surrogatepass"))
+
+
+_OPENCC: dict = {}
+
+
+def _opencc_converter(name: str):
+    """OpenCC converters ship with the package (not a file to send): one per worker and config name."""
+    if name not in _OPENCC:
+        import opencc
+
+        _OPENCC[name] = opencc.OpenCC(name)
+    return _OPENCC[name]
+
+
+class Preprocessor:
+    """The per-record logic with its configuration and models bound (plain Python; no Spark needed)."""
+
+    def __init__(self, cfg: dict, model=None, opencc=None, conf: dict | None = None):
+        """`cfg`: the `preprocess` section; `conf`: the root configuration (its `sources` and `recipes`
+        sections; without it every record is `web`, the defaults of dataflow/core/recipes.py)."""
+        from dataflow.core.recipes import TypeResolver, recipes, source_settings
+
+        self.cfg = cfg
+        conf = conf or {}
+        self.types = TypeResolver(conf)
+        self.recipes = recipes(conf)
+        self.type_cfg = {t: source_settings(conf, t) for t in self.recipes}
+        self.prefix = int(cfg.get("quarantine_prefix_chars") or 0)
+        self.html_types = {t.lower() for t in cfg["html_content_types"]}
+        self.keep = set(cfg["keep_langs"])
+        self.threshold = float(cfg["lang_threshold"])
+        self.lang_map = dict(cfg.get("lang_map") or {})
+        self.form = cfg.get("unicode_form") or None
+        self.min_chars = int(cfg["min_chars"])
+        self.sniff = int(cfg["binary_sniff_bytes"])
+        self.model = model if model is not None else load_model(cfg["langid_model"])
+        self.opencc_name = cfg.get("opencc") or None
+        if opencc is None and self.opencc_name:
+            opencc = _opencc_converter(self.opencc_name)
+        self.opencc = opencc
+
+    # the raw record's text, or (reason, detail) when the payload cannot become text; `meta` gets the
+    # charset used (and where it came from) and a sniffed content type
+    def _text(self, r: dict, meta: dict):
+        body = r["content"]
+        if body is None:
+            return r["text"] or "", None
+        where = f"{r['file']} @ offset {r['offset']}"
+        ctype = r.get("content_type")
+        why = binary_reason(body, self.sniff)
+        if why:
+            return None, ("malformed:binary", f"{where}: binary payload ({why}), declared {ctype or 'no type'}")
+        mt = media_type(ctype)
+        if not mt and looks_like_html(body, self.sniff):
+            mt = "text/html"
+            meta["content_type_sniffed"] = mt
+        charset = meta.get("http_charset")
+        if mt in self.html_types:
+            info: dict = {}
+            text = html_to_text(body, charset=charset, main_content=bool(self.cfg["html_main_content"]),
+                                list_bullets=bool(self.cfg["html_list_bullets"]), info=info)
+            meta.update(info)
+            return text, None
+        if mt.startswith("text/") or not mt:
+            # WET conversion records are UTF-8 by definition (Common Crawl's WET format): no detector
+            text, info = decode(body, charset, html=False, detect=meta.get("warc_type") != "conversion")
+            if text is None:
+                return None, (f"malformed:{info['what']}", f"{where}: {info['error']}")
+            meta.update(info)
+            return text, None
+        return None, ("content_type", f"{where}: payload type {mt!r} is neither HTML nor text")
+
+    def __call__(self, r: dict) -> dict:
+        meta = dict(r["meta"] or {})
+        declared = r.get("source_type")
+        if declared is None and "source_type" in meta:   # a raw frame made before the column existed
+            declared = meta.pop("source_type")
+        stype, bad_type = self.types(declared, r["source"], r["file"])
+        out = {"id": doc_id(r["file"], r["offset"], int(meta.get("member_record") or 0)), "source": r["source"],
+               "url": r["url"], "text": None, "lang": None, "lang_score": None, "meta": meta,
+               "source_type": stype, "reason": r["reason"], "detail": r["detail"]}
+        if r["reason"]:  # quarantined by the reader: keep its bounded prefix for audit
+            out["text"] = r["text"]
+            return out
+        if bad_type:
+            meta["declared_source_type"] = declared
+            out["reason"] = "malformed:source_type"
+            out["detail"] = f"{r['file']} @ offset {r['offset']}: {bad_type}"
+            out["text"] = (r["text"] or "")[:self.prefix] or None
+            return out
+        text, bad = self._text(r, meta)
+        if bad:
+            out["reason"], out["detail"] = bad
+            return out
+        recipe = self.recipes[stype]
+        process = _processor(stype) if meta.get("reader") else None
+        if process is not None:
+            text, why = process(text, meta, self.type_cfg[stype])
+            if why is not None:
+                reason, _, detail = why.partition(":")
+                out["reason"] = reason
+                out["detail"] = f"{r['file']} @ offset {r['offset']}" + (f": {detail}" if detail else "")
+                out["text"] = r["text"]   # the record as read, for audit (bounded by max_doc_bytes)
+                return out
+        text = normalize(text, form=self.form, keep_whitespace=recipe.whitespace == "keep")
+        out["text"] = text
+        if len(text) < self.min_chars:
+            out["reason"], out["detail"] = "empty", f"{len(text)} chars after extraction and normalization"
+            return out
+        lang, score = predict(self.model, text, self.lang_map)
+        out["lang"], out["lang_score"] = lang, score
+        if recipe.lid == "label":   # recorded, never a rejection; no script conversion of code or examples
+            return out
+        if lang not in self.keep:
+            out["reason"], out["detail"] = "lang", f"label={lang} score={score:.3f}"
+        elif score < self.threshold:
+            out["reason"], out["detail"] = "lang_low_score", f"label={lang} score={score:.3f} < {self.threshold}"
+        elif self.opencc is not None and lang == "zh":
+            out["text"] = self.opencc.convert(text)
+            meta["opencc"] = self.opencc_name
+        return out
+
+
+def _processor(source_type: str):
+    from dataflow.ingest.sources import PROCESSORS
+
+    return PROCESSORS.get(source_type)
+
+
+def _rows(batch: pa.RecordBatch) -> list[dict]:
+    rows = batch.to_pylist()
+    for r in rows:
+        if isinstance(r["meta"], list):
+            r["meta"] = dict(r["meta"])
+    return rows
+
+
+def to_batch(rows: list[dict]) -> pa.RecordBatch:
+    cols = {name: [r[name] for r in rows] for name in OUT_SCHEMA.names}
+    cols["meta"] = [list(m.items()) for m in cols["meta"]]
+    return pa.RecordBatch.from_pydict(cols, schema=OUT_SCHEMA)
+
+
+def _ship_model(spark, path: str) -> None:
+    """Ship the model from the driver; a path the driver cannot see must come with `--files`
+    (workers resolve it by name through SparkFiles, and fail naming it if it is not there)."""
+    from dataflow.core.spark import ship_file
+
+    if os.path.exists(path):
+        ship_file(spark, path)
+
+
+def _result(annotated):
+    from pyspark.sql import functions as F
+
+    from dataflow.core.stage import StageResult
+
+    result = StageResult.from_annotated(annotated)
+
+    def stats():
+        langs = (result.annotated.groupBy("lang")
+                 .agg(F.count(F.lit(1)).alias("n"), F.sum(F.when(F.col("reason").isNull(), 1).otherwise(0)).alias("kept"))
+                 .collect())
+        return {"langs": {(r["lang"] or "none"): {"input": r["n"], "kept": r["kept"]}
+                          for r in sorted(langs, key=lambda r: r["lang"] or "")}}
+
+    result.stats = stats
+    return result
+
+
+def _types_conf(root: dict | None) -> dict:
+    """The parts of the root configuration the per-type logic reads (sent to every worker)."""
+    root = root or {}
+    return {k: root[k] for k in ("sources", "recipes", "dedup") if k in root}
+
+
+def run_files(spark, paths, cfg: dict, root: dict | None = None):
+    """The DP job's path: read the input files and preprocess each batch in the same Python worker
+    (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`.
+    `root`: the whole configuration (its `sources`/`recipes` sections: dump inputs, source types)."""
+    from dataflow import ingest
+
+    _ship_model(spark, cfg["langid_model"])
+    conf = dict(cfg)
+    tconf = _types_conf(root)
+    state = {}
+
+    def transform(rows):
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
+        return to_batch([pre(r) for r in rows])
+
+    annotated, files = ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf)
+    return _result(annotated), files
+
+
+def run(raw_df, cfg: dict, root: dict | None = None):
+    """raw records (dataflow.ingest.read) -> StageResult(kept, rejected). `cfg` is the `preprocess`
+    section; the langid model is shipped to executors and loaded once per Python worker."""
+
+    spark = raw_df.sparkSession
+    _ship_model(spark, cfg["langid_model"])
+    conf = dict(cfg)
+    tconf = _types_conf(root)
+
+    def transform(batches):
+        pre = Preprocessor(conf, conf=tconf)
+        for b in batches:
+            yield to_batch([pre(r) for r in _rows(b)])
+
+    return _result(raw_df.mapInArrow(transform, spark_schema(OUT_SCHEMA)))

@@ -1,0 +1,334 @@
+"""AS: automatic scoring (Ziya2 §3.1, CCNet's perplexity buckets).
+
+Every document of a scored language gets `ppl`: the perplexity of a per-language 5-gram KenLM over
+SentencePiece pieces of its cc_net-normalised text, computed per paragraph line with sentence boundaries
+(`<s> ... </s>`) and length-weighted over the document, exactly cc_net's DocLM:
+
+    ppl(doc) = 10 ** (-sum_lines log10 P(line) / sum_lines (n_pieces(line) + 1))
+
+Documents are then bucketed per language at the p30/p60 cutoffs (`approxQuantile`, or fixed cutoffs from
+an earlier batch): `high` below p30, `medium` below p60, `low` the rest (cc_net PerplexityBucket(30, 60),
+the Ziya2 split). Annotate first: every record is kept with `ppl`, `quality` and `score_note`, unless its
+bucket is listed in `score.drop`, which moves it to rejected/ with reason `quality:<bucket>`.
+
+`quality` is `unscored` (and `ppl` null) for a language without a model (`score_note=no_model`), for
+a document with no text left after normalisation (`score_note=empty`) and for a record whose source type's
+recipe says `score: none` (`score_note=recipe`; never dropped by `score.drop`, never in the cutoffs); a
+paragraph longer than `max_paragraph_chars` / `max_paragraph_pieces` is scored on its head and counted
+(`truncated:<n>`). Records whose recipe has `ref_score: true` also get `ref_score`, the reference
+classifier's P(reference) (dataflow/models/refclass.py); `score.ref_min` moves those below it to rejected/ with
+reason `ref_score`.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pyarrow as pa
+
+from dataflow.core import fs
+from dataflow.models import refclass
+from dataflow.models.lm.normalize import normalize_line, normalize_settings
+
+STAGE = "score"
+QUALITIES = ("high", "medium", "low", "unscored")
+NOTE_NO_MODEL = "no_model"
+NOTE_EMPTY = "empty"
+NOTE_TRUNCATED = "truncated"   # written as truncated:<paragraphs>
+NOTE_RECIPE = "recipe"         # the record's source-type recipe says score: none
+NOTE_UNKNOWN_TYPE = "unknown_type"   # a source_type no recipe names (RF rejects these; AS keeps them unscored)
+REASON_REF = "ref_score"       # ref_score below score.ref_min
+
+
+# ------------------------------------------------------------------ models
+def model_paths(cfg: Mapping) -> dict[str, tuple[str, str]]:
+    """lang -> (sentencepiece model, KenLM binary) for every language of `score.langs`; a configured
+    language whose files are missing is a configuration error, not a silent `unscored`."""
+    out = {}
+    overrides = cfg.get("models") or {}
+    for lang in cfg["langs"]:
+        o = overrides.get(lang) or {}
+        sp = o.get("sp") or fs.join(cfg["model_dir"], f"{lang}.sp.model")
+        lm = o.get("lm") or fs.join(cfg["model_dir"], f"{lang}.arpa.bin")
+        for p in (sp, lm):
+            if not fs.exists(p):
+                raise FileNotFoundError(f"score: model file {p} for {lang!r} does not exist (run `make models`, "
+                                        f"or set score.models.{lang} / remove {lang!r} from score.langs)")
+        out[lang] = (sp, lm)
+    return out
+
+
+def load_sp(path: str):
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=path)
+
+
+def load_kenlm(path: str):
+    import kenlm
+
+    return kenlm.Model(path)
+
+
+# ------------------------------------------------------------------ per-record logic (no Spark)
+def doc_perplexity(text: str | None, sp, lm, norm: Mapping, max_chars: int, max_pieces: int
+                   ) -> tuple[float | None, int, int]:
+    """(ppl or None when nothing is left to score, scored paragraphs, truncated paragraphs)."""
+    lines, cut = [], []
+    for raw in (text or "").split("\n"):
+        long = len(raw) > max_chars
+        line = normalize_line(raw[:max_chars] if long else raw, **norm)
+        if line:
+            lines.append(line)
+            cut.append(long)
+    if not lines:
+        return None, 0, 0
+    log_sum, length = 0.0, 0
+    for i, pieces in enumerate(sp.encode(lines, out_type=str)):
+        if len(pieces) > max_pieces:
+            pieces, cut[i] = pieces[:max_pieces], True
+        log_sum += lm.score(" ".join(pieces), bos=True, eos=True)
+        length += len(pieces) + 1
+    return 10.0 ** (-log_sum / length), len(lines), sum(cut)
+
+
+def score_record(text: str | None, lang: str | None, models: Mapping, norm: Mapping, max_chars: int,
+                 max_pieces: int) -> tuple[float | None, str | None]:
+    """(ppl, score_note) for one document; `models` maps lang -> (sp, lm) loaded objects."""
+    pair = models.get(lang) if lang else None
+    if pair is None:
+        return None, NOTE_NO_MODEL
+    ppl, _, truncated = doc_perplexity(text, pair[0], pair[1], norm, max_chars, max_pieces)
+    if ppl is None:
+        return None, NOTE_EMPTY
+    return ppl, (f"{NOTE_TRUNCATED}:{truncated}" if truncated else None)
+
+
+def bucket(ppl: float | None, cut: Mapping | None) -> str:
+    """cc_net PerplexityBucket: strictly below p30 is high, strictly below p60 medium, else low."""
+    if ppl is None or not cut:
+        return "unscored"
+    if ppl < cut["p30"]:
+        return "high"
+    if ppl < cut["p60"]:
+        return "medium"
+    return "low"
+
+
+def read_cutoffs(path: str | Path) -> dict[str, dict[str, float]]:
+    """Fixed cutoffs, JSON {lang: {"p30": x, "p60": y}} (what a previous run wrote to cutoffs.json)."""
+    data = json.loads(fs.read_text(str(path)))
+    out = {}
+    for lang, c in data.items():
+        if not isinstance(c, dict) or "p30" not in c or "p60" not in c:
+            raise ValueError(f"cutoffs file {path}: {lang!r} needs p30 and p60, got {c!r}")
+        if not float(c["p30"]) <= float(c["p60"]):
+            raise ValueError(f"cutoffs file {path}: {lang!r} has p30 > p60")
+        out[lang] = {"p30": float(c["p30"]), "p60": float(c["p60"])}
+    return out
+
+
+def cutoffs_json(cuts: Mapping) -> str:
+    """OUT/cutoffs.json: the cutoffs of this run, readable back by `read_cutoffs` (--cutoffs)."""
+    return json.dumps({lang: {"p30": c["p30"], "p60": c["p60"]} for lang, c in cuts.items()}, indent=2) + "\n"
+
+
+# ------------------------------------------------------------------ Spark
+def score_udf(paths: dict, ref_path: str | None, kinds: Mapping[str, tuple[bool, bool]], norm: dict, max_chars: int,
+              max_pieces: int, ref_chunk_chars: int, ref_max_chunks: int):
+    """An Arrow UDF (text, lang, source_type) -> struct<ppl, score_note, ref_score>: one pass over the text
+    computes everything the stage needs from it. `kinds` maps a source type to (lm, ref_score) from its
+    recipe; a type not in it is `unknown_type`. Only the three input columns travel to Python and three
+    small ones come back; the models are loaded once per Python worker (load_once)."""
+    from pyspark.sql.functions import arrow_udf
+
+    def score(text: pa.Array, lang: pa.Array, stype: pa.Array) -> pa.Array:
+        from dataflow.core.spark import load_once
+
+        models = {l: (load_once("sentencepiece", sp, load_sp), load_once("kenlm", lm, load_kenlm))
+                  for l, (sp, lm) in paths.items()}
+        ref = load_once("fasttext-refclass", ref_path, refclass.load_model) if ref_path else None
+        ppl, note, rs = [], [], []
+        for t, l, st in zip(text.to_pylist(), lang.to_pylist(), stype.to_pylist()):
+            kind = kinds.get(st)
+            if kind is None:
+                p, n = None, NOTE_UNKNOWN_TYPE
+            elif kind[0]:
+                p, n = score_record(t, l, models, norm, max_chars, max_pieces)
+            else:
+                p, n = None, NOTE_RECIPE
+            ppl.append(p)
+            note.append(n)
+            rs.append(refclass.ref_score(ref, t, ref_chunk_chars, ref_max_chunks) if ref is not None and kind
+                      and kind[1] else None)
+        return pa.StructArray.from_arrays([pa.array(ppl, pa.float64()), pa.array(note, pa.string()),
+                                           pa.array(rs, pa.float64())], names=["ppl", "score_note", "ref_score"])
+
+    return arrow_udf(score, "ppl double, score_note string, ref_score double")  # scalar, from the type hints
+
+
+def compute_cutoffs(scored, langs: Iterable[str], cfg: Mapping) -> dict[str, dict]:
+    """Per-language p30/p60 over scored documents in one aggregate over the (lang, ppl) pairs only:
+    `percentile_approx`, the aggregate form of DataFrame.approxQuantile (the same Greenwald-Khanna sketch,
+    accuracy = 1 / relative error). With relative_error 0 the sketch keeps every value, so the cutoffs are
+    exact sample quantiles and do not depend on the partitioning."""
+    from pyspark.sql import functions as F
+
+    langs = list(langs)
+    if not langs:
+        return {}
+    probs = [float(cfg["percentile_high"]), float(cfg["percentile_low"])]
+    rel = float(cfg["relative_error"])
+    accuracy = min(2**31 - 1, round(1 / rel)) if rel > 0 else 2**31 - 1
+    rows = (scored.select("lang", "ppl").filter(F.col("lang").isin(langs) & F.col("ppl").isNotNull())
+            .groupBy("lang").agg(F.percentile_approx("ppl", probs, accuracy).alias("q")).collect())
+    return {r["lang"]: {"p30": float(r["q"][0]), "p60": float(r["q"][1])} for r in rows}
+
+
+def score_kinds(conf: Mapping) -> dict[str, tuple[bool, bool]]:
+    """source type -> (perplexity-scored, ref_score written), from the recipes (dataflow/core/recipes.py)."""
+    from dataflow.core.recipes import recipes
+
+    return {t: (r.score == "lm", bool(r.ref_score)) for t, r in recipes(conf).items()}
+
+
+def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | None = None, attempt=None):
+    """Score `df` (the document schema) and bucket it. `cutoffs` (lang -> {p30, p60}) fixes the buckets
+    for those languages; the others get cutoffs computed on this input. `conf` is the root configuration
+    (recipes, sources; default: conf/pipeline.yaml); `attempt` the stage's output attempt (jobs.score).
+
+    One pass of the UDF over the text. When every language's cutoffs are fixed and no bucket or threshold
+    can reject (the CCNet setting), the scored rows stream straight into the writer: no cache, no second
+    pass, and the statistics read back the small columns of what was written. Otherwise the scored rows are
+    written once to a scratch Parquet (`_scored`, in the attempt, or a local temporary directory for a
+    library call), cutoffs and statistics read only its small columns, and the outputs are split from it;
+    the scratch is removed after the statistics."""
+    from pyspark.sql import functions as F
+
+    from dataflow.core.config import load_conf
+    from dataflow.core.recipes import with_source_type
+    from dataflow.core.schema import require_columns
+    from dataflow.core.spark import ship_file
+    from dataflow.core.stage import StageResult
+
+    require_columns(df, ["id", "text", "lang"], STAGE)
+    for col in ("ppl", "quality", "score_note", "ref_score", "reason", "detail"):
+        if col in df.columns:
+            raise ValueError(f"{STAGE}: input already has a {col!r} column (scored twice?)")
+    drop = [str(q) for q in (cfg.get("drop") or [])]
+    unknown = [q for q in drop if q not in QUALITIES]
+    if unknown:
+        raise ValueError(f"score.drop has unknown bucket(s) {unknown}; use {list(QUALITIES)}")
+    ref_min = cfg.get("ref_min")
+    paths = model_paths(cfg)
+    ref_path = refclass.model_path(cfg)        # driver checks: before any task
+    conf = conf if conf is not None else load_conf()
+    kinds = score_kinds(conf)
+    df = with_source_type(df, conf)
+    spark = df.sparkSession
+    for sp, lm in paths.values():
+        ship_file(spark, sp)
+        ship_file(spark, lm)
+    if ref_path:
+        ship_file(spark, ref_path)
+    udf = score_udf(paths, ref_path, kinds, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
+                    int(cfg["max_paragraph_pieces"]), int(cfg["ref_train"]["chunk_chars"]), int(cfg["ref_max_chunks"]))
+    scored = (df.withColumn("_score", udf(F.col("text"), F.col("lang"), F.col("source_type")))
+              .select(*df.columns, F.col("_score.ppl").alias("ppl"), F.col("_score.score_note").alias("score_note"),
+                      F.col("_score.ref_score").alias("ref_score")))
+
+    fixed = {k: dict(v) for k, v in (cutoffs or {}).items()}
+    to_compute = [l for l in paths if l not in fixed]
+    streaming = attempt is not None and not to_compute and not drop and ref_min is None
+    scratch = None
+    if not streaming:
+        scratch = attempt.path("_scored") if attempt is not None else tempfile.mkdtemp(prefix="ziya2-score-")
+        scored.write.mode("overwrite").option("compression", "snappy").parquet(fs.spark_uri(scratch))
+        scored = spark.read.parquet(fs.spark_uri(scratch))
+    computed = compute_cutoffs(scored, to_compute, cfg)
+    cuts = {**{k: {**v, "source": "fixed"} for k, v in fixed.items()},
+            **{k: {**v, "source": "computed"} for k, v in computed.items()}}
+
+    quality = F.lit("unscored")
+    for lang in sorted(cuts):
+        c = cuts[lang]
+        in_lang = (F.col("lang") == lang) & F.col("ppl").isNotNull()
+        quality = (F.when(in_lang & (F.col("ppl") < F.lit(c["p30"])), F.lit("high"))
+                   .when(in_lang & (F.col("ppl") < F.lit(c["p60"])), F.lit("medium"))
+                   .when(in_lang, F.lit("low"))
+                   .otherwise(quality))
+    annotated = scored.withColumn("quality", quality)
+    cut_str = F.create_map(*[x for lang in sorted(cuts) for x in
+                             (F.lit(lang), F.lit(f"p30={cuts[lang]['p30']:.1f} p60={cuts[lang]['p60']:.1f}"))]) \
+        if cuts else None
+    detail = F.concat(F.lit("ppl="), F.format_number(F.col("ppl"), 1), F.lit(" lang="), F.col("lang"),
+                      F.lit(" "), F.coalesce(F.element_at(cut_str, F.col("lang")), F.lit("")) if cut_str is not None
+                      else F.lit(""))
+    # a record its recipe leaves unscored is never dropped for its bucket (it has none)
+    dropped = (F.col("quality").isin(drop) & ~F.coalesce(F.col("score_note") == NOTE_RECIPE, F.lit(False))) \
+        if drop else F.lit(False)
+    below = (F.col("ref_score") < F.lit(float(ref_min))) if ref_min is not None else F.lit(False)
+    below = F.coalesce(below, F.lit(False))       # null ref_score (not computed) is never below
+    annotated = (annotated
+                 .withColumn("reason", F.when(dropped, F.concat(F.lit("quality:"), F.col("quality")))
+                             .when(below, F.lit(REASON_REF)))
+                 .withColumn("detail", F.when(dropped, F.coalesce(detail, F.col("score_note")))
+                             .when(below, F.concat(F.lit("ref_score="), F.format_number(F.col("ref_score"), 4),
+                                                   F.lit(f" < ref_min={ref_min}")))))
+
+    def stats() -> dict:
+        if streaming:   # what was written: its small columns only (nothing is rejected in this mode)
+            frame = spark.read.parquet(fs.spark_uri(attempt.path("data")))
+        else:
+            frame = annotated
+        note = F.col("score_note")
+        rows = (frame.groupBy("source_type", "lang", "quality")
+                .agg(F.count(F.lit(1)).alias("n"),
+                     F.sum(F.when(note == NOTE_EMPTY, 1).otherwise(0)).alias("empty"),
+                     F.sum(F.when(note == NOTE_NO_MODEL, 1).otherwise(0)).alias("no_model"),
+                     F.sum(F.when(note.startswith(NOTE_TRUNCATED), 1).otherwise(0)).alias("truncated"),
+                     F.sum(F.when(note == NOTE_RECIPE, 1).otherwise(0)).alias("recipe"),
+                     F.sum(F.when(note == NOTE_UNKNOWN_TYPE, 1).otherwise(0)).alias("unknown_type"),
+                     F.count("ref_score").alias("ref_n"), F.sum("ref_score").alias("ref_sum"),
+                     F.sum(F.when(F.col("ref_score") < F.lit(float(ref_min) if ref_min is not None else -1.0), 1)
+                           .otherwise(0)).alias("ref_below"))
+                .collect())
+        if scratch is not None:
+            fs.delete(scratch)
+        by_lang: dict = {}
+        by_type: dict = {}
+        notes = {"empty": 0, "no_model": 0, "truncated_docs": 0}
+        by_recipe = {"recipe": 0, "unknown_type": 0}
+        ref_n = ref_below = 0
+        ref_sum = 0.0
+        for r in rows:
+            lang_q = by_lang.setdefault(r["lang"] or "null", {})
+            lang_q[r["quality"]] = lang_q.get(r["quality"], 0) + r["n"]
+            type_q = by_type.setdefault(r["source_type"] or "null", {})
+            type_q[r["quality"]] = type_q.get(r["quality"], 0) + r["n"]
+            notes["empty"] += r["empty"]
+            notes["no_model"] += r["no_model"]
+            notes["truncated_docs"] += r["truncated"]
+            by_recipe["recipe"] += r["recipe"]
+            by_recipe["unknown_type"] += r["unknown_type"]
+            ref_n += r["ref_n"]
+            ref_sum += r["ref_sum"] or 0.0
+            ref_below += r["ref_below"]
+        return {"cutoffs": cuts, "quality_by_lang": by_lang, "quality_by_type": by_type, "unscored": notes,
+                "unscored_by_recipe": by_recipe, "drop": drop,
+                "ref_score": {"model": ref_path, "scored": ref_n, "mean": round(ref_sum / ref_n, 4) if ref_n else None,
+                              "ref_min": ref_min, "below_min": ref_below if ref_min is not None else None},
+                "single_pass": "streamed" if streaming else "scratch",
+                "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
+                "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
+
+    if drop or ref_min is not None:
+        kept = annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
+        rejected = annotated.filter(F.col("reason").isNotNull())
+    else:               # nothing can be rejected: one write, no scan for an empty rejected/
+        kept = annotated.drop("reason", "detail")
+        rejected = annotated.where(F.lit(False))   # the optimiser makes this an empty relation: no scan, no Python
+    # nothing is cached: `annotated` is returned for callers that unpersist it (a no-op)
+    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)
