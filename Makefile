@@ -120,9 +120,9 @@ pack:
 mix:
 	$(PY) -m jobs.mix --conf conf/mixer.yaml --output $(OUTPUT)
 TRAIN_MIX ?= $(RUNS)/demo/mix
-train:  # the demo's mix if `make demo` wrote it, else small shards of the fixture (trainer.demo_shards)
+train:  # the demo's mix if `make demo` wrote it, else small shards of the fixture (dataflow.trainset.demo)
 	@mix=$(TRAIN_MIX); if [ ! -f $$mix/manifest.json ]; then mix=$(RUNS)/train/demo-mix; \
-	  test -f $$mix/manifest.json || $(PY) -m trainer.demo_shards --corpus $(FIXTURE)/docs.jsonl --out $$mix; fi; \
+	  test -f $$mix/manifest.json || $(PY) -m dataflow.trainset.demo --corpus $(FIXTURE)/docs.jsonl --out $$mix; fi; \
 	echo "training on $$mix"; $(PY) -m trainer.train --config conf/train/tiny.yaml --set data.root=$$mix
 
 # ---------------------------------------------------------------- the two commands

@@ -70,14 +70,14 @@ def load_doc_lens(path: Path = DOC_LENS) -> list[list[int]]:
 def write_doc_lens(corpus: Path, out: Path = DOC_LENS, rows: int = 64, seed: int = 7) -> Path:
     """Document lengths of 4096-token rows packed by `dataflow.trainset.pack.greedy_rows` from every document of the
     fixture corpus (reference prose, Q&A, low-quality pages) in a seeded order, tokenized with the demo tokenizer
-    (trainer.demo_shards, the pipeline's LLaMA-2 recipe at vocabulary 4,000)."""
+    (dataflow.trainset.demo, the pipeline's LLaMA-2 recipe at vocabulary 4,000)."""
     import itertools
     import tempfile
 
     import sentencepiece as spm
 
     from dataflow.trainset import pack
-    from trainer.demo_shards import train_tokenizer
+    from dataflow.trainset.demo import train_tokenizer
     docs = [json.loads(line) for line in open(corpus, encoding="utf-8")]
     with tempfile.TemporaryDirectory() as d:
         sp = spm.SentencePieceProcessor(model_file=str(train_tokenizer([x["text"] for x in docs], Path(d), 4000)))

@@ -99,7 +99,7 @@ def one_side(side: str, mix: Path, work: Path, steps: int, out: Path) -> None:
 
 
 def run(ctx: BenchContext) -> str:
-    from trainer.demo_shards import build
+    from dataflow.trainset.demo import build
 
     from .harness import Side, compare, git_commit
     work = ctx.sub("trainer")
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.trainer", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--side", required=True, choices=["engine", "plain"])
-    ap.add_argument("--mix", required=True, type=Path, help="a mix root (trainer.demo_shards)")
+    ap.add_argument("--mix", required=True, type=Path, help="a mix root (dataflow.trainset.demo)")
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--work", required=True, type=Path, help="scratch directory of this run")
     ap.add_argument("--out", required=True, type=Path, help="JSON with the per-step times")

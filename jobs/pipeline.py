@@ -1,45 +1,14 @@
-"""The whole data factory: DP -> AS -> RF -> CD -> DE, each stage a subprocess writing OUTPUT/<nn>-<stage>/.
+"""The whole data factory: DP -> AS -> RF -> CD -> DE (the stage table), by default in one SparkSession.
 
   python -m jobs.pipeline --input build/corpus/out/fixture --output build/runs/pipeline [--force]
   python -m jobs.pipeline --input s3a://bucket/crawl --output s3a://bucket/run --print-submit
 
-Finished stages are skipped (same section hash, same upstream chain); `--force` reruns everything. Planning,
-resume and the spark-submit lines live in dataflow/pipeline/chain.py (docs/pipeline.md).
+Finished stages are skipped (same section hash, same upstream chain); `--force` reruns everything. Planning and
+resume live in dataflow/pipeline/chain.py, the cluster lines in dataflow/pipeline/submit.py (docs/pipeline.md).
 """
-from __future__ import annotations
+from dataflow.pipeline.main import cli, main
 
-import argparse
-import sys
-
-from dataflow.core.cli import main_guard
-from dataflow.core.config import DEFAULT_CONF
-from dataflow.pipeline.chain import run_chain, submit_lines
-
-
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="jobs.pipeline", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--input", "-i", nargs="+", required=True, metavar="IN",
-                    help="raw input for the first stage (corpus directory, WARC/WET, JSONL, Parquet)")
-    ap.add_argument("--output", "-o", required=True, metavar="OUT", help="run directory; stage i writes OUT/<nn>-<stage>/")
-    ap.add_argument("--conf", default=str(DEFAULT_CONF), metavar="YAML", help="pipeline configuration")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                    help="configuration override passed to every stage (repeatable); it counts in the stage's hash")
-    ap.add_argument("--force", action="store_true", help="rerun every stage even if its _SUCCESS is current")
-    ap.add_argument("--stages", nargs="+", metavar="NAME",
-                    help="run only these stages of pipeline.stages (the others must be done or absent)")
-    ap.add_argument("--print-submit", action="store_true",
-                    help="print the chain's shell lines for a cluster (pipeline.cluster) instead of running")
-    return ap
-
-
-def main(argv=None) -> int:
-    a = parser().parse_args(argv)
-    if a.print_submit:
-        print("\n".join(submit_lines(a.conf, a.overrides, a.input, a.output)))
-        return 0
-    return run_chain(a.conf, a.overrides, a.input, a.output, force=a.force, only=a.stages)
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
-    main_guard(lambda argv: sys.exit(main(argv)))
+    cli()

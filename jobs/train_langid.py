@@ -1,4 +1,4 @@
-"""Train the fastText language-ID model (`make models`, langid part); the logic is dataflow/models/langid.py.
+"""Train the fastText language-ID model (`make models`, langid part); the logic is dataflow/models/langid/train.py.
 
     python -m jobs.train_langid --catalogues build/corpus/out/langid --corpus build/corpus/out/fixture \
         --output build/models/langid.bin [--markdown FILE]
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dataflow.core.cli import main_guard
 from dataflow.core.config import DEFAULT_CONF, load_conf, section
-from dataflow.models.langid import assess, markdown, train
+from dataflow.models.langid.train import assess, markdown, train
 
 
 def main(argv=None) -> dict:

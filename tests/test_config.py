@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dataflow.core.confschema import ConfigError
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.trainset.mix import load_mixer
 from dataflow.core.spark import read_spark_defaults, session_settings
 

@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.stages.dedup.components import Context
 from dataflow.stages.dedup.exact import exact_key
 from dataflow.stages.dedup.minhash import band_keys, record_minhash, signature
@@ -274,7 +274,7 @@ def union_find(nodes, pairs) -> dict:
 
 
 def run_stage(spark, rows, tmp, steps, partitions, **over):
-    from dataflow.stages.dedup import run
+    from dataflow.stages.dedup.stage import run
     from dataflow.core.stage import write_stage
 
     cfg = load_conf(overrides=[f"dedup.steps={json.dumps(steps)}", f"dedup.shuffle_partitions={partitions}",

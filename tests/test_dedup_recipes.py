@@ -9,7 +9,7 @@ import json
 import pytest
 
 from conftest import write_docs
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.stages.dedup.components import Context
 from dataflow.stages.dedup.exact import exact_key
 from dataflow.core.recipes import recipes

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.stages.dedup.components import connected_components
 from dataflow.stages.dedup.lines import line_hashes
 from test_dedup import LANG, ZH, docs_frame, run_stage, union_find
@@ -142,7 +142,7 @@ def test_job_help_and_bad_step():
 
 
 def test_unknown_step_is_an_error(spark, corpus_docs):
-    from dataflow.stages.dedup import run
+    from dataflow.stages.dedup.stage import run
 
     with pytest.raises(ValueError, match="fuzzy"):          # the config schema names it before any Spark work
         load_conf(overrides=["dedup.steps=[url, fuzzy]"])

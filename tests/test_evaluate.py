@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from dataflow.core.config import load_conf
-from dataflow.stages.evaluate import evaluate, gate as run_gate
+from dataflow.pipeline.conf import load_conf
+from dataflow.stages.evaluate.stage import evaluate, gate as run_gate
 from dataflow.stages.evaluate.gate import (LabelError, beta_ppf, betainc, clopper_pearson, evaluate_labels,
                                     reviews_needed)
 from dataflow.stages.evaluate.metrics import lexicon_matcher, load_lexicons, near_dup_pairs, suspicion, text_metrics

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.stages.filter.stage import _CHARS, _ORIG, FLAGS, run, write_examples
 from dataflow.stages.filter.rules import active_rules, all_rules
 from dataflow.stages.filter.rules.engine import RuleEngine

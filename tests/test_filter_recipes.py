@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import write_docs
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.stages.filter.stage import FLAGS, annotate_batch, recipe_engines
 from dataflow.stages.filter.rules.base import per_lang
 from dataflow.stages.filter.rules.engine import RuleEngine, filter_text

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from conftest import gzip_members
-from dataflow.core.config import apply_overrides, conf_hash, load_conf
+from dataflow.core.config import apply_overrides, conf_hash
+from dataflow.pipeline.conf import load_conf
 from tools.corpus.warc import write_warc, write_wet
 from dataflow.core.stage import AccountingError, StageResult, write_stage
 

@@ -85,7 +85,7 @@ def test_export_with_tokenizer_loads_in_auto_classes_and_generates(corpus_docs, 
     import sentencepiece as spm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.demo_shards import train_tokenizer
+    from dataflow.trainset.demo import train_tokenizer
     # the pipeline's LLaMA-2 tokenizer recipe (conf/pipeline.yaml tokenizer.train), as the mix's shards use
     model_file = train_tokenizer([d["text"] for d in corpus_docs], tmp_path / "tok", 3000)
     sp = spm.SentencePieceProcessor(model_file=str(model_file))

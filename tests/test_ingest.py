@@ -259,7 +259,7 @@ def test_warc_content_length_lie_keeps_every_later_record(tmp_path, pages, cfg, 
 
 
 def test_doc_ids_unique_across_folders_and_stable(tmp_path, corpus_docs, cfg):
-    from dataflow.stages.preprocess import doc_id
+    from dataflow.stages.preprocess.stage import doc_id
 
     docs = corpus_docs[:30]
     table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
@@ -408,7 +408,7 @@ def test_split_read_on_spark_uses_several_tasks(spark, tmp_path, pages, cfg):
     from pyspark.sql import functions as F
 
     from dataflow import ingest
-    from dataflow.stages.preprocess import doc_id
+    from dataflow.stages.preprocess.stage import doc_id
 
     p, q = tmp_path / "big.warc.gz", tmp_path / "big.warc"
     write_warc(str(p), pages)

@@ -1,4 +1,4 @@
-"""Language ID: the model `make models` trains (jobs/train_langid.py -> dataflow/models/langid.py) on the
+"""Language ID: the model `make models` trains (jobs/train_langid.py -> dataflow/models/langid/train.py) on the
 translation catalogues of `make data` (tools/corpus/langid_sources.py), checked on held-out real text."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from dataflow.core.config import load_conf, section
-from dataflow.models.langid import catalogue_units, clean, holdout, paragraphs, split
-from dataflow.stages.preprocess.langid import load_model, predict
+from dataflow.models.langid.train import catalogue_units, clean, holdout, paragraphs, split
+from dataflow.models.langid.model import load_model, predict
 from tools.corpus.langid_sources import PACKAGES, RESERVED, clean_string, locale_lang, read_mo
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 contract, mixture proportions, whole supervised examples, accounting and byte-identical reruns."""
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -12,7 +13,7 @@ import sentencepiece as spm
 
 from conftest import train_test_tokenizer
 from dataflow.trainset import tokenize
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.trainset.mix import check_source_types, load_mixer, mix, select, with_source_type
 from dataflow.core.recipes import default_type
 from dataflow.core.stage import write_stage
@@ -76,10 +77,17 @@ def test_manifests_and_rows_follow_the_trainer_contract(setup):
         assert stats["input"] == stats["kept"] + stats["rejected_total"] and (out / f"stage{n}" / "_SUCCESS").exists()
 
 
+@functools.cache
+def _default_type() -> str:
+    """The pipeline conf's sources.default_type, read once (load_conf parses and validates the YAML: ~50 ms, which
+    per token row made the proportion test take minutes)."""
+    return default_type(load_conf())
+
+
 def _type_of(t) -> str:
     """This test's own typing of a token row: a (prompt, response) example is supervised; the fixture's documents
     carry no source_type, so they are the pipeline conf's default type."""
-    return "supervised" if t["type"] is not None else default_type(load_conf())
+    return "supervised" if t["type"] is not None else _default_type()
 
 
 def test_stage1_proportions_match_the_conf(setup):

@@ -2,8 +2,9 @@
 stages are skipped; a changed section hash invalidates that stage and the ones after it; the DE report's funnel
 is the stages' own stats.json; --print-submit gives the cluster lines.
 
-The chain runs on a few hundred real fixture documents through the stages that exist and are cheap here:
-DP (ingest JSONL, language ID) and DE. Every stage is a real `python -m jobs.<stage>` subprocess.
+The chain runs on a few hundred real fixture documents through two stages of the table that are cheap here:
+DP (ingest JSONL, language ID) and DE. Run A takes the subprocess path (every stage a real `python -m jobs.stage
+NAME`), run B the default: every stage in one SparkSession of the `jobs.pipeline` process, killed and resumed.
 """
 from __future__ import annotations
 
@@ -18,14 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.core.config import load_conf
-
 from dataflow.pipeline.chain import is_current, plan
+from dataflow.pipeline.conf import load_conf
+from dataflow.stages import table
 
 ROOT = Path(__file__).resolve().parent.parent
 
-STAGES = "[{name: preprocess, dir: 10-preprocess}, {name: evaluate, dir: 50-evaluate}]"
-SETS = [f"pipeline.stages={STAGES}", "evaluate.sample_share=0.1", "spark.master=local[2]",
+SETS = ["pipeline.stages=[preprocess, evaluate]", "evaluate.sample_share=0.1", "spark.master=local[2]",
         "spark.conf.spark.sql.shuffle.partitions=4"]
 
 
@@ -81,7 +81,7 @@ def small_input(corpus_dir, models_dir, tmp_path_factory) -> Path:
 
 def test_killed_run_resumes_byte_identical(small_input, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    r = subprocess.run(cmd(small_input, a), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd(small_input, a, "--runner", "python"), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for d in ("10-preprocess", "50-evaluate"):
         assert (a / d / "_SUCCESS").exists()
@@ -100,7 +100,7 @@ def test_killed_run_resumes_byte_identical(small_input, tmp_path):
 
     r = subprocess.run(cmd(small_input, b), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "10-preprocess: done" in r.stdout and "50-evaluate: running" in r.stdout
+    assert "10-preprocess: done" in r.stdout and "50-evaluate: running in this session" in r.stdout
     for d in ("10-preprocess", "50-evaluate"):
         assert data_digest(a / d) and data_digest(a / d) == data_digest(b / d), d
     # the review sample and sheet are reproducible too
@@ -122,16 +122,16 @@ def test_killed_run_resumes_byte_identical(small_input, tmp_path):
 
     # nothing changed: every stage is current, a rerun does no work
     cfg = load_conf(overrides=SETS)
-    assert all(is_current(s, str(b)) for s in plan(cfg, [str(small_input)], str(b)) if not s["missing"])
+    assert all(is_current(s, str(b)) for s in plan(cfg, [str(small_input)], str(b)))
     r = subprocess.run(cmd(small_input, b), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "running" not in r.stdout and r.stdout.count(": done") == 2, r.stdout
 
     # a DE threshold invalidates DE only; a DP threshold invalidates DP and everything after it
     steps = plan(load_conf(overrides=SETS + ["evaluate.seed=7"]), [str(small_input)], str(b))
-    assert [is_current(s, str(b)) for s in steps if not s["missing"]] == [True, False]
+    assert [is_current(s, str(b)) for s in steps] == [True, False]
     thr = cfg["preprocess"]["lang_threshold"]
     steps = plan(load_conf(overrides=SETS + [f"preprocess.lang_threshold={thr + 0.1}"]), [str(small_input)], str(b))
-    assert [is_current(s, str(b)) for s in steps if not s["missing"]] == [False, False]
+    assert [is_current(s, str(b)) for s in steps] == [False, False]
 
 
 def print_submit(*args: str) -> list[str]:
@@ -143,25 +143,28 @@ def print_submit(*args: str) -> list[str]:
 
 def test_print_submit_lines(tmp_path):
     """YARN-style cluster mode: the chain through the output URIs; models go with --files/--archives and the
-    job is pointed at their names in the container; DE stays in client mode; the driver runs the interpreter
-    the configuration names, never a path that exists only inside an archive of the executors."""
+    job is pointed at their names in the container; a stage that writes from the driver (DE) stays in client
+    mode and gets the chain's earlier outputs; the driver runs the interpreter the configuration names, never a
+    path that exists only inside an archive of the executors."""
     lines = print_submit("--input", "s3a://bucket/crawl", "--output", "s3a://bucket/run")
     subs = [l for l in lines if l.split(" ")[0].endswith("spark-submit")]
     cfg = load_conf()
-    present = [s for s in cfg["pipeline"]["stages"] if (ROOT / "jobs" / f"{s['name']}.py").exists()]
-    assert len(subs) == len(present)
-    prev = "s3a://bucket/crawl"
-    for line, st in zip(subs, present):
+    assert [l.split("jobs/stage.py ")[1].split(" ")[0] for l in subs] == table.names()
+    prev, earlier = "s3a://bucket/crawl", []
+    for line, st in zip(subs, table.stages()):
+        d = table.chain_dir(st)
         assert f"--master {cfg['pipeline']['cluster']['master']}" in line
         assert "--py-files dist/ziya2_dataflow.zip" in line
-        assert f"jobs/{st['name']}.py --input {prev} --output s3a://bucket/run/{st['dir']}" in line
-        mode = "client" if st["name"] == "evaluate" else "cluster"
+        assert f"jobs/stage.py {st.name} --input {prev} --output s3a://bucket/run/{d}" in line
+        mode = "client" if st.driver_writes else "cluster"
         assert f"--deploy-mode {mode}" in line
         assert ("--files conf/pipeline.yaml" in line) == (mode == "cluster"), line
-        prev = f"s3a://bucket/run/{st['dir']}"
-    [dp] = [l for l in subs if "jobs/preprocess.py" in l]
+        assert line.endswith(f"--upstream {' '.join(earlier)}") == st.uses_upstream, line
+        prev = f"s3a://bucket/run/{d}"
+        earlier.append(prev)
+    [dp] = [l for l in subs if "jobs/stage.py preprocess" in l]
     assert "build/models/langid.bin" in dp and "--set preprocess.langid_model=langid.bin" in dp
-    [de] = [l for l in subs if "jobs/evaluate.py" in l]
+    [de] = [l for l in subs if "jobs/stage.py evaluate" in l]
     assert f"spark.pyspark.driver.python={sys.executable}" in de and "./venv" not in de
 
 
@@ -184,7 +187,7 @@ def test_print_submit_ships_model_dirs_flat(tmp_path):
     assert r.returncode == 0, r.stderr
     names = sorted(zipfile.ZipFile(dist / "score_model_dir.zip").namelist())
     assert names == ["en.arpa.bin", "en.sp.model"]
-    [score] = [shlex.split(l) for l in lines if "jobs/score.py" in l]
+    [score] = [shlex.split(l) for l in lines if "jobs/stage.py score" in l]
     assert score[score.index("--archives") + 1].endswith("score_model_dir.zip#score_model_dir")
     assert "score.model_dir=score_model_dir" in score
 

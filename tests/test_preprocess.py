@@ -15,9 +15,9 @@ import yaml
 
 from conftest import gzip_members
 from tools.corpus.warc import write_warc, write_wet
-from dataflow.stages.preprocess import Preprocessor, doc_id
+from dataflow.stages.preprocess.stage import Preprocessor, doc_id
 from dataflow.stages.preprocess.html import html_to_text
-from dataflow.stages.preprocess.normalize import normalize
+from dataflow.core.normalize import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 DATE = "2024-01-01T00:00:00Z"
@@ -331,7 +331,7 @@ def test_job_reads_file_uris_in_byte_range_splits(spark, pages, corpus_docs, cfg
     """#13: `file:///abs` inputs through the DP job, with WARC files split into byte ranges; the stage's
     `input` equals the records this test wrote, and the ids equal those of an unsplit read."""
     from dataflow import ingest
-    from dataflow.stages.preprocess import doc_id
+    from dataflow.stages.preprocess.stage import doc_id
 
     d = tmp_path / "in"
     d.mkdir()

@@ -38,7 +38,7 @@ def qcfg() -> dict:
 
 @pytest.fixture(scope="module")
 def cfg() -> dict:
-    from dataflow.core.config import load_conf
+    from dataflow.pipeline.conf import load_conf
 
     return load_conf(ROOT / "conf" / "pipeline.yaml")
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.core.confschema import ConfigError
 from dataflow.stages.filter.rules import REGISTRY, active_rules, all_rules
 from dataflow.stages.filter.rules.engine import RuleEngine, filter_text
@@ -505,7 +505,7 @@ def test_number_dump_and_navigation_are_rejected_by_gopher_quality(T):
 ])
 def test_bad_rule_parameters_fail_on_the_driver_and_at_engine_construction(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_conf(overrides=[override])                           # the pipeline schema (dataflow.core.confspec)
+        load_conf(overrides=[override])                           # the pipeline schema (dataflow.pipeline.conf)
     raw = load_conf(overrides=[override], validate=False)["filter"]
     with pytest.raises(ConfigError, match=message):
         RuleEngine(raw)                                           # and the engine itself, datatrove style

@@ -145,7 +145,7 @@ def test_stage_side_files_commit_to_s3(s3):
 def test_pipeline_resume_state_on_s3(s3):
     """The pipeline's resume check reads `_SUCCESS` and `.pipeline/<dir>.json` from the run URI."""
     from dataflow.core import fs
-    from dataflow.core.config import load_conf
+    from dataflow.pipeline.conf import load_conf
     from dataflow.pipeline.chain import is_current, plan, state_uri
 
     run = f"s3://{BUCKET}/chain"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.models.lm.normalize import normalize_line
 from dataflow.models.lm.train import is_heldout, pipeline_lang
 from dataflow.core.schema import DOC_ARROW_SCHEMA

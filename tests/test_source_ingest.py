@@ -32,7 +32,8 @@ BY_SOURCE = "sources.by_source={champ: supervised, human-eval: supervised}"
 
 
 def _conf(*sets):
-    from dataflow.core.config import DEFAULT_CONF, load_conf
+    from dataflow.core.config import DEFAULT_CONF
+    from dataflow.pipeline.conf import load_conf
 
     return load_conf(DEFAULT_CONF, list(sets))
 
@@ -244,7 +245,7 @@ def test_demo_inputs_cover_every_type(corpus_dir, corpus_docs, models_dir):
     and HumanEval all pass as supervised."""
     from dataflow.pipeline.demo import SOURCE_SETS, chain_inputs
     from dataflow.ingest import iter_file
-    from dataflow.stages.preprocess import Preprocessor
+    from dataflow.stages.preprocess.stage import Preprocessor
     from dataflow.core.recipes import SOURCE_TYPES
 
     if not (corpus_dir / "sources" / "COUNTS.json").exists():
@@ -270,7 +271,7 @@ def test_dp_passes_conf_settings_to_the_processor(tmp_path, corpus_docs, models_
     """DP's per-record logic applies `sources.code.allowed_licenses` from conf: the GPL program is rejected
     under the default list and kept when conf allows GPL-3.0."""
     from dataflow.ingest import iter_file
-    from dataflow.stages.preprocess import Preprocessor
+    from dataflow.stages.preprocess.stage import Preprocessor
 
     gpl = next(x["text"] for x in corpus_docs if x.get("id") == "common-licenses:GPL-3").encode()
     prog = next(x["text"] for x in corpus_docs if x["source"] == "human-eval").encode()

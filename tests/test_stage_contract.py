@@ -115,7 +115,7 @@ def test_file_uri_output_lands_at_its_path(spark, corpus_docs, tmp_path):
 
 
 def test_tokenize_rejects_non_string_text(spark, corpus_docs, tmp_path):
-    from dataflow.core.config import load_conf
+    from dataflow.pipeline.conf import load_conf
     from dataflow.trainset.tokenize import run
     from dataflow.models.tokenizer import read_documents
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_train_config
-from trainer.demo_shards import build
+from dataflow.trainset.demo import build
 from trainer.hf import export_checkpoint, load_hf
 from trainer.step import lm_loss_sum
 from trainer.train import free_port, train

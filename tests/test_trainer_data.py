@@ -8,7 +8,7 @@ import pytest
 import sentencepiece as spm
 
 from trainer.data import IGNORE, StageLoader, collate, read_mix, stage_order
-from trainer.demo_shards import build
+from dataflow.trainset.demo import build
 
 SEQ = 512  # long enough for several Q&A examples (~200 tokens each) to share a row
 

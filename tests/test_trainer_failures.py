@@ -9,7 +9,7 @@ import pytest
 from trainer.checkpoint import CheckpointError
 from conftest import tiny_train_config
 from trainer.data import read_mix
-from trainer.demo_shards import build
+from dataflow.trainset.demo import build
 from trainer.hf import export_checkpoint
 from trainer.train import train
 

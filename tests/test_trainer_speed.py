@@ -16,7 +16,7 @@ import torch
 from trainer.attention import _varlen_fn, prepare, varlen_kernel
 from trainer.config import ModelConfig, load_config
 from trainer.data import StageLoader, collate, read_mix
-from trainer.demo_shards import build
+from dataflow.trainset.demo import build
 from trainer.metrics import attention_pairs, step_flops
 from trainer.model import IGNORE, Llama, causal_lm_loss, num_params
 from trainer.step import label_tokens

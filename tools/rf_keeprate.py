@@ -20,7 +20,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from dataflow.core.config import apply_overrides, load_conf
+from dataflow.core.config import apply_overrides
+from dataflow.pipeline.conf import load_conf
 from dataflow.stages.preprocess.html import html_to_text
 from dataflow.stages.filter.rules.engine import RuleEngine
 from dataflow.stages.filter.rules.lexicon import read_terms

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from dataflow.core.overrides import apply_overrides
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -133,7 +135,7 @@ def _coerce(tp, value):
         inner = args[0] if args else str
         return tuple(_coerce(inner, v) for v in value)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None:
+        if value is None or value == "":   # `--set model.n_kv_heads=` clears an optional value
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
         return _coerce(inner, value)
@@ -153,17 +155,9 @@ def _build(cls, raw: dict):
     return cls(**{k: _coerce(hints[k], v) for k, v in raw.items()})
 
 
-def _set_dotted(d: dict, dotted: str, value) -> None:
-    *path, last = dotted.split(".")
-    for p in path:
-        d = d.setdefault(p, {})
-        if not isinstance(d, dict):
-            raise KeyError(f"--set {dotted}: {p} is not a section")
-    d[last] = value
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: dict | None = None) -> TrainConfig:
-    """Load a TrainConfig from YAML (or a dict), then apply `key.path=value` overrides (YAML-parsed)."""
+    """Load a TrainConfig from YAML (or a dict), then apply `key.path=value` overrides (YAML-parsed, through
+    `dataflow.core.overrides`, the pipeline's `--set` parser)."""
     d = dict(raw or {})
     if path is not None:
         d = yaml.safe_load(Path(path).read_text()) or {}
@@ -173,11 +167,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: 
     elif isinstance(model, dict) and "preset" in model:
         preset = yaml.safe_load(Path(model.pop("preset")).read_text())
         d["model"] = {**preset, **model}
-    for ov in overrides:
-        key, sep, val = ov.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {ov!r}")
-        _set_dotted(d, key.strip(), yaml.safe_load(val))
+    # the pipeline's parser (YAML values, sections created, ValueError for a malformed item); a train config
+    # has no maps with dotted keys
+    d = apply_overrides(d, overrides, dotted_maps=())
     return _build(TrainConfig, d)
 
 

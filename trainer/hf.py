@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .checkpoint import model_states_file, resolve
 from .config import ModelConfig
 
 VOCAB_KEYS = ("model.embed_tokens.weight", "lm_head.weight")
@@ -187,7 +188,6 @@ def export_checkpoint(ckpt_dir: str | Path, out: str | Path, tag: str | None = N
     come from the checkpoint's client state unless `tokenizer` is given."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    from .checkpoint import model_states_file, resolve
     tag_dir = resolve(ckpt_dir, tag)
     client = torch.load(model_states_file(tag_dir), map_location="cpu", weights_only=False)
     cfg = ModelConfig(**{k: v for k, v in client["model_config"].items()})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 
 class ConfigError(ValueError):
@@ -262,3 +262,75 @@ def validate(spec: Spec, value: Any, key: str = "") -> None:
     errs = spec.check(value, key)
     if errs:
         raise ConfigError(errs)
+
+
+# ---------------------------------------------------------------- paths, and shorthands every section uses
+class File(Path):
+    """A file that must exist when the section that names it runs (a model, a lexicon). `config.load_conf`
+    resolves relative ones against the configuration file's repository root; `config.missing_files` lists
+    the ones that do not exist (a job checks its own sections before any task runs)."""
+
+    @property
+    def expected(self):
+        return "a file path or URI"
+
+
+class Dir(Path):
+    """A directory path or URI (model directories, lexicon folders); resolved like `File`."""
+
+    @property
+    def expected(self):
+        return "a directory path or URI"
+
+
+def optional_section(fields: Mapping[str, Spec], **kw) -> Section:
+    """A section whose keys are all optional (the shipped YAML supplies every default) but never unknown."""
+    return Section(fields, required=kw.pop("required", ()), **kw)
+
+
+def Prob(**kw) -> Float:
+    """A share, a probability, a ratio."""
+    return Float(0, 1, **kw)
+
+
+def Count(lo: int = 0, **kw) -> Int:
+    return Int(lo, **kw)
+
+
+def Langs(**kw) -> List:
+    """A list of pipeline language codes."""
+    return List(Str(non_empty=True), **kw)
+
+
+Scalar = OneOf(Str(), Int(), Float(), Bool())
+
+
+def path_keys(spec: Spec, value: Any, key: str = "") -> Iterator[tuple[str, Spec, Any, Any, Any]]:
+    """(dotted key, spec, value, container, index) for every File/Dir value in a validated `value`."""
+    if isinstance(spec, Path) and isinstance(value, str):
+        yield key, spec, value, None, None
+        return
+    if isinstance(spec, OneOf):
+        for alt in spec.alternatives:
+            if not alt.check(value, key):
+                yield from path_keys(alt, value, key)
+                return
+        return
+    if isinstance(spec, Section) and isinstance(value, Mapping):
+        for k, v in value.items():
+            sub = spec.fields.get(str(k))
+            if sub is not None:
+                yield from _child(sub, v, f"{key}.{k}" if key else str(k), value, k)
+    elif isinstance(spec, Map) and isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _child(spec.values, v, f"{key}.{k}", value, k)
+    elif isinstance(spec, List) and isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _child(spec.item, v, f"{key}[{i}]", value, i)
+
+
+def _child(spec, v, key, container, index):
+    if isinstance(spec, Path) and isinstance(v, str):
+        yield key, spec, v, container, index
+    else:
+        yield from path_keys(spec, v, key)

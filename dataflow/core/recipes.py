@@ -30,6 +30,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from typing import Mapping
+from dataflow.core.confschema import Bool, List, OneOf, Section, Str, optional_section
 
 SOURCE_TYPES = ("web", "code", "paper", "qa", "wiki", "book", "supervised")
 SCORE_MODES = ("lm", "none")
@@ -37,6 +38,23 @@ LID_MODES = ("filter", "label")
 WHITESPACE_MODES = ("collapse", "keep")
 # reader kinds of dataflow.ingest.sources (READERS); listed here so conf validation need not import the readers
 READER_KINDS = ("code_archive", "code_table", "arxiv", "stackexchange", "mediawiki", "gutenberg")
+
+
+def kind_for(path: str) -> str | None:
+    """The reader kind (READER_KINDS) a file name implies, else None (the caller's conf must say)."""
+    low = path.lower().rstrip("/")
+    name = low.rsplit("/", 1)[-1]
+    if name.endswith(".7z") or name == "posts.xml" or name.endswith("-posts.xml"):
+        return "stackexchange"
+    if name.endswith((".xml.bz2", ".xml.gz")) or ("pages-articles" in name and name.endswith(".xml")):
+        return "mediawiki"
+    if name.endswith(".tex") or (name.startswith("arxiv_src") and name.endswith(".tar")):
+        return "arxiv"
+    if name.endswith((".zip", ".tar.gz", ".tgz")):
+        return "code_archive"
+    if name.endswith((".txt", ".txt.gz", ".txt.bz2")):
+        return "gutenberg"
+    return None
 
 
 @dataclass(frozen=True)
@@ -77,14 +95,12 @@ def type_for_path(conf: Mapping, uri: str) -> str | None:
 
 def reader_kind(conf: Mapping, uri: str) -> str | None:
     """The `dataflow.ingest.sources` reader for an input file: opt-in through a matching `sources.inputs` entry, its
-    `kind`, or (an entry without one) the kind the file name implies (`dataflow.ingest.sources.kind_for`)."""
+    `kind`, or (an entry without one) the kind the file name implies (`kind_for`)."""
     entry = input_entry(conf, uri)
     if entry is None:
         return None
     if entry.get("kind"):
         return entry["kind"]
-    from dataflow.ingest.sources import kind_for
-
     return kind_for(uri)
 
 
@@ -149,3 +165,13 @@ def recipes(conf: Mapping) -> dict[str, Recipe]:
 def recipe_for(conf: Mapping, source_type: str | None) -> Recipe:
     """The recipe of one type; null means the default type."""
     return recipes(conf)[source_type or default_type(conf)]
+
+
+def recipes_spec(dedup_steps) -> Section:
+    """The `recipes` section: one recipe per source type; `dedup` names steps of the dedup stage's table."""
+    recipe = optional_section({
+        "rules": OneOf(Str(["all"]), List(Str(non_empty=True), unique=True)),
+        "dedup": OneOf(Str(["all"]), List(Str(list(dedup_steps)), unique=True)),
+        "score": Str(["lm", "none"]), "ref_score": Bool(), "lid": Str(["filter", "label"]),
+        "whitespace": Str(["collapse", "keep"])})
+    return Section({t: recipe for t in SOURCE_TYPES})

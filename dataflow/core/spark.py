@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from dataflow.core.confschema import Map, Scalar, Str, optional_section
 
 _DEFAULTS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -175,3 +176,13 @@ def load_once(kind: str, path: str, loader: Callable[[str], Any]) -> Any:
                 obj = loader(resolve_file(path))
                 _CACHE[key] = obj
     return obj
+
+
+# the `spark` section of conf/pipeline.yaml (YAML values are defaults: spark-submit --conf and spark-defaults win)
+SPEC = optional_section({
+    "master": Str(non_empty=True),
+    "driver_memory": Str(non_empty=True, nullable=True),
+    "log_level": Str(["ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE"], nullable=True),
+    "conf": Map(Scalar, nullable=True),      # Spark keys with dots: --set spark.conf.spark.sql.x=1 sets one key
+    "local_java_options": Str(nullable=True),
+})

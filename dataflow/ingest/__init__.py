@@ -11,8 +11,15 @@ from typing import Callable
 
 import pyarrow as pa
 
+from dataflow.core import fs
+from dataflow.core.recipes import READER_KINDS
+from dataflow.core.schema import spark_schema
+from dataflow.ingest.jsonl import iter_jsonl
 from dataflow.ingest.listing import InputFile, file_format, list_inputs
+from dataflow.ingest.parquet import iter_parquet
 from dataflow.ingest.records import RAW_COLUMNS, RAW_SCHEMA, quarantine, source_for, to_batch
+from dataflow.ingest.sources import READERS, SOURCE_TYPE
+from dataflow.ingest.warc import iter_warc
 
 __all__ = ["InputFile", "file_format", "list_inputs", "read", "iter_file", "splits", "RAW_SCHEMA", "RAW_COLUMNS"]
 
@@ -37,8 +44,6 @@ def _iter_source_dump(path: str, kind: str, cfg: dict, source: str, sources: dic
     """A dump through its `dataflow.ingest.sources` reader (ingest's size and quarantine settings plus the type's
     `sources.<type>` settings). A reader error it did not catch itself becomes one quarantine row after the
     rows already read, naming the file and the unit reached, never a lost task."""
-    from dataflow.ingest.sources import READERS, SOURCE_TYPE
-
     stype = SOURCE_TYPE[kind]
     rcfg = {**cfg, **((sources or {}).get(stype) or {})}
     n = 0
@@ -55,12 +60,8 @@ def _iter_source_dump(path: str, kind: str, cfg: dict, source: str, sources: dic
 
 def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start: int = 0,
                end: int | None = None, sources: dict | None = None):
-    from dataflow.core import fs
-
     source = source_for(path, cfg.get("source"))
     if fmt in ("warc", "wet"):
-        from dataflow.ingest.warc import iter_warc
-
         try:
             f = fs.open_input(path)
         except FileNotFoundError:
@@ -78,8 +79,6 @@ def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start:
         return
     if start:
         raise ValueError(f"input file {path}: only WARC/WET files are read in byte ranges, not {fmt}")
-    from dataflow.core.recipes import READER_KINDS
-
     if fmt not in ("jsonl", "parquet") and fmt not in READER_KINDS:
         raise ValueError(f"input file {path}: unknown format {fmt!r}")
     try:
@@ -92,12 +91,8 @@ def _iter_file(path: str, fmt: str, cfg: dict, batch_rows: int = 1000, *, start:
     elif fmt in READER_KINDS:
         yield from _iter_source_dump(path, fmt, cfg, source, sources)
     elif fmt == "jsonl":
-        from dataflow.ingest.jsonl import iter_jsonl
-
         yield from iter_jsonl(path, source=source, cfg=cfg)
     else:
-        from dataflow.ingest.parquet import iter_parquet
-
         yield from iter_parquet(path, source=source, cfg=cfg, batch_rows=batch_rows)
 
 
@@ -158,7 +153,5 @@ def read(spark, paths, cfg: dict, *, transform: Callable | None = None, schema: 
                     yield from _batches(rows, batch_rows, batch_bytes)
                 else:
                     yield from (transform(chunk) for chunk in _chunks(rows, batch_rows, batch_bytes))
-
-    from dataflow.core.schema import spark_schema
 
     return paths_df.mapInArrow(read_files, spark_schema(schema if transform is not None else RAW_SCHEMA)), files

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dataflow.core import fs
+from dataflow.core.recipes import reader_kind
 
 # longest suffix first, so `.warc.wet.gz` is not taken for `.warc.gz`
 _FORMATS = [
@@ -47,8 +48,6 @@ def list_inputs(paths, conf=None) -> list[InputFile]:
     `conf`: the root configuration, whose `sources.inputs` entries name dump files (`recipes.reader_kind`).
     An explicitly named file with an unknown suffix is an error; inside a directory such files (HTML
     pages, manifests, TeX, ...) are skipped, since a directory holds whatever a dataset ships with."""
-    from dataflow.core.recipes import reader_kind
-
     out: dict[str, InputFile] = {}
     for p in paths:
         p = str(p)

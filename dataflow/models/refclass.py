@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from dataflow.core import fs
+from dataflow.core.confschema import Count, File, Float, Int, List, Prob, Str, optional_section
 
 LABEL_REF = "__label__ref"
 LABEL_OTHER = "__label__other"
@@ -259,3 +260,17 @@ def model_path(cfg: Mapping) -> str | None:
         raise FileNotFoundError(f"score: reference classifier {path} does not exist (run `make models`, or set "
                                 f"score.ref_required=false to write ref_score as null)")
     return None
+
+
+_EXAMPLES = optional_section({"labels": List(Str(non_empty=True)), "sources": List(Str(non_empty=True)),
+                              "paths": List(File())})
+# score.ref_train
+TRAIN_SPEC = optional_section({
+    "positives": _EXAMPLES,
+    "negatives": _EXAMPLES,
+    "chunk_chars": Count(50),
+    "heldout_fraction": Prob(),
+    "seed": Int(),
+    "dim": Count(1), "epoch": Count(1), "lr": Float(0, min_exclusive=True), "word_ngrams": Count(1),
+    "minn": Count(0), "maxn": Count(0), "bucket": Count(0),
+})

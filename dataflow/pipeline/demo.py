@@ -3,22 +3,26 @@
 Input: the fixture's WARC files (warc/) plus docs.jsonl (docs.jsonl alone when warc/ is missing), plus the dumps of
 every other source type `make data` builds in sources/ (code archives, an arXiv tar, a StackExchange .7z, a
 MediaWiki .xml.bz2, a Gutenberg book; `SOURCE_SETS` names them in `sources.inputs`), and CHAMP/HumanEval from
-docs.jsonl typed `supervised` (`sources.by_source`). The funnel at the end is shown per source type. Every step is
-a subprocess of the step's own job, so its progress shows as it runs; a step whose job module does not exist in
-this checkout is skipped with a note. The data stages resume like `make pipeline` (rerun = only what changed);
+docs.jsonl typed `supervised` (`sources.by_source`). The funnel at the end is shown per source type. The data
+factory is the chain of the stage table in one SparkSession of this process (`pipeline.chain.run_chain`); the
+later steps are each a subprocess of its own job, so their progress shows as they run. The data stages resume
+like `make pipeline` (rerun = only what changed);
 the later steps are skipped when their output is complete (`force` redoes everything). Ends with the report path
 and a per-stage table.
 """
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from dataflow.core.config import REPO_ROOT, load_conf
-from dataflow.pipeline.chain import plan, print_table, stats_rows, type_funnel_rows
+from dataflow.core.config import DEFAULT_CONF, REPO_ROOT
+from dataflow.pipeline.chain import plan, run_chain
+from dataflow.pipeline.conf import load_conf
+from dataflow.pipeline.summary import print_table, stats_rows, type_funnel_rows
 
 # the fixture's dumps by type (kind from the file name, dataflow.ingest.sources.kind_for); CHAMP problems and
 # HumanEval programs are supervised data, not web prose (issue 15, Ziya2 §3)
@@ -30,16 +34,8 @@ SOURCE_SETS = [
 ]
 
 
-def module_exists(module: str) -> bool:
-    return (REPO_ROOT / (module.replace(".", "/") + ".py")).exists()
-
-
 def step(title: str, cmd: list[str], done_marker: Path | None, force: bool) -> bool:
-    """Run one step as a subprocess with its output streaming through; False if the module is missing."""
-    module = cmd[2] if cmd[1:2] == ["-m"] else None
-    if module and not module_exists(module):
-        print(f"\n[demo] {title}: skipped ({module} does not exist in this checkout)", flush=True)
-        return False
+    """Run one step as a subprocess with its output streaming through."""
     if done_marker is not None and done_marker.exists() and not force:
         print(f"\n[demo] {title}: done earlier ({done_marker}), skipping", flush=True)
         return True
@@ -84,16 +80,21 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
     corpus_p, out = Path(corpus), Path(output)
     inputs = chain_inputs(corpus_p)
     sets = model_sets(Path(models)) + SOURCE_SETS + list(overrides)
-    set_args = [x for s in sets for x in ("--set", s)]
 
     run_dir = out / "pipeline"
-    step("data factory: DP -> AS -> RF -> CD -> DE (make pipeline)",
-         [py, "-m", "jobs.pipeline", "--input", *inputs, "--output", str(run_dir), "--conf", conf, *set_args,
-          *(["--force"] if force else [])], None, False)
-    steps = [s for s in plan(load_conf(conf, sets), inputs, str(run_dir)) if not s["missing"]]
-    data_steps = [s for s in steps if s["name"] != "evaluate"]
+    print("\n[demo] data factory: the stage table in one SparkSession (make pipeline)", flush=True)
+    t0 = time.time()
+    rc = run_chain(conf, sets, inputs, str(run_dir), force=force, runner="session")
+    if rc != 0:
+        raise SystemExit(f"[demo] the data factory failed (exit {rc}); rerun `make demo` after fixing it: finished "
+                         f"stages are kept")
+    print(f"[demo] data factory: {time.time() - t0:.0f}s", flush=True)
+    steps = plan(load_conf(conf, sets), inputs, str(run_dir))
+    # the training data comes from the last stage that writes documents; a stage whose products are a report
+    # (one that reads the chain's earlier outputs) is not it
+    data_steps = [s for s in steps if not s["stage"].uses_upstream]
     final = Path(data_steps[-1]["output"]) if data_steps else None
-    evaluate_dir = next((Path(s["output"]) for s in steps if s["name"] == "evaluate"), None)
+    report_dir = next((Path(s["output"]) for s in steps if s["stage"].uses_upstream), None)
 
     trained = False
     tok_model = out / "tokenizer" / "tokenizer.model"
@@ -128,12 +129,39 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
     if len(by_type) > 1:
         print("\nfunnel by source type:")
         print_table(by_type)
-    if evaluate_dir is not None and (evaluate_dir / "report.html").exists():
-        print(f"\nreport:       {evaluate_dir / 'report.html'}  (summary: {evaluate_dir / 'report.md'})")
-        print(f"review sheet: {evaluate_dir / 'review.csv'}; after review: python -m jobs.evaluate "
-              f"--output {evaluate_dir} --labels <reviewed.csv>")
+    if report_dir is not None and (report_dir / "report.html").exists():
+        print(f"\nreport:       {report_dir / 'report.html'}  (summary: {report_dir / 'report.md'})")
+        print(f"review sheet: {report_dir / 'review.csv'}; after review: python -m jobs.evaluate "
+              f"--output {report_dir} --labels <reviewed.csv>")
     if (out / "mix" / "manifest.json").exists():
         print(f"mixer:        {out / 'mix' / 'manifest.json'}")
     if trained:
         print(f"training log: {out / 'train'}")
     return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="jobs.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default="build/corpus/out/fixture", help="sample corpus (docs.jsonl, warc/)")
+    ap.add_argument("--models", default="build/models", help="models directory (langid.bin, lm/)")
+    ap.add_argument("--output", default="build/runs/demo", help="demo run directory")
+    ap.add_argument("--conf", default=str(DEFAULT_CONF), help="pipeline configuration")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="configuration override for the data stages (repeatable)")
+    ap.add_argument("--train-steps", type=int, default=8,
+                    help="trainer steps per training stage (conf/train/tiny.yaml data.steps_per_stage; 0 = skip training)")
+    ap.add_argument("--vocab-size", type=int, default=4000,
+                    help="SentencePiece vocabulary for the demo tokenizer (the few-MB fixture cannot fill LLaMA's 32k; "
+                         "a small vocabulary also keeps the tiny model's embedding small)")
+    ap.add_argument("--force", action="store_true", help="redo every step, finished or not")
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    return run(a.corpus, a.models, a.output, a.conf, a.overrides, train_steps=a.train_steps,
+               vocab_size=a.vocab_size, force=a.force)
+
+
+def cli() -> None:
+    sys.exit(main())

@@ -24,37 +24,31 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import reduce
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-
+from dataflow.core import fs
+from dataflow.core.config import load_with_spec
+from dataflow.core.confschema import Bool, Count, Dir, File, Float, Int, List, Map, OneOf, Section, Str
+from dataflow.core.recipes import SOURCE_TYPES
+from dataflow.core.stage import read_stage_input
 from dataflow.trainset import pack as packing
-from dataflow.core.config import apply_overrides
 from dataflow.trainset.tokenize import tokenizer_info
 
 TOKEN_COLUMNS = ["id", "source", "type", "source_type", "input_ids", "loss_mask", "n_tokens"]
 
 
 def load_mixer(path: str | Path, overrides=()) -> dict:
-    """conf/mixer.yaml plus overrides, validated (`confspec.MIXER`), paths resolved like the pipeline conf's.
+    """conf/mixer.yaml plus overrides, validated (`MIXER_SPEC`), paths resolved like the pipeline conf's.
     seq_len is not a mixer key: it is the pipeline conf's `pack.seq_len` (one home)."""
-    from dataflow.core.config import resolve_paths, conf_root, read_yaml
-    from dataflow.core.confschema import validate
-    from dataflow.core.confspec import MIXER
-
-    cfg = read_yaml(str(path))
-    resolve_paths(MIXER, cfg, conf_root(str(path)))
-    cfg = apply_overrides(cfg, overrides)
-    resolve_paths(MIXER, cfg, None)
-    validate(MIXER, cfg)
+    cfg = load_with_spec(MIXER_SPEC, str(path), overrides)
     check_source_types(cfg)
     return cfg
 
 
 def check_source_types(mcfg: Mapping) -> None:
     """A `where: {source_type: ...}` value outside recipes.SOURCE_TYPES would silently select nothing."""
-    from dataflow.core.recipes import SOURCE_TYPES
-
     for st in mcfg["stages"]:
         for key in ("sources", "supervised", "unsupervised"):
             for src in st.get(key) or []:
@@ -75,12 +69,12 @@ def with_source_type(df, default: str | None):
                                                    F.lit(default).cast("string")))
 
 
-def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, pipeline_conf: str | None = None):
+def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, pipeline_conf: str | None = None, *,
+             load_pipeline: Callable[[str, Iterable[str]], dict]):
     """jobs.mix's configuration: (mixer conf, pipeline conf). `pack.*`/`spark.*` overrides go to the pipeline
-    conf (its `pack.seq_len` is the one seq_len); `--input NAME=PATH` and `--tokenizer` to the mixer's."""
-    from dataflow.core import fs
-    from dataflow.core.config import load_conf
-
+    conf (its `pack.seq_len` is the one seq_len); `--input NAME=PATH` and `--tokenizer` to the mixer's.
+    `load_pipeline(path, overrides)` loads and validates the pipeline conf (`dataflow.pipeline.conf.load_conf`):
+    its path is `pipeline_conf`, else the one the mixer conf names."""
     mix_over = [o for o in overrides if not o.startswith(("pack.", "spark."))]
     pipe_over = [o for o in overrides if o.startswith(("pack.", "spark."))]
     for item in inputs:
@@ -91,7 +85,7 @@ def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, p
     if tokenizer:
         mix_over.append(f"tokenizer={tokenizer}")
     mcfg = load_mixer(conf, mix_over)
-    cfg = load_conf(pipeline_conf or mcfg["pipeline_conf"], pipe_over)
+    cfg = load_pipeline(pipeline_conf or mcfg["pipeline_conf"], pipe_over)
     for name, path in mcfg["inputs"].items():
         if not fs.exists(path):
             raise FileNotFoundError(f"mixer input {name}: {path} does not exist (run jobs.encode first)")
@@ -102,8 +96,6 @@ def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, p
 
 def select(df, where: Mapping[str, Any] | None):
     """Rows whose columns take one of the listed values (`null` in a list matches null)."""
-    from functools import reduce
-
     from pyspark.sql import functions as F
 
     for col, allowed in (where or {}).items():
@@ -298,9 +290,6 @@ def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, de
     """Write every configured stage (or only `stages`) and the top-level manifest. `default_type`: the source
     type of a document that has none (the pipeline conf's sources.default_type; required, because a caller
     that forgot it would silently select no untyped document; None leaves such rows null)."""
-    from dataflow.core import fs
-    from dataflow.core.stage import read_stage_input
-
     out = str(out)
     tok = tokenizer_info(mcfg["tokenizer"], pcfg.get("pad_id"))
     check_tokenizer(mcfg["inputs"], tok["sha256"])
@@ -321,3 +310,27 @@ def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, de
            "seed": int(mcfg["seed"]), "tokenizer": tok}
     fs.write_text(fs.join(out, "manifest.json"), json.dumps(top, indent=2) + "\n")
     return {"top": top, "stages": written}
+
+
+# conf/mixer.yaml
+_VALUE = OneOf(Str(), Int(), Float(), Bool(), nullable=True)    # `where` values; null matches null
+_PICK = {"name": Str(non_empty=True), "input": Str(non_empty=True),
+         "where": Map(OneOf(List(_VALUE), _VALUE, nullable=True), nullable=True)}
+_SOURCE = Section({**_PICK, "sample": Float(0, min_exclusive=True), "epochs": Float(0, min_exclusive=True)},
+                  required=("name", "input"))
+_UNSUPERVISED = Section({**_PICK, "weight": Float(0, min_exclusive=True)}, required=("name", "input", "weight"))
+_STAGE = Section({
+    "stage": Int(1),
+    "sources": List(_SOURCE, nullable=True),
+    "supervised": List(_SOURCE, nullable=True),
+    "unsupervised_ratio": Float(0, nullable=True),
+    "unsupervised": List(_UNSUPERVISED, nullable=True),
+}, required=("stage",))
+MIXER_SPEC = Section({
+    "seed": Int(),
+    "cut_buckets": Count(1),
+    "pipeline_conf": File(),          # its `pack` section (seq_len, group_tokens, ...) applies: one seq_len
+    "tokenizer": File(),
+    "inputs": Map(Dir()),
+    "stages": List(_STAGE, min_len=1),
+}, required=("seed", "pipeline_conf", "inputs", "stages"))

@@ -26,6 +26,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from dataflow.core import fs
+from dataflow.core.confschema import Count, Int, Str, optional_section
+from dataflow.core.contract import Option, Stage, StageContext
+from dataflow.core.schema import spark_schema
+from dataflow.core.stage import Attempt, StageResult, read_stage_input, write_stage
+from dataflow.trainset.tokenize import precheck_inputs, tokenizer_info
 
 ROW_SCHEMA = pa.schema([
     ("input_ids", pa.list_(pa.int32())),   # exactly seq_len
@@ -222,8 +231,6 @@ def pack_pretrain(docs, seq_len: int, seed: int, group_tokens: int, pad_id: int,
     ~group_tokens tokens, greedy concatenation per group."""
     from pyspark.sql import functions as F
 
-    from dataflow.core.schema import spark_schema
-
     total = docs.agg(F.sum("n_tokens")).first()[0] or 0
     n_groups = max(1, math.ceil(total / int(group_tokens)))
     d = docs.select("id", "source", "input_ids", F.lit(None).cast("array<tinyint>").alias("loss_mask"),
@@ -237,8 +244,6 @@ def pack_pretrain(docs, seq_len: int, seed: int, group_tokens: int, pad_id: int,
 def pack_supervised(examples, seq_len: int, seed: int, buckets: int, pad_id: int):
     """(rows, too_long): examples of each type bin-packed whole; longer-than-row examples rejected."""
     from pyspark.sql import functions as F
-
-    from dataflow.core.schema import spark_schema
 
     too_long = (examples.filter(F.col("n_tokens") > seq_len)
                 .withColumn("reason", F.lit("too_long"))
@@ -286,11 +291,7 @@ def write_shards(rows, out_dir: str | os.PathLike, seed: int, rows_per_shard: in
     """OUT/shards/part-XXXXX.parquet: a seeded hash of (group, row) picks each row's shard and its place in
     it, so the files are byte-identical for a seed whatever the partitioning. Returns [{path, rows}].
     `out_dir` is a path or URI (through dataflow.core.fs)."""
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
     from pyspark.sql import functions as F
-
-    from dataflow.core import fs
 
     out_dir = str(out_dir)
     shards_dir, tmp = fs.join(out_dir, "shards"), fs.join(out_dir, "_shards_tmp")
@@ -335,8 +336,6 @@ def stage_manifest(stage: int | None, seq_len: int, seed: int, tokenizer: Mappin
 
 
 def write_manifest(manifest: Mapping, out_dir: str | os.PathLike) -> str:
-    from dataflow.core import fs
-
     p = fs.join(str(out_dir), "manifest.json")
     fs.write_text(p, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return p
@@ -372,45 +371,120 @@ def pack(df, cfg: Mapping, mode: str, pad_id: int) -> Packed:
     return Packed(rows=rows, placed=placements(rows), rejected=rejected)
 
 
+def write_products(packed: Packed, attempt_dir: str, *, stage_no: int | None, seq_len: int, seed: int,
+                   rows_per_shard: int, tokenizer: Mapping, manifest_extra: Mapping | None = None) -> tuple[dict, dict]:
+    """The packed products, into an attempt (committed with the stage): shards/part-XXXXX.parquet and
+    manifest.json. Returns (manifest, row statistics)."""
+    stats = row_stats(packed.rows, seq_len)
+    shards = write_shards(packed.rows, attempt_dir, seed, rows_per_shard, stats["rows"])
+    manifest = stage_manifest(stage_no, seq_len, seed, tokenizer, shards, stats, **dict(manifest_extra or {}))
+    write_manifest(manifest, attempt_dir)
+    return manifest, stats
+
+
+def packed_result(packed: Packed, stats: Mapping) -> StageResult:
+    """The per-document accounting of a packing: placed documents kept, the rest rejected; the packed rows are
+    unpersisted once both are written."""
+    return StageResult(kept=packed.placed, rejected=packed.rejected, annotated=packed.rows,
+                       stats={k: stats[k] for k in ("rows", "efficiency", "padding_tokens", "packing")})
+
+
 def write_packed(packed: Packed, out: str, *, stage_no: int | None, seq_len: int, seed: int, rows_per_shard: int,
                  tokenizer: Mapping, stage: str, input_count: int, input_paths: Iterable[str] = (),
                  cfg: Mapping | None = None, t0: float | None = None, manifest_extra: Mapping | None = None) -> dict:
-    """The one packed-output sequence (jobs.pack and every mixer stage): shards and manifest.json into an
-    attempt, then the per-document accounting through `write_stage`, which commits it all (`_SUCCESS` last).
-    Returns (manifest, stats)."""
-    from dataflow.core.stage import Attempt, StageResult, write_stage
-
+    """The packed-output sequence of every mixer stage (the `pack` stage does the same through the runner):
+    shards and manifest.json into an attempt, then the per-document accounting through `write_stage`, which
+    commits it all (`_SUCCESS` last). Returns (manifest, stats)."""
     attempt = Attempt(out).begin()
-    stats = row_stats(packed.rows, seq_len)
-    shards = write_shards(packed.rows, attempt.dir, seed, rows_per_shard, stats["rows"])
-    manifest = stage_manifest(stage_no, seq_len, seed, tokenizer, shards, stats, **dict(manifest_extra or {}))
-    write_manifest(manifest, attempt.dir)
-    out_stats = write_stage(StageResult(kept=packed.placed, rejected=packed.rejected,
-                            stats={k: stats[k] for k in ("rows", "efficiency", "padding_tokens", "packing")}),
-                out, stage=stage, input_count=input_count, input_paths=input_paths, cfg=cfg, t0=t0, attempt=attempt)
-    packed.rows.unpersist()
+    manifest, stats = write_products(packed, attempt.dir, stage_no=stage_no, seq_len=seq_len, seed=seed,
+                                     rows_per_shard=rows_per_shard, tokenizer=tokenizer, manifest_extra=manifest_extra)
+    out_stats = write_stage(packed_result(packed, stats), out, stage=stage, input_count=input_count,
+                            input_paths=input_paths, cfg=cfg, t0=t0, attempt=attempt)
     return manifest, out_stats
 
 
-def run(spark, inputs: Iterable[str], out: str, cfg: Mapping, mode: str, tokenizer_model: str, *,
-        stage_no: int | None = None, output_check: bool = True, allow_incomplete: bool = False) -> dict:
-    """jobs.pack: read a tokenize-stage output, pack it (`mode` pretrain or supervised) and write it.
-    cfg: the `pack` section. Returns (manifest, stats)."""
-    import time
+# the `pack` section of conf/pipeline.yaml
+MODES = ("pretrain", "supervised")
+SPEC = optional_section({
+    "seq_len": Count(1),
+    "seed": Int(),
+    "group_tokens": Count(1),
+    "supervised_buckets": Count(1),
+    "rows_per_shard": Count(1),
+    "pad_id": Count(0, nullable=True),
+    "mode": Str(MODES, nullable=True),   # the `pack` stage only (jobs.pack --mode): required there
+    "stage": Int(nullable=True),         # the `pack` stage only (--stage): the manifest's stage (null: 1 for pretrain)
+}, required=("seq_len", "seed"))
+INPUT_COLUMNS = ("id", "source", "type", "input_ids", "loss_mask", "n_tokens")
 
-    from dataflow.core.stage import read_stage_input
-    from dataflow.trainset.tokenize import tokenizer_info
 
-    t0 = time.time()
-    tok = tokenizer_info(tokenizer_model, cfg.get("pad_id"))
-    df, paths = read_stage_input(spark, inputs, output=out if output_check else None,
-                                 allow_incomplete=allow_incomplete, require=("id", "input_ids", "n_tokens"))
-    df = df.select("id", "source", "type", "input_ids", "loss_mask", "n_tokens").cache()
-    n = df.count()
-    result = write_packed(pack(df, cfg, mode, tok["pad_id"]), out,
-                            stage_no=stage_no if stage_no is not None else (1 if mode == "pretrain" else None),
-                            seq_len=int(cfg["seq_len"]), seed=int(cfg["seed"]), rows_per_shard=int(cfg["rows_per_shard"]),
-                            tokenizer=tok, stage="pack", input_count=n, input_paths=paths, cfg=cfg, t0=t0,
-                            manifest_extra={"mode": mode})
-    df.unpersist()
+def _precheck(conf, inputs: list[str], output: str) -> None:
+    if not (conf.get("pack") or {}).get("mode"):
+        raise ValueError(f"pack: --mode is required ({' or '.join(MODES)}; or set pack.mode)")
+    precheck_inputs(conf, inputs, output)
+
+
+def _read(ctx: StageContext):
+    """A tokenize-stage output, cached: packing reads it more than once (token total, rows, rejects)."""
+    df, paths = read_stage_input(ctx.spark, ctx.inputs, output=ctx.output, allow_incomplete=ctx.allow_incomplete,
+                                 require=("id", "input_ids", "n_tokens"))
+    return df.select(*INPUT_COLUMNS).cache(), paths
+
+
+def _transform(df, ctx: StageContext) -> StageResult:
+    """Pack, then write shards/ and manifest.json into the attempt; the runner writes the per-document accounting
+    (data/: one record per placed document, rejected/) and commits it all."""
+    cfg = ctx.cfg
+    mode = cfg.get("mode")
+    if mode not in MODES:
+        raise ValueError(f"pack: --mode is required ({' or '.join(MODES)}; or set pack.mode), got {mode!r}")
+    tok = tokenizer_info(ctx.conf["tokenizer"]["model"], cfg.get("pad_id"))
+    packed = pack(df, cfg, mode, tok["pad_id"])
+    stage_no = cfg.get("stage") if cfg.get("stage") is not None else (1 if mode == "pretrain" else None)
+    _, stats = write_products(packed, ctx.attempt.dir, stage_no=stage_no, seq_len=int(cfg["seq_len"]),
+                              seed=int(cfg["seed"]), rows_per_shard=int(cfg["rows_per_shard"]), tokenizer=tok,
+                              manifest_extra={"mode": mode})
+    result = packed_result(packed, stats)
+    extra = result.stats
+
+    def after_writes() -> dict:   # data/ and rejected/ are written: the cached input is no longer read
+        df.unpersist()
+        return extra
+
+    result.stats = after_writes
     return result
+
+
+STAGE = Stage(
+    name="pack",
+    summary="tokenized documents -> rows of exactly seq_len tokens (the trainer's shards + manifest.json)",
+    spec=SPEC,
+    transform=_transform,
+    read=_read,
+    precheck=_precheck,
+    files=("tokenizer",),
+    input_help="a jobs.encode output directory (or its data/ Parquet)",
+    options=(
+        Option(("--mode",), {"choices": list(MODES), "default": None,
+                             "help": "stage-1 concatenation or stage-2/3 bin packing (required; sets pack.mode)"},
+               to_sets=lambda v: [f"pack.mode={v}"]),
+        Option(("--tokenizer",), {"default": None,
+                                  "help": "tokenizer.model the input was tokenized with (default: tokenizer.model in "
+                                          "the conf); recorded in the manifest"},
+               to_sets=lambda v: [f"tokenizer.model={v}"]),
+        Option(("--stage",), {"type": int, "default": None,
+                              "help": "stage number written to the manifest (default: 1 for pretrain, null otherwise)"},
+               to_sets=lambda v: [f"pack.stage={int(v)}"]),
+    ),
+    doc="""Pack one tokenized dataset into rows of exactly seq_len tokens (the trainer's shard format).
+
+  python -m jobs.pack --input build/runs/tokenized/pretrain --output build/runs/packed/pretrain --mode pretrain
+  python -m jobs.pack --input build/runs/tokenized/sft --output build/runs/packed/sft --mode supervised
+
+--mode pretrain: seeded global shuffle, greedy concatenation, long documents split into segments (stage 1).
+--mode supervised: examples grouped by `type`, bin-packed whole (first-fit decreasing); an example longer
+than seq_len goes to rejected/ (reason too_long), a record without `type` too (malformed:no_type).
+Writes OUT/shards/part-XXXXX.parquet, OUT/manifest.json (rows, tokens per source, padding, efficiency),
+OUT/data (one record per packed document: id, source, group, row), OUT/rejected, OUT/stats.json, OUT/_SUCCESS.
+jobs.mix does the same per training stage, after sampling. Settings: the `pack` section of conf/pipeline.yaml.""",
+)

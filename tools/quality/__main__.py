@@ -17,7 +17,7 @@ import time
 
 import yaml
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 
 from . import labelled, measure, report, sources
 

@@ -23,6 +23,8 @@ from collections import Counter
 
 from dataflow.core.text import CJK_RE
 
+from .sources import Page, paragraphs
+
 CJK_LANGS = ("zh", "ja", "ko")
 _CJK = CJK_RE   # Han, kana and hangul: dataflow/core/text.py is the one home of the ranges
 CD_CLASSES = ("exact", "punct", "emoji", "whitespace", "swap3", "header")
@@ -36,10 +38,6 @@ def stable(seed, s: str) -> int:
 def gold_lang(code: str) -> str:
     """Corpus code -> the code the pipeline keeps (zh-cn and zh-tw are both zh)."""
     return "zh" if code.startswith("zh") else code.split("-")[0]
-
-
-def paragraphs(text: str) -> list[str]:
-    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
 def _index(pages):
@@ -384,8 +382,6 @@ def jaccard(a: set, b: set) -> float:
 
 def localization_pairs(chapters, window_chars: int) -> list[tuple]:
     """Aligned windows of parallel paragraphs -> (zh-cn Page, zh-tw Page) pairs."""
-    from .sources import Page
-
     out = []
     for ch, cn, tw in chapters:
         i = 0

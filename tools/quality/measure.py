@@ -5,7 +5,7 @@ code and models committed when it runs:
        decision for the kept languages (kept as X = labelled X and not rejected).
   RF   dataflow.stages.filter.rules.engine.RuleEngine with the configured rules: keep-rate of clean pages, reject-rate
        of every junk kind, and which rule decided.
-  CD   dataflow.stages.dedup.run (its Spark transform, default steps) on a local session: recall per duplicate
+  CD   dataflow.stages.dedup.stage.run (its Spark transform, default steps) on a local session: recall per duplicate
        kind, merge precision against the truth groups.
   AS   dataflow.stages.score.stage.score_record with the `make models` KenLM models: share of pages whose original has
        a lower perplexity than its shuffled twin.
@@ -105,7 +105,7 @@ def cd(spark, records: list[dict], cfg: dict, work: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dataflow.stages.dedup import run as dedup_run
+    from dataflow.stages.dedup.stage import run as dedup_run
     from dataflow.core.schema import DOC_ARROW_SCHEMA
 
     t0 = time.time()

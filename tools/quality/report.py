@@ -104,7 +104,7 @@ def render(results: dict, goals: dict, meta: dict) -> str:
 
     rec = cd["recall"]
     L += ["", "## CD: near-duplicates", "",
-          f"`dataflow.stages.dedup.run` with the configured steps {cd['steps']} on {cd['records']} records: "
+          f"`dataflow.stages.dedup.stage.run` with the configured steps {cd['steps']} on {cd['records']} records: "
           f"{cd['originals']} originals in {cd['truth_groups']} truth groups, planted copies and real zh-tw "
           "localizations. A copy is found when it (or, for a localization, either side) is rejected with a "
           "`dup_of` in its own truth group.", "",

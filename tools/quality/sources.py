@@ -89,6 +89,11 @@ def anchors(html: str) -> list[str]:
     return p.out
 
 
+def paragraphs(text: str) -> list[str]:
+    """A page's blocks (split at blank lines), each on one line with its whitespace collapsed."""
+    return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
 @dataclass
 class Page:
     source: str          # debian-handbook | libreoffice-help
@@ -171,8 +176,6 @@ def number_rows(x: str, cfg: dict) -> list[list[str]]:
 def localization_chapters(x: str, cfg: dict) -> list[tuple[str, list[str], list[str]]]:
     """(chapter, zh-cn paragraphs, zh-tw paragraphs) of debian-reference, for chapters whose two versions
     have the same paragraph structure (the zh-tw text is maintained as a localization of zh-cn)."""
-    from .labelled import paragraphs
-
     cn_pkg, tw_pkg = cfg["packages"]["localizations"]
     out = []
     for f in files(f"{x}/{cn_pkg}/usr/share/debian-reference", ".zh-cn.html"):

@@ -14,6 +14,8 @@ from dataflow.ingest.sources.books import iter_books, process_book
 from dataflow.ingest.sources.code import iter_code_archive, iter_code_table, process_code
 from dataflow.ingest.sources.stackexchange import iter_stackexchange, process_qa
 from dataflow.ingest.sources.wiki import iter_mediawiki, process_wiki
+from dataflow.core.confschema import Count, List, Map, Prob, Section, Str, optional_section
+from dataflow.core.recipes import READER_KINDS, SOURCE_TYPES, kind_for  # noqa: F401 - kind_for is this package's too
 
 READERS = {
     "code_archive": iter_code_archive,
@@ -29,18 +31,17 @@ PROCESSORS = {"code": process_code, "paper": process_paper, "qa": process_qa, "w
               "book": process_book}
 
 
-def kind_for(path: str) -> str | None:
-    """The reader kind a file name implies, else None (the caller's conf must say)."""
-    low = path.lower().rstrip("/")
-    name = low.rsplit("/", 1)[-1]
-    if name.endswith(".7z") or name == "posts.xml" or name.endswith("-posts.xml"):
-        return "stackexchange"
-    if name.endswith((".xml.bz2", ".xml.gz")) or ("pages-articles" in name and name.endswith(".xml")):
-        return "mediawiki"
-    if name.endswith(".tex") or (name.startswith("arxiv_src") and name.endswith(".tar")):
-        return "arxiv"
-    if name.endswith((".zip", ".tar.gz", ".tgz")):
-        return "code_archive"
-    if name.endswith((".txt", ".txt.gz", ".txt.bz2")):
-        return "gutenberg"
-    return None
+# the `sources` section of conf/pipeline.yaml: which dumps are read as which type, and each kind's settings
+SPEC = optional_section({
+    "default_type": Str(SOURCE_TYPES),
+    "inputs": List(Section({"match": Str(non_empty=True), "type": Str(SOURCE_TYPES),
+                            "kind": Str(READER_KINDS, nullable=True)}, required=("match", "type"))),
+    "by_source": Map(Str(SOURCE_TYPES), nullable=True),
+    "code": optional_section({"allowed_licenses": List(Str(non_empty=True), unique=True),
+                              "max_line_length": Count(1), "max_avg_line_length": Count(1),
+                              "min_alphanum_fraction": Prob()}),
+    "qa": optional_section({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0),
+                            "spill_bytes": Count(1), "spill_partitions": Count(1)}),
+    "wiki": optional_section({"namespaces": List(Str(non_empty=True), unique=True, min_len=1)}),
+    "book": optional_section({"max_book_bytes": Count(1)}),
+})

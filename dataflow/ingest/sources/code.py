@@ -21,6 +21,8 @@ import zlib
 from typing import Iterator
 
 from dataflow.core import fs
+from dataflow.ingest.jsonl import iter_jsonl
+from dataflow.ingest.parquet import iter_parquet
 from dataflow.ingest.sources._base import bad, decode, kept, prefix_len, tar_end_damage
 
 # Thresholds live in conf/pipeline.yaml `sources.code` (DP passes that section as `cfg`); these constants are
@@ -307,9 +309,6 @@ def _table_license(meta: dict) -> tuple[str, str]:
 def iter_code_table(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
     """The-Stack-style JSONL/Parquet (`content` or `text`, `path`, `license` fields) through ingest's JSONL
     and Parquet readers (same accounting and quarantine), with the code metadata the recipe needs."""
-    from dataflow.ingest.jsonl import iter_jsonl
-    from dataflow.ingest.parquet import iter_parquet
-
     cfg = {**INGEST_DEFAULTS, **(cfg or {})}
     low = uri.lower()
     rows = (iter_parquet(uri, source=source, cfg=cfg, batch_rows=int(cfg.get("batch_rows", BATCH_ROWS)))

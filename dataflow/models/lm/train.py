@@ -19,7 +19,8 @@ from typing import Iterable, Iterator
 
 import xxhash
 
-from dataflow.models.lm.normalize import normalize_line
+from dataflow.models.lm.normalize import normalize_line, normalize_settings
+from dataflow.core.confschema import Bool, Count, Dir, File, Float, Int, List, Map, OneOf, Str, optional_section
 
 # corpus codes -> pipeline codes (DP maps every Chinese variant to zh)
 _LANG_ALIASES = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh", "zh-hk": "zh", "zh-sg": "zh"}
@@ -186,8 +187,6 @@ def arpa_counts(arpa: Path) -> dict:
 
 def train_language(lang: str, texts: Iterable[str], out_dir: Path, scfg: dict, log=print) -> dict:
     """Normalise -> SentencePiece -> pieces -> lmplz -> build_binary for one language."""
-    from dataflow.models.lm.normalize import normalize_settings
-
     tcfg = scfg["train"]
     norm = normalize_settings(scfg)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -227,9 +226,6 @@ def train_all(corpus: str | Path, out: str | Path, scfg: dict, langs: Iterable[s
     """jobs.train_lm: for each language, train on `score.train.wiki.<lang>` when set, else on the corpus'
     docs.jsonl records with a label in `score.train.labels` minus the seeded held-out share. Writes
     OUT/<lang>.sp.model, OUT/<lang>.arpa.bin and OUT/report.json; returns the report."""
-    import json
-    import time
-
     tcfg, out, docs = scfg["train"], Path(out), Path(corpus) / "docs.jsonl"
     report = {"corpus": str(corpus), "normalize": scfg.get("normalize"), "langs": {}}
     t0 = time.time()
@@ -257,3 +253,21 @@ def train_all(corpus: str | Path, out: str | Path, scfg: dict, langs: Iterable[s
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"[train_lm] wrote {out}/report.json", flush=True)
     return report
+
+
+# score.train
+TRAIN_SPEC = optional_section({
+    "wiki": Map(File(), nullable=True),
+    "labels": List(Str(non_empty=True)),
+    "heldout_fraction": Float(0, 1),
+    "seed": Int(),
+    "sp_vocab_size": OneOf(Count(1), Map(Count(1))),
+    "sp_model_type": Str(["unigram", "bpe", "char", "word"]),
+    "sp_character_coverage": Float(0, 1, min_exclusive=True),
+    "sp_input_sentence_size": Count(1),
+    "order": Count(1),
+    "lmplz_memory": Str(non_empty=True),
+    "prune": List(Count(0)),
+    "keep_arpa": Bool(),
+    "kenlm_bin": Dir(nullable=True),
+})

@@ -5,8 +5,19 @@ JSONL (the corpus `docs.jsonl`, or supervised records with `type`/`prompt`/`resp
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Iterable
+
+import pyarrow as pa
+
+from dataflow.core import fs
+from dataflow.core.spark import ship_file
+from dataflow.core.stage import read_stage_input
 
 # every field a JSONL input may carry; absent ones read as null. Reading with a fixed schema avoids a
 # schema-inference pass over the whole input, `_corrupt_record` catches lines that are not JSON, and
@@ -27,10 +38,6 @@ def read_documents(spark, paths: Iterable[str], *, allow_incomplete: bool = Fals
     """(DataFrame, resolved paths). JSONL keeps malformed lines in `_corrupt_record`; Parquet is read as a
     stage output (a stage directory means its `data/`). `raw_lines`: JSONL comes back unparsed (its non-blank
     lines, one `value` column) for a consumer that parses in its own Python pass (`tokenize.run`)."""
-    from dataflow.core.stage import read_stage_input
-
-    from dataflow.core import fs
-
     paths = [str(p) for p in paths]
     if is_jsonl(paths):
         for p in paths:
@@ -46,8 +53,6 @@ def read_documents(spark, paths: Iterable[str], *, allow_incomplete: bool = Fals
 def parse_jsonl_line(line: str) -> dict:
     """One JSONL line -> the JSONL_DDL fields. Not JSON (or not an object): `_corrupt_record` holds the line;
     a non-string field value reads as null and is named in `_bad_fields` (`text:dict`)."""
-    import json
-
     out = dict.fromkeys(JSONL_FIELDS)
     out["_corrupt_record"] = out["_bad_fields"] = None
     try:
@@ -71,8 +76,6 @@ def parse_jsonl_line(line: str) -> dict:
 
 
 def _parse_jsonl(batches):
-    import pyarrow as pa
-
     names = [*JSONL_FIELDS, "_corrupt_record", "_bad_fields"]
     schema = pa.schema([(n, pa.string()) for n in names])
     for b in batches:
@@ -93,13 +96,6 @@ def ship_model(spark, path) -> str:
     SparkFiles is one flat namespace per session: a second, different `tokenizer.model` (say the expanded one
     after the base one) would clash with the first. A copy named `<sha256[:16]>-<name>` never clashes, and the
     same content maps to the same name, so shipping it again is a no-op."""
-    import hashlib
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from dataflow.core.spark import ship_file
-
     src = Path(path).resolve()
     sha = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / "ziya2-shipped-models"

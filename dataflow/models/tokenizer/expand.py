@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from dataflow.core.text import HAN_RE
+from dataflow.core.confschema import Count, Float, optional_section
 
 
 def han_counts(text: str) -> Counter:
@@ -119,3 +120,7 @@ def expand(spark, df, base_model: Path, out_dir: Path, ecfg: Mapping) -> dict:
               "first_added": chars[:20]}
     (out_dir / "expand_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
+
+
+# tokenizer.expand
+EXPAND_SPEC = optional_section({"num_chars": Count(1), "min_count": Count(1), "new_piece_score": Float()})

@@ -13,7 +13,9 @@ from typing import Mapping
 
 import numpy as np
 
-from dataflow.models.tokenizer import pipeline_lang
+from dataflow.core.confschema import Bool, Count, Float, Int, Section, Str
+from dataflow.core.spark import load_once
+from dataflow.models.tokenizer import pipeline_lang, ship_model
 
 # TrainerSpec keys passed through from conf unchanged (everything else in the section is ours)
 _SPM_KEYS = ("model_type", "vocab_size", "character_coverage", "split_digits", "byte_fallback",
@@ -97,9 +99,6 @@ def vocab_report(spark, sample, model_path: Path, tcfg: Mapping) -> dict:
     import pyarrow as pa
     from pyspark.sql import functions as F
 
-    from dataflow.core.spark import load_once
-    from dataflow.models.tokenizer import ship_model
-
     path = ship_model(spark, model_path)
 
     def stats(batches):
@@ -165,3 +164,13 @@ def train(spark, df, out_dir: Path, tcfg: Mapping) -> dict:
         sample.unpersist()
     write_report(rep, out_dir)
     return rep
+
+
+# tokenizer.train: SentencePiece TrainerSpec keys pass through (open); the ones the pipeline relies on are typed
+TRAIN_SPEC = Section({
+    "model_type": Str(["bpe", "unigram", "char", "word"]), "vocab_size": Count(1),
+    "character_coverage": Float(0, 1, min_exclusive=True), "split_digits": Bool(), "byte_fallback": Bool(),
+    "max_sentence_length": Count(1), "input_sentence_size": Count(0), "shuffle_input_sentence": Bool(),
+    "num_threads": Count(1), "sample_fraction": Float(0, 1, min_exclusive=True), "max_docs": Count(1),
+    "hash_buckets": Count(1), "seed": Int(),
+}, open=True, required=())

@@ -1,5 +1,3 @@
 """CD: content de-duplication (Ziya2 §3: URL, exact, SimHash; plus MinHash, book-level and CCNet lines).
-`run(df, cfg) -> StageResult`; see docs/dedup.md."""
-from dataflow.stages.dedup.stage import STEP_ORDER, run
-
-__all__ = ["run", "STEP_ORDER"]
+The stage is `stage.STAGE` (`stage.run(df, cfg, conf) -> StageResult`); each step declares itself in its
+own module (`step.Step`), and `stage.STEP_TABLE` lists them in order. See docs/dedup.md."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataflow.stages.dedup import minhash
 from dataflow.stages.dedup.components import Context
+from dataflow.core.confschema import Count, List, Str, optional_section
+from dataflow.stages.dedup.step import Step
 
 
 def is_book_expr(cfg: dict, typed: bool = False):
@@ -42,3 +44,8 @@ def mark(df, dcfg: dict, ctx: Context):
         return {"books": annotated.where(is_book).count(), **stats(annotated.where(is_book))}
 
     return out, book_stats
+
+
+STEP = Step("book", mark, summary="MinHash at Jaccard >= 0.9 over book-length documents", reads_text=True,
+            spec=optional_section({**minhash.SPEC_FIELDS, "sources": List(Str(non_empty=True)), "min_chars": Count(0)},
+                                  extra=minhash.bands_rows))

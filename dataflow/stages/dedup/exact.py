@@ -9,6 +9,8 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 from dataflow.core.hashing import xxh3_128_hex
 from dataflow.core.text import fingerprint_form
 from dataflow.stages.dedup.components import ORDER, Context, order_id
+from dataflow.core.confschema import Str, optional_section
+from dataflow.stages.dedup.step import Step
 
 
 def exact_key(text: str | None, zh_fold=()) -> str | None:
@@ -46,3 +48,7 @@ def mark(df, cfg: dict, ctx: Context):
         return {"empty_after_normalization": annotated.where(F.col("_exact").isNull()).count()}
 
     return out, stats
+
+
+STEP = Step("exact", mark, summary="xxh3-128 of the text without punctuation/symbols/emoji/whitespace",
+            spec=optional_section({"hash": Str(["xxh3_128"])}))

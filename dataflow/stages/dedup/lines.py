@@ -12,6 +12,8 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 from dataflow.core.hashing import xxh3_64
 from dataflow.core.text import line_form
 from dataflow.stages.dedup.components import ORDER, Context, order_id
+from dataflow.core.confschema import Count, optional_section
+from dataflow.stages.dedup.step import Step
 
 
 def line_hashes(text: str | None, min_line_chars: int, zh_fold=()) -> list:
@@ -73,3 +75,8 @@ def mark(df, dcfg: dict, ctx: Context):
         return {"lines_removed": int(agg["lines"] or 0), "documents_changed": int(agg["docs"] or 0)}
 
     return out, stats
+
+
+STEP = Step("lines", mark, summary="CCNet line dedup; documents emptied are rejected", reads_text=True,
+            adds=("lines_removed",),
+            spec=optional_section({"max_docs": Count(1), "min_line_chars": Count(0), "min_doc_chars": Count(0)}))

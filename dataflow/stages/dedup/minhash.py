@@ -31,6 +31,8 @@ from dataflow.core.hashing import sha1_32, xxh3_64
 from dataflow.core.text import Shingled
 from dataflow.stages.dedup.components import ORDER, Context, checkpoint, connected_components, mark_from_components
 from dataflow.stages.dedup.verify import check_pairs, ngrams, star_edges, step_sets, with_shingle_sets
+from dataflow.core.confschema import Count, Float, Int, Str, optional_section
+from dataflow.stages.dedup.step import Step
 
 VERIFY = ("none", "signature", "jaccard")
 
@@ -167,3 +169,25 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
                 "cc_rounds": cc["cc_rounds"], "verify": verify}
 
     return out, stats
+
+
+SCHEMES = ["affine32", "legacy"]
+# the MinHash keys `minhash` and `book` share
+SPEC_FIELDS = {
+    "num_perm": Count(1), "bands": Count(1), "rows": Count(1), "seed": Int(), "scheme": Str(SCHEMES),
+    "char_ngram": Count(1), "word_ngram": Count(1), "min_features": Count(0), "max_iterations": Count(1),
+    "jaccard": Float(0, 1),
+}
+
+
+def bands_rows(v: dict, key: str) -> list[str]:
+    b, r, n = v.get("bands"), v.get("rows"), v.get("num_perm")
+    if all(isinstance(x, int) for x in (b, r, n)) and b * r > n:
+        return [f"{key}.bands: expected bands x rows <= num_perm ({n}), got {b} x {r}"]
+    return []
+
+
+STEP = Step("minhash", mark, summary="datasketch-compatible MinHash LSH (bands x rows), connected components",
+            verifies=True,
+            spec=optional_section({**SPEC_FIELDS, "verify": Str(["none", "signature", "jaccard"]),
+                                   "verify_rounds": Count(1)}, extra=bands_rows))

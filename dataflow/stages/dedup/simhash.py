@@ -22,6 +22,8 @@ from dataflow.core.hashing import block_bounds, simhash64, to_signed64
 from dataflow.core.text import Shingled
 from dataflow.stages.dedup.components import ORDER, Context, checkpoint, connected_components, mark_from_components
 from dataflow.stages.dedup.verify import check_pairs, first_match_edges, ngrams, step_sets, verify_pairs, with_shingle_sets
+from dataflow.core.confschema import Count, Float, Int, optional_section
+from dataflow.stages.dedup.step import Step
 
 
 def record_simhash(text: str | None, scfg: dict, ctx: Context) -> int | None:
@@ -111,3 +113,11 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
                 "candidate_pairs": candidates.count(), **star, "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"]}
 
     return out, stats
+
+
+STEP = Step("simhash", mark, summary="64-bit SimHash, Hamming <= max_distance, connected components",
+            verifies=True, adds=("simhash",),
+            spec=optional_section({"bits": Int(8, 64), "max_distance": Count(0), "blocks": Count(1),
+                                   "char_ngram": Count(1), "word_ngram": Count(1), "min_features": Count(0),
+                                   "verify_jaccard": Float(0, 1, nullable=True), "verify_rounds": Count(1),
+                                   "max_iterations": Count(1)}))

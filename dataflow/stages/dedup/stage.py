@@ -1,13 +1,13 @@
 """The CD stage: run the configured dedup steps in their fixed order and account for every record.
 
-Every step is a function of one signature, `mark(df, cfg, ctx) -> (annotated, stats)` (cfg = the whole
-`dedup` section, ctx = components.Context), listed in `STEPS` in the order they run. Each step gets the
+Every step declares itself in its module (`STEP = step.Step(...)`: name, `mark(df, cfg, ctx) -> (annotated,
+stats)`, its configuration spec, whether it reads the text), and `STEP_TABLE` lists them in the order they run. Each step gets the
 records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
 `_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
 statistics all read the same decisions.
 
 The text is read by Python once: fingerprints.py computes every key the steps need in one pass, and the
-steps that do not read the text themselves (all but `TEXT_STEPS`) work on that narrow frame, so what they
+steps that do not read the text themselves (all but those whose `Step.reads_text`) work on that narrow frame, so what they
 checkpoint and shuffle carries no text. The full rows are materialized once with a row key `_row`; the
 decisions are joined back onto them at the end (and before the first text step, for the live records). Rejected rows carry `reason = dedup:<step>`, `detail` (naming
 the step's representative) and `dup_of` (the record that was finally kept in their place). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
@@ -27,28 +27,22 @@ recipe is quarantined as `malformed:source_type`.
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping
+from typing import Mapping
 
+from dataflow.core.confschema import Count, List, Prob, Str, optional_section
+from dataflow.core.contract import Stage
 from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
 from dataflow.core.schema import DOC_COLUMNS, require_columns
 from dataflow.core.stage import StageResult
 from dataflow.stages.dedup import book, exact, lines, minhash, simhash, url
 from dataflow.stages.dedup.components import ORDER, Context, checkpoint, with_order
 from dataflow.stages.dedup.fingerprints import SETS, TEXT_HASH, Plan, with_fingerprints
+from dataflow.stages.dedup.step import Step
 
-# the order is part of the method: cheap exact steps shrink the input of the fuzzy ones
-STEPS: dict[str, Callable] = {
-    "url": url.mark,
-    "exact": exact.mark,
-    "simhash": simhash.mark,
-    "minhash": minhash.mark,
-    "book": book.mark,
-    "lines": lines.mark,
-}
+# The step table. The order is part of the method: cheap exact steps shrink the input of the fuzzy ones.
+STEP_TABLE: list[Step] = [url.STEP, exact.STEP, simhash.STEP, minhash.STEP, book.STEP, lines.STEP]
+STEPS: dict[str, Step] = {s.name: s for s in STEP_TABLE}
 STEP_ORDER = list(STEPS)
-# the steps that read the text itself; the others work on the narrow frame of fingerprints (fingerprints.py)
-TEXT_STEPS = ("book", "lines")
-VERIFYING_STEPS = ("simhash", "minhash")   # get the records' shingle sets for verifying candidate pairs
 ROW = "_row"     # a row's key inside one run (the full rows are materialized once with it)
 ID_CONFLICT_LOCATIONS = 5   # locations named in a conflict's detail (the count is always given in full)
 
@@ -91,9 +85,9 @@ def _run_step(step: str, live, cfg: dict, ctx: Context, types: list[str] | None,
     from pyspark.sql import functions as F
 
     if types is None:
-        return STEPS[step](live, cfg, ctx, **kw)
+        return STEPS[step].mark(live, cfg, ctx, **kw)
     inside = F.col("source_type").isin(types)
-    out, stats = STEPS[step](live.where(inside), cfg, ctx, **kw)
+    out, stats = STEPS[step].mark(live.where(inside), cfg, ctx, **kw)
     rest = (live.where(~inside).withColumn("_dup_of", F.lit(None).cast("string"))
             .withColumn("_detail", F.lit(None).cast("string")))
     return out.unionByName(rest, allowMissingColumns=True), lambda annotated: stats(annotated.where(inside))
@@ -195,12 +189,12 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
     for step in steps:
         t0 = time.time()
         kw = {}
-        if step in TEXT_STEPS and not wide:
+        if STEPS[step].reads_text and not wide:
             live, wide = _widen(live, good, df.columns), True
-        elif step in VERIFYING_STEPS and not wide:
+        elif STEPS[step].verifies and not wide:
             kw = {"sets": sets}
         out, stats = _run_step(step, live, cfg, ctx, members[step], **kw)
-        for c in ("simhash", "lines_removed"):
+        for c in STEPS[step].adds:
             if c in out.columns and c not in added:
                 added.append(c)
         out = checkpoint(out)
@@ -237,3 +231,34 @@ def _widen(live, good, columns):
     """The narrow `live` frame with the rest of its records' columns (text, meta, ...) joined back by `_row`."""
     missing = [c for c in columns if c not in live.columns]
     return live.join(good.select(ROW, *missing), ROW) if missing else live
+
+
+# ---------------------------------------------------------------- the stage
+SPEC = optional_section({
+    "steps": List(Str(STEP_ORDER), unique=True),
+    "date_keys": List(Str(non_empty=True)),
+    "shuffle_partitions": Count(1, nullable=True),
+    "zh_fold": List(Str(non_empty=True)),
+    "char_script_share": Prob(),
+    **{s.name: s.spec for s in STEP_TABLE},
+}, required=("steps",))
+
+STAGE = Stage(
+    name="dedup",
+    summary="CD: URL Bloom filter, exact, SimHash, MinHash, book and line dedup; `dup_of` names the kept record",
+    spec=SPEC,
+    transform=lambda df, ctx: run(df, ctx.cfg, ctx.conf),
+    doc="""CD job: content de-duplication (see docs/dedup.md).
+
+  python -m jobs.dedup --input RUN/30-filter --output RUN/40-dedup [--conf conf/pipeline.yaml] [--set ...]
+  spark-submit jobs/dedup.py --input ... --output ...
+
+Steps run in this fixed order, each only over the records the earlier ones kept (choose them with
+--set 'dedup.steps=[url,exact,simhash,minhash,book,lines]'; a step runs over the records whose
+source_type's recipe lists it, recipes.<type>.dedup, and compares only those):
+""" + "\n".join(f"  {s.name:<8} {s.summary:<78} reason dedup:{s.name}" for s in STEP_TABLE) + """
+
+Writes OUT/data (kept; + simhash, lines_removed when those steps ran), OUT/rejected (+ reason, detail,
+dup_of = the kept representative's id), OUT/stats.json (extra: per-step counters such as the Bloom
+filter's estimated and measured false positives) and OUT/_SUCCESS.""",
+)

@@ -15,6 +15,8 @@ import math
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dataflow.stages.dedup.components import ORDER, Context
+from dataflow.core.confschema import Bool, Count, Float, List, Str, optional_section
+from dataflow.stages.dedup.step import Step
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "ftp": 21}
 
@@ -132,3 +134,8 @@ def mark(df, dcfg: dict, ctx: Context):
                 "bloom_false_positives_estimated": round(float(agg["fp_est"] or 0.0), 6)}
 
     return out, stats
+
+
+STEP = Step("url", mark, summary="normalized URL, Bloom filter per URL-hash partition, first crawl kept",
+            spec=optional_section({"initial_capacity": Count(1), "error_rate": Float(0, 1, min_exclusive=True),
+                                   "tracking_params": List(Str(non_empty=True)), "sort_query": Bool()}))

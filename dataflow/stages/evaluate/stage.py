@@ -1,30 +1,204 @@
-"""DE as a document stage (what jobs/evaluate.py wires onto `cli.run_document_stage`): the evaluation
-products (sample/, review sheet, metrics.json, report) are written next to the committed output, and the
-stage itself keeps every record (`evaluate.run`)."""
+"""DE, data evaluation (Ziya2 §3.1): a seeded stratified 1% sample, automatic metrics over the output
+and the sample, a review sheet sorted worst-first, the Clopper-Pearson gate on reviewer labels, and the
+HTML/Markdown report with the Figure-2 funnel.
+
+`run(df, cfg)` is the stage transform: DE keeps every record (input == kept). `evaluate(...)` writes the
+evaluation products next to it: sample/, review.jsonl, review.csv, metrics.json, report.html, report.md.
+`gate(...)` reads a reviewed sheet back and decides.
+"""
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Iterable, Mapping
 
+from dataflow.core.confschema import Count, Dir, Float, Int, List, Map, OneOf, Str, optional_section
 from dataflow.core.config import conf_hash
-from dataflow.core.stage import sibling_stage_dirs
+from dataflow.core.contract import Option, Stage
+from dataflow.core.stage import StageResult, sibling_stage_dirs
+from dataflow.stages.evaluate import gate as gate_mod
+from dataflow.stages.evaluate.metrics import load_lexicons, log_histogram, near_dup_pairs, summarize, with_metrics
+from dataflow.stages.evaluate.report import find_extra, funnel, load_stage_stats, write_report
+from dataflow.stages.evaluate.review import check_ids, read_labels, sheet_frame, with_suspicion, write_sheet
+from dataflow.stages.evaluate.sample import draw_sample
 
 
-def transform(spark, cfg: Mapping, inputs: Iterable[str], output: str, stages: Iterable[str] | None,
-              dedup_cfg: Mapping):
-    """`transform(df, attempt) -> StageResult` for run_document_stage. The products go to OUT itself (the
-    attempt has removed `_SUCCESS`, which is written last): the report links OUT's files by name."""
-    from dataflow.stages.evaluate import evaluate, run
+def run(df, cfg: Mapping) -> StageResult:
+    """DE removes nothing: every input record is kept unchanged; the rejected frame is empty."""
+    from pyspark.sql import functions as F
 
-    inputs = list(inputs)
-    stage_dirs = list(stages) if stages is not None else sibling_stage_dirs(inputs, output)
+    rejected = df.limit(0).withColumn("reason", F.lit(None).cast("string")).withColumn("detail", F.lit(None).cast("string"))
+    return StageResult(kept=df, rejected=rejected)
 
-    def apply(df, attempt):
-        m = evaluate(spark, df, cfg, attempt.out, stage_dirs, config_hash=conf_hash(cfg), dedup_cfg=dedup_cfg)
-        result = run(df, cfg)
-        result.stats = {"sampled": m["sample"]["docs"], "strata": m["sampling"]["strata"],
-                        "near_dups": m["near_dups"], "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"]}
-        print(f"[evaluate] sample of {m['sample']['docs']} docs in {m['sampling']['strata']} strata; "
-              f"review sheet {m['sheet']['csv']}; report {m['report']['html']}", flush=True)
-        return result
 
-    return apply
+def dup_cluster_sizes(spark, dedup_dir: str | os.PathLike | None) -> dict[str, int]:
+    """Cluster size -> number of clusters, from the dedup stage's rejected rows (`dup_of` = the kept one)."""
+    from pyspark.sql import functions as F
+
+    if not dedup_dir or not (Path(dedup_dir) / "rejected").exists():
+        return {}
+    rej = spark.read.parquet(str(Path(dedup_dir) / "rejected"))
+    if "dup_of" not in rej.columns:
+        return {}
+    sizes = (rej.filter(F.col("dup_of").isNotNull()).groupBy("dup_of").agg((F.count(F.lit(1)) + 1).alias("size"))
+             .groupBy("size").count().orderBy("size").collect())
+    return {str(r["size"]): r["count"] for r in sizes}
+
+
+def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: Iterable[str | os.PathLike] = (),
+             config_hash: str = "", *, dedup_cfg: Mapping) -> dict:
+    """Sample, metrics, sheet and report for the frame `df` (the pipeline's final output). `cfg` is the
+    `evaluate` section; `dedup_cfg` the `dedup` section, whose SimHash settings define a near-duplicate."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lexicons = load_lexicons(cfg.get("lexicons"), cfg.get("lexicon_glob", "*.txt"))
+    measured = with_metrics(df, lexicons).persist(StorageLevel.MEMORY_AND_DISK)
+    sample = draw_sample(measured, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+
+    # near-duplicates left: pairs inside the sample; both ends of a pair are in it with probability share^2
+    hamming = int(dedup_cfg["simhash"]["max_distance"])
+    pairs = near_dup_pairs(sample, dedup_cfg)
+    partner = (pairs.select(F.col("id_a").alias("id"), F.col("id_b").alias("p"))
+               .unionByName(pairs.select(F.col("id_b").alias("id"), F.col("id_a").alias("p")))
+               .groupBy("id").agg(F.min("p").alias("near_dup_of"), F.count(F.lit(1)).alias("_partners"),
+                                  F.collect_set("p").alias("_partner_ids")))
+    scored = with_suspicion(sample.join(partner, "id", "left"), cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    # one pass over the scored sample for the sampling and near-duplicate counts
+    share_ids = scored.filter(F.col("sampled_by") == "share").select("id")
+    row = scored.agg(
+        F.sum(F.when(F.col("sampled_by") == "share", 1).otherwise(0)).alias("by_share"),
+        F.sum(F.when(F.col("sampled_by") == "min_per_stratum", 1).otherwise(0)).alias("by_min"),
+        F.sum(F.coalesce(F.col("_partners"), F.lit(0))).alias("pair_ends"),
+        F.sum(F.when(F.col("near_dup_of").isNotNull(), 1).otherwise(0)).alias("with_partner")).collect()[0]
+    share_pair_ends = (scored.filter(F.col("sampled_by") == "share")
+                       .select(F.explode_outer("_partner_ids").alias("p")).join(share_ids.withColumnRenamed("id", "p"), "p")
+                       .count())
+    share = float(cfg["sample_share"])
+    share_pairs = share_pair_ends // 2
+    near = {"hamming": hamming, "pairs_in_sample": (row["pair_ends"] or 0) // 2,
+            "docs_with_partner": row["with_partner"] or 0, "pairs_between_share_sampled": share_pairs,
+            "estimated_pairs_in_output": round(share_pairs / (share * share), 1) if share > 0 else None}
+    counts = {"share": row["by_share"] or 0, "min_per_stratum": row["by_min"] or 0}
+
+    sheet_paths = write_sheet(sheet_frame(scored), out_dir, int(cfg["sheet_text_chars"]))
+    sample.drop("_u").write.mode("overwrite").option("compression", "zstd").parquet(str(out_dir / "sample"))
+
+    stage_stats = load_stage_stats(stage_dirs)
+    filter_stats = next((s for s in stage_stats if s.get("stage") == "filter"), None)
+    dedup_stats = next((s for s in stage_stats if s.get("stage") == "dedup"), None)
+    per_decade = int(cfg["hist_bins_per_decade"])
+    output = summarize(measured, cfg)
+    m = {
+        "run_dir": str(out_dir.parent),
+        "config_hash": config_hash,
+        "sampling": {"seed": cfg["seed"], "share": share, "min_per_stratum": cfg.get("min_per_stratum"),
+                     "strata_keys": list(cfg["strata"]),
+                     "strata": output["strata"],
+                     "by_share": counts.get("share", 0), "by_min_per_stratum": counts.get("min_per_stratum", 0)},
+        "output": output,
+        "sample": summarize(scored, cfg),
+        "near_dups": near,
+        "hist": {"per_decade": per_decade, "chars": log_histogram(measured, "chars", per_decade),
+                 "ppl": log_histogram(measured, "ppl", per_decade)},
+        "lexicons": {name: len(terms) for name, terms in lexicons.items()},
+        "rule_hits": (find_extra(filter_stats, "hit") or (filter_stats or {}).get("rejected") or {}),
+        "dup_cluster_sizes": dup_cluster_sizes(spark, Path(dedup_stats["dir_path"]) if dedup_stats else None),
+        "stage_stats": stage_stats,
+        "funnel": funnel(stage_stats),
+        "sheet": sheet_paths,
+    }
+    scored.unpersist()
+    sample.unpersist()
+    measured.unpersist()
+    (out_dir / "metrics.json").write_text(json.dumps(m, indent=2, ensure_ascii=False, default=str) + "\n")
+    m["report"] = write_report(m, out_dir)
+    return m
+
+
+def gate(out_dir: str | os.PathLike, labels_path: str | os.PathLike, cfg: Mapping) -> dict:
+    """Read a reviewed sheet, decide, write gate.json and re-render the report with the decision."""
+    out_dir = Path(out_dir)
+    metrics_path = out_dir / "metrics.json"
+    if not metrics_path.exists():
+        raise FileNotFoundError(f"{metrics_path} is missing: run the evaluate stage into {out_dir} first")
+    rows = read_labels(labels_path)
+    check_ids(rows, out_dir / "review.jsonl")
+    decision = gate_mod.evaluate_labels(rows, cfg)
+    decision["labels"] = str(labels_path)
+    (out_dir / "gate.json").write_text(json.dumps(decision, indent=2, ensure_ascii=False) + "\n")
+    m = json.loads(metrics_path.read_text())
+    decision["report"] = write_report(m, out_dir, decision)
+    return decision
+
+
+# ---------------------------------------------------------------- the stage
+_WEIGHT = optional_section({"limit": Float(0, min_exclusive=True), "weight": Float(0)})
+SPEC = optional_section({
+    "seed": Int(),
+    "sample_share": Float(0, 1, min_exclusive=True),
+    "min_per_stratum": Count(0),
+    "strata": List(Str(non_empty=True), min_len=1),
+    "gate_threshold": Float(0, 1),
+    "gate_on": Str(["upper", "point"]),
+    "confidence": Float(0, 1, min_exclusive=True),
+    "qualified_labels": List(Str(non_empty=True)),
+    "unqualified_labels": List(Str(non_empty=True)),
+    "lexicons": Dir(nullable=True),
+    "lexicon_glob": Str(non_empty=True),
+    "sheet_text_chars": Count(1),
+    "quantiles": List(Float(0, 1)),
+    "quantile_accuracy": Count(1),
+    "hist_bins_per_decade": Count(1),
+    "suspicion": Map(OneOf(Float(0), _WEIGHT, Map(Float(0)))),
+})
+
+
+def _transform(df, ctx):
+    """The products go to OUT itself (the attempt has removed `_SUCCESS`, which is written last): the report
+    links OUT's files by name. The funnel is the chain's earlier stages, else the input's sibling stages."""
+    cfg = ctx.cfg
+    stage_dirs = list(ctx.upstream) or sibling_stage_dirs(ctx.inputs, ctx.output)
+    m = evaluate(ctx.spark, df, cfg, ctx.attempt.out, stage_dirs, config_hash=conf_hash(cfg),
+                 dedup_cfg=ctx.conf["dedup"])
+    result = run(df, cfg)
+    result.stats = {"sampled": m["sample"]["docs"], "strata": m["sampling"]["strata"],
+                    "near_dups": m["near_dups"], "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"]}
+    print(f"[evaluate] sample of {m['sample']['docs']} docs in {m['sampling']['strata']} strata; "
+          f"review sheet {m['sheet']['csv']}; report {m['report']['html']}", flush=True)
+    return result
+
+
+def _gate(args, conf) -> int:
+    if not args.output:
+        raise ValueError("--labels needs --output: the evaluate stage's output directory")
+    decision = gate(args.output, args.labels, conf["evaluate"])
+    print(decision["message"], flush=True)
+    print(f"[evaluate] gate written to {args.output}/gate.json; report {decision['report']['html']}")
+    return 0 if decision["passed"] else 1
+
+
+STAGE = Stage(
+    name="evaluate",
+    summary="DE: 1% stratified sample, automatic metrics, review sheet, the <0.1% gate, the report and funnel",
+    spec=SPEC,
+    transform=_transform,
+    uses_upstream=True,
+    driver_writes=True,
+    options=(
+        Option(("--labels",), {"metavar": "SHEET", "default": None,
+                               "help": "a reviewed review.csv / review.jsonl: compute the unqualified rate and its "
+                                       "Clopper-Pearson bound, write OUT/gate.json, re-render the report; exit 1 if "
+                                       "the gate fails"}, command=_gate),
+    ),
+    doc="""DE job: evaluate the pipeline's output (sample, metrics, review sheet, report) or gate reviewer labels.
+
+  python -m jobs.evaluate --input RUN/40-dedup --output RUN/50-evaluate [--conf conf/pipeline.yaml]
+  python -m jobs.evaluate --output RUN/50-evaluate --labels reviewed.csv     # the gate; exit 1 on FAIL
+
+The funnel covers --upstream DIR ... (the chain passes its earlier stages), else the input's sibling stage
+directories that hold a stats.json, by name.""",
+)

@@ -14,18 +14,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import shutil
-from pathlib import Path
 from typing import Mapping
 
 import pyarrow as pa
 
+from dataflow.core import fs
+from dataflow.core.confschema import Count, Int, optional_section
+from dataflow.core.contract import BatchResult, Option, Stage
 from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
-from dataflow.stages.filter.rules.engine import RuleEngine
-from dataflow.stages.filter.rules.registry import ActiveRule, all_rules
 from dataflow.core.schema import require_columns
+from dataflow.core.spark import ship_file
+from dataflow.core.stage import StageResult
+from dataflow.stages.filter.rules.engine import RuleEngine
+from dataflow.stages.filter.rules.registry import ActiveRule, all_rules, rules_spec, settings_spec
+from dataflow.stages.filter.rules.registry import list_rules as rules_table
 
-STAGE = "filter"
+NAME = "filter"
 FLAGS = "rule_flags"          # kept on the output: map<string,int> rule -> units removed
 _CHARS = "_rule_chars"        # internal: map<string,long> rule -> characters removed (stats only)
 _ORIG = "_orig_text"          # internal: the input text of rewritten documents (examples only)
@@ -110,10 +114,7 @@ def run(df, cfg: dict, conf: Mapping | None = None):
     to every record, the behaviour before source types)."""
     from pyspark.sql import types as T
 
-    from dataflow.core.spark import ship_file
-    from dataflow.core.stage import StageResult
-
-    require_columns(df, ["id", "text", "lang"], STAGE)
+    require_columns(df, ["id", "text", "lang"], NAME)
     engine = RuleEngine(cfg)          # a bad rule parameter fails here, on the driver
     rules = engine.rules
     engines = recipe_engines(engine, conf) if conf is not None else engine
@@ -142,7 +143,7 @@ def run(df, cfg: dict, conf: Mapping | None = None):
     annotated = src.mapInArrow(transform, out_schema)
     result = StageResult.from_annotated(annotated, drop=[_CHARS, _ORIG, _REMOVED])
     # the config hash covers lexicon paths, not contents: record the contents' hashes for audit
-    lexicons = {path: hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] for path in lexicon_files(rules)}
+    lexicons = {path: hashlib.sha256(fs.read_bytes(path)).hexdigest()[:16] for path in lexicon_files(rules)}
     extra = {"lexicons": lexicons}
     types = {}
     if conf is not None:
@@ -199,16 +200,94 @@ def write_examples(annotated, out, cfg: dict) -> dict[str, int]:
                       F.substring(F.coalesce(_ORIG, "text"), 1, cap).alias("before"),
                       F.when(F.col("reason").isNull(), F.substring("text", 1, cap)).alias("after")))
     rows = picked.collect()   # at most examples_per_rule x rules rows, each text cut to example_max_chars
-    ex_dir = Path(out) / "examples"
-    if ex_dir.exists():
-        shutil.rmtree(ex_dir)
-    ex_dir.mkdir(parents=True)
+    ex_dir = fs.join(str(out), "examples")
+    fs.delete(ex_dir)
+    fs.makedirs(ex_dir)
     by_rule: dict[str, list] = {}
     for r in rows:
         by_rule.setdefault(r["rule"], []).append(r.asDict())
     for rule_name, items in sorted(by_rule.items()):
-        with open(ex_dir / f"{rule_name}.jsonl", "w", encoding="utf-8") as f:
-            for item in sorted(items, key=lambda x: x["rank"]):
-                item.pop("rule")
-                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+        lines = []
+        for item in sorted(items, key=lambda x: x["rank"]):
+            item.pop("rule")
+            lines.append(json.dumps(item, ensure_ascii=False) + "\n")
+        fs.write_text(fs.join(ex_dir, f"{rule_name}.jsonl"), "".join(lines))
     return {k: len(v) for k, v in sorted(by_rule.items())}
+
+
+# ---------------------------------------------------------------- the stage
+def spec():
+    """The `filter` section: the engine's own keys, the examples, and `rules`, whose schema each rule
+    declares (`rules.registry.rules_spec`)."""
+    return optional_section({
+        "seed": Int(),
+        "examples_per_rule": Count(0),
+        "example_max_chars": Count(1),
+        "example_removed_units": Count(0),
+        **settings_spec(),
+        "rules": rules_spec(),
+    }, required=("rules", *settings_spec()))
+
+
+def run_with_examples(df, cfg: Mapping, out: str, conf: Mapping | None = None):
+    """The RF transform plus its audit examples, written to `out`/examples (the stage's attempt directory,
+    committed with the data); the example counts join the stage statistics. `conf`: the root configuration
+    (its `recipes` choose each source type's rules; `run`)."""
+    result = run(df, cfg, conf)
+    examples = write_examples(result.annotated, out, cfg)
+    stats_fn = result.stats
+    result.stats = lambda: {**(stats_fn() if callable(stats_fn) else stats_fn), "examples": examples}
+    return result
+
+
+def batch_form(conf):
+    """Documents (an Arrow batch of the document schema, `source_type` set) -> BatchResult; the counters are
+    the per-rule units removed."""
+    engine = RuleEngine(dict(conf[NAME]))
+    engines = recipe_engines(engine, conf)
+    keep_removed = int(conf[NAME]["example_removed_units"])
+    internal = [_CHARS, _ORIG, _REMOVED]
+
+    def apply(batch: pa.RecordBatch) -> BatchResult:
+        src = batch.select([n for n in batch.schema.names if n not in {a.name for a in ADDED}])
+        out = annotate_batch(src, engines, keep_removed)
+        counters: dict[str, int] = {}
+        for flags in out.column(FLAGS).to_pylist():
+            for rule, n in (flags or []):
+                counters[rule] = counters.get(rule, 0) + n
+        out = out.select([n for n in out.schema.names if n not in internal])
+        return BatchResult.from_annotated(out, counters)
+
+    return apply
+
+
+def _list_rules(args, conf) -> int:
+    print(rules_table(conf[NAME], markdown=bool(getattr(args, "markdown", False))))
+    return 0
+
+
+STAGE = Stage(
+    name=NAME,
+    summary="RF: 30+ rules at document, paragraph and sentence level (quality, repetition, zh, content lexicons)",
+    spec=spec(),
+    transform=lambda df, ctx: run_with_examples(df, ctx.cfg, ctx.attempt.dir, ctx.conf),
+    batch=batch_form,
+    options=(
+        Option(("--list-rules",), {"action": "store_true", "default": False,
+                                   "help": "print every rule (application order, level, languages, enabled in this "
+                                           "conf) and exit"}, command=_list_rules),
+        Option(("--markdown",), {"action": "store_true", "default": False,
+                                 "help": "with --list-rules: a Markdown table with each rule's thresholds (the table "
+                                         "in docs/filter.md)"}),
+    ),
+    doc="""RF job: rule-based filtering (document, then paragraph, then sentence rules; see docs/filter.md).
+
+  python -m jobs.filter --input RUN/20-score --output RUN/30-filter [--conf conf/pipeline.yaml] [--set ...]
+  spark-submit jobs/filter.py --input ... --output ...
+  python -m jobs.filter --list-rules [--markdown]   # every rule: level, languages, enabled, description
+
+Writes OUT/data (kept, with `rule_flags`), OUT/rejected (+ reason = rule name, detail), OUT/stats.json
+(extra.rules: documents/paragraphs/sentences/chars removed per rule) and OUT/examples/<rule>.jsonl.
+Disable a rule with --set filter.rules.<group>.<check>.enabled=false; each source_type gets the rules its
+recipe names (--set 'recipes.web.rules=[gopher_quality,c4]').""",
+)

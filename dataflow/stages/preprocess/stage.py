@@ -26,11 +26,17 @@ import os
 import pyarrow as pa
 import xxhash
 
+from dataflow import ingest
 from dataflow.core import fs
+from dataflow.core.confschema import Bool, Count, File, Langs, List, Map, Prob, Str, optional_section
+from dataflow.core.contract import BatchResult, Stage
 from dataflow.core.schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
+from dataflow.core.stage import StageResult
+from dataflow.ingest.sources import PROCESSORS
+from dataflow.models.langid.train import TRAIN_SPEC as LANGID_TRAIN_SPEC
 from dataflow.stages.preprocess.html import binary_reason, decode, html_to_text, looks_like_html, media_type
-from dataflow.stages.preprocess.langid import load_model, predict
-from dataflow.stages.preprocess.normalize import normalize
+from dataflow.models.langid.model import load_model, predict
+from dataflow.core.normalize import normalize
 
 OUT_SCHEMA = with_reject_fields(DOC_ARROW_SCHEMA)
 
@@ -172,8 +178,6 @@ class Preprocessor:
 
 
 def _processor(source_type: str):
-    from dataflow.ingest.sources import PROCESSORS
-
     return PROCESSORS.get(source_type)
 
 
@@ -203,8 +207,6 @@ def _ship_model(spark, path: str) -> None:
 def _result(annotated):
     from pyspark.sql import functions as F
 
-    from dataflow.core.stage import StageResult
-
     result = StageResult.from_annotated(annotated)
 
     def stats():
@@ -228,18 +230,7 @@ def run_files(spark, paths, cfg: dict, root: dict | None = None):
     """The DP job's path: read the input files and preprocess each batch in the same Python worker
     (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`.
     `root`: the whole configuration (its `sources`/`recipes` sections: dump inputs, source types)."""
-    from dataflow import ingest
-
-    _ship_model(spark, cfg["langid_model"])
-    conf = dict(cfg)
-    tconf = _types_conf(root)
-    state = {}
-
-    def transform(rows):
-        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
-        return to_batch([pre(r) for r in rows])
-
-    annotated, files = ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf)
+    annotated, files = _annotate_files(spark, paths, cfg, root)
     return _result(annotated), files
 
 
@@ -258,3 +249,86 @@ def run(raw_df, cfg: dict, root: dict | None = None):
             yield to_batch([pre(r) for r in _rows(b)])
 
     return _result(raw_df.mapInArrow(transform, spark_schema(OUT_SCHEMA)))
+
+
+# ---------------------------------------------------------------- the stage
+SPEC = optional_section({
+    "source": Str(nullable=True),
+    "max_doc_bytes": Count(1),
+    "quarantine_prefix_chars": Count(0),
+    "files_per_task": Count(1),
+    "split_bytes": Count(1),
+    "batch_rows": Count(1),
+    "batch_bytes": Count(1),
+    "warc_record_types": List(Str(["response", "resource", "conversion", "request", "metadata", "revisit",
+                                   "warcinfo"]), min_len=1),
+    "html_content_types": List(Str(non_empty=True)),
+    "binary_sniff_bytes": Count(0),
+    "html_main_content": Bool(),
+    "html_list_bullets": Bool(),
+    "unicode_form": Str(["NFC", "NFKC", "NFD", "NFKD"], nullable=True),
+    "opencc": Str(non_empty=True, nullable=True),
+    "langid_model": File(),
+    "lang_threshold": Prob(),
+    "keep_langs": Langs(min_len=1),
+    "lang_map": Map(Str(non_empty=True), nullable=True),
+    "min_chars": Count(0),
+    "langid_train": LANGID_TRAIN_SPEC,
+}, required=("langid_model", "lang_threshold", "keep_langs", "max_doc_bytes"))
+
+
+def _precheck(conf, inputs: list[str], output: str) -> None:
+    ingest.list_inputs(inputs, conf)   # a missing path fails here, before a JVM starts
+
+
+def _read(ctx):
+    """Raw files -> the annotated document frame, in the Python worker that read each batch (HTML bytes never
+    cross to the JVM): the records this stage saw are the rows of that frame."""
+    annotated, files = _annotate_files(ctx.spark, ctx.inputs, ctx.cfg, ctx.conf)
+    return annotated, [f.path for f in files]
+
+
+def _annotate_files(spark, paths, cfg: dict, root: dict | None):
+    _ship_model(spark, cfg["langid_model"])
+    conf = dict(cfg)
+    tconf = _types_conf(root)
+    state = {}
+
+    def transform(rows):
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
+        return to_batch([pre(r) for r in rows])
+
+    return ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf)
+
+
+def batch_form(conf):
+    """Raw records (ingest RAW_SCHEMA batch) -> BatchResult, one Preprocessor per call site."""
+    pre = Preprocessor(dict(conf["preprocess"]), conf=_types_conf(conf))
+
+    def apply(batch: pa.RecordBatch) -> BatchResult:
+        return BatchResult.from_annotated(to_batch([pre(r) for r in _rows(batch)]))
+
+    return apply
+
+
+STAGE = Stage(
+    name="preprocess",
+    summary="DP: WARC/WET/JSONL/Parquet and source dumps -> documents (HTML to text, normalization, language ID)",
+    spec=SPEC,
+    read=_read,
+    transform=lambda annotated, ctx: _result(annotated),
+    precheck=_precheck,
+    input_help="WARC/WET/JSONL/Parquet files, source dumps, directories (recursive) or globs",
+    versions=("fastwarc", "resiliparse", "ftfy", "fasttext-numpy2-wheel"),
+    batch=batch_form,
+    doc="""DP (preprocessing): WARC/WET/JSONL/Parquet -> document records (HTML to text, normalization, language).
+
+    python -m jobs.preprocess --input build/corpus/out/fixture/warc --output build/runs/dp
+    spark-submit jobs/preprocess.py --input 's3a://.../*.warc.gz' --output OUT --set preprocess.keep_langs=[zh]
+
+Inputs: files, directories (walked recursively) and globs of `.warc(.gz)`, `.warc.wet(.gz)`,
+`.jsonl(.gz|.zst)` and `.parquet`, and the dumps `sources.inputs` names (docs/sources.md). A path that does not
+exist stops the job (exit 2) naming it. Malformed records are quarantined in OUT/rejected with reason
+`malformed:<what>` and the file + offset. Options live in the `preprocess` section of conf/pipeline.yaml
+(see docs/preprocess.md).""",
+)

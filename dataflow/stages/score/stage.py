@@ -29,10 +29,18 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 
 from dataflow.core import fs
+from dataflow.core.confschema import (Bool, Count, Dir, File, Float, Langs, List, Map, Path, Section, Str,
+                                      optional_section)
+from dataflow.core.contract import Option, Stage
+from dataflow.core.recipes import recipes, with_source_type
+from dataflow.core.schema import require_columns
+from dataflow.core.spark import load_once, ship_file
+from dataflow.core.stage import StageResult
 from dataflow.models import refclass
+from dataflow.models.lm.train import TRAIN_SPEC as LM_TRAIN_SPEC
 from dataflow.models.lm.normalize import normalize_line, normalize_settings
 
-STAGE = "score"
+NAME = "score"
 QUALITIES = ("high", "medium", "low", "unscored")
 NOTE_NO_MODEL = "no_model"
 NOTE_EMPTY = "empty"
@@ -145,8 +153,6 @@ def score_udf(paths: dict, ref_path: str | None, kinds: Mapping[str, tuple[bool,
     from pyspark.sql.functions import arrow_udf
 
     def score(text: pa.Array, lang: pa.Array, stype: pa.Array) -> pa.Array:
-        from dataflow.core.spark import load_once
-
         models = {l: (load_once("sentencepiece", sp, load_sp), load_once("kenlm", lm, load_kenlm))
                   for l, (sp, lm) in paths.items()}
         ref = load_once("fasttext-refclass", ref_path, refclass.load_model) if ref_path else None
@@ -189,15 +195,14 @@ def compute_cutoffs(scored, langs: Iterable[str], cfg: Mapping) -> dict[str, dic
 
 def score_kinds(conf: Mapping) -> dict[str, tuple[bool, bool]]:
     """source type -> (perplexity-scored, ref_score written), from the recipes (dataflow/core/recipes.py)."""
-    from dataflow.core.recipes import recipes
 
     return {t: (r.score == "lm", bool(r.ref_score)) for t, r in recipes(conf).items()}
 
 
-def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | None = None, attempt=None):
+def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, attempt=None):
     """Score `df` (the document schema) and bucket it. `cutoffs` (lang -> {p30, p60}) fixes the buckets
     for those languages; the others get cutoffs computed on this input. `conf` is the root configuration
-    (recipes, sources; default: conf/pipeline.yaml); `attempt` the stage's output attempt (jobs.score).
+    (recipes, sources); `attempt` the stage's output attempt (jobs.score).
 
     One pass of the UDF over the text. When every language's cutoffs are fixed and no bucket or threshold
     can reject (the CCNet setting), the scored rows stream straight into the writer: no cache, no second
@@ -207,16 +212,11 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | Non
     the scratch is removed after the statistics."""
     from pyspark.sql import functions as F
 
-    from dataflow.core.config import load_conf
-    from dataflow.core.recipes import with_source_type
-    from dataflow.core.schema import require_columns
-    from dataflow.core.spark import ship_file
-    from dataflow.core.stage import StageResult
 
-    require_columns(df, ["id", "text", "lang"], STAGE)
+    require_columns(df, ["id", "text", "lang"], NAME)
     for col in ("ppl", "quality", "score_note", "ref_score", "reason", "detail"):
         if col in df.columns:
-            raise ValueError(f"{STAGE}: input already has a {col!r} column (scored twice?)")
+            raise ValueError(f"{NAME}: input already has a {col!r} column (scored twice?)")
     drop = [str(q) for q in (cfg.get("drop") or [])]
     unknown = [q for q in drop if q not in QUALITIES]
     if unknown:
@@ -224,7 +224,6 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | Non
     ref_min = cfg.get("ref_min")
     paths = model_paths(cfg)
     ref_path = refclass.model_path(cfg)        # driver checks: before any task
-    conf = conf if conf is not None else load_conf()
     kinds = score_kinds(conf)
     df = with_source_type(df, conf)
     spark = df.sparkSession
@@ -332,3 +331,75 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping | Non
         rejected = annotated.where(F.lit(False))   # the optimiser makes this an empty relation: no scan, no Python
     # nothing is cached: `annotated` is returned for callers that unpersist it (a no-op)
     return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)
+
+
+# ---------------------------------------------------------------- the stage
+def _p_order(v: dict, key: str) -> list[str]:
+    hi, lo = v.get("percentile_high"), v.get("percentile_low")
+    if isinstance(hi, (int, float)) and isinstance(lo, (int, float)) and hi > lo:
+        return [f"{key}.percentile_high: expected <= percentile_low ({lo}), got {hi}"]
+    return []
+
+
+CUTOFF = Section({"p30": Float(0), "p60": Float(0)})
+SPEC = optional_section({
+    "langs": Langs(),
+    "model_dir": Dir(),
+    "models": Map(optional_section({"sp": File(), "lm": File()}), nullable=True),
+    "percentile_high": Float(0, 1),
+    "percentile_low": Float(0, 1),
+    "relative_error": Float(0, 1),
+    "drop": List(Str(list(QUALITIES)), unique=True),
+    "cutoffs_file": File(nullable=True),
+    "max_paragraph_chars": Count(1),
+    "max_paragraph_pieces": Count(1),
+    "normalize": optional_section({"accent": Bool(), "case": Bool(), "numbers": Bool(), "punct": Bool()}),
+    "ccnet_cutoffs": Map(CUTOFF, nullable=True),
+    "ref_model": Path(nullable=True),   # not File: optional unless ref_required (refclass.model_path)
+    "ref_required": Bool(),
+    "ref_min": Float(0, 1, nullable=True),
+    "ref_max_chunks": Count(1),
+    "ref_train": refclass.TRAIN_SPEC,
+    "train": LM_TRAIN_SPEC,
+}, required=("langs", "model_dir"), extra=_p_order)
+
+
+def _precheck(conf, inputs, output) -> None:
+    refclass.model_path(conf[NAME])   # a required reference model that is missing fails before any task
+
+
+def _transform(df, ctx):
+    scfg = ctx.cfg
+    cutoffs = read_cutoffs(scfg["cutoffs_file"]) if scfg.get("cutoffs_file") else None
+    return run(df, scfg, cutoffs=cutoffs, conf=ctx.conf, attempt=ctx.attempt)
+
+
+STAGE = Stage(
+    name=NAME,
+    summary="AS: KenLM perplexity over SentencePiece pieces, per-language p30/p60 quality buckets, reference score",
+    spec=SPEC,
+    transform=_transform,
+    precheck=_precheck,
+    versions=("kenlm", "sentencepiece", "fasttext"),
+    side_files=lambda st: {"cutoffs.json": cutoffs_json(st["extra"]["cutoffs"])},
+    options=(
+        Option(("--cutoffs",), {"metavar": "JSON", "default": None,
+                                "help": 'fixed cutoffs {"<lang>": {"p30": x, "p60": y}} (e.g. an earlier OUT/cutoffs.json); '
+                                        "languages not in the file get cutoffs computed on this input; sets "
+                                        "score.cutoffs_file"},
+               to_sets=lambda v: [f"score.cutoffs_file={json.dumps(v)}"]),
+        Option(("--drop",), {"nargs": "*", "metavar": "BUCKET", "default": None,
+                             "help": "buckets to move to rejected/ (high, medium, low, unscored); sets score.drop"},
+               to_sets=lambda v: [f"score.drop={json.dumps(v)}"]),
+    ),
+    doc="""AS job: perplexity scoring and per-language quality buckets (see docs/score.md).
+
+  python -m jobs.score --input RUN/10-preprocess --output RUN/20-score [--cutoffs cutoffs.json] [--drop low]
+  spark-submit --files build/models/lm/zh.sp.model,... jobs/score.py --input ... --output ...
+
+Adds `ppl` (cc_net document perplexity, SentencePiece + 5-gram KenLM), `quality` (high < p30 <= medium <
+p60 <= low per language; `unscored` without a model, text or a recipe that scores), `score_note` and
+`ref_score` (reference classifier). Cutoffs are computed on this input unless --cutoffs fixes them; --drop
+/ score.drop buckets and score.ref_min go to rejected/ (quality:<bucket>, ref_score). Writes OUT/data,
+OUT/rejected, OUT/stats.json, OUT/cutoffs.json (reusable with --cutoffs) and OUT/_SUCCESS.""",
+)

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 
 from dataflow.core.confschema import Float, Int, List, Map, Str
-from dataflow.core.confspec import File
+from dataflow.core.confschema import File
 from dataflow.stages.filter.rules.base import ANY_LANG, PerLang, Rule, per_lang
 from dataflow.stages.filter.rules.codelines import code_spans
 from dataflow.stages.filter.rules.lexicon import lexicon_path, matcher

