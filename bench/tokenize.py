@@ -57,7 +57,7 @@ def prepare(ctx: BenchContext, n: int, n_reviews: int) -> dict:
 
 
 def train_tokenizer(ctx: BenchContext, docs: Path) -> tuple[Path, float]:
-    from dataflow.core.config import load_conf
+    from dataflow.pipeline.conf import load_conf
     from dataflow.models.tokenizer.train import train_model
 
     work = ctx.sub("tokenize")

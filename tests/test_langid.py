@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.core.config import load_conf, section
+from dataflow.core.config import section
+from dataflow.pipeline.conf import load_conf
 from dataflow.models.langid.train import catalogue_units, clean, holdout, paragraphs, split
 from dataflow.models.langid.model import load_model, predict
 from tools.corpus.langid_sources import PACKAGES, RESERVED, clean_string, locale_lang, read_mo

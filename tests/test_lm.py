@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.models.lm import build_tools
 from dataflow.models.lm.normalize import normalize_line
 from dataflow.models.lm.train import (corpus_texts, encode_pieces, is_heldout, paragraph_lines, pipeline_lang,

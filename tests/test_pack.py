@@ -13,7 +13,7 @@ import sentencepiece as spm
 from conftest import train_test_tokenizer
 from dataflow.trainset import pack
 from dataflow.trainset import tokenize
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.core.stage import write_stage
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataflow.models import refclass
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.models.lm.train import pipeline_lang
 from dataflow.core.schema import DOC_ARROW_SCHEMA
 
@@ -96,7 +96,7 @@ def test_threshold_rejects_as_ref_score_and_missing_model_fails_first(spark, cor
 
     ref_min = 0.5
     assert job.main([*common, "--output", str(tmp_path / "out"), "--set", f"score.ref_model={path}",
-                     "--set", f"score.ref_min={ref_min}"]) == 0
+                     "--set", f"score.ref_min={ref_min}"])["stage"] == "score"   # the stage's stats.json
     stats = json.loads((tmp_path / "out/stats.json").read_text())
     kept = pq.read_table(tmp_path / "out/data").to_pylist()
     rej = pq.read_table(tmp_path / "out/rejected").to_pylist()

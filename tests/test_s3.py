@@ -149,7 +149,7 @@ def test_pipeline_resume_state_on_s3(s3):
     from dataflow.pipeline.chain import is_current, plan, state_uri
 
     run = f"s3://{BUCKET}/chain"
-    cfg = load_conf(overrides=["pipeline.stages=[{name: preprocess, dir: 10-preprocess}]"])
+    cfg = load_conf(overrides=["pipeline.stages=[preprocess]"])
     [step] = plan(cfg, [f"s3://{BUCKET}/crawl"], run)
     assert step["output"] == f"{run}/10-preprocess"
     assert not is_current(step, run)

@@ -18,7 +18,8 @@ from dataflow.core.schema import DOC_ARROW_SCHEMA
 from dataflow.stages.score.stage import bucket, doc_perplexity, load_kenlm, load_sp, run
 from dataflow.core.stage import write_stage
 
-CFG = load_conf()["score"]
+CONF = load_conf()
+CFG = CONF["score"]
 NORM = dict(accent=True, case=True, numbers=True, punct=True)
 
 
@@ -53,7 +54,7 @@ def scored_corpus(spark, corpus_docs, scfg, tmp_path_factory):
     """One stage run over the whole sample corpus, written through write_stage."""
     out = tmp_path_factory.mktemp("score") / "out"
     df = frame(spark, doc_rows(corpus_docs))
-    stats = write_stage(run(df, scfg), out, stage="score", input_count=len(corpus_docs), cfg=scfg)
+    stats = write_stage(run(df, scfg, conf=CONF), out, stage="score", input_count=len(corpus_docs), cfg=scfg)
     rows = spark.read.parquet(str(out / "data")).select("id", "lang", "ppl", "quality", "score_note").collect()
     return stats, {r["id"]: r.asDict() for r in rows}
 
@@ -173,7 +174,7 @@ def test_empty_overlong_missing_model_and_drop(spark, corpus_docs, scfg, tmp_pat
     docs = en[3:] + [long_doc, blank, empty, de]
     cfg = {**scfg, "max_paragraph_chars": 5000, "max_paragraph_pieces": 300, "drop": ["low"]}
     out = tmp_path / "out"
-    stats = write_stage(run(frame(spark, doc_rows(docs)), cfg), out, stage="score", input_count=len(docs), cfg=cfg)
+    stats = write_stage(run(frame(spark, doc_rows(docs)), cfg, conf=CONF), out, stage="score", input_count=len(docs), cfg=cfg)
     assert stats["input"] == stats["kept"] + stats["rejected_total"] == len(docs)
     kept = {r["id"]: r for r in spark.read.parquet(str(out / "data")).collect()}
     rej = {r["id"]: r for r in spark.read.parquet(str(out / "rejected")).collect()}
@@ -193,7 +194,7 @@ def test_empty_overlong_missing_model_and_drop(spark, corpus_docs, scfg, tmp_pat
 def test_missing_model_file_for_a_configured_language_is_an_error(spark, corpus_docs, scfg, tmp_path):
     cfg = {**scfg, "langs": ["en", "fr"]}
     with pytest.raises(FileNotFoundError, match="fr.sp.model"):
-        run(frame(spark, doc_rows(corpus_docs[:5])), cfg)
+        run(frame(spark, doc_rows(corpus_docs[:5])), cfg, conf=CONF)
 
 
 def test_results_do_not_depend_on_partitions_and_fixed_cutoffs_apply(spark, corpus_docs, scfg, scored_corpus):
@@ -203,14 +204,14 @@ def test_results_do_not_depend_on_partitions_and_fixed_cutoffs_apply(spark, corp
     sub = [d for d in corpus_docs if pipeline_lang(d["lang"]) in ("en", "zh")][::3]
     outs = []
     for parts in (1, 5):
-        res = run(frame(spark, doc_rows(sub), parts), scfg)
+        res = run(frame(spark, doc_rows(sub), parts), scfg, conf=CONF)
         got = {r["id"]: (r["ppl"], r["quality"]) for r in res.kept.select("id", "ppl", "quality").collect()}
         outs.append((got, res.stats()["cutoffs"]))
         res.annotated.unpersist()
     assert outs[0] == outs[1]
 
     fixed = {l: {"p30": c["p30"], "p60": c["p60"]} for l, c in stats["extra"]["cutoffs"].items()}
-    res = run(frame(spark, doc_rows(sub)), scfg, cutoffs=fixed)
+    res = run(frame(spark, doc_rows(sub)), scfg, cutoffs=fixed, conf=CONF)
     got = res.kept.select("id", "lang", "ppl", "quality").collect()
     extra = res.stats()
     res.annotated.unpersist()
@@ -228,7 +229,7 @@ def test_job_end_to_end_with_cutoffs_file(spark, corpus_docs, models_dir, tmp_pa
     src = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(doc_rows(docs), schema=DOC_ARROW_SCHEMA), src)
     common = ["--input", str(src), "--set", f"score.model_dir={models_dir / 'lm'}"]
-    assert job.main([*common, "--output", str(tmp_path / "a")]) == 0
+    assert job.main([*common, "--output", str(tmp_path / "a")])["stage"] == "score"
     stats = json.loads((tmp_path / "a/stats.json").read_text())
     assert (tmp_path / "a/_SUCCESS").exists()
     assert stats["input"] == len(docs) == stats["kept"] + stats["rejected_total"]
@@ -236,7 +237,7 @@ def test_job_end_to_end_with_cutoffs_file(spark, corpus_docs, models_dir, tmp_pa
     assert set(cut) == {"en", "zh"} and cut["en"]["p30"] == stats["extra"]["cutoffs"]["en"]["p30"]
 
     assert job.main([*common, "--output", str(tmp_path / "b"), "--cutoffs", str(tmp_path / "a/cutoffs.json"),
-                     "--drop", "low", "medium"]) == 0
+                     "--drop", "low", "medium"])["stage"] == "score"
     stats_b = json.loads((tmp_path / "b/stats.json").read_text())
     assert stats_b["input"] == stats_b["kept"] + stats_b["rejected_total"]
     assert {c["source"] for c in stats_b["extra"]["cutoffs"].values()} == {"fixed"}
@@ -246,7 +247,7 @@ def test_job_end_to_end_with_cutoffs_file(spark, corpus_docs, models_dir, tmp_pa
 
     # fixed cutoffs for every language and nothing to reject: the streaming pass (no scratch, no cache)
     # gives every record the bucket of the first run, whose cutoffs these are
-    assert job.main([*common, "--output", str(tmp_path / "c"), "--cutoffs", str(tmp_path / "a/cutoffs.json")]) == 0
+    assert job.main([*common, "--output", str(tmp_path / "c"), "--cutoffs", str(tmp_path / "a/cutoffs.json")])["stage"] == "score"
     stats_c = json.loads((tmp_path / "c/stats.json").read_text())
     assert stats_c["extra"]["single_pass"] == "streamed" and stats["extra"]["single_pass"] == "scratch"
     assert stats_c["input"] == stats_c["kept"] == len(docs) and stats_c["rejected_total"] == 0

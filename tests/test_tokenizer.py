@@ -11,7 +11,7 @@ import pytest
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as pb
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.core.stage import write_stage
 from dataflow.trainset import tokenize
 from dataflow.models.tokenizer.train import train

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import sentencepiece as spm
 
-from dataflow.core.config import load_conf
+from dataflow.pipeline.conf import load_conf
 from dataflow.models.tokenizer.expand import expand
 
 

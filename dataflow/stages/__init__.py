@@ -1,0 +1,1 @@
+"""The factory's stages (DP, AS, RF, CD, DE), one folder each; `table.STAGES` lists them in pipeline order."""

@@ -319,7 +319,7 @@ STAGE = Stage(
     doc="""Tokenize documents and supervised examples into int32 ids with BOS/EOS (SentencePiece, one model load per
 Python worker).
 
-  python -m jobs.encode --input build/runs/pipeline/dedup --output build/runs/tokenized/pretrain \\
+  python -m jobs.encode --input build/runs/pipeline/dedup --output build/runs/tokenized/pretrain \
       [--model build/models/tokenizer/tokenizer.model]
   python -m jobs.encode --input sft.jsonl --output build/runs/tokenized/sft
 

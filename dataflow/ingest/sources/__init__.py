@@ -9,12 +9,13 @@ conf names it explicitly where a name is ambiguous (a `.tar` of code vs of arXiv
 """
 from __future__ import annotations
 
+from dataflow.ingest.sources import books, code, stackexchange, wiki
 from dataflow.ingest.sources.arxiv import iter_arxiv, process_paper
 from dataflow.ingest.sources.books import iter_books, process_book
 from dataflow.ingest.sources.code import iter_code_archive, iter_code_table, process_code
 from dataflow.ingest.sources.stackexchange import iter_stackexchange, process_qa
 from dataflow.ingest.sources.wiki import iter_mediawiki, process_wiki
-from dataflow.core.confschema import Count, List, Map, Prob, Section, Str, optional_section
+from dataflow.core.confschema import List, Map, Section, Str, optional_section
 from dataflow.core.recipes import READER_KINDS, SOURCE_TYPES, kind_for  # noqa: F401 - kind_for is this package's too
 
 READERS = {
@@ -37,11 +38,6 @@ SPEC = optional_section({
     "inputs": List(Section({"match": Str(non_empty=True), "type": Str(SOURCE_TYPES),
                             "kind": Str(READER_KINDS, nullable=True)}, required=("match", "type"))),
     "by_source": Map(Str(SOURCE_TYPES), nullable=True),
-    "code": optional_section({"allowed_licenses": List(Str(non_empty=True), unique=True),
-                              "max_line_length": Count(1), "max_avg_line_length": Count(1),
-                              "min_alphanum_fraction": Prob()}),
-    "qa": optional_section({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0),
-                            "spill_bytes": Count(1), "spill_partitions": Count(1)}),
-    "wiki": optional_section({"namespaces": List(Str(non_empty=True), unique=True, min_len=1)}),
-    "book": optional_section({"max_book_bytes": Count(1)}),
+    # each type's reader settings, declared by its reader module
+    **{t: m.SPEC for t, m in (("code", code), ("qa", stackexchange), ("wiki", wiki), ("book", books))},
 })

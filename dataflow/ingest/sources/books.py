@@ -17,6 +17,7 @@ from typing import Iterator
 
 from dataflow.core import fs
 from dataflow.ingest.sources._base import bad, decode, kept, prefix_len
+from dataflow.core.confschema import Count, optional_section
 
 _START = re.compile(r"^\s*(\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG E-?BOOK.*|\*END\*THE SMALL PRINT!.*)$",
                     re.I | re.M)
@@ -64,3 +65,7 @@ def strip_gutenberg(text: str) -> tuple[str, bool, bool]:
 def process_book(text: str, meta: dict, cfg: dict | None = None) -> tuple[str | None, str | None]:
     body, _, _ = strip_gutenberg(text)
     return (body, None) if body else (None, "book.empty")
+
+
+# sources.book
+SPEC = optional_section({"max_book_bytes": Count(1)})

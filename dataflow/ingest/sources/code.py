@@ -24,6 +24,7 @@ from dataflow.core import fs
 from dataflow.ingest.jsonl import iter_jsonl
 from dataflow.ingest.parquet import iter_parquet
 from dataflow.ingest.sources._base import bad, decode, kept, prefix_len, tar_end_damage
+from dataflow.core.confschema import Count, List, Prob, Str, optional_section
 
 # Thresholds live in conf/pipeline.yaml `sources.code` (DP passes that section as `cfg`); these constants are
 # the same values, the defaults when a caller passes no cfg (unit tests, library use).
@@ -332,3 +333,8 @@ def iter_code_table(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
                     language=meta.get("lang") or meta.get("language") or language(path))
         yield kept(source=r["source"], file=r["file"], offset=r["offset"], url=r["url"], text=text,
                    content_type="text/x-code", **meta)
+
+
+# sources.code
+SPEC = optional_section({"allowed_licenses": List(Str(non_empty=True), unique=True), "max_line_length": Count(1),
+                         "max_avg_line_length": Count(1), "min_alphanum_fraction": Prob()})

@@ -27,6 +27,7 @@ from typing import Iterator
 
 from dataflow.core import fs
 from dataflow.ingest.sources._base import bad, kept
+from dataflow.core.confschema import Count, List, Str, optional_section
 
 QUESTION, ANSWER = "1", "2"
 # defaults when no cfg is passed; DP passes conf/pipeline.yaml `sources.qa`
@@ -241,3 +242,8 @@ def process_qa(text: str, meta: dict, cfg: dict | None = None) -> tuple[str | No
     if int(meta.get("n_answers", "0")) < int(cfg.get("min_answers", MIN_ANSWERS)):
         return None, "qa.min_answers"
     return (text, None) if text.strip() else (None, "qa.empty")
+
+
+# sources.qa
+SPEC = optional_section({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0),
+                         "spill_bytes": Count(1), "spill_partitions": Count(1)})

@@ -18,6 +18,7 @@ from typing import Iterator
 
 from dataflow.core import fs
 from dataflow.ingest.sources._base import bad, kept
+from dataflow.core.confschema import List, Str, optional_section
 
 _READ = 1 << 20
 # default when no cfg is passed; DP passes conf/pipeline.yaml `sources.wiki`
@@ -148,3 +149,7 @@ def process_wiki(text: str, meta: dict, cfg: dict | None = None) -> tuple[str | 
         return None, "wiki.namespace"
     out = wikitext_to_text(text)
     return (out, None) if out else (None, "wiki.empty")
+
+
+# sources.wiki
+SPEC = optional_section({"namespaces": List(Str(non_empty=True), unique=True, min_len=1)})

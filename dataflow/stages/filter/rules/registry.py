@@ -7,7 +7,7 @@ defaults, so a rule missing from the configuration is an error that names it.
 
 `rules_spec()` is the `confschema.Section` of the whole `filter.rules` mapping, built from each rule's
 declared parameters: unknown groups, rules and parameters are errors with a spelling hint, and a wrong type
-or range names the dotted key. `dataflow.core.confspec` checks it on the driver before any Spark work;
+or range names the dotted key. `dataflow.pipeline.conf` checks it on the driver before any Spark work;
 `active_rules` checks it again, so the engine fails at construction on a bad parameter (datatrove style).
 
 Order: document rules, then paragraph rules, then sentence rules (Ziya2 §3.1), then final rules (judging the
@@ -50,7 +50,7 @@ def rules_spec() -> Section:
 
 
 def settings_spec() -> dict:
-    """The `filter` keys the rule engine reads besides `rules` (for dataflow.core.confspec.filter_spec)."""
+    """The `filter` keys the rule engine reads besides `rules` (for the filter stage's spec, `stages.filter.stage.spec`)."""
     return dict(SETTINGS)
 
 
