@@ -4,8 +4,7 @@
 
 `--help` lists the inputs, outputs and options; the stage itself is `STAGE` in dataflow.trainset.tokenize.
 """
-from dataflow.core.cli import main_guard
-from dataflow.pipeline.job import run
+from dataflow.pipeline.job import cli, run
 from dataflow.trainset.tokenize import STAGE
 
 
@@ -14,4 +13,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    cli(STAGE, prog="jobs.encode")

@@ -4,16 +4,13 @@
 
 `--help` lists the inputs, outputs and options; the stage itself is `STAGE` in dataflow.trainset.pack.
 """
-from dataflow.core.cli import main_guard
-from dataflow.pipeline.job import run
+from dataflow.pipeline.job import cli, run
 from dataflow.trainset.pack import STAGE
 
 
 def main(argv=None):
-    stats = run(STAGE, argv, prog="jobs.pack")
-    print(f"[pack] {stats['extra']['rows']} rows, efficiency {stats['extra']['efficiency']}", flush=True)
-    return stats
+    return run(STAGE, argv, prog="jobs.pack")
 
 
 if __name__ == "__main__":
-    main_guard(main)
+    cli(STAGE, prog="jobs.pack")

@@ -69,7 +69,7 @@ def test_missing_model_fails_on_the_driver_naming_key_and_path(tmp_path, corpus_
 
 
 def test_paths_resolve_against_the_config_not_the_cwd(tmp_path):
-    code = ("import json; from dataflow.core.config import load_conf; c = load_conf(overrides=['score.cutoffs_file=c.json']);"
+    code = ("import json; from dataflow.pipeline.conf import load_conf; c = load_conf(overrides=['score.cutoffs_file=c.json']);"
             "print(json.dumps([c['preprocess']['langid_model'], c['filter']['rules']['content']['porn_density']"
             "['lexicons']['en'], c['score']['cutoffs_file'], c['spark']['master']]))")
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
@@ -131,7 +131,7 @@ def test_spark_submit_conf_wins_in_a_real_session(tmp_path):
     (tmp_path / "spark-defaults.conf").write_text("spark.sql.files.maxPartitionBytes 4242\n")
     script = tmp_path / "show.py"
     script.write_text(
-        "from dataflow.core.config import load_conf\nfrom dataflow.core.spark import get_session\n"
+        "from dataflow.pipeline.conf import load_conf\nfrom dataflow.core.spark import get_session\n"
         "s = get_session(load_conf(overrides=['spark.conf.spark.sql.adaptive.enabled=false']))\n"
         "print('RESULT', *[s.conf.get(k) for k in ('spark.sql.shuffle.partitions', 'spark.sql.files.maxPartitionBytes',"
         " 'spark.sql.adaptive.enabled', 'spark.sql.execution.arrow.maxRecordsPerBatch')])\ns.stop()\n")

@@ -298,7 +298,7 @@ def test_fused_job_and_two_step_api_agree_whatever_the_partitioning(spark, bad_i
     """The job reads and preprocesses in one Python worker, one file per task; the two-step API
     (ingest.read then preprocess.run) with every file in one task must give the very same rows."""
     from dataflow import ingest
-    from dataflow.stages import preprocess
+    from dataflow.stages.preprocess import stage as preprocess
 
     d, _, _ = bad_inputs
     inputs = [d / "good.warc.gz", d / "c.warc.gz", d / "docs.jsonl"]

@@ -106,6 +106,7 @@ class Stage:
     side_files: Callable[[dict], Mapping[str, str]] | None = None        # small files derived from stats.json
     versions: Sequence[str] = ()                    # extra library versions recorded in stats.json
     batch: Callable[[Mapping], Callable[[pa.RecordBatch], BatchResult]] | None = None
+    report: Callable[[dict], str] | None = None     # one more console line from its stats (after the summary)
     uses_upstream: bool = False                     # reads the outputs of the chain's earlier stages
     driver_writes: bool = False                     # writes products from the driver (a cluster runs it in client mode)
 

@@ -39,8 +39,9 @@ def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str
                            extra_versions=tuple(stage.versions), side_files=stage.side_files)
 
 
-def print_summary(stats: dict, out, stream=None) -> None:
-    """One line per stage: in, kept, rejected, the top reasons, speed and where it went."""
+def print_summary(stats: dict, out, stream=None, stage: Stage | None = None) -> None:
+    """One line per stage: in, kept, rejected, the top reasons, speed and where it went (plus the stage's own
+    `report` line, when it declares one)."""
     stream = stream or sys.stdout
     top = sorted(stats.get("rejected", {}).items(), key=lambda kv: -kv[1])[:3]
     reasons = ", ".join(f"{r}={n}" for r, n in top) or "-"
@@ -49,3 +50,5 @@ def print_summary(stats: dict, out, stream=None) -> None:
     if len(stats.get("by_type") or {}) > 1:   # one type alone says nothing the line above does not
         print(f"[{stats['stage']}] by type: " + ", ".join(f"{t} {c['kept']}/{c['input']}" for t, c in stats["by_type"].items())
               + " (kept/in)", file=stream, flush=True)
+    if stage is not None and stage.report is not None:
+        print(f"[{stats['stage']}] {stage.report(stats)}", file=stream, flush=True)

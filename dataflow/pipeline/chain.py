@@ -24,7 +24,7 @@ from typing import Mapping
 
 from dataflow.core import fs
 from dataflow.core.config import REPO_ROOT, conf_hash
-from dataflow.core.contract import Stage, read_documents
+from dataflow.core.contract import Stage
 from dataflow.core.runner import print_summary, run_stage
 from dataflow.core.spark import get_session
 from dataflow.core.stage import remove_output, stage_input_paths
@@ -127,13 +127,12 @@ def launcher_path(name: str) -> str:
 def _run_in_session(step: dict, spark, cfg: dict, verbose: bool) -> None:
     stage: Stage = step["stage"]
     require_files(cfg, stage.required_files)
-    if stage.read is read_documents:
-        stage_input_paths(step["inputs"])
+    stage_input_paths(step["inputs"])
     if stage.precheck is not None:
         stage.precheck(cfg, list(step["inputs"]), step["output"])
     stats = run_stage(stage, spark, cfg, step["inputs"], step["output"], upstream=step["upstream"],
                       progress=not verbose)
-    print_summary(stats, step["output"])
+    print_summary(stats, step["output"], stage=stage)
 
 
 def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *, force: bool = False,

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from dataflow.core.cli import main_guard, stage_argparser
-from dataflow.core.contract import Stage, read_documents
+from dataflow.core.contract import Stage
 from dataflow.core.runner import print_summary, run_stage
 from dataflow.core.spark import get_session
 from dataflow.core.stage import check_overlap, stage_input_paths
@@ -49,23 +49,22 @@ def run(stage: Stage | str, argv: list[str] | None = None, prog: str | None = No
         ap.error("--input and --output are required")
     require_files(conf, stage.required_files)
     check_overlap(args.input, args.output)             # unfinished inputs and overlaps: refused before a JVM
-    if stage.read is read_documents:
-        stage_input_paths(args.input, allow_incomplete=args.allow_incomplete)
+    stage_input_paths(args.input, allow_incomplete=args.allow_incomplete)
     if stage.precheck is not None:
         stage.precheck(conf, list(args.input), args.output)
     spark = get_session(conf, app_name=f"ziya2-{stage.name}", verbose=args.verbose)
     stats = run_stage(stage, spark, conf, args.input, args.output, upstream=getattr(args, "upstream", None) or (),
                       options=vars(args), allow_incomplete=args.allow_incomplete, partitions=args.partitions,
                       progress=not args.verbose)
-    print_summary(stats, args.output)
+    print_summary(stats, args.output, stage=stage)
     return stats
 
 
-def cli(stage: Stage | str, argv: list[str] | None = None) -> None:
+def cli(stage: Stage | str, argv: list[str] | None = None, prog: str | None = None) -> None:
     """`if __name__ == "__main__"` of a job: expected failures are one line each and exit code 2; a command
     option's exit code is the process's."""
     def body(a):
-        rc = run(stage, a)
+        rc = run(stage, a, prog=prog)
         if isinstance(rc, int):
             sys.exit(rc)
 

@@ -24,7 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from dataflow.models.tokenizer.train import train_model
 from dataflow.trainset import pack
+from dataflow.trainset.tokenize import tokenizer_info
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
@@ -33,7 +35,6 @@ PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
 def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int) -> Path:
     """conf/pipeline.yaml's tokenizer.train recipe (LLaMA-2: BPE, split digits, byte fallback, identity
     normalization), with a vocabulary and character coverage a few-MB corpus can fill."""
-    from dataflow.models.tokenizer.train import train_model
     tcfg = dict(yaml.safe_load(PIPELINE_CONF.read_text())["tokenizer"]["train"])
     tcfg.update(vocab_size=vocab_size, character_coverage=0.98, input_sentence_size=200000, num_threads=1)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,6 @@ def build(corpus: Path, out: Path, seq_len: int = 256, vocab_size: int = 4000, r
           rows_per_shard: int = 32, seed: int = 7) -> Path:
     import sentencepiece as spm
 
-    from dataflow.trainset.tokenize import tokenizer_info
     docs = [json.loads(line) for line in open(corpus, encoding="utf-8")]
     out.mkdir(parents=True, exist_ok=True)
     model = train_tokenizer([d["text"] for d in docs if d["label"] in ("ref", "qa")], out, vocab_size)

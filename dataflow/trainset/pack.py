@@ -458,6 +458,7 @@ def _transform(df, ctx: StageContext) -> StageResult:
 STAGE = Stage(
     name="pack",
     summary="tokenized documents -> rows of exactly seq_len tokens (the trainer's shards + manifest.json)",
+    report=lambda st: f"{st['extra']['rows']} rows, efficiency {st['extra']['efficiency']}",
     spec=SPEC,
     transform=_transform,
     read=_read,
