@@ -42,7 +42,7 @@ help:
 	@echo "make models       fastText language ID + per-language SentencePiece/KenLM, trained here"
 	@echo "make demo         the whole chain on the sample corpus, with a summary table"
 	@echo "make test         pytest on real corpus text (local[2] Spark), all but the e2e tier (< 8 min on 2 cores)"
-	@echo "make test-all     the whole suite: make test plus the e2e tier (cluster, S3 server, subprocess jobs)"
+	@echo "make test-all     the whole suite: make test plus the e2e tier (cluster, S3 server, chain in subprocesses)"
 	@echo "make bench        benchmarks against peers; results in BENCHMARKS.md"
 	@echo "make bench-gpu    one CUDA GPU, < 8 min: attention numerics, 1.1B MFU at 4096 (docs/bench/gpu.md)"
 	@echo "make quality      per-stage precision/recall on a labelled set built from packages -> QUALITY.md"
@@ -132,8 +132,8 @@ demo: $(VENV)/.setup-done
 	@test -f $(MODELS)/langid.bin -a -f $(MODELS)/refclass.bin -a -d $(MODELS)/lm || $(MAKE) models
 	$(PY) -m jobs.demo --corpus $(FIXTURE) --models $(MODELS) --output $(RUNS)/demo
 
-# tiers: tests/conftest.py marks a test `e2e` from what it uses (a cluster, the S3 server, whole jobs in child
-# processes, multi-process training); make test deselects them, make test-all (CI: .ci/run) runs everything
+# tiers: tests/conftest.py marks a test `e2e` from what it uses (a cluster, the S3 server, the chain in child
+# processes, a child it kills or runs beside); make test deselects them, make test-all (CI: .ci/run) runs everything
 .PHONY: test-all
 PYTEST_ARGS := -q tests --durations=25
 

@@ -1,13 +1,34 @@
-"""Shared test fixtures: one session-scoped local[2] SparkSession and the real sample corpus.
+"""Shared test fixtures: one session-scoped local[2] SparkSession and the real sample corpus; the test tiers.
 
 The corpus and models come from `make data` and `make models` (`make test` runs both when missing);
 tests never download anything and never use synthetic stand-ins for the corpus text.
+
+Tiers. `make test` runs `pytest -m "not e2e"` (under 8 minutes on 2 cores); `make test-all` (and CI, .ci/run)
+runs everything. Nobody marks a test `e2e` by hand: `pytest_collection_modifyitems` below derives it from what
+the test uses, that is its own code, the fixtures it requests (and theirs) and the helper functions of the test
+modules those call, followed transitively (library code is not followed). A test is `e2e` when that code
+
+  1. requests a fixture that starts a service: `cluster` (a Spark standalone master and workers, `make
+     cluster-up`) or `s3` (a moto S3 server);
+  2. runs `subprocess.Popen`: a child process it drives while it runs, i.e. a job killed mid-write and
+     resumed, a server, the ranks of a distributed (gloo) DeepSpeed run;
+  3. runs the whole chain `jobs.pipeline` in a child process (its own JVM per run or per stage): a function
+     of it names `jobs.pipeline` and not `--print-submit` (which only prints lines and starts no Spark);
+  4. or carries an explicit `slow` mark, for a cost none of the above shows.
+
+Everything else (the local[2] session, in-process stage runs, single-process DeepSpeed steps, `python -m jobs.X`
+children that fail on the driver or print help) is the default tier. `pytest -m e2e --collect-only -q` lists
+the tier; each mark carries its reason (`item.get_closest_marker("e2e").kwargs["reason"]`). Tests that skip
+without CUDA (a skipif whose reason names CUDA, or a skipif on a test whose own code uses `cuda`) are also marked
+`gpu` (`pytest -m gpu` runs them on a GPU machine); on CPU they skip, in either tier.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -21,6 +42,91 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(BUILD / "torch_extensions"))
+
+TESTS = Path(__file__).resolve().parent
+E2E_FIXTURES = {"cluster": "a Spark standalone cluster", "s3": "a moto S3 server"}
+
+
+def _names_and_strings(code: types.CodeType, names: set, strings: set) -> None:
+    """Global and attribute names a code object (and its lambdas, comprehensions, inner functions) refers to,
+    and its string constants."""
+    names.update(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, str):
+            strings.add(c)
+        elif isinstance(c, types.CodeType):
+            _names_and_strings(c, names, strings)
+
+
+def _is_test_code(fn) -> bool:
+    try:
+        return Path(inspect.getsourcefile(fn)).resolve().is_relative_to(TESTS)
+    except (TypeError, OSError):
+        return False
+
+
+def _what_it_uses(item) -> tuple[set, list[set]]:
+    """Names, and string constants per function, of the test function, its fixtures' functions and,
+    transitively, every function of the test modules (conftest included) that those refer to by a global name."""
+    todo = [item.function]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        todo += [d.func for d in defs]
+    names, strings, seen = set(), [], set()
+    while todo:
+        fn = inspect.unwrap(todo.pop())
+        code = getattr(fn, "__code__", None)
+        if code is None or code in seen or not _is_test_code(fn):
+            continue
+        seen.add(code)
+        found, consts = set(), set()
+        _names_and_strings(code, found, consts)
+        names |= found
+        strings.append(consts)
+        glb = getattr(fn, "__globals__", {})
+        todo += [glb[n] for n in found if isinstance(glb.get(n), types.FunctionType)]
+    return names, strings
+
+
+def e2e_reason(item) -> str | None:
+    """Why a collected test belongs to the e2e tier (the rule in this module's docstring), or None."""
+    services = [f"fixture {f!r}: {E2E_FIXTURES[f]}" for f in getattr(item, "fixturenames", ())
+                if f in E2E_FIXTURES]
+    if services:
+        return "; ".join(services)
+    if not hasattr(item, "function"):
+        return None
+    names, strings = _what_it_uses(item)
+    if "Popen" in names:
+        return "drives a child process while it runs (subprocess.Popen)"
+    if any("jobs.pipeline" in c and "--print-submit" not in c for c in strings):
+        return "runs the whole chain (jobs.pipeline) in a child process"
+    if item.get_closest_marker("slow"):
+        return "marked slow"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        reason = e2e_reason(item)
+        if reason:
+            item.add_marker(pytest.mark.e2e(reason=reason))
+        if needs_cuda(item):
+            item.add_marker(pytest.mark.gpu)
+
+
+def needs_cuda(item) -> bool:
+    """A test with a skipif whose reason names CUDA, or a skipif on a test whose own code uses `cuda`."""
+    skips = list(item.iter_markers("skipif"))
+    if not skips:
+        return False
+    if any("cuda" in str(m.kwargs.get("reason", "")).lower() for m in skips):
+        return True
+    if not hasattr(item, "function"):
+        return False
+    names, strings = set(), set()
+    _names_and_strings(inspect.unwrap(item.function).__code__, names, strings)
+    return "cuda" in names or "cuda" in strings
 
 
 @pytest.fixture(scope="session")

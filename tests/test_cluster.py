@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
 STAGES = ("10-preprocess", "20-score", "30-filter", "40-dedup", "50-evaluate")
 
 
