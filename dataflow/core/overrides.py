@@ -15,6 +15,23 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases (`*name`): a configuration has no use for them, and a nest of aliases
+    to aliases (a "billion laughs") expands to gigabytes when the configuration is walked or hashed."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"YAML aliases are not allowed in a configuration "
+                                              f"(*{event.anchor}): write the value out", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str):
+    """YAML as plain data, without aliases (the one YAML reader of configurations and `--set` values)."""
+    return yaml.load(text, Loader=_NoAliasLoader)   # noqa: S506 - a SafeLoader subclass
+
+
 # maps of the pipeline configuration whose keys contain dots themselves: everything after the prefix is one key
 DOTTED_KEY_MAPS: tuple[tuple[str, ...], ...] = (("spark", "conf"), ("pipeline", "cluster", "conf"))
 
@@ -37,7 +54,7 @@ def parse_override(item: str, dotted_maps: Sequence[tuple[str, ...]] = DOTTED_KE
     if not key or any(not part for part in key.split(".")):
         raise ValueError(f"override {item!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         raise ValueError(f"override {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
     return _split_key(key, dotted_maps), value

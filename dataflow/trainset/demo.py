@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+from dataflow.core.overrides import load_yaml
 
 from dataflow.models.tokenizer.train import train_model
 from dataflow.trainset import pack
@@ -35,7 +35,7 @@ PIPELINE_CONF = ROOT / "conf" / "pipeline.yaml"
 def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int) -> Path:
     """conf/pipeline.yaml's tokenizer.train recipe (LLaMA-2: BPE, split digits, byte fallback, identity
     normalization), with a vocabulary and character coverage a few-MB corpus can fill."""
-    tcfg = dict(yaml.safe_load(PIPELINE_CONF.read_text())["tokenizer"]["train"])
+    tcfg = dict(load_yaml(PIPELINE_CONF.read_text())["tokenizer"]["train"])
     tcfg.update(vocab_size=vocab_size, character_coverage=0.98, input_sentence_size=200000, num_threads=1)
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = out_dir / "tokenizer_lines.txt"

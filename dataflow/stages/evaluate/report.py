@@ -320,13 +320,21 @@ def render_html(m: Mapping, plots: Mapping[str, bytes], gate: Mapping | None) ->
     return "\n".join(parts)
 
 
+def md_text(value) -> str:
+    """A value as Markdown text that renders as itself: no HTML (a viewer renders raw tags in Markdown), no
+    table break, one line."""
+    return (html.escape(str(value), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " "))
+
+
 def render_markdown(m: Mapping, plot_names: Iterable[str], gate: Mapping | None) -> str:
     lines = ["# Data evaluation summary", ""]
-    lines.append(gate["message"] if gate else "Review gate: not run yet (fill `verdict` in review.csv, rerun with `--labels`).")
+    lines.append(md_text(gate["message"]) if gate else
+                 "Review gate: not run yet (fill `verdict` in review.csv, rerun with `--labels`).")
     lines.append("")
     for title, header, rows in tables(m, gate):
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+        lines += [f"## {md_text(title)}", "", "| " + " | ".join(md_text(h) for h in header) + " |",
+                  "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
         lines.append("")
     for name in plot_names:
         lines.append(f"![{name}](plots/{name}.png)")

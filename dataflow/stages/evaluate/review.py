@@ -16,6 +16,11 @@ from typing import Mapping
 
 from dataflow.stages.evaluate.metrics import flags_as_list, suspicion
 
+# A spreadsheet takes a cell that begins with one of these for a formula (OWASP "CSV injection"): such cells get
+# a leading apostrophe in review.csv, which the spreadsheet shows as text and `read_labels` removes again.
+FORMULA_LEADS = "=+-@\t\r"
+_NEUTRAL = "'"
+
 SHEET_COLUMNS = ["rank", "suspicion", "id", "source", "lang", "quality", "ppl", "lang_score", "rule_flags",
                  "chars", "symbol_ratio", "digit_ratio", "upper_ratio", "lexicon_terms", "near_dup_of",
                  "sampled_by", "url", "text", "verdict", "reason"]
@@ -84,13 +89,36 @@ def write_sheet(sheet, out_dir: str | os.PathLike, text_chars: int) -> dict:
         shutil.rmtree(tmp)
     sheet.write.mode("overwrite").option("ignoreNullFields", "false").json(str(tmp / "jsonl"))
     _single_file(tmp / "jsonl", out_dir / "review.jsonl", ".json")
-    cut = sheet.withColumn("text", F.substring("text", 1, int(text_chars)))
+    cut = neutralized(sheet.withColumn("text", F.substring("text", 1, int(text_chars))))
     (cut.write.mode("overwrite").option("header", "true").option("escape", '"').option("quoteAll", "true")
      .option("emptyValue", "").option("nullValue", "").option("ignoreLeadingWhiteSpace", "false")
      .option("ignoreTrailingWhiteSpace", "false").csv(str(tmp / "csv")))
     _single_file(tmp / "csv", out_dir / "review.csv", ".csv")
     shutil.rmtree(tmp, ignore_errors=True)
     return {"jsonl": str(out_dir / "review.jsonl"), "csv": str(out_dir / "review.csv")}
+
+
+def neutralized(frame):
+    """Every string cell that a spreadsheet would evaluate (it begins with = + - @, a tab or a carriage return)
+    gets a leading apostrophe; numbers are left alone (they are written as numbers)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    leads = "^[" + "".join("\\" + c if c in "-\\^]" else c for c in FORMULA_LEADS) + "]"
+    cols = []
+    for f in frame.schema.fields:
+        c = F.col(f.name)
+        if isinstance(f.dataType, StringType):
+            c = F.when(c.rlike(leads), F.concat(F.lit(_NEUTRAL), c)).otherwise(c).alias(f.name)
+        cols.append(c)
+    return frame.select(*cols)
+
+
+def unneutralized(value):
+    """A CSV cell as it was before `neutralized` (the apostrophe before a formula lead removed)."""
+    if isinstance(value, str) and len(value) > 1 and value[0] == _NEUTRAL and value[1] in FORMULA_LEADS:
+        return value[1:]
+    return value
 
 
 def read_labels(path: str | os.PathLike) -> list[dict]:
@@ -100,7 +128,7 @@ def read_labels(path: str | os.PathLike) -> list[dict]:
         raise FileNotFoundError(f"reviewed sheet {path} does not exist")
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            rows = [{k: unneutralized(v) for k, v in r.items()} for r in csv.DictReader(f)]
     else:
         rows = []
         with open(path, encoding="utf-8") as f:
