@@ -68,6 +68,23 @@ def test_missing_model_fails_on_the_driver_naming_key_and_path(tmp_path, corpus_
     assert "Traceback" not in p.stderr
 
 
+def test_truncated_model_fails_on_the_driver_before_any_work(tmp_path, corpus_dir, models_dir):
+    """A language-ID model cut short still loads and gives every text one label (all documents would be
+    rejected as `lang`): its smoke prediction fails it on the driver, naming the file, and nothing is written.
+    The intact model passes the same check in every other test that runs DP."""
+    data = (models_dir / "langid.bin").read_bytes()
+    cut = tmp_path / "langid-cut.bin"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-m", "jobs.preprocess", "--input", str(corpus_dir / "docs.jsonl"),
+                        "--output", str(tmp_path / "out"), "--set", f"preprocess.langid_model={cut}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert f"language-ID model {cut} fails its smoke test" in p.stderr and "Traceback" not in p.stderr
+    assert time.time() - t0 < 30
+    assert not (tmp_path / "out").exists()
+
+
 def test_paths_resolve_against_the_config_not_the_cwd(tmp_path):
     code = ("import json; from dataflow.pipeline.conf import load_conf; c = load_conf(overrides=['score.cutoffs_file=c.json']);"
             "print(json.dumps([c['preprocess']['langid_model'], c['filter']['rules']['content']['porn_density']"

@@ -187,3 +187,25 @@ def test_every_stage_job_runs_help():
         r = subprocess.run([sys.executable, "-m", "jobs.stage", name, "--help"], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
         assert r.returncode == 0 and "--input" in r.stdout and "--output" in r.stdout, r.stderr
+
+
+def test_chain_reruns_when_its_input_changed(spark, corpus_dir, models_dir, tmp_path):
+    """The resume key covers what the input files hold (size, modification time), not only their paths: an input
+    that grew from 50 to 80 lines is read again; an unchanged one is skipped."""
+    lines = (corpus_dir / "docs.jsonl").read_text(encoding="utf-8").splitlines()
+    src = tmp_path / "in" / "docs.jsonl"
+    src.parent.mkdir()
+    src.write_text("\n".join(lines[:50]) + "\n", encoding="utf-8")
+    out, sets = tmp_path / "run", ["pipeline.stages=[preprocess]", *SMALL]
+    conf = str(ROOT / "conf/pipeline.yaml")
+
+    def dp_input() -> int:
+        return json.loads((out / "10-preprocess" / "stats.json").read_text())["input"]
+
+    assert run_chain(conf, sets, [str(src.parent)], str(out), spark=spark) == 0 and dp_input() == 50
+    first = (out / "10-preprocess" / "_SUCCESS").read_text()
+    assert run_chain(conf, sets, [str(src.parent)], str(out), spark=spark) == 0
+    assert (out / "10-preprocess" / "_SUCCESS").read_text() == first          # skipped: nothing changed
+    with open(src, "a", encoding="utf-8") as f:
+        f.write("\n".join(lines[50:80]) + "\n")
+    assert run_chain(conf, sets, [str(src.parent)], str(out), spark=spark) == 0 and dp_input() == 80

@@ -179,6 +179,7 @@ def _uri(template: str, path: str) -> str:
 class FileEntry:
     uri: str
     size: int
+    mtime_ns: int | None = None   # the store's modification time, where it keeps one
 
 
 def info(uri: str) -> pafs.FileInfo:
@@ -222,9 +223,22 @@ def walk(uri: str) -> Iterator[FileEntry]:
         rel = e.path[len(root):].lstrip("/") if e.path.startswith(root) else e.base_name
         if any(_hidden(part) for part in rel.split("/")):
             continue
-        out.append(FileEntry(_uri(uri, e.path), int(e.size or 0)))
+        out.append(FileEntry(_uri(uri, e.path), int(e.size or 0), e.mtime_ns))
     out.sort(key=lambda f: f.uri)
     return iter(out)
+
+
+def entries(uri: str) -> list[FileEntry]:
+    """The files an input names: a glob's matches, a folder's files (`walk`), or the file itself; [] for a path
+    that does not exist."""
+    if any(ch in uri for ch in GLOB_CHARS):
+        return glob(uri)
+    i = info(uri)
+    if i.type == pafs.FileType.Directory:
+        return list(walk(uri))
+    if i.type == pafs.FileType.File:
+        return [FileEntry(uri, int(i.size or 0), i.mtime_ns)]
+    return []
 
 
 def glob(pattern: str) -> list[FileEntry]:
@@ -242,7 +256,7 @@ def glob(pattern: str) -> list[FileEntry]:
     import re
 
     rx = re.compile(regex)
-    out = [FileEntry(_uri(pattern, e.path), int(e.size or 0)) for e in fs.get_file_info(sel)
+    out = [FileEntry(_uri(pattern, e.path), int(e.size or 0), e.mtime_ns) for e in fs.get_file_info(sel)
            if e.type == pafs.FileType.File and rx.match(e.path)]
     out.sort(key=lambda f: f.uri)
     return out

@@ -68,15 +68,25 @@ def referenced_files(node) -> dict:
     return out
 
 
+def input_state(inputs: list[str]) -> list:
+    """What the chain's raw input holds now: every file it names with its size and modification time. The
+    first stage's key covers it, so an input that grew, shrank or was rewritten is never skipped as done."""
+    return [[i, [[e.uri, e.size, e.mtime_ns] for e in fs.entries(i)]] for i in sorted(inputs)]
+
+
 def chain_stages(cfg: Mapping) -> list[Stage]:
     """The table's stages the configuration selects (`pipeline.stages`; null: all), in the table's order."""
     chosen = (cfg.get("pipeline") or {}).get("stages")
     return [s for s in table.stages() if chosen is None or s.name in chosen]
 
 
-def plan(cfg: dict, inputs: list[str], output: str, only: list[str] | None = None) -> list[dict]:
-    """The chain as it would run: each stage's inputs, output, section hash, chain key and upstream outputs."""
-    steps, upstream, prev, earlier = [], conf_hash(sorted(inputs)), list(inputs), []
+def plan(cfg: dict, inputs: list[str], output: str, only: list[str] | None = None, *,
+         look: bool = True) -> list[dict]:
+    """The chain as it would run: each stage's inputs, output, section hash, chain key and upstream outputs.
+    `look=False` (printing lines for a cluster whose storage this machine may not reach) keys the chain on the
+    input paths alone: its keys are then not the ones a run records."""
+    first = input_state(inputs) if look else sorted(inputs)
+    steps, upstream, prev, earlier = [], conf_hash(first), list(inputs), []
     for stage in chain_stages(cfg):
         out = fs.join(output, table.chain_dir(stage))
         section = cfg.get(stage.section) if stage.section else None

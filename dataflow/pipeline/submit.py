@@ -67,7 +67,7 @@ def submit_lines(conf: str, overrides: list[str], inputs: list[str], output: str
     packed: set[str] = set()
     launcher = launcher_path(pcfg["spark_submit"])
     stage_sets = [o for o in overrides if not o.startswith("pipeline.")]  # the stage jobs never read `pipeline`
-    for step in plan(cfg, [fs.normalize(i) for i in inputs], fs.normalize(output)):
+    for step in plan(cfg, [fs.normalize(i) for i in inputs], fs.normalize(output), look=False):
         stage = step["stage"]
         client = (ccfg["deploy_mode"] == "client" or stage.driver_writes
                   or step["name"] in (ccfg.get("client_stages") or []))

@@ -35,7 +35,7 @@ from dataflow.core.stage import StageResult
 from dataflow.ingest.sources import PROCESSORS
 from dataflow.models.langid.train import TRAIN_SPEC as LANGID_TRAIN_SPEC
 from dataflow.stages.preprocess.html import binary_reason, decode, html_to_text, looks_like_html, media_type
-from dataflow.models.langid.model import load_model, predict
+from dataflow.models.langid.model import check_model, load_model, predict
 from dataflow.core.normalize import normalize
 
 OUT_SCHEMA = with_reject_fields(DOC_ARROW_SCHEMA)
@@ -279,6 +279,8 @@ SPEC = optional_section({
 
 def _precheck(conf, inputs: list[str], output: str) -> None:
     ingest.list_inputs(inputs, conf)   # a missing path fails here, before a JVM starts
+    cfg = conf["preprocess"]           # ... and a language-ID model that cannot tell the kept languages apart
+    check_model(cfg["langid_model"], dict(cfg.get("lang_map") or {}), set(cfg["keep_langs"]))
 
 
 def _read(ctx):
