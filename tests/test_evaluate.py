@@ -199,6 +199,14 @@ def test_sample_is_stratified_reproducible_and_partition_independent(spark, corp
     assert set(plain) == {i for i, v in a.items() if v == "share"}
 
 
+def write_sheet(path, rows: list[dict]) -> None:
+    """A reviewer's sheet as a spreadsheet saves it (CSV, the columns of the first row)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
     df = _frame(spark, corpus_docs)
     cfg = dict(CFG, sample_share=0.03, sheet_text_chars=500)
@@ -226,10 +234,7 @@ def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
     for r in rows[1:]:
         r["verdict"] = "ok"
     labelled = tmp_path / "reviewed.csv"
-    with open(labelled, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_sheet(labelled, rows)
     d = run_gate(out, labelled, dict(cfg, gate_on="point"))
     assert not d["passed"] and d["unqualified"] == 1 and d["reviewed"] == len(rows)
     assert d["unqualified_by"]["source"] == {rows[0]["source"]: 1}
@@ -237,10 +242,7 @@ def test_evaluate_sheet_and_gate_round_trip(spark, corpus_docs, tmp_path):
     assert "FAIL" in (out / "report.html").read_text()
     # all qualified: the point-estimate gate passes
     rows[0]["verdict"] = "ok"
-    with open(labelled, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_sheet(labelled, rows)
     assert run_gate(out, labelled, dict(cfg, gate_on="point"))["passed"]
     # labels for documents that are not in this sample are refused
     foreign = copy.deepcopy(rows)
@@ -280,19 +282,13 @@ def test_review_csv_cells_never_start_a_formula_and_labels_read_back(spark, corp
     for r in rows:
         r["verdict"] = "ok"
     labelled = tmp_path / "reviewed.csv"
-    with open(labelled, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_sheet(labelled, rows)
     d = run_gate(out, labelled, dict(CFG, gate_on="point"))   # ids come back as written: all in the sample
     assert d["passed"] and d["reviewed"] == len(hostile)
 
     # a reviewer's reason holding markup reaches both reports as text, never as a tag
     rows[0]["verdict"], rows[0]["reason"] = "bad", "<script>alert(1)</script> <img src=x onerror=alert(2)> | x"
-    with open(labelled, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_sheet(labelled, rows)
     d = run_gate(out, labelled, dict(CFG, gate_on="point"))
     assert not d["passed"] and "<script>" in json.dumps(d["unqualified_by"]["reason"])
     for name in ("report.md", "report.html"):
