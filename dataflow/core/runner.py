@@ -13,7 +13,18 @@ from typing import Any, Iterable, Mapping
 
 from dataflow.core.contract import Stage, StageContext
 from dataflow.core.progress import stage_progress
-from dataflow.core.stage import Attempt, check_overlap, write_stage
+from dataflow.core.stage import Attempt, check_overlap, stage_input_paths, write_stage
+
+
+def check_inputs(stage: Stage, conf: Mapping[str, Any], inputs: Iterable[str], output: str, *,
+                 allow_incomplete: bool = False) -> None:
+    """The driver's checks of one run, before any Spark work: input and output apart, every input there (an
+    earlier stage's only once it finished), then the stage's own `precheck`. A job and the chain both call it."""
+    inputs = [str(i) for i in inputs]
+    check_overlap(inputs, output)
+    stage_input_paths(inputs, allow_incomplete=allow_incomplete)
+    if stage.precheck is not None:
+        stage.precheck(conf, inputs, output)
 
 
 def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str], output: str, *,

@@ -25,9 +25,9 @@ from typing import Mapping
 from dataflow.core import fs
 from dataflow.core.config import REPO_ROOT, conf_hash
 from dataflow.core.contract import Stage
-from dataflow.core.runner import print_summary, run_stage
+from dataflow.core.runner import check_inputs, print_summary, run_stage
 from dataflow.core.spark import get_session
-from dataflow.core.stage import remove_output, stage_input_paths
+from dataflow.core.stage import remove_output
 from dataflow.pipeline.conf import load_conf, require_files
 from dataflow.pipeline.summary import print_table, read_json, stats_rows, type_funnel_rows
 from dataflow.stages import table
@@ -134,17 +134,6 @@ def launcher_path(name: str) -> str:
     return str(beside) if beside.exists() else name
 
 
-def _run_in_session(step: dict, spark, cfg: dict, verbose: bool) -> None:
-    stage: Stage = step["stage"]
-    require_files(cfg, stage.required_files)
-    stage_input_paths(step["inputs"])
-    if stage.precheck is not None:
-        stage.precheck(cfg, list(step["inputs"]), step["output"])
-    stats = run_stage(stage, spark, cfg, step["inputs"], step["output"], upstream=step["upstream"],
-                      progress=not verbose)
-    print_summary(stats, step["output"], stage=stage)
-
-
 def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *, force: bool = False,
               only: list[str] | None = None, runner: str | None = None, spark=None, verbose: bool = False) -> int:
     """Run the chain; 0 when every selected stage is current. `runner` overrides `pipeline.runner`; `spark`
@@ -159,8 +148,6 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
     if runner == "session":
         for step in steps:   # model and lexicon files of every stage: before the JVM starts
             require_files(cfg, step["stage"].required_files)
-        if steps and steps[0]["stage"].precheck is not None:
-            steps[0]["stage"].precheck(cfg, list(steps[0]["inputs"]), steps[0]["output"])
     invalid = bool(force)
     t_all = time.time()
     for step in steps:
@@ -176,9 +163,13 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
         t0 = time.time()
         if runner == "session":
             print(f"[pipeline] {step['dir']}: running in this session", flush=True)
+            # the stage's driver checks before its work (the first one's before the JVM starts)
+            check_inputs(step["stage"], cfg, step["inputs"], step["output"])
             spark = spark or get_session(cfg, app_name="ziya2-pipeline", verbose=verbose)
             try:
-                _run_in_session(step, spark, cfg, verbose)
+                stats = run_stage(step["stage"], spark, cfg, step["inputs"], step["output"],
+                                  upstream=step["upstream"], progress=not verbose)
+                print_summary(stats, step["output"], stage=step["stage"])
             except Exception as e:   # noqa: BLE001 - reported like a failed subprocess; finished stages stay
                 print(f"[pipeline] {step['dir']} failed: {type(e).__name__}: {e}; fix it and rerun: finished "
                       f"stages are kept", file=sys.stderr, flush=True)

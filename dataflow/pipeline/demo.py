@@ -89,7 +89,7 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
         raise SystemExit(f"[demo] the data factory failed (exit {rc}); rerun `make demo` after fixing it: finished "
                          f"stages are kept")
     print(f"[demo] data factory: {time.time() - t0:.0f}s", flush=True)
-    steps = plan(load_conf(conf, sets), inputs, str(run_dir))
+    steps = plan(load_conf(conf, sets), inputs, str(run_dir), look=False)   # its directories only
     # the training data comes from the last stage that writes documents; a stage whose products are a report
     # (one that reads the chain's earlier outputs) is not it
     data_steps = [s for s in steps if not s["stage"].uses_upstream]

@@ -13,9 +13,8 @@ import sys
 
 from dataflow.core.cli import main_guard, stage_argparser
 from dataflow.core.contract import Stage
-from dataflow.core.runner import print_summary, run_stage
+from dataflow.core.runner import check_inputs, print_summary, run_stage
 from dataflow.core.spark import get_session
-from dataflow.core.stage import check_overlap, stage_input_paths
 from dataflow.pipeline.conf import load_conf, require_files
 from dataflow.stages import table
 
@@ -47,11 +46,8 @@ def run(stage: Stage | str, argv: list[str] | None = None, prog: str | None = No
             return opt.command(args, conf)
     if not args.input or not args.output:
         ap.error("--input and --output are required")
-    require_files(conf, stage.required_files)
-    check_overlap(args.input, args.output)             # unfinished inputs and overlaps: refused before a JVM
-    stage_input_paths(args.input, allow_incomplete=args.allow_incomplete)
-    if stage.precheck is not None:
-        stage.precheck(conf, list(args.input), args.output)
+    require_files(conf, stage.required_files)           # then the inputs: all refused before a JVM starts
+    check_inputs(stage, conf, args.input, args.output, allow_incomplete=args.allow_incomplete)
     spark = get_session(conf, app_name=f"ziya2-{stage.name}", verbose=args.verbose)
     stats = run_stage(stage, spark, conf, args.input, args.output, upstream=getattr(args, "upstream", None) or (),
                       options=vars(args), allow_incomplete=args.allow_incomplete, partitions=args.partitions,
@@ -63,12 +59,7 @@ def run(stage: Stage | str, argv: list[str] | None = None, prog: str | None = No
 def cli(stage: Stage | str, argv: list[str] | None = None, prog: str | None = None) -> None:
     """`if __name__ == "__main__"` of a job: expected failures are one line each and exit code 2; a command
     option's exit code is the process's."""
-    def body(a):
-        rc = run(stage, a, prog=prog)
-        if isinstance(rc, int):
-            sys.exit(rc)
-
-    main_guard(body) if argv is None else body(argv)
+    main_guard(lambda _: _exit_code(run(stage, argv, prog=prog)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"usage: jobs/stage.py NAME [--input ...] [--output ...]; NAME: one of {', '.join(table.names())}",
               file=sys.stderr)
         sys.exit(2)
-    name, rest = argv[0], argv[1:]
-    main_guard(lambda _a: _exit_code(run(name, rest, prog=f"jobs.stage {name}")))
+    cli(argv[0], argv[1:], prog=f"jobs.stage {argv[0]}")
 
 
 def _exit_code(rc) -> None:

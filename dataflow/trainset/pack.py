@@ -34,7 +34,7 @@ from dataflow.core.confschema import Count, Int, Str, optional_section
 from dataflow.core.contract import Option, Stage, StageContext
 from dataflow.core.schema import spark_schema
 from dataflow.core.stage import Attempt, StageResult, read_stage_input, write_stage
-from dataflow.trainset.tokenize import precheck_inputs, tokenizer_info
+from dataflow.trainset.tokenize import tokenizer_info
 
 ROW_SCHEMA = pa.schema([
     ("input_ids", pa.list_(pa.int32())),   # exactly seq_len
@@ -418,10 +418,15 @@ SPEC = optional_section({
 INPUT_COLUMNS = ("id", "source", "type", "input_ids", "loss_mask", "n_tokens")
 
 
+def _mode(cfg: Mapping) -> str:
+    mode = cfg.get("mode")
+    if mode not in MODES:
+        raise ValueError(f"pack: --mode is required ({' or '.join(MODES)}; or set pack.mode), got {mode!r}")
+    return mode
+
+
 def _precheck(conf, inputs: list[str], output: str) -> None:
-    if not (conf.get("pack") or {}).get("mode"):
-        raise ValueError(f"pack: --mode is required ({' or '.join(MODES)}; or set pack.mode)")
-    precheck_inputs(conf, inputs, output)
+    _mode(conf.get("pack") or {})     # on the driver, before a JVM starts
 
 
 def _read(ctx: StageContext):
@@ -435,9 +440,7 @@ def _transform(df, ctx: StageContext) -> StageResult:
     """Pack, then write shards/ and manifest.json into the attempt; the runner writes the per-document accounting
     (data/: one record per placed document, rejected/) and commits it all."""
     cfg = ctx.cfg
-    mode = cfg.get("mode")
-    if mode not in MODES:
-        raise ValueError(f"pack: --mode is required ({' or '.join(MODES)}; or set pack.mode), got {mode!r}")
+    mode = _mode(cfg)
     tok = tokenizer_info(ctx.conf["tokenizer"]["model"], cfg.get("pad_id"))
     packed = pack(df, cfg, mode, tok["pad_id"])
     stage_no = cfg.get("stage") if cfg.get("stage") is not None else (1 if mode == "pretrain" else None)

@@ -31,7 +31,7 @@ from dataflow.core.confschema import Bool, File, Map, Section, Str, optional_sec
 from dataflow.core.contract import Option, Stage, StageContext
 from dataflow.core.schema import spark_schema
 from dataflow.core.spark import load_once
-from dataflow.core.stage import StageResult, read_stage_input, stage_input_paths
+from dataflow.core.stage import StageResult, read_stage_input
 from dataflow.models.tokenizer import is_jsonl, parse_jsonl_line, read_documents, ship_model
 from dataflow.models.tokenizer.expand import EXPAND_SPEC
 from dataflow.models.tokenizer.train import TRAIN_SPEC
@@ -280,12 +280,6 @@ SPEC = optional_section({
 
 
 # ---------------------------------------------------------------- the stage
-def precheck_inputs(conf, inputs: list[str], output: str) -> None:
-    """Driver check before a JVM starts: every input exists and an input stage directory holds data/ (whether
-    that stage finished is the reader's check, which knows --allow-incomplete)."""
-    stage_input_paths(inputs, allow_incomplete=True)
-
-
 def _read(ctx: StageContext):
     """The input as the stage counts it: JSONL as its non-blank lines, unparsed (the encoding worker parses
     them), else an earlier stage's Parquet documents (footer row count). The runner's input count is the row
@@ -308,7 +302,6 @@ STAGE = Stage(
     spec=SPEC,
     transform=_transform,
     read=_read,
-    precheck=precheck_inputs,
     files=("tokenizer",),
     versions=("sentencepiece",),
     input_help="pipeline output (stage dirs / Parquet documents) or JSONL files",

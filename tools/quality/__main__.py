@@ -15,8 +15,7 @@ import subprocess
 import sys
 import time
 
-import yaml
-
+from dataflow.core.overrides import load_yaml
 from dataflow.pipeline.conf import load_conf
 
 from . import labelled, measure, report, sources
@@ -115,7 +114,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     t0 = time.time()
     cfg = load_conf(a.conf)
-    qcfg = yaml.safe_load(open(a.quality_conf, encoding="utf-8"))
+    qcfg = load_yaml(open(a.quality_conf, encoding="utf-8").read())
     sets, built = load_or_build(qcfg, a.root, a.skip_fetch, a.rebuild)
     print(f"quality set: {({k: len(v) for k, v in sets.items()})} ({'built' if built else 'cached'}, "
           f"{time.time() - t0:.0f}s)", flush=True)

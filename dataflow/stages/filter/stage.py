@@ -38,6 +38,7 @@ _UNKNOWN = object()          # a source_type no recipe exists for
 ADDED = [pa.field(FLAGS, pa.map_(pa.string(), pa.int32())), pa.field(_CHARS, pa.map_(pa.string(), pa.int64())),
          pa.field(_ORIG, pa.string()), pa.field(_REMOVED, pa.map_(pa.string(), pa.list_(pa.string()))),
          pa.field("reason", pa.string()), pa.field("detail", pa.string())]
+ADDED_NAMES = frozenset(a.name for a in ADDED)
 
 
 def lexicon_files(rules: list[ActiveRule]) -> list[str]:
@@ -125,7 +126,7 @@ def run(df, cfg: dict, conf: Mapping | None = None):
         ship_file(spark, path)
 
     out_schema = T.StructType(
-        [f for f in df.schema.fields if f.name not in {a.name for a in ADDED}]
+        [f for f in df.schema.fields if f.name not in ADDED_NAMES]
         + [T.StructField(FLAGS, T.MapType(T.StringType(), T.IntegerType())),
            T.StructField(_CHARS, T.MapType(T.StringType(), T.LongType())),
            T.StructField(_ORIG, T.StringType()),
@@ -249,7 +250,7 @@ def batch_form(conf):
     internal = [_CHARS, _ORIG, _REMOVED]
 
     def apply(batch: pa.RecordBatch) -> BatchResult:
-        src = batch.select([n for n in batch.schema.names if n not in {a.name for a in ADDED}])
+        src = batch.select([n for n in batch.schema.names if n not in ADDED_NAMES])
         out = annotate_batch(src, engines, keep_removed)
         counters: dict[str, int] = {}
         for flags in out.column(FLAGS).to_pylist():

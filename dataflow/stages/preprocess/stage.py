@@ -226,14 +226,6 @@ def _types_conf(root: dict | None) -> dict:
     return {k: root[k] for k in ("sources", "recipes", "dedup") if k in root}
 
 
-def run_files(spark, paths, cfg: dict, root: dict | None = None):
-    """The DP job's path: read the input files and preprocess each batch in the same Python worker
-    (HTML bytes never cross to the JVM). Returns (StageResult, files); same rows as `run(ingest.read(...))`.
-    `root`: the whole configuration (its `sources`/`recipes` sections: dump inputs, source types)."""
-    annotated, files = _annotate_files(spark, paths, cfg, root)
-    return _result(annotated), files
-
-
 def run(raw_df, cfg: dict, root: dict | None = None):
     """raw records (dataflow.ingest.read) -> StageResult(kept, rejected). `cfg` is the `preprocess`
     section; the langid model is shipped to executors and loaded once per Python worker."""
