@@ -1,8 +1,11 @@
 """HF LLaMA interop: export -> transformers loads it and agrees; export -> re-import is identical; the export
 with its tokenizer loads in AutoTokenizer + AutoModelForCausalLM and generates; vocabulary-expansion init rows
-are the means of their constituent rows; the vocabulary is padded to 128."""
+are the means of their constituent rows; the vocabulary is padded to 128; a trainer checkpoint of every ZeRO stage
+exports DeepSpeed's consolidated fp32 weights through weights-only reads, and a checkpoint whose pickle would run
+code is refused by export and resume without running it."""
 import json
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -117,3 +120,87 @@ def test_export_with_tokenizer_loads_in_auto_classes_and_generates(corpus_docs, 
         ref = ours(enc.input_ids)[0, -1].argmax().item()
     assert gen.shape == (1, enc.input_ids.shape[1] + 5)
     assert gen[0, enc.input_ids.shape[1]].item() == ref  # greedy's first token is our model's argmax
+
+
+# ------------------------------------------------------------------ trainer checkpoints -> HF, read safely
+class RunsCode:
+    """A pickle payload: unpickling it calls os.system (what a crafted checkpoint does)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (self.command,)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_dir, tmp_path_factory):
+    """2-step CPU trainings of the tiny model on the demo mix, one per ZeRO stage: {zero: checkpoint dir}."""
+    from conftest import ROOT, tiny_train_config
+    from dataflow.trainset.demo import build
+    from trainer.train import train
+
+    base = tmp_path_factory.mktemp("ckpt")
+    mix = build(corpus_dir / "docs.jsonl", base / "mix", seq_len=128, vocab_size=4000, rows_per_stage=16,
+                rows_per_shard=8)
+    out = {}
+    for zero in (1, 2, 3):
+        cfg = tiny_train_config(mix, base / f"z{zero}", "micro_batch_size=2", "data.steps_per_stage=2",
+                                "data.stages=[1]", "max_steps=2", "checkpoint.resume=false",
+                                f"deepspeed={ROOT}/conf/deepspeed/zero{zero}.json")
+        assert train(cfg)[0]["steps"] == 2
+        out[zero] = base / f"z{zero}" / "ckpt"
+    return out
+
+
+@pytest.mark.parametrize("zero", [1, 2, 3])
+def test_checkpoint_exports_the_fp32_masters_deepspeed_consolidates(trained, tmp_path, zero):
+    """Our reading of the ZeRO shards (weights_only) gives exactly DeepSpeed's zero_to_fp32 weights (the reference,
+    on a checkpoint this test wrote itself), and the export's logits equal those of the reference weights."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    from trainer.hf import export_checkpoint
+
+    ref = get_fp32_state_dict_from_zero_checkpoint(str(trained[zero]), tag="global_step2")
+    cfg, sd = load_hf(export_checkpoint(trained[zero], tmp_path / "hf", dtype=torch.float32))
+    assert sd.keys() == ref.keys() and len(sd) == 2 + 9 * cfg.n_layers + 1
+    assert all(torch.equal(sd[k], ref[k].float()) for k in ref)
+    ours, theirs = Llama(cfg, attention="sdpa_mask").eval(), Llama(cfg, attention="sdpa_mask").eval()
+    ours.load_state_dict(sd)
+    theirs.load_state_dict({k: v.float() for k, v in ref.items()})
+    ids = torch.randint(0, cfg.vocab_size, (2, 48), generator=torch.Generator().manual_seed(zero))
+    with torch.no_grad():
+        assert torch.equal(ours(ids), theirs(ids))
+
+
+@pytest.mark.parametrize("target", ["mp_rank_00_model_states.pt", "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"])
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(trained, tmp_path, target):
+    """A model-states or optimizer file whose pickle calls os.system: export and resume both refuse it, naming the
+    file, and the command never runs. The same bytes under torch.load(weights_only=False) do run it (the payload
+    is live)."""
+    import shutil
+
+    from conftest import tiny_train_config
+    from trainer.checkpoint import CheckpointError
+    from trainer.hf import export_checkpoint
+    from trainer.train import train
+
+    ckpt = Path(shutil.copytree(trained[2], tmp_path / "ckpt"))
+    victim = ckpt / "global_step2" / target
+    marker = tmp_path / "ran"
+    state = torch.load(victim, weights_only=False)
+    state["extra"] = RunsCode(f"touch {marker}")
+    torch.save(state, victim)
+    with pytest.raises(CheckpointError, match=f"checkpoint file {victim} asks to unpickle"):
+        export_checkpoint(ckpt, tmp_path / "hf")
+    assert not marker.exists() and not (tmp_path / "hf").exists()
+    mix = trained[2].parent.parent / "mix"
+    cfg = tiny_train_config(mix, tmp_path, "micro_batch_size=2", "data.steps_per_stage=2", "data.stages=[1]",
+                            "max_steps=4", "checkpoint.resume=true")
+    with pytest.raises(CheckpointError, match=f"checkpoint file {victim} asks to unpickle"):
+        train(cfg)
+    assert not marker.exists()
+    torch.load(victim, weights_only=False)      # the control: unguarded unpickling runs the command
+    assert marker.exists()

@@ -14,7 +14,8 @@ import sentencepiece as spm
 from conftest import train_test_tokenizer
 from dataflow.trainset import tokenize
 from dataflow.pipeline.conf import load_conf
-from dataflow.trainset.mix import check_source_types, load_mixer, mix, select, with_source_type
+from dataflow.trainset.mix import (check_where, load_mixer, mix, present_values, select, where_absent,
+                                   with_source_type)
 from dataflow.core.recipes import default_type
 from dataflow.core.stage import write_stage
 
@@ -123,9 +124,74 @@ def test_where_selects_on_source_type(spark, setup):
         assert rest == set(tokens) - sup
         both = select(typed, {"source_type": ["supervised"], "type": ["math"]}).count()
         assert both == sum(1 for t in tokens.values() if t["type"] == "math") == 120
-    bad = {"stages": [{"stage": 1, "sources": [{"name": "w", "where": {"source_type": ["wikipedia"]}}]}]}
-    with pytest.raises(ValueError, match="wikipedia"):
-        check_source_types(bad)
+    bad = {"inputs": {"pretrain": "p"},
+           "stages": [{"stage": 1, "sources": [{"name": "w", "input": "pretrain", "where": {"source_type": ["wikipedia"]}}]}]}
+    with pytest.raises(ValueError, match=r"mixer stage 1 source w: where.source_type \['wikipedia'\] is not one of"):
+        check_where(bad)
+
+
+def test_where_that_can_never_match_fails_at_load(tmp_path):
+    """A closed vocabulary (source types), a column a token row does not have, an input nobody named: one line at
+    load, before any data is read."""
+    def stage(where, inp="pretrain"):
+        return {"inputs": {"pretrain": "p"}, "stages": [{"stage": 1, "sources": [{"name": "x", "input": inp, "where": where}]}]}
+
+    with pytest.raises(ValueError, match=r"where.lang is not a column a source selects on"):
+        check_where(stage({"lang": ["en"]}))
+    with pytest.raises(ValueError, match=r"input 'pretrian' is not one of the named inputs \['pretrain'\]"):
+        check_where(stage({"source_type": ["web"]}, "pretrian"))
+    check_where(stage({"source_type": ["web", None], "type": ["anything"]}))     # open values: checked on the data
+    yaml = (ROOT / "conf" / "mixer.yaml").read_text().replace("where: {source_type: [code]}", "where: {source_type: [kode]}")
+    assert "[kode]" in yaml
+    (tmp_path / "mixer.yaml").write_text(yaml.replace("pipeline_conf: conf/pipeline.yaml",
+                                                      f"pipeline_conf: {ROOT / 'conf' / 'pipeline.yaml'}"))
+    with pytest.raises(ValueError, match=r"mixer stage 1 source code: where.source_type \['kode'\]"):
+        load_mixer(tmp_path / "mixer.yaml")
+
+
+def test_a_typo_in_an_open_vocabulary_is_an_error_before_any_stage_is_written(spark, setup, tmp_path):
+    """`type: [maths]` (the supervised kind is `math`): no input holds it and nothing configures it, so the mix
+    stops naming the value and the types its input has; no stage directory is written."""
+    import copy
+
+    d, mcfg, pcfg, tokens = setup
+    bad = copy.deepcopy(mcfg)
+    bad["stages"][2]["supervised"][0]["where"]["type"] = ["maths"]
+    kinds = sorted({t["type"] for t in tokens.values() if t["type"] is not None})
+    assert kinds == ["code", "math"]
+    with pytest.raises(ValueError, match=rf"mixer stage 3 source math-sft: where.type 'maths' matches no row of input "
+                                         rf"supervised, and no input or setting knows it \(a typo\?\); type values "
+                                         rf"there: \{kinds}".replace("'", "\'")):
+        mix(spark, bad, pcfg, tmp_path / "out", default_type=default_type(load_conf()))
+    assert not (tmp_path / "out").exists()
+    # a type the pipeline configuration knows is only absent here: a warning, not an error
+    warned = []
+    frame = with_source_type(spark.read.parquet(str(d / "tok" / "data")), default_type(load_conf()))
+    present = {"pretrain": present_values(frame), "supervised": present_values(frame)}
+    absent = where_absent(bad, present, known_types=["maths"], warn=warned.append)
+    assert absent[(3, "math-sft")] == {"type": ["maths"]}
+    assert any("stage 3 source math-sft: where.type 'maths' matches no row" in w for w in warned)
+
+
+def test_a_valid_value_absent_from_the_input_warns_and_records_zero(spark, setup):
+    """The shipped mixture over the all-web fixture: wiki, book, paper, qa and code are valid types this input
+    lacks. Each such source selects 0 tokens, its manifest entry names the absent value, and one warning line is
+    given per absent value; web records nothing absent."""
+    d, mcfg, _, tokens = setup
+    types = {_type_of(t) for t in tokens.values()}
+    m = json.loads((d / "out" / "stage1" / "manifest.json").read_text())
+    entries = {e["name"]: e for e in m["sources"]}
+    for src in mcfg["stages"][0]["sources"]:
+        want = [v for v in src["where"]["source_type"] if v not in types]
+        e = entries[src["name"]]
+        assert e["absent"] == ({"source_type": want} if want else {})
+        assert (e["selected_tokens"] == 0) == bool(want)
+    assert entries["web"]["selected_tokens"] > 0 and len([e for e in entries.values() if e["absent"]]) == 5
+    warned = []
+    frame = with_source_type(spark.read.parquet(str(d / "tok" / "data")), default_type(load_conf()))
+    present = {"pretrain": present_values(frame), "supervised": present_values(frame)}
+    absent = where_absent(mcfg, present, stages=[1], warn=warned.append)
+    assert len(warned) == 5 == len(absent) and all(k[0] == 1 for k in absent)
 
 
 def test_stages_2_3_whole_examples_and_one_to_one(setup, corpus_docs):

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import model_states_file, resolve
+from .checkpoint import fp32_state_dict, load_file, model_states_file, resolve
 from .config import ModelConfig
 
 VOCAB_KEYS = ("model.embed_tokens.weight", "lm_head.weight")
@@ -185,18 +185,17 @@ def export_checkpoint(ckpt_dir: str | Path, out: str | Path, tag: str | None = N
                       dtype: torch.dtype | None = torch.bfloat16, tokenizer: str | Path | None = None) -> Path:
     """A trainer checkpoint (any ZeRO stage) -> an HF LLaMA dir with its tokenizer. Weights are DeepSpeed's
     fp32 masters, consolidated across ZeRO partitions; the model config and the tokenizer (the mix manifest's)
-    come from the checkpoint's client state unless `tokenizer` is given."""
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
+    come from the checkpoint's client state unless `tokenizer` is given. Every file is read with weights_only
+    unpickling (checkpoint.load_file): a checkpoint that would run code on load is refused, naming the file."""
     tag_dir = resolve(ckpt_dir, tag)
-    client = torch.load(model_states_file(tag_dir), map_location="cpu", weights_only=False)
+    client = load_file(model_states_file(tag_dir))
     cfg = ModelConfig(**{k: v for k, v in client["model_config"].items()})
     tokenizer = tokenizer or (client.get("tokenizer") or {}).get("path")
     if not tokenizer or not Path(tokenizer).exists():
         raise FileNotFoundError(f"tokenizer {tokenizer!r} (from {tag_dir}'s client state) does not exist: pass "
                                 "--tokenizer the SentencePiece model the shards were encoded with")
-    sd = get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag_dir.name)
-    if not sd:  # ZeRO disabled: the module state is the full model
+    sd = fp32_state_dict(tag_dir, client)
+    if sd is None:  # ZeRO disabled: the module state is the full model
         sd = client["module"]
     return save_hf(out, cfg, sd, dtype=dtype, tokenizer=tokenizer)
 

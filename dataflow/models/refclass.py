@@ -262,6 +262,30 @@ def model_path(cfg: Mapping) -> str | None:
     return None
 
 
+# Two texts any working reference model scores apart: plain prose and a word list. A model file cut short
+# still loads (fastText reads a zero output matrix) and gives every text P(reference) = 0.5.
+SMOKE_TEXTS = ("The children walked along the river after school and talked about the books they had read.",
+               "aardvark abacus abandon abandoned abase abash abate abbey abbot abbreviate abdicate abdomen")
+
+
+def check_model(path: str) -> None:
+    """Load the reference model and score SMOKE_TEXTS; raise ValueError naming the file when it does not load,
+    lacks the two labels, or scores both texts alike."""
+    hint = "a truncated or wrong file? Rebuild it with `make models` (or set score.ref_model)"
+    try:
+        model = load_model(fs.local_path(path))
+    except Exception as e:          # fastText: ValueError "... has wrong file format!"
+        raise ValueError(f"score: reference classifier {path} does not load ({str(e).strip()[:200]}): {hint}") from None
+    labels = set(model.get_labels())
+    if labels != {LABEL_REF, LABEL_OTHER}:
+        raise ValueError(f"score: reference classifier {path} has labels {sorted(labels)}, not "
+                         f"{[LABEL_OTHER, LABEL_REF]}: {hint}")
+    a, b = chunk_probabilities(model, list(SMOKE_TEXTS))
+    if a == b:
+        raise ValueError(f"score: reference classifier {path} gives prose and a word list the same score ({a:.4f}): "
+                         f"{hint}")
+
+
 _EXAMPLES = optional_section({"labels": List(Str(non_empty=True)), "sources": List(Str(non_empty=True)),
                               "paths": List(File())})
 # score.ref_train

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from functools import reduce
 from pathlib import Path
@@ -30,9 +31,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from dataflow.core import fs
 from dataflow.core.config import load_with_spec
-from dataflow.core.confschema import Bool, Count, Dir, File, Float, Int, List, Map, OneOf, Section, Str
+from dataflow.core.confschema import Count, Dir, File, Float, Int, List, Map, OneOf, Section, Str
 from dataflow.core.recipes import SOURCE_TYPES
 from dataflow.core.stage import read_stage_input
+from dataflow.models.tokenizer import check_model
 from dataflow.trainset import pack as packing
 from dataflow.trainset.tokenize import tokenizer_info
 
@@ -43,20 +45,79 @@ def load_mixer(path: str | Path, overrides=()) -> dict:
     """conf/mixer.yaml plus overrides, validated (`MIXER_SPEC`), paths resolved like the pipeline conf's.
     seq_len is not a mixer key: it is the pipeline conf's `pack.seq_len` (one home)."""
     cfg = load_with_spec(MIXER_SPEC, str(path), overrides)
-    check_source_types(cfg)
+    check_where(cfg)
     return cfg
 
 
-def check_source_types(mcfg: Mapping) -> None:
-    """A `where: {source_type: ...}` value outside recipes.SOURCE_TYPES would silently select nothing."""
+WHERE_COLUMNS = ("source", "type", "source_type")   # the string columns of a token row a `where` selects on
+
+
+def _picks(mcfg: Mapping, stages=None):
+    """(stage number, source spec) of every source of every stage (or only of `stages`)."""
     for st in mcfg["stages"]:
+        if stages and int(st["stage"]) not in stages:
+            continue
         for key in ("sources", "supervised", "unsupervised"):
             for src in st.get(key) or []:
-                want = (src.get("where") or {}).get("source_type", [])
-                bad = [v for v in (want if isinstance(want, list) else [want]) if v is not None and v not in SOURCE_TYPES]
-                if bad:
-                    raise ValueError(f"mixer stage {st['stage']} source {src['name']}: where.source_type {bad} "
-                                     f"is not one of {list(SOURCE_TYPES)}")
+                yield int(st["stage"]), src
+
+
+def _listed(allowed) -> list:
+    return allowed if isinstance(allowed, list) else [allowed]
+
+
+def check_where(mcfg: Mapping) -> None:
+    """At config load, one line: a source reads a named input, its `where` names a column of WHERE_COLUMNS, and a
+    `source_type` value is one of recipes.SOURCE_TYPES (a closed vocabulary: anything else, a typo, would
+    silently select nothing). Values of the open columns (`type`, `source`) are checked against the data by
+    `where_absent`."""
+    for stage, src in _picks(mcfg):
+        at = f"mixer stage {stage} source {src['name']}"
+        if src["input"] not in mcfg["inputs"]:
+            raise ValueError(f"{at}: input {src['input']!r} is not one of the named inputs {sorted(mcfg['inputs'])}")
+        for col, allowed in (src.get("where") or {}).items():
+            if col not in WHERE_COLUMNS:
+                raise ValueError(f"{at}: where.{col} is not a column a source selects on; use {list(WHERE_COLUMNS)}")
+            bad = [v for v in _listed(allowed) if col == "source_type" and v is not None and v not in SOURCE_TYPES]
+            if bad:
+                raise ValueError(f"{at}: where.source_type {bad} is not one of {list(SOURCE_TYPES)}")
+
+
+def present_values(df) -> dict[str, set]:
+    """The values of WHERE_COLUMNS in a token frame (None when a null occurs): one small aggregation."""
+    from pyspark.sql import functions as F
+
+    aggs = [F.collect_set(c).alias(c) for c in WHERE_COLUMNS]
+    aggs += [F.max(F.col(c).isNull().cast("int")).alias(f"_null_{c}") for c in WHERE_COLUMNS]
+    row = df.agg(*aggs).first()
+    return {c: set(row[c] or []) | ({None} if row[f"_null_{c}"] else set()) for c in WHERE_COLUMNS}
+
+
+def where_absent(mcfg: Mapping, present: Mapping[str, Mapping[str, set]], stages=None, known_types=(),
+                 warn=print) -> dict[tuple[int, str], dict[str, list]]:
+    """Every `where` value that matches no row of its input, before any stage is written. A value nothing knows
+    (not a source type, not a `type` or `source` of any input, nor one of `known_types`, the pipeline conf's
+    supervised types) is a typo such as `maths`: a ValueError naming it and the values the input holds. A known
+    value this input lacks (the demo input has no wiki) is a warning line and is returned, {(stage, source name):
+    {column: [values]}}, for the stage manifest (`absent`), where that source's selected tokens are 0."""
+    vocab = {"source_type": set(SOURCE_TYPES), "type": set(known_types), "source": set()}
+    for have in present.values():
+        vocab["type"] |= have["type"]
+        vocab["source"] |= have["source"]
+    absent: dict = {}
+    for stage, src in _picks(mcfg, stages):
+        have = present[src["input"]]
+        for col, allowed in (src.get("where") or {}).items():
+            for v in _listed(allowed):
+                if v in have[col]:
+                    continue
+                at = f"mixer stage {stage} source {src['name']}: where.{col} {v!r} matches no row of input {src['input']}"
+                if v is not None and v not in vocab[col]:
+                    raise ValueError(f"{at}, and no input or setting knows it (a typo?); {col} values there: "
+                                     f"{sorted(x for x in have[col] if x is not None)}")
+                warn(f"[mix] warning: {at}; it selects nothing there (recorded in the stage manifest)")
+                absent.setdefault((stage, src["name"]), {}).setdefault(col, []).append(v)
+    return absent
 
 
 def with_source_type(df, default: str | None):
@@ -91,6 +152,7 @@ def load_all(conf: str, overrides=(), inputs=(), tokenizer: str | None = None, p
             raise FileNotFoundError(f"mixer input {name}: {path} does not exist (run jobs.encode first)")
     if not fs.exists(mcfg["tokenizer"]):
         raise FileNotFoundError(f"mixer tokenizer = {mcfg['tokenizer']} does not exist")
+    check_model(mcfg["tokenizer"])    # loaded and tried before a JVM starts
     return mcfg, cfg
 
 
@@ -188,9 +250,9 @@ def _with_name(df, name: str):
 def check_tokenizer(inputs: Mapping[str, str], sha: str) -> None:
     """A tokenized input made with another tokenizer would silently train on wrong ids."""
     for name, path in inputs.items():
-        stats = Path(path) / "stats.json"
-        if stats.exists():
-            got = (json.loads(stats.read_text()).get("extra") or {}).get("tokenizer", {}).get("sha256")
+        stats = fs.join(str(path), "stats.json")
+        if fs.exists(stats):
+            got = (json.loads(fs.read_text(stats)).get("extra") or {}).get("tokenizer", {}).get("sha256")
             if got and got != sha:
                 raise ValueError(f"input {name} ({path}) was tokenized with sha256 {got[:12]}…, "
                                  f"the mixer's tokenizer is {sha[:12]}…")
@@ -270,10 +332,14 @@ def build_stage(frames: Mapping[str, Any], scfg: Mapping, mcfg: Mapping, pcfg: M
     return rows, packing.placements(rows), rejected, selected, report, chosen
 
 
-def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str) -> dict:
+def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str, absent: Mapping | None = None) -> dict:
+    """One stage: build, pack and write it; each source's manifest entry lists its `where` values that matched
+    nothing in its input (`absent`, from `where_absent`)."""
     t0 = time.time()
     stage, seq_len, seed = int(scfg["stage"]), int(pcfg["seq_len"]), int(mcfg["seed"])
     rows, placed, rejected, selected, report, chosen = build_stage(frames, scfg, mcfg, pcfg, int(tok["pad_id"]))
+    for r in report:
+        r["absent"] = dict((absent or {}).get((stage, r["name"]), {}))
     n_in = selected.count()
     manifest, _stats = packing.write_packed(
         packing.Packed(rows=rows, placed=placed, rejected=rejected), out, stage_no=stage, seq_len=seq_len, seed=seed,
@@ -286,10 +352,13 @@ def write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok: Mapping, out: str) -> 
     return manifest
 
 
-def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, default_type: str | None) -> dict:
+def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, default_type: str | None,
+        known_types: Iterable[str] = ()) -> dict:
     """Write every configured stage (or only `stages`) and the top-level manifest. `default_type`: the source
     type of a document that has none (the pipeline conf's sources.default_type; required, because a caller
-    that forgot it would silently select no untyped document; None leaves such rows null)."""
+    that forgot it would silently select no untyped document; None leaves such rows null). `known_types`:
+    supervised `type` values the configuration knows (a `where.type` value no input holds is a typo unless
+    listed here). Every `where` value is checked against the inputs before any stage is written."""
     out = str(out)
     tok = tokenizer_info(mcfg["tokenizer"], pcfg.get("pad_id"))
     check_tokenizer(mcfg["inputs"], tok["sha256"])
@@ -297,11 +366,14 @@ def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, de
     for name, path in mcfg["inputs"].items():
         df, _ = read_stage_input(spark, [path], output=out, require=("id", "input_ids", "n_tokens"))
         frames[name] = with_source_type(df, default_type).select(*TOKEN_COLUMNS).cache()
+    absent = where_absent(mcfg, {n: present_values(df) for n, df in frames.items()}, stages, known_types,
+                          warn=lambda line: print(line, file=sys.stderr, flush=True))
     written = {}
     for scfg in mcfg["stages"]:
         if stages and int(scfg["stage"]) not in stages:
             continue
-        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok, fs.join(out, f"stage{scfg['stage']}"))
+        written[int(scfg["stage"])] = write_stage_dir(spark, frames, scfg, mcfg, pcfg, tok,
+                                                      fs.join(out, f"stage{scfg['stage']}"), absent)
     for df in frames.values():
         df.unpersist()
     # committed stages only (`_SUCCESS`): a killed stage's old manifest.json is not listed
@@ -313,7 +385,7 @@ def mix(spark, mcfg: Mapping, pcfg: Mapping, out: str | Path, stages=None, *, de
 
 
 # conf/mixer.yaml
-_VALUE = OneOf(Str(), Int(), Float(), Bool(), nullable=True)    # `where` values; null matches null
+_VALUE = Str(nullable=True)     # `where` values: WHERE_COLUMNS are strings; null matches null
 _PICK = {"name": Str(non_empty=True), "input": Str(non_empty=True),
          "where": Map(OneOf(List(_VALUE), _VALUE, nullable=True), nullable=True)}
 _SOURCE = Section({**_PICK, "sample": Float(0, min_exclusive=True), "epochs": Float(0, min_exclusive=True)},

@@ -34,6 +34,7 @@ from dataflow.core.confschema import Count, Int, Str, optional_section
 from dataflow.core.contract import Option, Stage, StageContext
 from dataflow.core.schema import spark_schema
 from dataflow.core.stage import Attempt, StageResult, read_stage_input, write_stage
+from dataflow.models.tokenizer import check_model
 from dataflow.trainset.tokenize import tokenizer_info
 
 ROW_SCHEMA = pa.schema([
@@ -426,7 +427,9 @@ def _mode(cfg: Mapping) -> str:
 
 
 def _precheck(conf, inputs: list[str], output: str) -> None:
-    _mode(conf.get("pack") or {})     # on the driver, before a JVM starts
+    """On the driver, before a JVM starts: the mode, and the tokenizer the manifest names (loaded and tried)."""
+    _mode(conf.get("pack") or {})
+    check_model(conf["tokenizer"]["model"])
 
 
 def _read(ctx: StageContext):

@@ -32,7 +32,7 @@ from dataflow.core.contract import Option, Stage, StageContext
 from dataflow.core.schema import spark_schema
 from dataflow.core.spark import load_once
 from dataflow.core.stage import StageResult, read_stage_input
-from dataflow.models.tokenizer import is_jsonl, parse_jsonl_line, read_documents, ship_model
+from dataflow.models.tokenizer import check_model, is_jsonl, parse_jsonl_line, read_documents, ship_model
 from dataflow.models.tokenizer.expand import EXPAND_SPEC
 from dataflow.models.tokenizer.train import TRAIN_SPEC
 
@@ -209,13 +209,15 @@ def _id_lists(rows: list) -> pa.Array:
 
 
 def tokenizer_info(model_path: str | Path, pad_id: int | None = None) -> dict:
-    """What the trainer needs to know about the tokenizer (manifest `tokenizer`)."""
+    """What the trainer needs to know about the tokenizer (manifest `tokenizer`), read through dataflow.core.fs;
+    a local model is named by its absolute path."""
     import sentencepiece as spm
 
-    data = Path(model_path).read_bytes()
+    path = fs.local_path(str(model_path)) if fs.is_local(str(model_path)) else str(model_path)
+    data = fs.read_bytes(path)
     sp = spm.SentencePieceProcessor(model_proto=data)
     pad = pad_id if pad_id is not None else (sp.pad_id() if sp.pad_id() >= 0 else sp.eos_id())
-    return {"path": str(model_path), "sha256": hashlib.sha256(data).hexdigest(), "vocab_size": sp.get_piece_size(),
+    return {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "vocab_size": sp.get_piece_size(),
             "bos_id": sp.bos_id(), "eos_id": sp.eos_id(), "pad_id": int(pad)}
 
 
@@ -263,7 +265,7 @@ def run(df, cfg: Mapping, *, jsonl_lines: bool = False, data_path: str | None = 
         by = sorted(({"source": r["source"], "type": r["type"], "docs": r["docs"], "tokens": r["tokens"]} for r in rows),
                     key=lambda d: (d["source"] or "", d["type"] or ""))
         return {"tokens": sum(d["tokens"] for d in by), "by_source": by,
-                "tokenizer": tokenizer_info(Path(cfg["model"]).resolve())}
+                "tokenizer": tokenizer_info(cfg["model"])}
 
     return StageResult(kept=kept, rejected=rejected, stats=stats)
 
@@ -290,6 +292,10 @@ def _read(ctx: StageContext):
                             require=("text",))
 
 
+def _precheck(conf, inputs: list[str], output: str) -> None:
+    check_model(conf["tokenizer"]["model"])   # on the driver, before a JVM starts
+
+
 def _transform(df, ctx: StageContext) -> StageResult:
     """The token statistics read the written data/ back instead of encoding again."""
     return run(df, ctx.cfg, jsonl_lines=is_jsonl(ctx.inputs), data_path=fs.spark_uri(ctx.attempt.path("data")))
@@ -302,6 +308,7 @@ STAGE = Stage(
     spec=SPEC,
     transform=_transform,
     read=_read,
+    precheck=_precheck,
     files=("tokenizer",),
     versions=("sentencepiece",),
     input_help="pipeline output (stage dirs / Parquet documents) or JSONL files",

@@ -1,14 +1,15 @@
 """SentencePiece tokenizer: training (`train.py`) and Chinese vocabulary expansion (`expand.py`).
 
 `read_documents` is the one reader the tokenizer jobs share: pipeline output (Parquet with `text`) or
-JSONL (the corpus `docs.jsonl`, or supervised records with `type`/`prompt`/`response`).
+JSONL (the corpus `docs.jsonl`, or supervised records with `type`/`prompt`/`response`). `check_model` is the
+driver's check of the model tokenize, pack and mix use: it loads and round-trips a smoke sentence per language,
+so a cut-off or overwritten file stops the run before any work, naming the file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable
@@ -18,6 +19,7 @@ import pyarrow as pa
 from dataflow.core import fs
 from dataflow.core.spark import ship_file
 from dataflow.core.stage import read_stage_input
+from dataflow.models.langid.model import SMOKE_SENTENCES
 
 # every field a JSONL input may carry; absent ones read as null. Reading with a fixed schema avoids a
 # schema-inference pass over the whole input, `_corrupt_record` catches lines that are not JSON, and
@@ -90,19 +92,43 @@ def pipeline_lang(lang: str | None) -> str | None:
     return "zh" if lang == "zh" or lang.startswith("zh-") else lang
 
 
+def load_model(path: str):
+    """A SentencePiece model read through the filesystem layer (a local path or a URI)."""
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_proto=fs.read_bytes(str(path)))
+
+
+def check_model(path: str) -> None:
+    """Load the tokenizer at `path` and round-trip every smoke sentence (encode, then decode gives the text as
+    the model normalises it); raise ValueError naming the file otherwise."""
+    hint = "a truncated or wrong file? Retrain it (jobs.train_tokenizer) or set tokenizer.model"
+    try:
+        sp = load_model(path)
+    except Exception as e:     # sentencepiece: RuntimeError naming the protobuf parse
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(f"tokenizer model {path} does not load ({first}): {hint}") from None
+    for lang, text in SMOKE_SENTENCES.items():
+        ids = sp.encode(text)
+        want = sp.normalize(text).replace("\u2581", " ").strip()
+        if not ids or max(ids) >= sp.get_piece_size() or sp.decode(ids).strip() != want:
+            raise ValueError(f"tokenizer model {path} does not round-trip its {lang} smoke sentence "
+                             f"({len(ids)} ids decode to {sp.decode(ids)[:60]!r}): {hint}")
+
+
 def ship_model(spark, path) -> str:
     """Ship a model under a content-addressed name and return the path workers load it by.
 
     SparkFiles is one flat namespace per session: a second, different `tokenizer.model` (say the expanded one
     after the base one) would clash with the first. A copy named `<sha256[:16]>-<name>` never clashes, and the
     same content maps to the same name, so shipping it again is a no-op."""
-    src = Path(path).resolve()
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    cache = Path(tempfile.gettempdir()) / "ziya2-shipped-models"
+    data = fs.read_bytes(str(path))
+    sha = hashlib.sha256(data).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / "ziya2-shipped-models"   # a driver-local scratch copy, not an output
     cache.mkdir(parents=True, exist_ok=True)
-    dest = cache / f"{sha}-{src.name}"
+    dest = cache / f"{sha}-{fs.basename(str(path))}"
     if not dest.exists():
         tmp = dest.with_suffix(dest.suffix + f".{os.getpid()}.tmp")
-        shutil.copyfile(src, tmp)
+        tmp.write_bytes(data)
         tmp.replace(dest)
     return ship_file(spark, dest)

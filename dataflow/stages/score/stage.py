@@ -37,6 +37,7 @@ from dataflow.core.schema import require_columns
 from dataflow.core.spark import load_once, ship_file
 from dataflow.core.stage import StageResult
 from dataflow.models import refclass
+from dataflow.models.lm.model import check_pair, load_kenlm, load_sp
 from dataflow.models.lm.train import TRAIN_SPEC as LM_TRAIN_SPEC
 from dataflow.models.lm.normalize import normalize_line, normalize_settings
 
@@ -66,18 +67,6 @@ def model_paths(cfg: Mapping) -> dict[str, tuple[str, str]]:
                                         f"or set score.models.{lang} / remove {lang!r} from score.langs)")
         out[lang] = (sp, lm)
     return out
-
-
-def load_sp(path: str):
-    import sentencepiece as spm
-
-    return spm.SentencePieceProcessor(model_file=path)
-
-
-def load_kenlm(path: str):
-    import kenlm
-
-    return kenlm.Model(path)
 
 
 # ------------------------------------------------------------------ per-record logic (no Spark)
@@ -365,7 +354,15 @@ SPEC = optional_section({
 
 
 def _precheck(conf, inputs, output) -> None:
-    refclass.model_path(conf[NAME])   # a required reference model that is missing fails before any task
+    """Every model the transform loads, loaded and tried on the driver before a JVM starts: each language's
+    SentencePiece + KenLM pair scores a smoke sentence, and the reference classifier (when score uses one:
+    a required one that is missing fails here too) tells two texts apart."""
+    cfg = conf[NAME]
+    for lang, (sp, lm) in model_paths(cfg).items():
+        check_pair(lang, sp, lm, normalize_settings(cfg))
+    ref = refclass.model_path(cfg)
+    if ref:
+        refclass.check_model(ref)
 
 
 def _transform(df, ctx):
