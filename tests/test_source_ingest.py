@@ -126,8 +126,8 @@ def test_reader_kinds_agree():
 
 def test_dumps_are_opt_in(mixed):
     d, _, _ = mixed
-    plain = list_inputs([d])                               # no conf: only the JSONL
-    assert [f.fmt for f in plain] == ["jsonl"]
+    plain = list_inputs([d])                               # no conf: only the JSONL is read (the dumps listed as unknown)
+    assert [f.fmt for f in plain if f.fmt != "unknown"] == ["jsonl"]
     typed = {f.path.rsplit("/", 1)[-1]: f.fmt for f in list_inputs([d], _conf(INPUTS))}
     assert typed == {"proj.tar.gz": "code_archive", "cut.tar.gz": "code_archive", "fixjfm-doc.tex": "arxiv",
                      "Posts.xml": "stackexchange", "enwiki-a-pages-articles.xml.bz2": "mediawiki",

@@ -15,6 +15,9 @@ import json
 import re
 import tarfile
 import tempfile
+import time
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import pytest
@@ -386,3 +389,219 @@ def test_recipe_inputs_one_row_per_unit(tmp_path, corpus_dir):
         assert to_batch(rows).num_rows == n and all(set(r) == set(RAW_COLUMNS) for r in rows)
     wiki = read("mediawiki", tmp_path / "wiki/enwiki-fixture-pages-articles-multistream.xml.bz2")
     assert {r["meta"]["lang"] for r in wiki} == {"en"}
+
+
+# ---------------------------------------------------------------- every unit a row, bounded, linear (#25)
+GIB = 1 << 30
+
+
+def _gzip_bomb(inflated: int) -> bytes:
+    """gzip members of 64 MiB of zeros each (~65 KB packed), concatenated up to `inflated` bytes decoded."""
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    member = c.compress(b"\0" * (64 << 20)) + c.flush()
+    return member * (inflated // (64 << 20))
+
+
+def _bz2_bomb(inflated: int) -> bytes:
+    """bz2 streams of 45 MiB of zeros each (81 bytes packed), concatenated past `inflated` bytes decoded."""
+    stream = bz2.compress(b"\0" * (45 << 20))
+    return stream * (inflated // (45 << 20) + 1)
+
+
+def _peak(fn):
+    """(result, peak bytes Python allocated while fn ran)."""
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _special_members(tar: tarfile.TarFile, prefix: str) -> dict[str, str]:
+    """A symlink, hard link, character and block device, FIFO and a directory added to `tar`; {name: type}
+    of the members that are units (the directory is none)."""
+    kinds = {"symlink": (tarfile.SYMTYPE, "target.py"), "hardlink": (tarfile.LNKTYPE, f"{prefix}/a.py"),
+             "character_device": (tarfile.CHRTYPE, ""), "block_device": (tarfile.BLKTYPE, ""),
+             "fifo": (tarfile.FIFOTYPE, "")}
+    out = {}
+    for kind, (flag, link) in kinds.items():
+        ti = tarfile.TarInfo(f"{prefix}/{kind}")
+        ti.type, ti.linkname, ti.mtime = flag, link, rs.MTIME
+        tar.addfile(ti)
+        out[ti.name] = kind
+    d = tarfile.TarInfo(f"{prefix}/subdir")
+    d.type = tarfile.DIRTYPE
+    tar.addfile(d)
+    return out
+
+
+def test_every_tar_member_is_a_row(tmp_path, corpus_docs, corpus_dir):
+    """Symlinks, hard links, devices and FIFOs were skipped without a row: each is now a member_type row."""
+    files = rs.gpl_tree(corpus_docs, 3)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime = len(data), rs.MTIME
+            t.addfile(ti, io.BytesIO(data))
+        special = _special_members(t, "humaneval-gpl")
+    (tmp_path / "s.tar.gz").write_bytes(gzip.compress(buf.getvalue(), mtime=0))
+    rows = read("code_archive", tmp_path / "s.tar.gz")
+    assert sorted(r["meta"]["path"] for r in rows) == sorted([*files, *special])     # one row per unit
+    for r in rows:
+        if r["meta"]["path"] in special:
+            assert r["reason"] == "malformed:member_type" and r["meta"]["member_type"] == special[r["meta"]["path"]]
+            assert "s.tar.gz" in r["detail"]
+        else:
+            assert r["reason"] is None
+    # arXiv: the same in an outer tar of papers
+    texs = sorted(p for p in (corpus_dir / "tex").rglob("*.tex"))[:2]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for i, p in enumerate(texs):
+            data = gzip.compress(p.read_bytes(), mtime=0)
+            ti = tarfile.TarInfo(f"2401/2401.{i:05d}.gz")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        special = _special_members(t, "2401")
+    (tmp_path / "p.tar").write_bytes(buf.getvalue())
+    rows = read("arxiv", tmp_path / "p.tar")
+    assert len(rows) == len(texs) + len(special)
+    assert sorted(r["meta"]["member_type"] for r in rows if r["reason"]) == sorted(special.values())
+    assert all(r["reason"] == "malformed:member_type" for r in rows if r["meta"].get("member_type"))
+
+
+def test_gzip_member_of_an_arxiv_tar_inflating_to_1gib_is_one_too_large_row(tmp_path, corpus_dir):
+    """1 MB of gzip inside a tar, 1 GiB decoded: one too_large row, memory held near the cap, the next paper read."""
+    tex = sorted((corpus_dir / "tex").rglob("*.tex"))[0].read_bytes()
+    members = {"2401.00001.gz": _gzip_bomb(GIB), "2401.00002.gz": gzip.compress(tex, mtime=0)}
+    assert len(members["2401.00001.gz"]) < 2 << 20
+    rs.write_archive(str(tmp_path / "bomb.tar"), members)
+    cap = 8 << 20
+    rows, peak = _peak(lambda: list(READERS["arxiv"](str(tmp_path / "bomb.tar"), source="t",
+                                                      cfg={"max_paper_bytes": cap})))
+    assert [r["reason"] for r in rows] == ["malformed:too_large", None]
+    assert "2401.00001.gz" in rows[0]["detail"] and rows[1]["text"] == tex.decode("utf-8", "replace")
+    assert peak < 6 * cap < GIB // 16
+
+
+def test_bz2_book_inflating_to_1gib_is_one_too_large_row(tmp_path):
+    bomb = _bz2_bomb(GIB)
+    assert len(bomb) < 2100
+    (tmp_path / "b.txt.bz2").write_bytes(bomb)
+    cap = 8 << 20
+    rows, peak = _peak(lambda: list(READERS["gutenberg"](str(tmp_path / "b.txt.bz2"), source="t",
+                                                          cfg={"max_book_bytes": cap})))
+    assert [r["reason"] for r in rows] == ["malformed:too_large"] and "b.txt.bz2" in rows[0]["detail"]
+    assert peak < 6 * cap < GIB // 16            # a few copies of the cap (decode joins its chunks), not 1 GiB
+
+
+def test_code_tar_gz_past_the_archive_cap_and_members_past_the_doc_cap(tmp_path, corpus_docs):
+    """A member declared larger than max_doc_bytes is a too_large row (never read); a tar.gz inflating past
+    max_archive_bytes ends with one too_large row after the members read before it."""
+    files = rs.gpl_tree(corpus_docs, 3)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        big = tarfile.TarInfo("humaneval-gpl/zeros.py")
+        big.size = 64 << 20
+        t.addfile(big, io.BytesIO(b"\0" * big.size))
+        t.addfile(tarfile.TarInfo("humaneval-gpl/after.py"), io.BytesIO(b""))
+    raw = buf.getvalue()
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    (tmp_path / "z.tar.gz").write_bytes(c.compress(raw) + c.flush())
+    del raw, buf
+    rows, peak = _peak(lambda: read_cfg("code_archive", tmp_path / "z.tar.gz", {"max_doc_bytes": 1 << 20}))
+    assert [r["meta"]["path"] for r in rows] == [*files, "humaneval-gpl/zeros.py", "humaneval-gpl/after.py"]
+    assert reasons(rows) == ["malformed:too_large"] and peak < 32 << 20
+    rows = read_cfg("code_archive", tmp_path / "z.tar.gz", {"max_doc_bytes": 1 << 20, "max_archive_bytes": 16 << 20})
+    assert [r["meta"].get("path") for r in rows] == [*files, "humaneval-gpl/zeros.py", None]
+    assert reasons(rows) == ["malformed:too_large"] * 2
+    assert str(16 << 20) in rows[-1]["detail"] and "z.tar.gz" in rows[-1]["detail"]
+
+
+def read_cfg(kind, path, cfg):
+    return list(READERS[kind](str(path), source="t", cfg=cfg))
+
+
+def test_one_failing_unit_is_its_own_row_and_reading_goes_on(tmp_path, corpus_docs):
+    """A unit whose handling raises becomes a reader_error row naming it; the units after it are read."""
+    from dataflow.ingest.sources._base import guarded
+
+    row = guarded(lambda: {}["missing"], unit="member x/y.py", source="t", file="f.tar", offset=7, source_type="code")
+    assert row["reason"] == "malformed:reader_error" and "member x/y.py" in row["detail"] and "KeyError" in row["detail"]
+    assert "f.tar @ offset 7" in row["detail"]
+    # a real one: an answer row too large for max_doc_bytes no longer takes its file down
+    entries = rs.dictionary_entries(corpus_docs)
+    qrows = rs.qa_rows(entries, 4, 2)
+    qrows[1]["Body"] = "<p>" + " ".join(entries) + "</p>"          # an answer of the first question, very long
+    (tmp_path / "Posts.xml").write_bytes(rs.posts_xml(qrows))
+    limit = len(qrows[1]["Body"]) - 1
+    rows = read_cfg("stackexchange", tmp_path / "Posts.xml", {"max_doc_bytes": limit})
+    assert len(rows) == 4 + 1 and reasons(rows) == ["malformed:too_large"]
+    assert all(len(r["text"] or "") <= limit for r in rows)
+
+
+# ---------------------------------------------------------------- processors: linear and bounded
+def test_wiki_templates_removed_in_linear_time():
+    """20,000 templates, links and references on one page: removing nodes one by one was quadratic (minutes)."""
+    page = "".join(f"{{{{cite|{i}}}}} Word {i} said. [[File:x{i}.jpg]] <ref>r{i}</ref> [[Page {i}|label {i}]]\n"
+                   for i in range(20000))
+    t = time.process_time()
+    text, why = process_wiki(page, {"ns": "0"})
+    assert time.process_time() - t < 20
+    assert why is None and "Word 19999 said." in text and "label 7" in text
+    assert "cite" not in text and "File:" not in text and "r5" not in text
+
+
+def test_wiki_nesting_bounded():
+    deep = "{{" * 5000 + "x" + "}}" * 5000
+    assert process_wiki(deep, {"ns": "0"}) == (None, "wiki.too_deep")
+    assert process_wiki("{{a|" * 41 + "x" + "}}" * 41, {"ns": "0"}, {"max_nesting": 40}) == (None, "wiki.too_deep")
+    text, why = process_wiki("{{a|" * 40 + "x" + "}}" * 40 + " text", {"ns": "0"}, {"max_nesting": 40})
+    assert why is None and text.endswith("text")                  # within the bound: parsed (the parser's output)
+
+
+def test_nested_defs_stop_at_the_expansion_cap():
+    """366 bytes of nested \\def grew to 40M characters: the expansion stops at the cap with its own reason."""
+    names = "abcdefghij"
+    bomb = "\\def\\a{xxxxxxxxxx}" + "".join("\\def\\" + names[i + 1] + "{" + ("\\" + names[i]) * 8 + "}"
+                                          for i in range(8))
+    bomb += "\\section{Intro} \\" + names[8]
+    assert len(bomb) < 400
+    (text, why), peak = _peak(lambda: process_paper(bomb, {}, {"max_expanded_chars": 1 << 20}))
+    assert (text, why) == (None, "paper.expansion_too_large") and peak < 16 << 20
+    small = "\\def\\b{\\a\\a}\\def\\a{word}\\section{S} \\b"
+    assert process_paper(small, {}, {"max_expanded_chars": 1 << 20}) == ("\\section{S} wordword", None)
+
+
+def test_many_defs_expand_in_linear_time(corpus_dir):
+    src = (corpus_dir / TEX / "generic/fixjfm/fixjfm-doc.tex").read_text()
+    body = src[src.index("\\section"):]
+    n = 50000
+    name = lambda i: "m" + "".join(chr(97 + int(c)) for c in str(i))
+    defs = "".join(f"\\def\\{name(i)}{{word{i}}}\n" for i in range(n))
+    uses = "".join(f"\\{name(i)} and " for i in range(n))
+    t = time.process_time()
+    text, why = process_paper(defs + body + uses, {})
+    assert time.process_time() - t < 5
+    assert why is None and "word0 and word1 and" in text and f"word{n - 1} and" in text and "\\def" not in text
+
+
+def test_jieba_long_han_run_bounded_and_normal_text_unchanged(corpus_docs):
+    import jieba
+
+    from dataflow.stages.filter.rules.text import words
+
+    zh = [d["text"] for d in corpus_docs if d.get("lang", "").startswith("zh")]
+    assert len(zh) > 100
+    for text in zh:
+        assert words(text, "zh") == [w for w in jieba.lcut(text) if not w.isspace()]
+    t = time.process_time()
+    toks = words("我" * 200000, "zh")
+    assert time.process_time() - t < 5
+    assert "".join(toks) == "我" * 200000

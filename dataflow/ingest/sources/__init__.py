@@ -9,7 +9,7 @@ conf names it explicitly where a name is ambiguous (a `.tar` of code vs of arXiv
 """
 from __future__ import annotations
 
-from dataflow.ingest.sources import books, code, stackexchange, wiki
+from dataflow.ingest.sources import arxiv, books, code, stackexchange, wiki
 from dataflow.ingest.sources.arxiv import iter_arxiv, process_paper
 from dataflow.ingest.sources.books import iter_books, process_book
 from dataflow.ingest.sources.code import iter_code_archive, iter_code_table, process_code
@@ -39,5 +39,6 @@ SPEC = optional_section({
                             "kind": Str(READER_KINDS, nullable=True)}, required=("match", "type"))),
     "by_source": Map(Str(SOURCE_TYPES), nullable=True),
     # each type's reader settings, declared by its reader module
-    **{t: m.SPEC for t, m in (("code", code), ("qa", stackexchange), ("wiki", wiki), ("book", books))},
+    **{t: m.SPEC for t, m in (("code", code), ("paper", arxiv), ("qa", stackexchange), ("wiki", wiki),
+                                              ("book", books))},
 })

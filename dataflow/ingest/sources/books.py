@@ -1,4 +1,5 @@
-"""Books: plain-text books (`.txt`, `.txt.gz`, `.txt.bz2`) -> one record per file, and the book recipe:
+"""Books: plain-text books (`.txt`, `.txt.gz`, `.txt.bz2`, any codec of `dataflow.ingest.decode`, decoded with
+`max_book_bytes` at most: a bomb stops there as `malformed:too_large`) -> one record per file, and the book recipe:
 the Project Gutenberg header and footer (licence boilerplate, not the book) removed.
 
 Markers, as Gutenberg has written them over the years: `*** START OF THE PROJECT GUTENBERG EBOOK ... ***`,
@@ -8,15 +9,13 @@ Book-level near-duplicate removal (> 90% overlap, LLaMA §2.1) is the dedup stag
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import posixpath
 import re
-import zlib
 from typing import Iterator
 
 from dataflow.core import fs
-from dataflow.ingest.sources._base import bad, decode, kept, prefix_len
+from dataflow.ingest.decode import DecodeError, codec_for_name, open_decoded
+from dataflow.ingest.sources._base import bad, decode, guarded, kept, prefix_len
 from dataflow.core.confschema import Count, optional_section
 
 _START = re.compile(r"^\s*(\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG E-?BOOK.*|\*END\*THE SMALL PRINT!.*)$",
@@ -25,29 +24,38 @@ _END = re.compile(r"^\s*(\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG E-?BOOK.*"
                   r"|End of (the )?Project Gutenberg'?s? E-?Book.*|End of Project Gutenberg'?s .*)$", re.I | re.M)
 
 
+def _read_book(uri: str, max_bytes: int) -> bytes:
+    """The book's bytes, decoded through `dataflow.ingest.decode` (by its name) with `max_bytes` at most."""
+    with fs.open_stream(uri) as raw:
+        return decode_bytes_stream(raw, codec_for_name(uri), cap=max_bytes)
+
+
+def decode_bytes_stream(raw, codec: str | None, *, cap: int) -> bytes:
+    d = open_decoded(raw, codec, cap=cap)
+    out = d.read(cap + 1)
+    d.read(1)   # DecodeError("too_large") when anything follows the cap
+    return out
+
+
 def iter_books(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
     cfg = cfg or {}
     max_bytes = int(cfg.get("max_book_bytes", 64 << 20))   # conf: sources.book.max_book_bytes (same default)
     common = dict(source=source, file=uri, offset=0, source_type="book", book=posixpath.basename(uri))
     try:
-        data = fs.read_bytes(uri)
-        if uri.lower().endswith(".gz"):
-            data = gzip.decompress(data)
-        elif uri.lower().endswith(".bz2"):
-            data = bz2.decompress(data)
-    except (OSError, EOFError, ValueError, zlib.error) as e:
-        yield bad(**common, what="corrupt_compression", why=f"book unreadable: {e}")
+        data = _read_book(uri, max_bytes)
+    except DecodeError as e:
+        what = "too_large" if e.what == "too_large" else "corrupt_compression"
+        yield bad(**common, what=what, why=f"book unreadable: {e}")
         return
-    if len(data) > max_bytes:
-        yield bad(**common, what="too_large", why=f"{len(data)} bytes exceeds max_book_bytes={max_bytes}",
-                  prefix=data[:prefix_len(cfg)])
-        return
+    yield guarded(lambda: _book_row(data, common, prefix_len(cfg)), unit="book", **common)
+
+
+def _book_row(data: bytes, common: dict, keep: int) -> dict:
     text = decode(data)
     if text is None:
-        yield bad(**common, what="binary_file", why="a NUL byte: not a plain-text book", prefix=data[:prefix_len(cfg)])
-        return
+        return bad(**common, what="binary_file", why="a NUL byte: not a plain-text book", prefix=data[:keep])
     title = re.search(r"^Title:\s*(.+)$", text[:20000], re.M)
-    yield kept(**common, text=text, title=title.group(1).strip() if title else None)
+    return kept(**common, text=text, title=title.group(1).strip() if title else None)
 
 
 def strip_gutenberg(text: str) -> tuple[str, bool, bool]:

@@ -7,23 +7,27 @@ LICENSE/LICENCE/COPYING file in its directory or above (text classified by its w
 metadata (`PKG-INFO`/`METADATA` `License-Expression:`/`License:`, `package.json` `"license"`). Unknown
 licences are rejected, not guessed.
 
-Archive members are listed first (so a LICENSE found late still applies to files before it); a truncated
-or corrupt archive yields the members listed before the damage and one `malformed:corrupt_archive` row.
+Archive members are listed first (so a LICENSE found late still applies to files before it: a tar is read
+forward twice, decoded through `dataflow.ingest.decode` with `max_archive_bytes` in all); a truncated or
+corrupt archive yields the members listed before the damage and one `malformed:corrupt_archive` row
+(`malformed:too_large` past the archive cap). Every member but a directory is a row: a member over
+`max_doc_bytes` (by its declared size, before it is read) is `malformed:too_large`, a symlink, hard link,
+device or FIFO `malformed:member_type`, and a member that fails in any other way `malformed:reader_error`.
 """
 from __future__ import annotations
 
 import json
 import posixpath
 import re
-import tarfile
+import stat
 import zipfile
-import zlib
 from typing import Iterator
 
 from dataflow.core import fs
 from dataflow.ingest.jsonl import iter_jsonl
 from dataflow.ingest.parquet import iter_parquet
-from dataflow.ingest.sources._base import bad, decode, kept, prefix_len, tar_end_damage
+from dataflow.ingest.sources._base import (TAR_ERRORS, TarStream, bad, caps, container_what, decode, guarded, kept,
+                                           member_type, not_a_file, prefix_len, tar_codec)
 from dataflow.core.confschema import Count, List, Prob, Str, optional_section
 
 # Thresholds live in conf/pipeline.yaml `sources.code` (DP passes that section as `cfg`); these constants are
@@ -125,99 +129,161 @@ def spdx_header(text: str) -> str | None:
 
 
 # ---------------------------------------------------------------- reader
-def _members(uri: str, fh):
-    """(kind, handle, [(name, size, key)], error) of the archive; error names damage met while listing."""
-    low = uri.lower()
-    if low.endswith(".zip"):
+class _Licences:
+    """Licences by directory: licence files (classified by wording) and package metadata."""
+
+    def __init__(self):
+        self.dirs: dict[str, str] = {}
+        self.meta: dict[str, str] = {}
+
+    @staticmethod
+    def wanted(name: str) -> bool:
+        base = posixpath.basename(name)
+        return bool(_LICENSE_FILE.match(base)) or base in ("PKG-INFO", "METADATA", "package.json")
+
+    def add(self, name: str, data: bytes) -> None:
+        text, d = decode(data) or "", posixpath.dirname(name)
+        if _LICENSE_FILE.match(posixpath.basename(name)):
+            lic = classify_license(text)
+            if lic != "unknown" or d not in self.dirs:
+                self.dirs[d] = lic
+        else:
+            lic = _metadata_license(name, text)
+            if lic:
+                self.meta.setdefault(d, lic)
+
+    def of(self, name: str, text: str) -> tuple[str, str]:
+        """(licence, where it came from) of a file: its SPDX header, else the nearest licence above it."""
+        lic, frm = spdx_header(text), "spdx"
+        d = posixpath.dirname(name)
+        while lic is None:
+            lic, frm = self.dirs.get(d) or self.meta.get(d), "file" if d in self.dirs else "metadata"
+            if lic is None and d in ("", "/"):
+                break
+            d = posixpath.dirname(d)
+        return (lic, frm) if lic else ("unknown", "none")
+
+
+def _file_row(name: str, data: bytes, licences: _Licences, common: dict, keep: int) -> dict:
+    text = decode(data)
+    if text is None:
+        return bad(**common, what="binary_file", why=f"member {name} holds a NUL byte (binary)", prefix=data[:keep])
+    lic, frm = licences.of(name, text)
+    return kept(**common, text=text, content_type="text/x-code", language=language(name), license=lic,
+                license_from=frm)
+
+
+def _member_row(i, name, size, kind, read, licences, uri, source, max_bytes, keep) -> dict:
+    """The row of archive member `i`: too large by its declared size, not a regular file, or the file."""
+    common = dict(source=source, file=uri, offset=i, source_type="code", path=name)
+    if kind is not None:
+        return bad(**common, what="member_type", why=not_a_file(kind, name), member_type=kind)
+    if size > max_bytes:
+        return bad(**common, what="too_large", why=f"member {name} of {size} bytes exceeds max_doc_bytes={max_bytes}")
+    try:
+        data = read()
+    except (zipfile.BadZipFile, *TAR_ERRORS) as e:
+        return bad(**common, what=container_what(e), why=f"member {name} unreadable: {type(e).__name__}: {e}")
+    if len(data) > max_bytes:
+        return bad(**common, what="too_large", why=f"member {name} decodes past max_doc_bytes={max_bytes}")
+    return _file_row(name, data, licences, common, keep)
+
+
+def _iter_tar(uri: str, source: str, max_bytes: int, max_total: int, keep: int) -> Iterator[dict]:
+    """Two forward passes over the tar (each decoded with the archive cap): licences, then one row per member.
+    Damage met in pass 1 ends pass 2 at the same member, with one row for it."""
+    codec, licences, n, damage = tar_codec(uri), _Licences(), 0, None
+    with fs.open_input(uri) as raw:
+        try:
+            ts = TarStream(raw, codec, max_total)
+            for ti in ts:
+                if member_type(ti) == "directory":
+                    continue
+                if ti.isfile() and ti.size <= max_bytes and _Licences.wanted(ti.name):
+                    licences.add(ti.name, ts.read(ti, max_bytes))
+                n += 1
+            why = ts.end_damage()
+            damage = ("corrupt_archive", why) if why else None
+        except TAR_ERRORS as e:
+            damage = (container_what(e), f"listing stopped after {n} members: {type(e).__name__}: {e}")
+    with fs.open_input(uri) as raw:
+        i = 0
+        try:
+            ts = TarStream(raw, codec, max_total)
+            for ti in ts:
+                kind = member_type(ti)
+                if kind == "directory":
+                    continue
+                yield guarded(lambda: _member_row(i, ti.name, ti.size, kind, lambda: ts.read(ti, max_bytes), licences,
+                                                  uri, source, max_bytes, keep),
+                              unit=f"member {ti.name}", source=source, file=uri, offset=i, source_type="code",
+                              path=ti.name)
+                i += 1
+                if i >= n:
+                    break
+        except TAR_ERRORS:
+            pass   # the damage pass 1 met, at the same member: its row follows
+    if damage is not None:
+        yield bad(source=source, file=uri, offset=n, source_type="code", what=damage[0],
+                  why=f"{damage[1]}; later members unreadable")
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str | None:
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
+        return {stat.S_IFCHR: "character_device", stat.S_IFBLK: "block_device", stat.S_IFIFO: "fifo",
+                stat.S_IFSOCK: "socket"}.get(stat.S_IFMT(mode), f"mode {oct(mode)}")
+    return None
+
+
+def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """A zip member through zipfile's own inflater, which stops at the size the central directory declares
+    (checked against cap before this is called) and checks the CRC."""
+    with zf.open(info) as f:
+        return f.read(cap + 1)
+
+
+def _iter_zip(uri: str, source: str, max_bytes: int, max_total: int, keep: int) -> Iterator[dict]:
+    with fs.open_input(uri) as fh:
         try:
             zf = zipfile.ZipFile(fh)
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            return "zip", None, [], f"not a readable zip: {e}"
-        return "zip", zf, [(i.filename, i.file_size, i) for i in zf.infolist() if not i.is_dir()], None
-    try:
-        tf = tarfile.open(fileobj=fh, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        return "tar", None, [], f"not a readable tar: {e}"
-    out, err = [], None
-    while True:
-        try:
-            ti = tf.next()
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            err = f"listing stopped after {len(out)} members: {e}"
-            break
-        if ti is None:
-            why = tar_end_damage(tf)
-            if why:
-                err = f"listing stopped after {len(out)} members: {why}"
-            break
-        if ti.isfile():
-            out.append((ti.name, ti.size, ti))
-    return "tar", tf, out, err
-
-
-def _read(kind, handle, key) -> bytes:
-    if kind == "zip":
-        return handle.read(key)
-    f = handle.extractfile(key)
-    return f.read()
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+            yield bad(source=source, file=uri, offset=0, source_type="code", what="corrupt_archive",
+                      why=f"not a readable zip: {e}")
+            return
+        licences = _Licences()
+        for info in infos:
+            if _zip_kind(info) is None and info.file_size <= max_bytes and _Licences.wanted(info.filename):
+                try:
+                    licences.add(info.filename, _zip_read(zf, info, max_bytes))
+                except Exception:  # noqa: BLE001 - reported in the member's own row below
+                    pass
+        total = 0
+        for i, info in enumerate(infos):
+            total += info.file_size
+            common = dict(source=source, file=uri, offset=i, source_type="code", path=info.filename)
+            if total > max_total:
+                yield bad(**common, what="too_large", why=f"members up to {info.filename} declare {total} bytes, "
+                                                           f"past max_archive_bytes={max_total}")
+                continue
+            yield guarded(lambda: _member_row(i, info.filename, info.file_size, _zip_kind(info),
+                                              lambda: _zip_read(zf, info, max_bytes), licences, uri, source,
+                                              max_bytes, keep),
+                          unit=f"member {info.filename}", **common)
 
 
 def iter_code_archive(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
-    """One row per regular file of a repository archive; `meta`: path, language, license, license_from."""
-    cfg = cfg or {}
-    max_bytes = int(cfg.get("max_doc_bytes", 1 << 20))
+    """One row per member of a repository archive (a directory is none); `meta`: path, language, license,
+    license_from. A member that is not a regular file is a `malformed:member_type` row."""
+    max_bytes, max_total = caps(cfg)
     keep = prefix_len(cfg)
-    with fs.open_input(uri) as fh:
-        kind, handle, members, err = _members(uri, fh)
-        # pass 1: licence files and metadata, keyed by directory
-        dir_license: dict[str, str] = {}
-        meta_license: dict[str, str] = {}
-        contents: dict[str, bytes] = {}
-        for name, size, key in members:
-            base = posixpath.basename(name)
-            if _LICENSE_FILE.match(base) or base in ("PKG-INFO", "METADATA", "package.json"):
-                try:
-                    data = _read(kind, handle, key)
-                except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
-                    continue   # reported in pass 2 as the member's own row
-                contents[name] = data
-                text = decode(data) or ""
-                d = posixpath.dirname(name)
-                if _LICENSE_FILE.match(base):
-                    lic = classify_license(text)
-                    if lic != "unknown" or d not in dir_license:
-                        dir_license[d] = lic
-                else:
-                    lic = _metadata_license(name, text)
-                    if lic:
-                        meta_license.setdefault(d, lic)
-        # pass 2: one row per file
-        for i, (name, size, key) in enumerate(members):
-            common = dict(source=source, file=uri, offset=i, source_type="code", path=name)
-            if size > max_bytes:
-                yield bad(**common, what="too_large", why=f"member {name} of {size} bytes exceeds max_doc_bytes={max_bytes}")
-                continue
-            try:
-                data = contents[name] if name in contents else _read(kind, handle, key)
-            except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-                yield bad(**common, what="corrupt_archive", why=f"member {name} unreadable: {e}")
-                continue
-            text = decode(data)
-            if text is None:
-                yield bad(**common, what="binary_file", why=f"member {name} holds a NUL byte (binary)", prefix=data[:keep])
-                continue
-            lic, frm = spdx_header(text), "spdx"
-            d = posixpath.dirname(name)
-            while lic is None:
-                lic, frm = dir_license.get(d) or meta_license.get(d), "file" if d in dir_license else "metadata"
-                if lic is None and d in ("", "/"):
-                    break
-                d = posixpath.dirname(d)
-            yield kept(**common, text=text, content_type="text/x-code", language=language(name),
-                       license=lic or "unknown", license_from=frm if lic else "none")
-        if err is not None:
-            yield bad(source=source, file=uri, offset=len(members), source_type="code", what="corrupt_archive",
-                      why=f"{err}; later members unreadable")
+    if uri.lower().endswith(".zip"):
+        yield from _iter_zip(uri, source, max_bytes, max_total, keep)
+    else:
+        yield from _iter_tar(uri, source, max_bytes, max_total, keep)
 
 
 # ---------------------------------------------------------------- processing
@@ -337,4 +403,5 @@ def iter_code_table(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
 
 # sources.code
 SPEC = optional_section({"allowed_licenses": List(Str(non_empty=True), unique=True), "max_line_length": Count(1),
-                         "max_avg_line_length": Count(1), "min_alphanum_fraction": Prob()})
+                         "max_avg_line_length": Count(1), "min_alphanum_fraction": Prob(),
+                         "max_archive_bytes": Count(1)})

@@ -26,7 +26,8 @@ import xml.etree.ElementTree as ET
 from typing import Iterator
 
 from dataflow.core import fs
-from dataflow.ingest.sources._base import bad, kept
+from dataflow.ingest.decode import DecodeError, codec_for_name, open_decoded
+from dataflow.ingest.sources._base import MAX_DOC_BYTES, bad, guarded, kept
 from dataflow.core.confschema import Count, List, Str, optional_section
 
 QUESTION, ANSWER = "1", "2"
@@ -67,6 +68,8 @@ def _score(row: dict) -> int:
         return 0
 
 
+TOO_LARGE = "\0too_large"   # key of a row's stub when the row passed max_doc_bytes (no XML attribute has a NUL)
+MAX_DUMP_BYTES = 1 << 40     # decoded bytes of one Posts.xml (Stack Overflow's is ~100 GB); conf: sources.qa.max_dump_bytes
 SPILL_BYTES = 256 << 20   # rows held in memory before spilling; conf: sources.qa.spill_bytes
 SPILL_PARTITIONS = 64     # spill files by question id; conf: sources.qa.spill_partitions
 
@@ -75,8 +78,10 @@ class _Collector:
     """Push-parses Posts.xml bytes (fed in chunks, from a stream or from py7zr's writer) into rows; past
     `spill_bytes` the rows go to `partitions` temporary files keyed by question id."""
 
-    def __init__(self, spill_bytes: int = SPILL_BYTES, partitions: int = SPILL_PARTITIONS):
+    def __init__(self, spill_bytes: int = SPILL_BYTES, partitions: int = SPILL_PARTITIONS,
+                 max_row: int = MAX_DOC_BYTES):
         self.parser = ET.XMLPullParser(events=("end",))
+        self.max_row = int(max_row)
         self.rows: list[tuple[int, dict]] = []
         self.n = 0
         self.held = 0
@@ -133,12 +138,17 @@ class _Collector:
     def _drain(self):
         for _, el in self.parser.read_events():
             if el.tag == "row":
-                self._add(self.n, dict(el.attrib))
+                row = dict(el.attrib)
+                size = sum(len(v) for v in row.values())
+                if size > self.max_row:   # kept as a stub naming its size: its row says too_large
+                    row = {k: row[k] for k in ("Id", "PostTypeId", "ParentId") if k in row}
+                    row[TOO_LARGE] = str(size)
+                self._add(self.n, row)
                 self.n += 1
                 el.clear()
 
 
-def _collect_7z(uri: str, col: _Collector) -> None:
+def _collect_7z(uri: str, col: _Collector, cap: int) -> None:
     import py7zr
     from py7zr.io import Py7zIO, WriterFactory
 
@@ -147,9 +157,11 @@ def _collect_7z(uri: str, col: _Collector) -> None:
             self.on, self.n = on, 0
 
         def write(self, s):
+            self.n += len(s)
+            if self.n > cap:   # py7zr decompresses into this writer: the cap stops a bomb as it inflates
+                raise DecodeError("too_large", f"Posts.xml decodes to more than {cap} bytes")
             if self.on:
                 col.feed(bytes(s))
-            self.n += len(s)
             return len(s)
 
         def read(self, size=None):
@@ -176,45 +188,58 @@ def _collect_7z(uri: str, col: _Collector) -> None:
     col.close()
 
 
-def _records(rows: list[tuple[int, dict]], common: dict, site: str) -> Iterator[dict]:
+def _records(rows: list[tuple[int, dict]], common: dict, site: str, max_row: int) -> Iterator[dict]:
     """The records of a group of rows that holds each of its questions with all of their answers."""
     answers: dict[str, list[dict]] = {}
     questions = set()
     for _, row in rows:
         if row.get("PostTypeId") == QUESTION:
             questions.add(row.get("Id"))
-        elif row.get("PostTypeId") == ANSWER:
+        elif row.get("PostTypeId") == ANSWER and TOO_LARGE not in row:
             answers.setdefault(row.get("ParentId"), []).append(row)
     for i, row in rows:
-        ptype, pid = row.get("PostTypeId"), row.get("Id")
-        if ptype == ANSWER:
-            if row.get("ParentId") not in questions:
-                yield bad(**common, offset=i, what="orphan_answer", post_id=pid,
-                          why=f"row {i}: answer {pid} names question {row.get('ParentId')}, absent from the file")
-            continue
-        if ptype == QUESTION:
-            ans = sorted(answers.get(pid, []), key=_score, reverse=True)   # stable: ties keep file order
-            text = layout(row.get("Title", ""), row.get("Body", ""), ans)
-            yield kept(**common, offset=i, text=text, post_type=ptype, post_id=pid, title=row.get("Title"),
-                       score=_score(row), tags=row.get("Tags"), n_answers=len(ans),
-                       answer_ids=json.dumps([a.get("Id") for a in ans]),
-                       answer_scores=json.dumps([_score(a) for a in ans]),
-                       accepted_answer_id=row.get("AcceptedAnswerId"), license=row.get("ContentLicense"),
-                       url=f"https://{site}/questions/{pid}" if "." in site else None)
-        else:
-            yield kept(**common, offset=i, text=html_to_text(row.get("Body", "")), post_type=ptype, post_id=pid)
+        if row.get("PostTypeId") == ANSWER and row.get("ParentId") in questions and TOO_LARGE not in row:
+            continue   # inside its question's row
+        yield guarded(lambda: _row(i, row, answers, common, site, max_row), unit=f"row {i} (post {row.get('Id')})",
+                      **common, offset=i, post_id=row.get("Id"))
+
+
+def _row(i: int, row: dict, answers: dict, common: dict, site: str, max_row: int) -> dict:
+    """The record of one post row: a question with its answers, an orphan answer, a too-large row, another post."""
+    ptype, pid = row.get("PostTypeId"), row.get("Id")
+    if TOO_LARGE in row:
+        return bad(**common, offset=i, what="too_large", post_id=pid,
+                   why=f"row {i}: post {pid} holds {row[TOO_LARGE]} characters, past max_doc_bytes")
+    if ptype == ANSWER:
+        return bad(**common, offset=i, what="orphan_answer", post_id=pid,
+                   why=f"row {i}: answer {pid} names question {row.get('ParentId')}, absent from the file")
+    if ptype == QUESTION:
+        ans = sorted(answers.get(pid, []), key=_score, reverse=True)   # stable: ties keep file order
+        text = layout(row.get("Title", ""), row.get("Body", ""), ans)
+        if len(text) > max_row:
+            return bad(**common, offset=i, what="too_large", post_id=pid,
+                       why=f"row {i}: question {pid} with its {len(ans)} answers holds {len(text)} characters, "
+                           f"past max_doc_bytes={max_row}")
+        return kept(**common, offset=i, text=text, post_type=ptype, post_id=pid, title=row.get("Title"),
+                    score=_score(row), tags=row.get("Tags"), n_answers=len(ans),
+                    answer_ids=json.dumps([a.get("Id") for a in ans]),
+                    answer_scores=json.dumps([_score(a) for a in ans]),
+                    accepted_answer_id=row.get("AcceptedAnswerId"), license=row.get("ContentLicense"),
+                    url=f"https://{site}/questions/{pid}" if "." in site else None)
+    return kept(**common, offset=i, text=html_to_text(row.get("Body", "")), post_type=ptype, post_id=pid)
 
 
 def iter_stackexchange(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
     cfg = cfg or {}
     site = str(cfg.get("site") or site_of(uri))
-    col = _Collector(cfg.get("spill_bytes", SPILL_BYTES), cfg.get("spill_partitions", SPILL_PARTITIONS))
+    max_row, cap = int(cfg.get("max_doc_bytes", MAX_DOC_BYTES)), int(cfg.get("max_dump_bytes", MAX_DUMP_BYTES))
+    col = _Collector(cfg.get("spill_bytes", SPILL_BYTES), cfg.get("spill_partitions", SPILL_PARTITIONS), max_row)
     damage = None
     try:
         if uri.lower().endswith(".7z"):
-            _collect_7z(uri, col)
+            _collect_7z(uri, col, cap)
         else:
-            with fs.open_stream(uri) as fh:
+            with fs.open_stream(uri) as raw, open_decoded(raw, codec_for_name(uri), cap=cap) as fh:
                 while True:
                     data = fh.read(_CHUNK)
                     if not data:
@@ -223,11 +248,14 @@ def iter_stackexchange(uri: str, *, source: str, cfg: dict) -> Iterator[dict]:
                 col.close()
     except ET.ParseError as e:
         damage = ("xml", f"XML unreadable after row {col.n}: {e}")
+    except DecodeError as e:
+        damage = ("too_large" if e.what == "too_large" else "corrupt_archive",
+                  f"Posts.xml unreadable after row {col.n}: {e}")
     except Exception as e:   # py7zr raises its own Bad7zFile/CrcError/DecompressionError, lzma errors, EOFError
         damage = ("corrupt_archive", f"archive unreadable after row {col.n}: {type(e).__name__}: {e}")
     common = dict(source=source, file=uri, source_type="qa", site=site)
     for rows in col.groups():
-        yield from _records(rows, common, site)
+        yield from _records(rows, common, site, max_row)
     if damage is not None:
         yield bad(**common, offset=col.n, what=damage[0], why=f"{damage[1]}; rest of file unreadable")
 
@@ -246,4 +274,4 @@ def process_qa(text: str, meta: dict, cfg: dict | None = None) -> tuple[str | No
 
 # sources.qa
 SPEC = optional_section({"sites": List(Str(non_empty=True), unique=True), "min_answers": Count(0),
-                         "spill_bytes": Count(1), "spill_partitions": Count(1)})
+                         "spill_bytes": Count(1), "spill_partitions": Count(1), "max_dump_bytes": Count(1)})

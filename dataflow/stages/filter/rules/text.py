@@ -73,6 +73,11 @@ _CJK_CLASS = char_class(CJK_RANGES)     # Han + kana + hangul (dataflow.core.tex
 _CJK_WORD_RE = re.compile(_CJK_CLASS + r"|[^\W" + _CJK_CLASS[1:-1] + r"]+(?:['’.]\w+)*|[^\w\s]")
 
 _jieba = None
+# jieba's HMM pass (finalseg's Viterbi) copies its path list at every character, so one unbroken run of Han
+# characters costs time quadratic in its length (80k identical characters: 31 s). Longer runs are cut into
+# pieces of this many characters first; jieba segments each block between non-Han characters on its own, so
+# text whose runs are all shorter segments exactly as before. Our choice: prose has punctuation far sooner.
+MAX_HAN_RUN = 1000
 
 
 def _segmenter():
@@ -98,10 +103,28 @@ def words(text: str, lang: str | None) -> list[str]:
     """Word tokens, punctuation tokens included (as datatrove's split_into_words): jieba for zh (datatrove 0.10
     tokenizes zh with spaCy's jieba segmenter), one token per CJK character for ja/ko, the regex above else."""
     if lang == "zh":
-        return [w for w in _segmenter().lcut(text) if not w.isspace()]
+        jb = _segmenter()
+        return [w for piece in _bounded_pieces(text, jb.re_han_default) for w in jb.lcut(piece) if not w.isspace()]
     if lang in ("ja", "ko"):
         return _CJK_WORD_RE.findall(text)
     return _space_words(text)
+
+
+def _bounded_pieces(text: str, block: re.Pattern):
+    """`text` in pieces for jieba: whole when no run of its block characters (`block`: jieba's own Han-block
+    pattern) is longer than MAX_HAN_RUN, else cut at the edges of each long run and inside it every
+    MAX_HAN_RUN characters. Joined, the pieces are `text`."""
+    start = 0
+    for m in block.finditer(text):
+        if m.end() - m.start() <= MAX_HAN_RUN:
+            continue
+        if m.start() > start:
+            yield text[start:m.start()]
+        for i in range(m.start(), m.end(), MAX_HAN_RUN):
+            yield text[i:min(i + MAX_HAN_RUN, m.end())]
+        start = m.end()
+    if start < len(text) or not text:
+        yield text[start:]
 
 
 def is_table_row(line: str) -> bool:
