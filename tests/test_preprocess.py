@@ -178,12 +178,17 @@ def test_payload_reasons(cfg, pages, corpus_docs):
     assert pre(raw(content=head, content_type="text/html"))["reason"] == "empty"
 
 
-def test_doc_id_is_the_full_uri_and_offset():
-    a = doc_id("/x/a/train-00000.parquet", 10)
-    assert a == doc_id("file:///x/a/train-00000.parquet", 10)  # a path and its file:// URI are one input
-    assert a != doc_id("/x/b/train-00000.parquet", 10)         # same name in another folder: another document
-    assert len({a, doc_id("/x/a/train-00000.parquet", 11), doc_id("/x/a/train-00000.parquet", 10, 1),
-                doc_id("s3://bucket/x/a/train-00000.parquet", 10)}) == 4
+def test_doc_id_does_not_depend_on_where_the_data_lives():
+    """DESIGN §9: the WARC-Record-ID when there is one, else source + path relative to the input root + offset."""
+    a = doc_id("train", "a/train-00000.parquet", 10)
+    assert a == doc_id("train", "a/train-00000.parquet", 10)          # a rerun: the same id
+    assert a != doc_id("train", "b/train-00000.parquet", 10)          # same name in another folder of the root
+    assert len({a, doc_id("train", "a/train-00000.parquet", 11), doc_id("train", "a/train-00000.parquet", 10, 1),
+                doc_id("other", "a/train-00000.parquet", 10)}) == 4
+    rid = "<urn:uuid:1b4f0e9a-0000-4000-8000-000000000001>"
+    # a WARC record keeps its id wherever its file lies and whatever the file is called
+    assert doc_id("cc", "x/CC-1.warc.gz", 0, record_id=rid) == doc_id("mirror", "y/z.warc.gz", 999, record_id=rid)
+    assert doc_id("cc", "x/CC-1.warc.gz", 0, record_id=rid) != doc_id("cc", "x/CC-1.warc.gz", 0)
 
 
 @pytest.mark.parametrize("label", ["utf8mb4", "none", "binary", "unicode", "x-user-defined"])
@@ -276,8 +281,9 @@ def bad_inputs(tmp_path_factory, pages, corpus_docs):
     expect.update({"malformed:corrupt_gzip": 1, "malformed:truncated_record": 1, "malformed:binary": 1,
                    "malformed:invalid_utf8": 1, "malformed:missing_text": 1, "malformed:text_type": 2,
                    "malformed:empty_text": 1, "malformed:too_large": 1, "malformed:empty_file": 1,
-                   "malformed:lone_surrogate": 2, "malformed:parquet_row_group": 1})
-    total = len(pages) + 5 + 3 + 1 + 4 + len(lines) + 1 + 10 + len(labels) + 2 + 1 + 20
+                   "malformed:lone_surrogate": 2, "malformed:parquet_row_group": 20})
+    # the corrupt row group's 20 rows (its footer declares them) each leave as a row; the next 20 are read
+    total = len(pages) + 5 + 3 + 1 + 4 + len(lines) + 1 + 10 + len(labels) + 2 + 20 + 20
     return d, expect, total
 
 
@@ -304,7 +310,16 @@ def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_
     web = [r for r in kept if r["source_type"] == "web"]
     assert {r["lang"] for r in web} <= {"zh", "en"} and all(r["lang_score"] >= 0.5 for r in web)
     assert sum(r["source_type"] == "supervised" for r in kept) == 10 == len(kept) - len(web)   # labelled, never rejected
-    assert len({r["id"] for r in kept + rej}) == total
+    # ids: one per record; a WARC record copied into several files (the fixture writes the same pages, whose
+    # WARC-Record-IDs derive from their URL, into several WARCs) is one record wherever it lies
+    by_id: dict = {}
+    for r in kept + rej:
+        by_id.setdefault(r["id"], []).append(r)
+    for rows in by_id.values():
+        if len(rows) > 1:
+            assert len({r["url"] for r in rows}) == 1 and rows[0]["url"], rows
+            assert len({dict(r["meta"])["file"] for r in rows}) == len(rows)
+            assert all(dict(r["meta"]).get("warc_record_id") for r in rows)
     urls = {r["url"] for r in kept}
     # the pages after the corrupt member of c.warc.gz were read
     c_kept = [r for r in kept if dict(r["meta"])["file"].endswith("c.warc.gz")]
@@ -321,7 +336,7 @@ def test_stage_end_to_end_accounts_for_every_record(spark, bad_inputs, cfg, tmp_
     cs = [r for r in kept if dict(r["meta"])["file"].endswith("charsets.warc.gz")]
     assert len(cs) == 5 and {dict(r["meta"])["charset"] for r in cs} == {"utf-8"}
     rg = [r for r in kept + rej if dict(r["meta"])["file"].endswith("rg.parquet")]
-    assert sorted(int(dict(r["meta"])["offset"]) for r in rg) == [0] + list(range(20, 40))
+    assert sorted(int(dict(r["meta"])["offset"]) for r in rg) == list(range(40))   # a row each, none twice
 
 
 def test_fused_job_and_two_step_api_agree_whatever_the_partitioning(spark, bad_inputs, cfg, tmp_path_factory):
@@ -361,7 +376,7 @@ def test_job_reads_file_uris_in_byte_range_splits(spark, pages, corpus_docs, cfg
     """#13: `file:///abs` inputs through the DP job, with WARC files split into byte ranges; the stage's
     `input` equals the records this test wrote, and the ids equal those of an unsplit read."""
     from dataflow import ingest
-    from dataflow.stages.preprocess.stage import doc_id
+    from dataflow.stages.preprocess.stage import record_id
 
     d = tmp_path / "in"
     d.mkdir()
@@ -378,6 +393,6 @@ def test_job_reads_file_uris_in_byte_range_splits(spark, pages, corpus_docs, cfg
     assert st["input"] == written
     rows = ds.dataset(out / "data").to_table().to_pylist() + ds.dataset(out / "rejected").to_table().to_pylist()
     assert len(rows) == written and all(not (r.get("reason") or "").startswith("malformed:") for r in rows)
-    unsplit = [doc_id(r["file"], r["offset"]) for f in ingest.list_inputs([d])
-               for r in ingest.iter_file(f.path, f.fmt, cfg)]
+    unsplit = [record_id(r, r["meta"]) for f in ingest.list_inputs([d])
+               for r in ingest.iter_file(f.path, f.fmt, cfg, rel=f.rel)]
     assert sorted(r["id"] for r in rows) == sorted(unsplit)

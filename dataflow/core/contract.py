@@ -43,6 +43,10 @@ class StageContext:
     options: Mapping[str, Any] = field(default_factory=dict)
     allow_incomplete: bool = False
     input_paths: list[str] = field(default_factory=list)   # what `read` resolved (stats.json `inputs`)
+    # the units the stage's reader saw, counted apart from the frame it returned (the stage's `input`); a
+    # reader over raw files sets it (`ingest.Ledger`), else the runner counts the rows the Parquet footers of
+    # `input_paths` declare
+    seen: Callable[[], int] | None = None
 
     @property
     def cfg(self) -> dict:

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 from dataflow.core.contract import Stage, StageContext
 from dataflow.core.progress import stage_progress
-from dataflow.core.stage import Attempt, check_overlap, stage_input_paths, write_stage
+from dataflow.core.stage import Attempt, check_overlap, parquet_rows, stage_input_paths, write_stage
 
 
 def check_inputs(stage: Stage, conf: Mapping[str, Any], inputs: Iterable[str], output: str, *,
@@ -43,9 +43,10 @@ def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str
         df, paths = stage.read(ctx)
         ctx.input_paths = [str(p) for p in paths]
         result = stage.transform(df, ctx)
-        # one input row per record seen: after the transform, whose persisted frame the count can reuse
-        n = df.count()
-        return write_stage(result, attempt.out, stage=stage.name, input_count=n, input_paths=ctx.input_paths,
+        # `input` is what the reader saw, never a count of the frame it returned: the raw readers' ledger, or
+        # the rows the input's Parquet footers declare (the very files the frame was read from)
+        seen = ctx.seen or (lambda: parquet_rows(ctx.input_paths))
+        return write_stage(result, attempt.out, stage=stage.name, input_count=seen, input_paths=ctx.input_paths,
                            cfg=ctx.cfg, t0=t0, partitions=partitions, attempt=attempt,
                            extra_versions=tuple(stage.versions), side_files=stage.side_files)
 

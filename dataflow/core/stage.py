@@ -116,7 +116,7 @@ def stage_input_paths(paths: Iterable[str], *, allow_incomplete: bool = False) -
     out = []
     for p in paths:
         p = str(p)
-        if any(ch in p for ch in fs.GLOB_CHARS):
+        if any(ch in p for ch in fs.GLOB_CHARS) and not fs.exists(p):   # a path that exists is never a glob
             out.append(p)
             continue
         if not fs.exists(p):
@@ -134,22 +134,42 @@ def stage_input_paths(paths: Iterable[str], *, allow_incomplete: bool = False) -
     return out
 
 
+def parquet_files(paths: Iterable[str]) -> list[str]:
+    """The Parquet files a stage reads from `paths` (files, directories walked recursively, globs), sorted. The
+    walk and the globs skip `_`/`.` names at every depth (Spark's `_temporary/`, attempts, `.crc`), and the
+    frame is read from exactly these files, so the footers' row counts are the rows the stage saw."""
+    out: dict[str, None] = {}
+    for p in paths:
+        named = fs.is_file(str(p))   # a file named explicitly is read whatever its suffix
+        for f in fs.entries(str(p)):
+            if named or f.uri.endswith(".parquet"):
+                out[f.uri] = None
+    return sorted(out)
+
+
+def parquet_rows(paths: Iterable[str]) -> int:
+    """The rows the Parquet footers under `paths` declare (driver reads footers only): a stage's `input`,
+    counted from the files, independently of the frame read from them."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for uri in parquet_files(paths):
+        with fs.open_input(uri) as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
+
+
 def parquet_schemas(paths: Iterable[str]) -> dict[str, list[str]]:
     """Parquet footer schemas of the files under `paths` (driver reads footers only), grouped:
     'col:type, ...' -> the files with exactly that schema."""
     import pyarrow.parquet as pq
 
     groups: dict[str, list[str]] = {}
-    for p in paths:
-        files = fs.glob(p) if any(ch in p for ch in fs.GLOB_CHARS) else (
-            list(fs.walk(p)) if fs.is_dir(p) else [fs.FileEntry(p, 0)])
-        for f in files:
-            if not f.uri.endswith(".parquet"):
-                continue
-            with fs.open_input(f.uri) as fh:
-                schema = pq.ParquetFile(fh).schema_arrow
-            key = ", ".join(f"{n}:{t}" for n, t in zip(schema.names, schema.types))
-            groups.setdefault(key, []).append(f.uri)
+    for uri in parquet_files(paths):
+        with fs.open_input(uri) as fh:
+            schema = pq.ParquetFile(fh).schema_arrow
+        key = ", ".join(f"{n}:{t}" for n, t in zip(schema.names, schema.types))
+        groups.setdefault(key, []).append(uri)
     return groups
 
 
@@ -184,13 +204,21 @@ def read_stage_input(spark, paths: Iterable[str], *, output: str | None = None, 
     The one place input checks live: an unfinished stage directory (no `_SUCCESS`) is refused unless
     `allow_incomplete`; an output inside an input (or the reverse) is refused; files whose schemas differ are
     read with their schemas merged, unless a `require`d column is missing from some of them or a column has
-    two types (an error naming the files)."""
+    two types (an error naming the files).
+
+    The frame is read from the files `parquet_files` lists, with Spark's partition discovery off: a folder
+    named `lang=zh/` is a folder, not a value of `lang` for the documents in it."""
     paths = [str(p) for p in paths]
     check_overlap(paths, output)
     resolved = stage_input_paths(paths, allow_incomplete=allow_incomplete)
+    files = parquet_files(resolved)
+    if not files:
+        raise FileNotFoundError(f"no Parquet files under {' '.join(resolved)}")
     merge = _merge_schemas(parquet_schemas(resolved), require)
-    reader = spark.read.option("mergeSchema", "true") if merge else spark.read
-    return reader.parquet(*[fs.spark_uri(p) for p in resolved]), resolved
+    reader = spark.read.option("recursiveFileLookup", "true")
+    if merge:
+        reader = reader.option("mergeSchema", "true")
+    return reader.parquet(*[fs.spark_uri(f) for f in files]), resolved
 
 
 def _agg_counts(df, by_reason: bool):
@@ -282,13 +310,16 @@ class Attempt:
         self.committed = True
 
 
-def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str, input_count: int | None,
+def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str,
+                input_count: int | Callable[[], int] | None,
                 input_paths: Iterable[str] = (), cfg: Mapping | None = None, t0: float | None = None,
                 partitions: int | None = None, extra_versions: Iterable[str] = (), attempt: Attempt | None = None,
                 side_files: Callable[[dict], Mapping[str, str]] | None = None) -> dict:
     """Write a stage's outputs and its stats.json into an attempt, check the accounting, then commit
     (`_SUCCESS` last). Raises AccountingError (nothing committed, no `_SUCCESS`) if records went missing.
 
+    `input_count`: the units the stage's reader saw; a callable is asked after the writes (a reader's ledger is
+    complete only once every read task ran).
     `attempt`: the one the stage already wrote side files into (default: a new one, begun here).
     `side_files(stats) -> {name: text}`: small files derived from the statistics (e.g. cutoffs.json)."""
     t0 = t0 if t0 is not None else time.time()
@@ -299,6 +330,12 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str, inpu
     kept.write.mode("overwrite").option("compression", "zstd").parquet(fs.spark_uri(attempt.path("data")))
     rejected.write.mode("overwrite").option("compression", "zstd").parquet(fs.spark_uri(attempt.path("rejected")))
 
+    if callable(input_count):
+        try:
+            input_count = input_count()
+        except Exception:
+            attempt.abort()
+            raise
     spark = kept.sparkSession
     kept_back = spark.read.parquet(fs.spark_uri(attempt.path("data")))
     rej_back = spark.read.parquet(fs.spark_uri(attempt.path("rejected")))

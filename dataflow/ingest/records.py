@@ -70,6 +70,18 @@ def meta_str(v) -> str:
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def _meta_items(m) -> list:
+    """An input's `meta` as (key, value) pairs: an object, or a list of pairs (how Arrow maps come back); any
+    other value (a list of ints, a string, a number) is kept whole as `meta.meta`, never an error."""
+    if m is None:
+        return []
+    if isinstance(m, dict):
+        return list(m.items())
+    if isinstance(m, (list, tuple)) and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in m):
+        return [tuple(x) for x in m]
+    return [("meta", m)]
+
+
 def input_fields(obj: dict, *, file: str, offset: int, source: str):
     """(source, url, meta, bad) of a JSONL object or Parquet row. `meta` holds the input's `meta` object and
     every field not in TAKEN (so an input `id` is `meta.id`), as strings; provenance (`file`, `offset`)
@@ -79,8 +91,7 @@ def input_fields(obj: dict, *, file: str, offset: int, source: str):
     url = obj.get("url") if isinstance(obj.get("url"), str) else None
     meta: dict = {}
     m = obj.get("meta")
-    items = m.items() if isinstance(m, dict) else (m if isinstance(m, list) else ())
-    for k, v in items:   # Arrow maps come back as [(key, value), ...]
+    for k, v in _meta_items(m):
         if v is not None:
             meta[str(k)] = meta_str(v)
     for k, v in obj.items():

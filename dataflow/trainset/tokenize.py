@@ -284,10 +284,13 @@ SPEC = optional_section({
 # ---------------------------------------------------------------- the stage
 def _read(ctx: StageContext):
     """The input as the stage counts it: JSONL as its non-blank lines, unparsed (the encoding worker parses
-    them), else an earlier stage's Parquet documents (footer row count). The runner's input count is the row
-    count of this frame, so a broken JSONL line is one input record (rejected `malformed:json`)."""
+    them), else an earlier stage's Parquet documents (the runner counts their footers' rows). For JSONL the
+    frame is the framing itself (one row per non-blank line, nothing parsed yet), so its row count is what the
+    stage saw, and a broken JSONL line is one input record (rejected `malformed:json`)."""
     if is_jsonl(ctx.inputs):
-        return read_documents(ctx.spark, ctx.inputs, raw_lines=True)
+        df, paths = read_documents(ctx.spark, ctx.inputs, raw_lines=True)
+        ctx.seen = df.count
+        return df, paths
     return read_stage_input(ctx.spark, ctx.inputs, output=ctx.output, allow_incomplete=ctx.allow_incomplete,
                             require=("text",))
 

@@ -20,15 +20,16 @@ whitespace (`whitespace: keep` for code). A dump reader's record first goes thro
 """
 from __future__ import annotations
 
-import functools
 import os
+import signal
+import threading
 
 import pyarrow as pa
 import xxhash
 
 from dataflow import ingest
 from dataflow.core import fs
-from dataflow.core.confschema import Bool, Count, File, Langs, List, Map, Prob, Str, optional_section
+from dataflow.core.confschema import Bool, Count, File, Float, Langs, List, Map, Prob, Str, optional_section
 from dataflow.core.contract import BatchResult, Stage
 from dataflow.core.schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
 from dataflow.core.stage import StageResult
@@ -41,19 +42,58 @@ from dataflow.core.normalize import normalize
 OUT_SCHEMA = with_reject_fields(DOC_ARROW_SCHEMA)
 
 
-@functools.lru_cache(maxsize=4096)
-def _canonical(file: str) -> str:
-    return fs.normalize(file)
-
-
-def doc_id(file: str, offset: int, index: int = 0) -> str:
-    """Stable, unique id: xxh3-128 of the full input URI (`dataflow.core.fs.normalize`d, so a plain path and its
-    `file://` URI agree) and the record's offset (byte offset of its gzip member / line / WARC record, or
-    Parquet row), plus its index inside a multi-record gzip member. `a/train-0.parquet` and
-    `b/train-0.parquet` give different ids; a rerun on the same URIs gives the same ones. An input's
-    own `id` field is kept in `meta.id`."""
-    key = f"{_canonical(file)}\x1f{offset}" + (f"\x1f{index}" if index else "")
+def doc_id(source: str, rel: str, offset: int, index: int = 0, record_id: str | None = None) -> str:
+    """Stable, unique id that does not depend on where the data lives (DESIGN §9): xxh3-128 of the record's
+    `WARC-Record-ID` when it has one, else of its source name, its file's path relative to the input root
+    (`meta.rel_path`) and its offset (byte offset of its gzip member / line / WARC record, or Parquet row),
+    plus its index inside a multi-record gzip member. The same corpus under another directory or on an
+    object store gives the same ids; `a/train-0.parquet` and `b/train-0.parquet` under one root give
+    different ones. An input's own `id` field is kept in `meta.id`."""
+    if record_id:
+        key = f"warc\x1f{record_id}"
+    else:
+        key = f"{source}\x1f{rel}\x1f{offset}" + (f"\x1f{index}" if index else "")
     return xxhash.xxh3_128_hexdigest(key.encode("utf-8", "surrogatepass"))
+
+
+def record_id(r: dict, meta: dict) -> str:
+    """`doc_id` of a raw record (its provenance in `meta`; a record read without a listing root, e.g. by a test
+    calling a reader directly, falls back to its file name)."""
+    rel = meta.get("rel_path") or fs.basename(str(r["file"]))
+    return doc_id(r["source"], rel, r["offset"], int(meta.get("member_record") or 0), meta.get("warc_record_id"))
+
+
+class RecordLimit(Exception):
+    """A per-record limit of the configuration was reached (`reason` = `limit:<what>`)."""
+
+    def __init__(self, what: str, message: str):
+        super().__init__(message)
+        self.what = what
+
+
+class _TimeLimit:
+    """`preprocess.max_record_seconds` of wall time for one record, by a real-time interval timer (in the main
+    thread of the process, as in a Spark Python worker; elsewhere no timer is set). Pure-Python loops are
+    stopped; a single call into C code is stopped when it returns."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds or 0)
+        self.usable = self.seconds > 0 and threading.current_thread() is threading.main_thread() \
+            and hasattr(signal, "setitimer")
+
+    def _fire(self, signum, frame):
+        raise RecordLimit("time", f"over preprocess.max_record_seconds={self.seconds:g}")
+
+    def __enter__(self):
+        if self.usable:
+            self.previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        if self.usable:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
 
 
 _OPENCC: dict = {}
@@ -89,6 +129,8 @@ class Preprocessor:
         self.form = cfg.get("unicode_form") or None
         self.min_chars = int(cfg["min_chars"])
         self.sniff = int(cfg["binary_sniff_bytes"])
+        self.max_bytes = int(cfg["max_doc_bytes"])
+        self.time_limit = _TimeLimit(cfg.get("max_record_seconds") or 0)
         self.model = model if model is not None else load_model(cfg["langid_model"])
         self.opencc_name = cfg.get("opencc") or None
         if opencc is None and self.opencc_name:
@@ -127,12 +169,38 @@ class Preprocessor:
         return None, ("content_type", f"{where}: payload type {mt!r} is neither HTML nor text")
 
     def __call__(self, r: dict) -> dict:
+        """One raw record -> one annotated document row. Any exception in the per-record code costs that record
+        alone: a `malformed:record_error` row naming the file, offset and exception; a limit of the
+        configuration reached is `limit:<what>` (time, recursion)."""
+        try:
+            with self.time_limit:
+                return self._annotate(r)
+        except RecordLimit as e:
+            return self._failed(r, f"limit:{e.what}", str(e))
+        except RecursionError as e:
+            return self._failed(r, "limit:recursion", f"nesting deeper than the interpreter allows: {e}")
+        except Exception as e:  # noqa: BLE001 - one record must never take its batch, its task or the job
+            return self._failed(r, "malformed:record_error", f"{type(e).__name__}: {e}")
+
+    def _failed(self, r: dict, reason: str, why: str) -> dict:
+        meta = dict(r["meta"] or {})
+        try:
+            rid = record_id(r, meta)
+        except Exception:  # noqa: BLE001 - provenance itself unusable: an id from what is left
+            rid = doc_id(str(r.get("source")), str(r.get("file")), int(r.get("offset") or 0))
+        text = r.get("text")
+        return {"id": rid, "source": r.get("source"), "url": r.get("url"),
+                "text": text[:self.prefix] if isinstance(text, str) and self.prefix else None,
+                "lang": None, "lang_score": None, "meta": meta, "source_type": r.get("source_type"),
+                "reason": reason, "detail": f"{r.get('file')} @ offset {r.get('offset')}: {why}"[:2000]}
+
+    def _annotate(self, r: dict) -> dict:
         meta = dict(r["meta"] or {})
         declared = r.get("source_type")
         if declared is None and "source_type" in meta:   # a raw frame made before the column existed
             declared = meta.pop("source_type")
         stype, bad_type = self.types(declared, r["source"], r["file"])
-        out = {"id": doc_id(r["file"], r["offset"], int(meta.get("member_record") or 0)), "source": r["source"],
+        out = {"id": record_id(r, meta), "source": r["source"],
                "url": r["url"], "text": None, "lang": None, "lang_score": None, "meta": meta,
                "source_type": stype, "reason": r["reason"], "detail": r["detail"]}
         if r["reason"]:  # quarantined by the reader: keep its bounded prefix for audit
@@ -158,6 +226,12 @@ class Preprocessor:
                 out["detail"] = f"{r['file']} @ offset {r['offset']}" + (f": {detail}" if detail else "")
                 out["text"] = r["text"]   # the record as read, for audit (bounded by max_doc_bytes)
                 return out
+            if too_large(text, self.max_bytes):   # a processor's output is bounded like the input
+                out["reason"] = "limit:too_large"
+                out["detail"] = (f"{r['file']} @ offset {r['offset']}: the {stype} processor's output exceeds "
+                                 f"preprocess.max_doc_bytes={self.max_bytes}")
+                out["text"] = text[:self.prefix] or None
+                return out
         text = normalize(text, form=self.form, keep_whitespace=recipe.whitespace == "keep")
         out["text"] = text
         if len(text) < self.min_chars:
@@ -175,6 +249,11 @@ class Preprocessor:
             out["text"] = self.opencc.convert(text)
             meta["opencc"] = self.opencc_name
         return out
+
+
+def too_large(text: str, max_bytes: int) -> bool:
+    """Whether `text` is over `max_bytes` in UTF-8 (chars <= bytes <= 4 x chars: encoded only when needed)."""
+    return len(text) > max_bytes or (4 * len(text) > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes)
 
 
 def _processor(source_type: str):
@@ -247,6 +326,7 @@ def run(raw_df, cfg: dict, root: dict | None = None):
 SPEC = optional_section({
     "source": Str(nullable=True),
     "max_doc_bytes": Count(1),
+    "max_record_seconds": Float(0, 86400),
     "quarantine_prefix_chars": Count(0),
     "files_per_task": Count(1),
     "split_bytes": Count(1),
@@ -270,7 +350,7 @@ SPEC = optional_section({
 
 
 def _precheck(conf, inputs: list[str], output: str) -> None:
-    ingest.list_inputs(inputs, conf)   # a missing path fails here, before a JVM starts
+    ingest.check_ids_apart(ingest.list_inputs(inputs, conf))   # a missing path, ids that would collide: here
     cfg = conf["preprocess"]           # ... and a language-ID model that cannot tell the kept languages apart
     check_model(cfg["langid_model"], dict(cfg.get("lang_map") or {}), set(cfg["keep_langs"]))
 
@@ -278,11 +358,20 @@ def _precheck(conf, inputs: list[str], output: str) -> None:
 def _read(ctx):
     """Raw files -> the annotated document frame, in the Python worker that read each batch (HTML bytes never
     cross to the JVM): the records this stage saw are the rows of that frame."""
-    annotated, files = _annotate_files(ctx.spark, ctx.inputs, ctx.cfg, ctx.conf)
+    ledger = ingest.Ledger(ctx.attempt.path("_seen"))
+    annotated, files = _annotate_files(ctx.spark, ctx.inputs, ctx.cfg, ctx.conf, ledger=ledger)
+    units = len(ingest.splits(files, int(ctx.cfg.get("split_bytes") or 0) or 1 << 62))
+
+    def seen() -> int:
+        n = ledger.seen(expected_units=units)
+        ledger.remove()
+        return n
+
+    ctx.seen = seen
     return annotated, [f.path for f in files]
 
 
-def _annotate_files(spark, paths, cfg: dict, root: dict | None):
+def _annotate_files(spark, paths, cfg: dict, root: dict | None, ledger=None):
     _ship_model(spark, cfg["langid_model"])
     conf = dict(cfg)
     tconf = _types_conf(root)
@@ -292,7 +381,7 @@ def _annotate_files(spark, paths, cfg: dict, root: dict | None):
         pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
         return to_batch([pre(r) for r in rows])
 
-    return ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf)
+    return ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf, ledger=ledger)
 
 
 def batch_form(conf):
