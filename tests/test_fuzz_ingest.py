@@ -300,7 +300,7 @@ def test_fuzz_compressed_jsonl_truncated(tmp_path, corpus_docs, cfg):
             rows = list(iter_file(str(p), "jsonl", cfg))
             good = [r["text"] for r in rows if r["reason"] is None]
             assert good == [d["text"] for d in chosen[:len(good)]] and len(good) < 30
-            assert rows[-1]["reason"] in ("malformed:corrupt_compression", "malformed:json")
+            assert rows[-1]["reason"] in ("malformed:corrupt_compression", "malformed:truncated")
             assert all(str(p) in r["detail"] for r in rows if r["reason"])
 
 
@@ -351,10 +351,104 @@ def test_fuzz_parquet(tmp_path, corpus_docs, cfg):
             try:
                 t = oracle.read_row_group(g).to_pylist()
             except Exception:  # noqa: BLE001 - the bare codec errors the reader must survive
-                damaged.append(row)
+                damaged.extend(range(row, row + nrows))   # each row the footer declares: a row of its own
             else:
                 for i, r in enumerate(t):
                     ok = isinstance(r["text"], str) and r["text"].strip()
                     (intact if ok else damaged).append((r["id"], r["text"]) if ok else row + i)
             row += nrows
         check(rows, path=str(p), intact=intact, damaged=damaged, key=lambda r: (r["meta"]["id"], r["text"]))
+
+
+# ---------------------------------------------------------------- compressed JSONL: every name and codec
+def _codecs():
+    import bz2
+    import lzma
+
+    import zstandard
+
+    def halves(f):   # two members/streams/frames, as parallel compressors (pigz, pbzip2, pzstd) write them
+        return lambda b: f(b[:len(b) // 2]) + f(b[len(b) // 2:])
+
+    return {".gz": halves(lambda b: gzip.compress(b, mtime=0)), ".bz2": halves(bz2.compress),
+            ".xz": halves(lzma.compress), ".zst": zstandard.ZstdCompressor().compress,
+            ".zstd": halves(zstandard.ZstdCompressor(write_checksum=True).compress)}
+
+
+def test_fuzz_compressed_jsonl_every_codec(tmp_path, corpus_docs, cfg):
+    """Whole files read exactly; a file cut anywhere gives the lines wholly before the cut, then one
+    `malformed:truncated` row at the first line not read (counted here from the lines written)."""
+    rng = random.Random(SEED + 19)
+    codecs = _codecs()
+    docs = [d for d in corpus_docs if len(d["text"]) < 20000]
+    for n in range(EXAMPLES):
+        chosen = rng.sample(docs, rng.randrange(4, 16))
+        lines = [json.dumps(d, ensure_ascii=rng.random() < 0.5).encode("utf-8") + b"\n" for d in chosen]
+        suffix = rng.choice(sorted(codecs))
+        c = codecs[suffix](b"".join(lines))
+        p = tmp_path / f"{n}{rng.choice(['.jsonl', '.json', '.ndjson'])}{suffix}"
+        cut = rng.random() < 0.5
+        if cut:
+            c = c[:rng.randrange(1, len(c))]
+        p.write_bytes(c)
+        rows = list(iter_file(str(p), "jsonl", cfg))
+        to_batch(rows)
+        if not cut:
+            check(rows, path=str(p), intact=[(d["id"], d["text"]) for d in chosen], damaged=[],
+                  key=lambda r: (r["meta"]["id"], r["text"]))
+            continue
+        good = [(r["meta"]["id"], r["text"]) for r in rows if r["reason"] is None]
+        k = len(good)
+        assert good == [(d["id"], d["text"]) for d in chosen[:k]] and k < len(chosen)
+        assert [r["reason"] for r in rows[k:]] == ["malformed:truncated"], [r["detail"] for r in rows[k:]]
+        assert rows[-1]["offset"] == sum(map(len, lines[:k])) and str(p) in rows[-1]["detail"]
+
+
+# ---------------------------------------------------------------- HTTP Content-Encoding in WARC responses
+def _http_encoders():
+    import brotli
+    import zstandard
+
+    def raw_deflate(b):
+        c = zlib.compressobj(wbits=-15)
+        return c.compress(b) + c.flush()
+
+    return [("gzip", lambda b: gzip.compress(b, mtime=0)), ("x-gzip", lambda b: gzip.compress(b, mtime=0)),
+            ("gzip", lambda b: gzip.compress(b[:len(b) // 3], mtime=0) + gzip.compress(b[len(b) // 3:], mtime=0)),
+            ("deflate", zlib.compress), ("deflate", raw_deflate), ("br", brotli.compress),
+            ("zstd", zstandard.ZstdCompressor().compress), ("gzip, br", lambda b: brotli.compress(gzip.compress(b, mtime=0))),
+            (None, lambda b: b)]
+
+
+def test_fuzz_http_content_encodings(tmp_path, pages, cfg):
+    """Responses with random codings, some bodies cut short: every intact body comes back decoded, every cut
+    one is exactly one `malformed:truncated_body` row at its record's offset (never a shortened page)."""
+    from tools.corpus.warc import _record
+
+    rng = random.Random(SEED + 23)
+    encoders = _http_encoders()
+    for n in range(EXAMPLES):
+        chosen = rng.sample(pages, rng.randrange(3, 8))
+        gz = rng.random() < 0.5
+        out, intact, damaged, pos = [], [], [], 0
+        for i, pg in enumerate(chosen):
+            coding, enc = rng.choice(encoders)
+            payload = enc(pg["body"])
+            cut = coding is not None and rng.random() < 0.3
+            if cut:
+                payload = payload[:rng.randrange(1, len(payload))]
+            head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+            head += f"Content-Encoding: {coding}\r\n" if coding else ""
+            block = head.encode() + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload
+            url = f"{pg['url']}?{n}-{i}"
+            rec = _record([("WARC-Type", "response"), ("WARC-Date", DATE), ("WARC-Target-URI", url),
+                           ("Content-Type", "application/http; msgtype=response")], block)
+            unit = gzip.compress(rec, mtime=0) if gz else rec
+            (damaged.append(pos) if cut else intact.append((url, pg["body"])))
+            out.append(unit)
+            pos += len(unit)
+        p = tmp_path / (f"{n}.warc.gz" if gz else f"{n}.warc")
+        p.write_bytes(b"".join(out))
+        rows = list(iter_file(str(p), "warc", cfg))
+        check(rows, path=str(p), intact=intact, damaged=damaged, key=lambda r: (r["url"], r["content"]))
+        assert all(r["reason"] == "malformed:truncated_body" for r in rows if r["reason"])

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ import yaml
 from conftest import gzip_members
 from tools.corpus.warc import write_warc, write_wet
 from dataflow.ingest import iter_file, list_inputs
+from dataflow.ingest.jsonl import iter_jsonl
 from dataflow.ingest.records import RAW_SCHEMA, to_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,12 +202,13 @@ def test_parquet_text_and_wrong_type(tmp_path, corpus_docs, cfg):
 def test_zero_byte_file_and_listing(tmp_path, cfg):
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "sub" / "empty.warc.gz").write_bytes(b"")
-    (tmp_path / "d" / "notes.html").write_text("<p>skipped inside a directory</p>")
+    (tmp_path / "d" / "notes.html").write_text("<p>listed inside a directory, as unknown</p>")
     (tmp_path / "d" / "x.jsonl").write_text("")
     files = list_inputs([tmp_path / "d"])
-    assert [(Path(f.path).name, f.fmt) for f in files] == [("empty.warc.gz", "warc"), ("x.jsonl", "jsonl")]
-    recs = read(files[0].path, "warc", cfg)
-    assert [r["reason"] for r in recs] == ["malformed:empty_file"] and files[0].path in recs[0]["detail"]
+    assert [(Path(f.path).name, f.fmt) for f in files] == [("notes.html", "unknown"), ("empty.warc.gz", "warc"),
+                                                           ("x.jsonl", "jsonl")]
+    recs = read(files[1].path, "warc", cfg)
+    assert [r["reason"] for r in recs] == ["malformed:empty_file"] and files[1].path in recs[0]["detail"]
     assert [f.fmt for f in list_inputs([str(tmp_path / "d" / "**" / "*.warc.gz")])] == ["warc"]
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
         list_inputs([tmp_path / "does-not-exist"])
@@ -259,7 +262,7 @@ def test_warc_content_length_lie_keeps_every_later_record(tmp_path, pages, cfg, 
 
 
 def test_doc_ids_unique_across_folders_and_stable(tmp_path, corpus_docs, cfg):
-    from dataflow.stages.preprocess.stage import doc_id
+    from dataflow.stages.preprocess.stage import record_id
 
     docs = corpus_docs[:30]
     table = pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]})
@@ -267,16 +270,15 @@ def test_doc_ids_unique_across_folders_and_stable(tmp_path, corpus_docs, cfg):
         (tmp_path / sub).mkdir()
         pq.write_table(table, tmp_path / sub / "train-00000.parquet")
     files = list_inputs([tmp_path])
-    assert len(files) == 2
+    assert len(files) == 2 and sorted(f.rel for f in files) == ["a/train-00000.parquet", "b/train-00000.parquet"]
 
-    def ids():
-        return [doc_id(r["file"], r["offset"]) for f in files for r in read(f.path, f.fmt, cfg)]
+    def ids(listed):
+        return [record_id(r, r["meta"]) for f in listed for r in iter_file(f.path, f.fmt, cfg, rel=f.rel)]
 
-    first = ids()
+    first = ids(files)
     assert len(set(first)) == 2 * len(docs)     # distinct records, distinct ids
-    assert ids() == first                       # a rerun gives the same ids
-    again = [doc_id(r["file"], r["offset"]) for r in read("file://" + files[0].path, "parquet", cfg)]
-    assert again == first[:len(docs)]           # a file:// URI is the same input as its path
+    assert ids(files) == first                  # a rerun gives the same ids
+    assert ids(list_inputs([f"file://{tmp_path}"])) == first   # a file:// URI is the same input as its path
     recs = read(files[0].path, "parquet", cfg)
     assert [r["meta"]["id"] for r in recs] == [d["id"] for d in docs]
 
@@ -312,10 +314,11 @@ def test_corrupt_parquet_data_page_is_one_row_group_quarantine(tmp_path, corpus_
     pq.write_table(pa.table({"text": [d["text"] for d in docs]}), p, row_group_size=20, compression="zstd")
     corrupt_first_data_page(p, "text")
     recs = read(p, "parquet", cfg)
-    assert recs[0]["reason"] == "malformed:parquet_row_group" and recs[0]["offset"] == 0
+    # every row the footer declares leaves as a row: the 20 of the damaged group quarantined, the next 20 read
+    assert len(recs) == 40 and [r["offset"] for r in recs] == list(range(40))
+    assert all(r["reason"] == "malformed:parquet_row_group" for r in recs[:20])
     assert "row group 0" in recs[0]["detail"] and str(p) in recs[0]["detail"]
-    assert [r["text"] for r in recs[1:]] == [d["text"] for d in docs[20:]]
-    assert [r["offset"] for r in recs[1:]] == list(range(20, 40))
+    assert [r["text"] for r in recs[20:]] == [d["text"] for d in docs[20:]]
 
 
 def test_jsonl_bom_and_cr_only_line_ends(tmp_path, corpus_docs, cfg):
@@ -408,7 +411,6 @@ def test_split_read_on_spark_uses_several_tasks(spark, tmp_path, pages, cfg):
     from pyspark.sql import functions as F
 
     from dataflow import ingest
-    from dataflow.stages.preprocess.stage import doc_id
 
     p, q = tmp_path / "big.warc.gz", tmp_path / "big.warc"
     write_warc(str(p), pages)
@@ -421,5 +423,237 @@ def test_split_read_on_spark_uses_several_tasks(spark, tmp_path, pages, cfg):
     assert sorted((r.file, r.offset) for r in rows if r.file == str(p)) == expect
     assert sorted(r.url for r in rows if r.file == str(q)) == sorted(pg["url"] for pg in pages)
     assert len({r.task for r in rows if r.file == str(p)}) > 1 and len({r.task for r in rows if r.file == str(q)}) > 1
-    unsplit = [doc_id(r["file"], r["offset"]) for f in (p, q) for r in read(f, "warc", cfg)]
-    assert sorted(doc_id(r.file, r.offset) for r in rows) == sorted(unsplit)
+    unsplit = [(r["file"], r["offset"]) for f in (p, q) for r in read(f, "warc", cfg)]
+    assert sorted((r.file, r.offset) for r in rows) == sorted(unsplit)   # every record once, as unsplit
+
+
+# ---------------------------------------------------------------- #25: JSONL names and codecs, listing, encodings
+def _jsonl_blob(docs) -> bytes:
+    return "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode("utf-8")
+
+
+def _compressors():
+    import bz2
+    import lzma
+
+    import zstandard
+
+    return {"": lambda b: b, ".gz": lambda b: gzip.compress(b[:len(b) // 2], mtime=0) + gzip.compress(b[len(b) // 2:], mtime=0),
+            ".bz2": bz2.compress, ".xz": lzma.compress, ".zst": zstandard.ZstdCompressor().compress,
+            ".zstd": lambda b: zstandard.ZstdCompressor(write_checksum=True).compress(b)}
+
+
+def test_jsonl_every_name_and_codec_is_listed_and_read(tmp_path, corpus_docs, cfg):
+    docs = corpus_docs[:12]
+    blob = _jsonl_blob(docs)
+    names = []
+    for ext in (".jsonl", ".json", ".ndjson"):
+        for suffix, comp in _compressors().items():
+            names.append(f"d{ext}{suffix}")
+            (tmp_path / names[-1]).write_bytes(comp(blob))
+    files = list_inputs([tmp_path])
+    assert sorted(Path(f.path).name for f in files) == sorted(names)
+    assert {f.fmt for f in files} == {"jsonl"}
+    for f in files:
+        counter = {}
+        recs = list(iter_jsonl(f.path, source="t", cfg=cfg, counter=counter))
+        assert [r["text"] for r in recs] == [d["text"] for d in docs], f.path
+        assert counter["seen"] == len(docs)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst", ".zstd"])
+def test_cut_or_corrupt_compressed_jsonl_ends_in_one_row(tmp_path, corpus_docs, cfg, suffix):
+    docs = corpus_docs[:40]
+    blob = _jsonl_blob(docs)
+    c = _compressors()[suffix](blob)
+    p = tmp_path / f"cut.jsonl{suffix}"
+    p.write_bytes(c[:len(c) * 3 // 4])
+    counter = {}
+    recs = list(iter_jsonl(str(p), source="t", cfg=cfg, counter=counter))
+    good = [r["text"] for r in recs if r["reason"] is None]
+    assert good == [d["text"] for d in docs[:len(good)]] and len(good) < len(docs)
+    assert [r["reason"] for r in recs[len(good):]] == ["malformed:truncated"]
+    lost = len(_jsonl_blob(docs[:len(good)]))   # the first line not read starts here (decompressed offset)
+    assert recs[-1]["offset"] == lost and str(p) in recs[-1]["detail"] and str(lost) in recs[-1]["detail"]
+    assert counter["seen"] == len(recs)
+
+
+# codecs that check their data (gzip/bz2 CRC32, xz CRC64, zstd with its content checksum, as zstd(1) writes it);
+# a zstd frame without a checksum cannot tell damaged bytes from data
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zstd"])
+def test_corrupt_compressed_jsonl_ends_in_one_row(tmp_path, corpus_docs, cfg, suffix):
+    docs = corpus_docs[:40]
+    bad = bytearray(_compressors()[suffix](_jsonl_blob(docs)))
+    bad[len(bad) // 2: len(bad) // 2 + 64] = bytes(range(64))
+    q = tmp_path / f"bad.jsonl{suffix}"
+    q.write_bytes(bytes(bad))
+    recs = list(iter_jsonl(str(q), source="t", cfg=cfg))
+    assert recs[-1]["reason"] == "malformed:corrupt_compression" and str(q) in recs[-1]["detail"]
+    good = [r["text"] for r in recs if r["reason"] is None]
+    assert good == [d["text"] for d in docs[:len(good)]] and len(good) < len(docs)
+    assert all(r["reason"] is None or r["reason"].startswith("malformed:") for r in recs)
+
+
+def test_jsonl_huge_integer_quarantines_only_its_line(tmp_path, corpus_docs, cfg):
+    d0, d1, d2 = corpus_docs[:3]
+    lines = [json.dumps(d0, ensure_ascii=False).encode(),
+             b'{"text": "x", "n": ' + b"7" * 5000 + b"}",   # Python refuses > 4300 digits with a ValueError
+             json.dumps(d1, ensure_ascii=False).encode(),
+             b'{"text": "y", "meta": {"n": -' + b"1" * 5000 + b"}}",
+             json.dumps(d2, ensure_ascii=False).encode()]
+    p = tmp_path / "odd.jsonl"
+    p.write_bytes(b"\n".join(lines) + b"\n")
+    counter = {}
+    recs = list(iter_jsonl(str(p), source="t", cfg=cfg, counter=counter))
+    assert [r["reason"] for r in recs] == [None, "malformed:json", None, "malformed:json", None]
+    assert [r["text"] for r in recs if r["reason"] is None] == [d0["text"], d1["text"], d2["text"]]
+    assert "digits" in recs[1]["detail"] and "digits" in recs[3]["detail"]
+    starts = [sum(len(ln) + 1 for ln in lines[:i]) for i in range(len(lines))]
+    assert [r["offset"] for r in recs] == starts
+    assert counter["seen"] == len(lines)
+
+
+def test_listing_keeps_unknown_files_and_skips_hidden_names_at_every_depth(tmp_path, corpus_docs):
+    d = tmp_path / "in"
+    blob = _jsonl_blob(corpus_docs[:2])
+    for rel in ("a.jsonl", "sub/b.jsonl", "sub/readme.txt", "sub/deep/c.jsonl",
+                "_temporary/0/x.jsonl", "sub/.trash/y.jsonl", "sub/_attempt-1/z.jsonl", "sub/.b.jsonl.crc",
+                "sub/deep/_SUCCESS", ".hidden.jsonl", "sub/stats.json"):
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(blob)
+    expect = ["a.jsonl", "sub/b.jsonl", "sub/deep/c.jsonl", "sub/readme.txt"]
+    files = list_inputs([d])
+    assert [f.rel for f in files] == expect
+    assert [f.fmt for f in files] == ["jsonl", "jsonl", "jsonl", "unknown"]
+    assert {f.root for f in files} == {str(d)}
+    globbed = list_inputs([str(d / "**" / "*.jsonl")])
+    assert [f.rel for f in globbed] == [r for r in expect if r.endswith(".jsonl")]
+    assert {f.root for f in globbed} == {str(d)}
+    assert [f.rel for f in list_inputs([str(d / "sub" / "*")])] == ["b.jsonl", "readme.txt"]   # `*` stays in a folder
+    assert [f.rel for f in list_inputs([str(d / "*" / "*.jsonl")])] == ["sub/b.jsonl"]
+    named = list_inputs([d / "sub" / "deep" / "c.jsonl"])
+    assert named[0].root == str(d / "sub" / "deep") and named[0].rel == "c.jsonl"
+
+
+def test_listing_takes_an_existing_path_literally(tmp_path, corpus_docs, cfg):
+    d = tmp_path / "lit"
+    d.mkdir()
+    blob = _jsonl_blob(corpus_docs[:3])
+    (d / "a[1].jsonl").write_bytes(blob)
+    (d / "a1.jsonl").write_bytes(_jsonl_blob(corpus_docs[3:4]))   # what `a[1].jsonl` means as a pattern
+    files = list_inputs([str(d / "a[1].jsonl")])
+    assert [Path(f.path).name for f in files] == ["a[1].jsonl"]
+    assert [r["text"] for r in read(files[0].path, "jsonl", cfg)] == [x["text"] for x in corpus_docs[:3]]
+    (tmp_path / "dir[x]").mkdir()
+    (tmp_path / "dir[x]" / "b.jsonl").write_bytes(blob)
+    assert [f.rel for f in list_inputs([str(tmp_path / "dir[x]")])] == ["b.jsonl"]
+
+
+def test_listing_follows_links_without_looping_or_listing_twice(tmp_path, corpus_docs):
+    import os
+
+    d = tmp_path / "links"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "a.jsonl").write_bytes(_jsonl_blob(corpus_docs[:2]))
+    (d / "z.jsonl").write_bytes(_jsonl_blob(corpus_docs[2:3]))
+    os.symlink("..", d / "sub" / "loop")                  # a directory loop
+    os.symlink(d / "sub", d / "alias")                    # the same folder twice
+    os.symlink(d / "z.jsonl", d / "sub" / "z-link.jsonl")  # the same file twice
+    os.symlink(d / "gone.jsonl", d / "broken.jsonl")       # no bytes behind it
+    files = list_inputs([d])
+    # first path in sorted order wins: alias/ < sub/, and alias/z-link.jsonl < z.jsonl
+    assert [f.rel for f in files] == ["alias/a.jsonl", "alias/z-link.jsonl"]
+    assert len(list_inputs([d, d / "sub"])) == 2                        # overlapping inputs: still once each
+    assert [f.rel for f in list_inputs([str(d / "**" / "*.jsonl")])] == ["alias/a.jsonl", "alias/z-link.jsonl"]
+
+
+def _response(url: str, http_block: bytes, length: str | None = None) -> bytes:
+    """A WARC response record; `length` replaces its Content-Length value (a lying or odd one)."""
+    from tools.corpus.warc import _record
+
+    rec = _record([("WARC-Type", "response"), ("WARC-Date", DATE), ("WARC-Target-URI", url),
+                   ("Content-Type", "application/http; msgtype=response")], http_block)
+    if length is not None:
+        rec = re.sub(rb"Content-Length: \d+", b"Content-Length: " + length.encode("utf-8"), rec, count=1)
+    return rec
+
+
+def _http(body: bytes, coding: str | None) -> bytes:
+    head = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+    if coding:
+        head += f"Content-Encoding: {coding}\r\n"
+    return head.encode("latin-1") + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def _write_records(path: Path, records: list[bytes], gz: bool) -> list[int]:
+    """Writes the records (one gzip member each when gz); returns each one's offset."""
+    offs, out = [], b""
+    for rec in records:
+        offs.append(len(out))
+        out += gzip.compress(rec, mtime=0) if gz else rec
+    path.write_bytes(out)
+    return offs
+
+
+def _encoders():
+    import brotli
+    import zstandard
+
+    def raw_deflate(b):
+        c = zlib.compressobj(wbits=-15)
+        return c.compress(b) + c.flush()
+
+    return {"gzip": lambda b: gzip.compress(b[:len(b) // 2], mtime=0) + gzip.compress(b[len(b) // 2:], mtime=0),
+            "x-gzip": gzip.compress, "deflate": zlib.compress, "deflate-raw": raw_deflate, "br": brotli.compress,
+            "zstd": zstandard.ZstdCompressor().compress,
+            "gzip, br": lambda b: brotli.compress(gzip.compress(b, mtime=0))}
+
+
+def test_http_content_encodings_are_decoded(tmp_path, pages, cfg):
+    enc = _encoders()
+    body = pages[0]["body"]
+    names = list(enc)
+    recs = [_response(f"{pages[0]['url']}?{i}", _http(enc[n](body), n.replace("-raw", ""))) for i, n in enumerate(names)]
+    p = tmp_path / "enc.warc.gz"
+    _write_records(p, recs, gz=True)
+    rows = read(p, "warc", cfg)
+    assert [r["reason"] for r in rows] == [None] * len(names)
+    assert all(r["content"] == body for r in rows)
+    assert [r["meta"]["content_encoding"] for r in rows] == [n.replace("-raw", "").replace("x-gzip", "gzip")
+                                                             for n in names]
+
+
+def test_http_bad_encodings_are_quarantined_and_reading_goes_on(tmp_path, pages, cfg):
+    body = pages[0]["body"]
+    gz = gzip.compress(body, mtime=0)
+    bomb = gzip.compress(b" " * (cfg["max_doc_bytes"] + 1), mtime=0)
+    flipped = bytearray(gz)
+    flipped[len(gz) // 2] ^= 0xFF
+    cases = [("compress", body, "malformed:content_encoding"), ("gzip", gz[:len(gz) // 2], "malformed:truncated_body"),
+             ("br", _encoders()["br"](body)[:-3], "malformed:truncated_body"), ("gzip", bomb, "malformed:too_large"),
+             ("gzip", bytes(flipped), "malformed:corrupt_body")]
+    recs = []
+    for i, (coding, payload, _) in enumerate(cases):
+        recs.append(_response(f"{pages[0]['url']}?bad{i}", _http(payload, coding)))
+        recs.append(_response(f"{pages[1]['url']}?good{i}", _http(pages[1]["body"], None)))
+    p = tmp_path / "bad-enc.warc"
+    offs = _write_records(p, recs, gz=False)
+    rows = read(p, "warc", cfg)
+    assert [r["reason"] for r in rows] == [x for _, _, why in cases for x in (why, None)]
+    assert [r["offset"] for r in rows] == offs
+    assert all(r["content"] == pages[1]["body"] for r in rows[1::2])
+    assert "compress" in rows[0]["detail"] and str(p) in rows[0]["detail"]
+    assert len(rows[6]["text"] or "") == 0 and str(cfg["max_doc_bytes"]) in rows[6]["detail"]
+
+
+@pytest.mark.parametrize("gz", [True, False], ids=["warc.gz", "warc"])
+@pytest.mark.parametrize("length", ["²", "١٢٣", "9" * 5000, "12a"])
+def test_non_ascii_or_absurd_content_length_is_a_lying_length(tmp_path, pages, cfg, gz, length):
+    recs = [_response(pg["url"], _http(pg["body"], None)) for pg in pages[:3]]
+    recs[1] = _response(pages[1]["url"], _http(pages[1]["body"], None), length=length)
+    p = tmp_path / ("len.warc.gz" if gz else "len.warc")
+    offs = _write_records(p, recs, gz)
+    rows = read(p, "warc", cfg)
+    assert [r["reason"] for r in rows] == [None, "malformed:content_length", None]
+    assert [r["offset"] for r in rows] == offs
+    assert [r["content"] for r in rows[::2]] == [pages[0]["body"], pages[2]["body"]]

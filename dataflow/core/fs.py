@@ -16,8 +16,10 @@ S3). Object stores are configured by the usual environment: `AWS_ENDPOINT_URL` (
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import os
 import posixpath
+import stat
 import threading
 import uuid
 from dataclasses import dataclass
@@ -210,14 +212,58 @@ def _hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def walk(uri: str) -> Iterator[FileEntry]:
-    """Every file under a directory, sorted, skipping hidden (`.x`) and marker (`_x`) files and folders."""
+def _local_files(root: str, recursive: bool) -> list[FileEntry]:
+    """Files under a local directory, following symbolic links. Directories are expanded in path order and
+    each real directory once (a link loop such as `sub/loop -> ..` is not walked again); a file reached by
+    several paths is listed once, under its first path in sorted order. Broken links hold no bytes: skipped;
+    an unreadable folder raises (it may hold input)."""
+    heap, seen_dirs, files = [root], set(), {}
+    while heap:
+        d = heapq.heappop(heap)   # the smallest path first, so a directory is walked under its first path
+        real = os.path.realpath(d)
+        if real in seen_dirs:
+            continue
+        seen_dirs.add(real)
+        try:
+            with os.scandir(d) as it:
+                names = sorted(it, key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            if d == root:
+                raise
+            continue   # removed while we listed
+        for e in names:
+            if _hidden(e.name):
+                continue
+            try:
+                st = os.stat(e.path)   # follows links
+            except OSError:
+                if e.is_symlink():
+                    continue   # a broken or self-referential link: no bytes behind it
+                raise
+            if stat.S_ISDIR(st.st_mode):
+                if recursive:
+                    heapq.heappush(heap, e.path)
+            elif stat.S_ISREG(st.st_mode):
+                files.setdefault(e.path, FileEntry(e.path, int(st.st_size), st.st_mtime_ns))
+    out, real_files = [], set()
+    for path in sorted(files):
+        real = os.path.realpath(path)
+        if real not in real_files:
+            real_files.add(real)
+            out.append(files[path])
+    return out
+
+
+def _files(uri: str, recursive: bool) -> list[FileEntry]:
+    """Files under a directory, sorted, skipping hidden (`.x`) and marker (`_x`, Spark's `_temporary/`,
+    `_attempt-*`) files and folders at every depth below it."""
     fs, path = resolve(uri)
-    sel = pafs.FileSelector(path, recursive=True, allow_not_found=False)
-    entries = fs.get_file_info(sel)
+    if isinstance(fs, pafs.LocalFileSystem):
+        return _local_files(path, recursive)
+    sel = pafs.FileSelector(path, recursive=recursive, allow_not_found=False)
     root = path.rstrip("/")
     out = []
-    for e in entries:
+    for e in fs.get_file_info(sel):
         if e.type != pafs.FileType.File:
             continue
         rel = e.path[len(root):].lstrip("/") if e.path.startswith(root) else e.base_name
@@ -225,7 +271,13 @@ def walk(uri: str) -> Iterator[FileEntry]:
             continue
         out.append(FileEntry(_uri(uri, e.path), int(e.size or 0), e.mtime_ns))
     out.sort(key=lambda f: f.uri)
-    return iter(out)
+    return out
+
+
+def walk(uri: str) -> Iterator[FileEntry]:
+    """Every file under a directory, sorted, skipping hidden (`.x`) and marker (`_x`) files and folders;
+    local symbolic links are followed with loop detection (`_local_files`)."""
+    return iter(_files(uri, recursive=True))
 
 
 def entries(uri: str) -> list[FileEntry]:
@@ -241,24 +293,42 @@ def entries(uri: str) -> list[FileEntry]:
     return []
 
 
-def glob(pattern: str) -> list[FileEntry]:
-    """Files matching a glob (`*`, `?`, `[...]`, `**` across folders), listed from the longest literal prefix."""
+def glob_root(pattern: str) -> str:
+    """The literal folder a glob is listed from: everything before the segment holding its first wildcard."""
     pattern = normalize(pattern) if is_local(pattern) else str(pattern)
-    cut = min(i for i, ch in enumerate(pattern) if ch in GLOB_CHARS)
-    base = pattern[:cut].rsplit("/", 1)[0]
-    fs, bpath = resolve(base)
-    if fs.get_file_info(bpath).type != pafs.FileType.Directory:
-        return []
-    _, ppath = resolve(pattern)
-    recursive = "**" in pattern or pattern[cut:].count("/") > 0
-    sel = pafs.FileSelector(bpath, recursive=recursive)
-    regex = fnmatch.translate(ppath.replace("**/", "*").replace("**", "*"))
-    import re
+    cut = min((i for i, ch in enumerate(pattern) if ch in GLOB_CHARS), default=len(pattern))
+    return pattern[:cut].rsplit("/", 1)[0]
 
-    rx = re.compile(regex)
-    out = [FileEntry(_uri(pattern, e.path), int(e.size or 0), e.mtime_ns) for e in fs.get_file_info(sel)
-           if e.type == pafs.FileType.File and rx.match(e.path)]
-    out.sort(key=lambda f: f.uri)
+
+def _match(pats: list[str], parts: list[str]) -> bool:
+    """Path segments against glob segments: `**` is zero or more whole segments, `*`/`?`/`[..]` stay inside one."""
+    if not pats:
+        return not parts
+    if pats[0] == "**":
+        return any(_match(pats[1:], parts[i:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pats[0]) and _match(pats[1:], parts[1:])
+
+
+def glob(pattern: str) -> list[FileEntry]:
+    """Files matching a glob (`*`, `?`, `[...]` within a folder name, `**` across folders), listed from the
+    literal folder (`glob_root`); hidden and marker names below it never match. A path that exists is taken
+    literally, never as a pattern (a file named `a[1].jsonl` is that file)."""
+    i = info(pattern)
+    if i.type == pafs.FileType.File:
+        return [FileEntry(pattern, int(i.size or 0), i.mtime_ns)]
+    if i.type == pafs.FileType.Directory:
+        return list(walk(pattern))
+    base = glob_root(pattern)
+    if not is_dir(base):
+        return []
+    full = normalize(pattern) if is_local(pattern) else str(pattern)
+    pats = [p for p in full[len(base):].split("/") if p]
+    recursive = len(pats) > 1 or "**" in pats
+    out = []
+    for e in _files(base, recursive):
+        rel = e.uri[len(base.rstrip("/")):].lstrip("/") if e.uri.startswith(base.rstrip("/")) else e.uri
+        if _match(pats, rel.split("/")):
+            out.append(e)
     return out
 
 

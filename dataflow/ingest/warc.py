@@ -10,6 +10,14 @@ next record and drops the rest of the file). What it guarantees:
   mark and then another `WARC/` header or the end of the stream. When they are not, the record lies
   about its length (too many or too few bytes): it becomes `malformed:content_length` with its true span
   (up to the next valid WARC header, or the member's end) and every later record is still read.
+- **Lengths are plain numbers.** A Content-Length that is not ASCII digits (`²`, `٣`, which `str.isdigit`
+  accepts) or absurdly long is a lying length: `malformed:content_length` up to the next valid header.
+- **HTTP bodies are decoded, bounded.** Content-Encoding (gzip incl. several members, x-gzip, deflate raw or
+  zlib-wrapped, br, zstd, several codings in order) is undone by `dataflow.ingest.decode` with a cap of
+  `max_doc_bytes`: an unknown coding is `malformed:content_encoding`, a cut body `malformed:truncated_body`
+  (never kept shortened), bad data `malformed:corrupt_body`, a body over the cap `malformed:too_large`;
+  `meta.content_encoding` names what was undone. Any other failure reading one record becomes that
+  record's `malformed:record_error` row, and reading goes on at the next record.
 - **Byte ranges.** `iter_warc(..., start, end)` reads the records that START inside [start, end): it
   resyncs at the first member (or, uncompressed, `WARC/1.x` header) at/after `start` and owns everything
   up to the first one at/after `end`, so splits of one file read each record exactly once.
@@ -25,6 +33,7 @@ import zlib
 from typing import Callable, Iterator
 
 from dataflow.core import fs
+from dataflow.ingest.decode import CODECS, DecodeError, content_codings, decode_bytes
 from dataflow.ingest.records import quarantine, record
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
@@ -152,8 +161,17 @@ class _Stream:
             self.skip(1)
 
 
-def parse_header(block: bytes) -> dict | None:
-    """A WARC header block (up to and including the blank line) -> lower-cased names, or None."""
+_LENGTH_DIGITS = 18   # a Content-Length of more digits is no length (int() refuses past 4,300 digits anyway)
+
+
+def plain_length(value: str) -> bool:
+    """A length field as RFC 9110 writes it: ASCII digits only (`str.isdigit` also takes `²` and `٣`)."""
+    return value.isascii() and value.isdigit() and len(value) <= _LENGTH_DIGITS
+
+
+def parse_header(block: bytes, *, any_length: bool = False) -> dict | None:
+    """A WARC header block (up to and including the blank line) -> lower-cased names, or None. With
+    `any_length`, a header whose Content-Length is not a plain number is returned too (to report it)."""
     lines = block.split(b"\r\n")
     if not lines or not lines[0].startswith(b"WARC/"):
         return None
@@ -171,7 +189,7 @@ def parse_header(block: bytes) -> dict | None:
         last = name.strip().decode("latin-1").lower()
         out[last] = value.strip().decode("utf-8", "replace")
     cl = out.get("content-length", "")
-    if "warc-type" not in out or not cl.isdigit():
+    if "warc-type" not in out or not (plain_length(cl) or (any_length and "content-length" in out)):
         return None
     return out
 
@@ -185,6 +203,15 @@ def header_at(s: _Stream) -> tuple[dict, int] | None:
         return None
     h = parse_header(s.peek(n + 4))
     return None if h is None else (h, n + 4)
+
+
+def _bad_length(s: _Stream) -> str | None:
+    """The Content-Length value of a WARC header at the cursor that is valid but for its length, else None."""
+    if s.peek(5) != b"WARC/":
+        return None
+    n = s.find(b"\r\n\r\n", _HEADER_MAX)
+    h = parse_header(s.peek(n + 4), any_length=True) if n != -1 else None
+    return None if h is None or plain_length(h["content-length"]) else h["content-length"]
 
 
 # ---------------------------------------------------------------- the record parser (any stream)
@@ -202,10 +229,15 @@ def _records(s: _Stream, *, reopen: Callable[[int], _Stream], cut: Callable[[], 
         got = header_at(s)
         if got is None:
             truncated = s.find(b"\r\n\r\n", _HEADER_MAX) == -1 and s.eof and s.peek(5) == b"WARC/"
+            bad_length = _bad_length(s)
             s.skip(1)
             s.seek_header()
             end = s.pos if stop is None else min(s.pos, max(stop, start + 1))
-            if truncated and cut():
+            if bad_length is not None:
+                yield ("damaged", start, end, "content_length",
+                       f"Content-Length {bad_length[:40]!r} is not a plain decimal number; the record spans bytes "
+                       f"{start}-{end} (next WARC header at {end})")
+            elif truncated and cut():
                 yield ("damaged", start, end, "truncated_record", "WARC header block cut short by the end of the file")
             else:
                 yield ("damaged", start, end, "unparsable_warc", f"bytes {start}-{end} are not a WARC record")
@@ -415,7 +447,11 @@ def _event_row(ev, *, offset: int, index: int, span, ctx: dict) -> dict:
         return quarantine(source=ctx["source"], file=ctx["uri"], offset=offset, what=what,
                           why=f"{why} [{where}]", meta=meta)
     _, a, b, h, block = ev
-    return _one(h, block, offset=offset, meta=meta, ctx=ctx)
+    try:
+        return _one(h, block, offset=offset, meta=meta, ctx=ctx)
+    except Exception as e:  # noqa: BLE001 - input from outside: any failure is this record's, the next is read
+        return quarantine(source=ctx["source"], file=ctx["uri"], offset=offset, what="record_error", meta=meta,
+                          why=f"{h.get('warc-type')} record could not be read: {type(e).__name__}: {e}")
 
 
 # ---------------------------------------------------------------- one document record
@@ -463,6 +499,36 @@ def _split_http(block: bytes):
     return lines[0].strip().decode("latin-1"), headers, block[cut + skip:]
 
 
+def _content_decoded(body: bytes, header: str | None, meta: dict, ctx: dict) -> tuple[bytes, tuple | None]:
+    """(body, None) with the HTTP Content-Encoding removed (codings undone last-applied first, each bounded by
+    max_doc_bytes; `meta.content_encoding` names what was undone), or (body, (what, why)) when it cannot be:
+    an unknown coding (`content_encoding`), a cut body (`truncated_body`, never kept shortened), bad data
+    (`corrupt_body`), a body over the cap (`too_large`). A `gzip` body without the gzip magic was stored
+    decoded by its archiver (the header kept as sent): it is taken as is, and `meta.content_encoding_stored`
+    says so."""
+    codings = content_codings(header)
+    if not codings:
+        return body, None
+    unknown = [c for c in codings if c not in CODECS]
+    if unknown:
+        return body, ("content_encoding", f"unknown Content-Encoding {unknown[0][:60]!r} (header {header[:120]!r})")
+    if codings[-1] == "gzip" and body[:2] != GZIP_MAGIC[:2]:
+        meta["content_encoding_stored"] = "decoded"
+        codings = codings[:-1]
+    done = []
+    try:
+        for c in reversed(codings):
+            body = decode_bytes(body, c, cap=ctx["max_bytes"])
+            done.append(c)
+    except DecodeError as e:
+        what = {"truncated": "truncated_body", "too_large": "too_large"}.get(e.what, "corrupt_body")
+        return body, (what, f"Content-Encoding {header[:120]!r}: {e}" + (
+            f" (preprocess.max_doc_bytes={ctx['max_bytes']})" if e.what == "too_large" else ""))
+    if done:
+        meta["content_encoding"] = ", ".join(reversed(done))
+    return body, None
+
+
 def _charset(ctype: str) -> str | None:
     for part in ctype.split(";")[1:]:
         k, _, v = part.partition("=")
@@ -503,18 +569,10 @@ def _one(h: dict, block: bytes | None, *, offset: int, meta: dict, ctx: dict) ->
             if plain is not None:  # some archivers store the body already de-chunked under the same header
                 body = plain
                 meta["dechunked"] = "true"
-        enc = hh.get("content-encoding", "").lower().strip()
-        if enc in ("gzip", "x-gzip") and body[:2] == b"\x1f\x8b":
-            try:
-                d = zlib.decompressobj(31)
-                inflated = d.decompress(body, ctx["max_bytes"] + 1)
-                if len(inflated) > ctx["max_bytes"]:
-                    return quarantine(**common, what="too_large", prefix=b"",
-                                      why=f"gzip content-encoded payload inflates beyond preprocess.max_doc_bytes={ctx['max_bytes']}")
-                body = inflated
-                meta["content_encoding"] = enc
-            except (zlib.error, OSError, EOFError):
-                pass  # left as is: the binary sniff in DP names it
+        body, bad = _content_decoded(body, hh.get("content-encoding"), meta, ctx)
+        if bad is not None:
+            what, why = bad
+            return quarantine(**common, what=what, why=why, prefix=body[:ctx["prefix"]] if what != "too_large" else b"")
     charset = _charset(ctype)
     if charset:
         meta["http_charset"] = charset

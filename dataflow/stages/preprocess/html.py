@@ -2,7 +2,9 @@
 
 resiliparse instead of Trafilatura: Trafilatura is ~95% of datatrove's extraction runtime (datatrove#182).
 Charsets: the declared one is tried strictly, then resiliparse's detector; an unknown label (`utf8mb4` is
-UTF-8, `none`/`binary`/`x-user-defined` name nothing) never raises, the bytes decide.
+UTF-8, `none`/`binary`/`x-user-defined`/`x-garbage` name nothing; Python's own codecs such as `undefined`,
+`idna` or `unicode_escape` are no charsets) never raises, the bytes decide, and `meta.charset_ignored` keeps
+the label that was passed over.
 """
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ def media_type(content_type: str | None) -> str:
 
 # charset labels Python does not know that mean UTF-8 (MySQL's names for it, seen in HTTP headers)
 _UTF8_LABELS = {"utf8mb4", "utf8mb3", "utf-8mb4", "utf8mb"}
+# Python codecs that are text encodings to Python but no web charset (WHATWG Encoding Standard): `undefined`
+# raises on any input, idna/punycode/escape codecs turn bytes into something else; UTF-7 is refused by browsers
+_NOT_CHARSETS = {"undefined", "idna", "punycode", "unicode-escape", "raw-unicode-escape", "utf-7", "mbcs", "oem"}
+_LABEL_KEEP = 64   # chars of an ignored label kept in meta
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 # WHATWG MIME Sniffing §7.1 "identifying a resource with an unknown MIME type": the HTML tag patterns
 # (case-insensitive, after leading whitespace, followed by a space or `>`)
@@ -66,10 +72,10 @@ def charset_label(label: str | None) -> str | None:
         return "utf-8"
     try:
         name = codecs.lookup(label).name
-    except (LookupError, ValueError):
+    except (LookupError, ValueError, TypeError):
         return None
     # codecs that are not text encodings (rot13, base64, zlib ...) and UTF-16/32 without BOM are not trusted
-    if not codecs.lookup(name)._is_text_encoding or name.startswith(("utf-16", "utf-32")):
+    if not codecs.lookup(name)._is_text_encoding or name.startswith(("utf-16", "utf-32")) or name in _NOT_CHARSETS:
         return None
     return name
 
@@ -87,7 +93,24 @@ def decode(body: bytes, declared: str | None, *, html: bool, detect: bool = True
     declared charset (UTF-8 when none); when that fails, resiliparse's detector (uchardet; for HTML the
     page's own meta charset first) names the encoding, again decoded strictly. Bytes that are damaged
     UTF-8 stay an error for plain text; HTML is then decoded leniently (U+FFFD for bad bytes).
-    `detect=False`: the bytes are UTF-8 by their format's definition (WET), no detector."""
+    `detect=False`: the bytes are UTF-8 by their format's definition (WET), no detector.
+    A declared label that names no usable charset is passed over (the bytes decide) and kept in
+    info["charset_ignored"]; no label, however odd, raises."""
+    text, info = _decode(body, declared, html=html, detect=detect)
+    if declared and declared.strip().strip("'\"") and charset_label(declared) is None:
+        info["charset_ignored"] = declared.strip()[:_LABEL_KEEP]
+    return text, info
+
+
+def _strict(body: bytes, name: str) -> tuple[str | None, Exception | None]:
+    """body decoded strictly with a codec, or the error (any codec failure, not only UnicodeDecodeError)."""
+    try:
+        return body.decode(name), None
+    except (UnicodeError, LookupError, ValueError) as e:
+        return None, e
+
+
+def _decode(body: bytes, declared: str | None, *, html: bool, detect: bool) -> tuple[str | None, dict]:
     for bom, name in _BOMS:
         if body.startswith(bom):
             try:
@@ -97,10 +120,9 @@ def decode(body: bytes, declared: str | None, *, html: bool, detect: bool = True
                 break
     label = charset_label(declared)
     first = label or "utf-8"
-    try:
-        return body.decode(first), {"charset": first, "charset_from": "declared" if label else "default"}
-    except UnicodeDecodeError as e:
-        err = e
+    text, err = _strict(body, first)
+    if text is not None:
+        return text, {"charset": first, "charset_from": "declared" if label else "default"}
     if first == "utf-8" and (not detect or damaged_utf8(body)):
         if html:
             return bytes_to_str(body, "utf-8"), {"charset": "utf-8", "charset_from": "lenient"}
@@ -110,10 +132,9 @@ def decode(body: bytes, declared: str | None, *, html: bool, detect: bool = True
         cand = charset_label(detect_encoding(body, from_html_meta=how == "meta"))
         if cand and cand != first:
             detected = detected or cand
-            try:
-                return body.decode(cand), {"charset": cand, "charset_from": how}
-            except UnicodeDecodeError:
-                pass
+            text, _ = _strict(body, cand)
+            if text is not None:
+                return text, {"charset": cand, "charset_from": how}
     if html:
         enc = detected or first
         return bytes_to_str(body, enc), {"charset": enc, "charset_from": "lenient"}
