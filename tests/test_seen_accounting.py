@@ -130,3 +130,22 @@ def test_ledger_refuses_a_reader_that_yielded_less_than_it_saw(tmp_path):
     # a task that runs again writes the same file: counted once
     led.record([{"path": "/in/a.jsonl", "lo": 0, "hi": 10, "seen": 5, "rows": 5}])
     assert len(led.units()) == 2
+
+
+def test_a_file_no_reader_takes_is_a_row_not_a_silence(tmp_path, corpus_docs):
+    """A folder holding files of formats no reader takes: each one is a `skipped:unknown_format` row naming
+    it, counted as seen, beside the records of the files that are read."""
+    cfg = yaml.safe_load(open(ROOT / "conf" / "pipeline.yaml"))["preprocess"]
+    lines = [json.dumps({"text": d["text"]}, ensure_ascii=False) for d in corpus_docs[:7]]
+    (tmp_path / "docs.ndjson").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "notes.html").write_text("<p>not an input format</p>", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "dump.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    rows, seen = [], 0
+    for f in ingest.list_inputs([str(tmp_path)]):
+        counter: dict = {}
+        rows += list(ingest.iter_file(f.path, f.fmt, cfg, counter=counter, rel=f.rel))
+        seen += counter["seen"]
+    assert len(rows) == seen == 7 + 2
+    skipped = sorted(r["meta"]["rel_path"] for r in rows if r["reason"] == "skipped:unknown_format")
+    assert skipped == ["notes.html", "sub/dump.csv"]

@@ -46,6 +46,14 @@ def test_training_settings_and_report(trained, corpus_docs):
     assert rep["languages"]["zh"]["pieces_per_char"] > rep["languages"]["en"]["pieces_per_char"]
     assert json.loads((out / "vocab_report.json").read_text())["vocab_size"] == 4000
     assert "pieces/char" in (out / "vocab_report.md").read_text()
+    # the output holds the products only (the executors' parts are gone); the lines are every non-blank corpus line
+    assert sorted(p.name for p in out.iterdir()) == ["tokenizer.model", "tokenizer.vocab", "train_sentences.txt",
+                                                     "vocab_report.json", "vocab_report.md"]
+    lines = (out / "train_sentences.txt").read_bytes().decode("utf-8").split("\n")
+    assert lines[-1] == ""
+    ours = [line for d in corpus_docs for line in d["text"].split("\n") if line.strip(" ")]   # Spark's trim: spaces
+    assert sorted(lines[:-1]) == sorted(ours)
+    assert rep["model"] == str(out / "tokenizer.model")
 
 
 def test_digits_split_and_text_roundtrips(trained, corpus_docs):

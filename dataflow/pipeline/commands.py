@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dataflow.core import fs
 from dataflow.core.cli import dump, stage_argparser
 from dataflow.core.config import DEFAULT_CONF, section
 from dataflow.core.recipes import default_type
@@ -74,7 +75,8 @@ sample of pipeline output.
       [--set tokenizer.train.vocab_size=8000]
 
 Writes OUT/tokenizer.model, OUT/tokenizer.vocab, OUT/vocab_report.{json,md} and OUT/train_sentences.txt
-(the sampled lines the trainer read). Settings: the `tokenizer.train` section of conf/pipeline.yaml.
+(the sampled lines the trainer read); OUT may be a path or any URI (s3://...). Settings: the `tokenizer.train`
+section of conf/pipeline.yaml.
 """
 
 
@@ -87,7 +89,7 @@ def train_tokenizer(argv: list[str] | None = None) -> dict:
     tcfg = section(section(cfg, "tokenizer"), "train")
     spark = get_session(cfg, app_name="ziya2-train-tokenizer", verbose=args.verbose)
     df, _ = read_documents(spark, args.input, allow_incomplete=args.allow_incomplete)
-    rep = train(spark, df, Path(args.output), tcfg)
+    rep = train(spark, df, args.output, tcfg)
     print(dump({k: rep[k] for k in ("model", "vocab_size", "sample_docs", "languages")}))
     return rep
 
@@ -159,11 +161,11 @@ def train_langid(argv: list[str] | None = None) -> dict:
     cfg = section(load_conf(a.conf, a.overrides), "preprocess")
     if a.assess:
         report = langid_train.assess(a.corpus, a.catalogues, a.assess, cfg)
-        Path(a.output).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        fs.write_text(a.output, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     else:
         report = langid_train.train(a.corpus, a.catalogues, a.output, cfg)
     if a.markdown:
-        Path(a.markdown).write_text(langid_train.markdown(report), encoding="utf-8")
+        fs.write_text(a.markdown, langid_train.markdown(report))
     if a.assess:
         return report
     worst = min(report["holdout"].items(), key=lambda kv: kv[1]["f1"])

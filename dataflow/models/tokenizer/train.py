@@ -1,18 +1,23 @@
 """Train a SentencePiece BPE tokenizer the way LLaMA-2 (and so Ziya2) did, from a seeded document sample.
 
 The sample is drawn in Spark (a seeded hash of the text decides, so the same input and seed give the same
-sample whatever the partitioning) and written as one sentence-per-line text file, which the SentencePiece
-trainer reads on the driver: training is a single-machine step by nature. The vocabulary report is
-computed back in Spark over the same sample.
+sample whatever the partitioning) and written by the executors, one sentence a line, to the output URI through
+`dataflow.core.fs` (no disk is shared with the driver). SentencePiece trains on a local file, so the driver
+copies those parts, through fs, into a local temporary directory, trains there, and writes the model, the
+vocabulary, `train_sentences.txt` and the report to the output URI (a path or s3://, ...): training is a
+single-machine step by nature. The vocabulary report is computed back in Spark over the same sample.
 """
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from dataflow.core import fs, fsio
 from dataflow.core.confschema import Bool, Count, Float, Int, Section, Str
 from dataflow.core.spark import load_once
 from dataflow.models.tokenizer import pipeline_lang, ship_model
@@ -40,28 +45,35 @@ def sample_documents(df, tcfg: Mapping):
     return out.orderBy("_h", "text").limit(int(tcfg["max_docs"])).drop("_h")
 
 
-def write_sentences(sample, path: Path) -> Path:
-    """One line per non-empty text line, in a single file (Spark writes it; no driver collect)."""
+def _lines(batches, out) -> int:
+    rows = 0
+    for b in batches:
+        for line in b.column("value").to_pylist():
+            out.write((line + "\n").encode("utf-8"))
+            rows += 1
+    return rows
+
+
+def write_sentences(sample, parts_dir: str) -> list[fsio.Part]:
+    """One line per non-empty text line, written by the executors to `parts_dir` (any URI) through fs; no driver
+    collect. The parts, in sample order; the sample being empty is an error."""
     from pyspark.sql import functions as F
 
     lines = (sample.select(F.explode(F.split("text", "\n")).alias("value"))
                    .filter(F.length(F.trim("value")) > 0))
-    tmp = path.with_suffix(".d")
-    lines.coalesce(1).write.mode("overwrite").text(str(tmp))
-    part = sorted(tmp.glob("part-*"))
-    if not part:
+    fs.delete(parts_dir)
+    parts = fsio.write_parts(lines, parts_dir, ".txt", _lines, skip_empty=True)
+    if not parts:
         raise ValueError("the tokenizer sample is empty: no document has text")
-    part[0].replace(path)
-    for f in tmp.iterdir():
-        f.unlink()
-    tmp.rmdir()
-    return path
+    return parts
 
 
 def train_model(sentences: Path, out_dir: Path, tcfg: Mapping) -> Path:
+    """SentencePiece on a local sentence file into the local directory `out_dir` (the trainer reads and writes
+    only local files): `out_dir`/tokenizer.model and tokenizer.vocab."""
     import sentencepiece as spm
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(str(out_dir))
     spm.set_random_generator_seed(int(tcfg["seed"]))  # input_sentence_size subsampling is seeded
     kwargs = {k: tcfg[k] for k in _SPM_KEYS if k in tcfg}
     spm.SentencePieceTrainer.train(input=str(sentences), model_prefix=str(out_dir / "tokenizer"),
@@ -146,22 +158,35 @@ def report_markdown(rep: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(rep: Mapping, out_dir: Path) -> None:
-    (out_dir / "vocab_report.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False) + "\n")
-    (out_dir / "vocab_report.md").write_text(report_markdown(rep))
+def write_report(rep: Mapping, out_dir: str) -> None:
+    fs.write_text(fs.join(out_dir, "vocab_report.json"), json.dumps(rep, indent=2, ensure_ascii=False) + "\n")
+    fs.write_text(fs.join(out_dir, "vocab_report.md"), report_markdown(rep))
 
 
-def train(spark, df, out_dir: Path, tcfg: Mapping) -> dict:
-    """Sample, train, report. Returns the report (also written next to tokenizer.model)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _publish(work: str, out_dir: str, names) -> None:
+    """The files `names` of the local directory `work` streamed to `out_dir` (any URI) through fs."""
+    for name in names:
+        fsio.from_local(os.path.join(work, name), fs.join(out_dir, name))
+
+
+def train(spark, df, out_dir: str | os.PathLike, tcfg: Mapping) -> dict:
+    """Sample, train, report into `out_dir` (a path or any URI): tokenizer.model, tokenizer.vocab,
+    train_sentences.txt, vocab_report.{json,md}. Returns the report."""
+    out_dir = fs.normalize(str(out_dir))
+    parts_dir = fs.join(out_dir, "_sentences")
     sample = sample_documents(df, tcfg).persist()
     try:
-        sentences = write_sentences(sample, out_dir / "train_sentences.txt")
-        model = train_model(sentences, out_dir, tcfg)
-        rep = vocab_report(spark, sample, model, tcfg)
+        parts = write_sentences(sample, parts_dir)
+        with tempfile.TemporaryDirectory(prefix="ziya2-tokenizer-") as work:
+            sentences = os.path.join(work, "train_sentences.txt")
+            fsio.to_local([p.uri for p in parts], sentences)
+            model = train_model(Path(sentences), Path(work), tcfg)
+            rep = vocab_report(spark, sample, model, tcfg)
+            _publish(work, out_dir, ("tokenizer.model", "tokenizer.vocab", "train_sentences.txt"))
     finally:
         sample.unpersist()
+        fs.delete(parts_dir)
+    rep["model"] = fs.join(out_dir, "tokenizer.model")
     write_report(rep, out_dir)
     return rep
 

@@ -109,9 +109,10 @@ def classify(verdict: str | None, qualified: Iterable[str], unqualified: Iterabl
 
 
 def evaluate_labels(rows: Iterable[Mapping], cfg: Mapping) -> dict:
-    """Gate decision over reviewed rows (dicts with verdict, reason, source, lang, quality, rule_flags)."""
+    """Gate decision over reviewed rows (dicts with verdict, reason, source, source_type, lang, quality, rule_flags)."""
     reviewed = unreviewed = bad = 0
-    by = {"source": Counter(), "lang": Counter(), "quality": Counter(), "rule_flag": Counter(), "reason": Counter()}
+    by = {"source": Counter(), "source_type": Counter(), "lang": Counter(), "quality": Counter(),
+          "rule_flag": Counter(), "reason": Counter()}
     unqualified_ids = []
     for i, row in enumerate(rows, 1):
         try:
@@ -126,7 +127,7 @@ def evaluate_labels(rows: Iterable[Mapping], cfg: Mapping) -> dict:
             continue
         bad += 1
         unqualified_ids.append(row.get("id"))
-        for key in ("source", "lang", "quality"):
+        for key in ("source", "source_type", "lang", "quality"):
             by[key][str(row.get(key) or "unknown")] += 1
         for flag in split_flags(row.get("rule_flags")):
             by["rule_flag"][flag] += 1

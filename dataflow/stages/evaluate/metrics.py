@@ -189,9 +189,10 @@ def summarize(df, cfg: Mapping) -> dict:
         q = row[f"{c}__q"]
         out["distributions"][c] = {"mean": row[f"{c}__mean"],
                                    **({f"p{int(round(p * 100))}": v for p, v in zip(qs, q)} if q else {})}
-    # one grouping at the finest level, rolled up here: the stratum table is small (sources x langs x buckets)
+    # one grouping at the finest level, rolled up here: the cell table is small (source types x langs x buckets),
+    # and does not grow with the input files (`source`, often the file name, would)
     strata = list(cfg["strata"])
-    keys = [k for k in dict.fromkeys(["lang", "source", "quality", *strata]) if k in df.columns]
+    keys = [k for k in dict.fromkeys(["lang", "source_type", "quality", *strata]) if k in df.columns]
     out["strata"] = 1
     if keys:
         cells = (df.groupBy(*[F.coalesce(F.col(k).cast("string"), F.lit("unknown")).alias(k) for k in keys])

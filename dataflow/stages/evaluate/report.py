@@ -3,6 +3,7 @@
 Everything it shows comes from `metrics.json` (written by the DE stage) and, once reviewers have labelled
 the sheet, `gate.json`, so the report is re-rendered without Spark after `--labels`. The funnel (Ziya2
 Figure 2) is read from each stage's own stats.json: the numbers are the stages' accounting, not a recount.
+Stage directories are read and the report written through `dataflow.core.fs`, so both may be any URI.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import html
 import io
 import json
 import os
-from pathlib import Path
 from typing import Iterable, Mapping
 
 import matplotlib
@@ -19,16 +19,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dataflow.core import fs  # noqa: E402
+
 
 # ---------------------------------------------------------------- stage statistics
 def load_stage_stats(stage_dirs: Iterable[str | os.PathLike]) -> list[dict]:
     """stats.json of each finished stage directory, in the given order."""
     out = []
     for d in stage_dirs:
-        p = Path(d) / "stats.json"
-        if p.exists():
-            st = json.loads(p.read_text())
-            st["dir"] = Path(d).name
+        p = fs.join(str(d), "stats.json")
+        if fs.is_file(p):
+            st = json.loads(fs.read_text(p))
+            st["dir"] = fs.basename(str(d))
             st["dir_path"] = str(d)
             out.append(st)
     return out
@@ -127,11 +129,12 @@ def plot_funnel(f: dict) -> bytes | None:
 
 
 def plot_counts(summary: Mapping) -> bytes | None:
-    by_lang, by_source = summary.get("by_lang") or {}, summary.get("by_source") or {}
-    if not by_lang and not by_source:
+    panels = [(data, title) for data, title in ((summary.get("by_lang"), "documents per language"),
+                                                (summary.get("by_source_type"), "documents per source type")) if data]
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-    for ax, data, title in ((axes[0], by_lang, "documents per language"), (axes[1], by_source, "documents per source")):
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (data, title) in zip(axes[0], panels):
         items = sorted(data.items(), key=lambda kv: -kv[1]["docs"])[:25]
         ax.barh(range(len(items)), [v["docs"] for _, v in items], color="#55a868")
         ax.set_yticks(range(len(items)), [k for k, _ in items], fontsize=8)
@@ -243,6 +246,12 @@ def _top(d: Mapping[str, int], k: int = 3) -> str:
     return ", ".join(f"{r} {n:,}" for r, n in sorted(d.items(), key=lambda kv: -kv[1])[:k]) or "-"
 
 
+def _sheet_rows(sheet: Mapping, sampled) -> str:
+    if sheet.get("rows") is None:
+        return "-"
+    return f"{_fmt(sheet['rows'])} / {_fmt(sampled)} ({_fmt(sheet.get('max_rows'))})"
+
+
 def tables(m: Mapping, gate: Mapping | None) -> list[tuple[str, list[str], list[list]]]:
     """(title, header, rows) for both renderers."""
     out = []
@@ -269,6 +278,7 @@ def tables(m: Mapping, gate: Mapping | None) -> list[tuple[str, list[str], list[
         ["sampled (share / min per stratum)", f"{_fmt(s['docs'])} ({_fmt(m['sampling']['by_share'])} / "
                                               f"{_fmt(m['sampling']['by_min_per_stratum'])})"],
         ["strata", _fmt(m["sampling"]["strata"])],
+        ["review sheet rows / sampled (review.max_rows)", _sheet_rows(m.get("sheet") or {}, s["docs"])],
         ["lexicon hit rate (output / sample)", f"{m['output']['lexicon_hit_rate']:.3%} / {s['lexicon_hit_rate']:.3%}"],
         ["near-duplicate pairs inside the sample", _fmt(nd.get("pairs_in_sample"))],
         ["sample docs with a near-duplicate in the sample", _fmt(nd.get("docs_with_partner"))],
@@ -342,12 +352,12 @@ def render_markdown(m: Mapping, plot_names: Iterable[str], gate: Mapping | None)
 
 
 def write_report(m: Mapping, out_dir: str | os.PathLike, gate: Mapping | None = None) -> dict:
-    out_dir = Path(out_dir)
+    """report.html, report.md and plots/*.png in `out_dir` (any URI)."""
+    out_dir = str(out_dir)
     plots = make_plots(m)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     for name, png in plots.items():
-        (out_dir / "plots" / f"{name}.png").write_bytes(png)
-    (out_dir / "report.html").write_text(render_html(m, plots, gate), encoding="utf-8")
-    (out_dir / "report.md").write_text(render_markdown(m, plots, gate), encoding="utf-8")
-    return {"html": str(out_dir / "report.html"), "markdown": str(out_dir / "report.md"),
-            "plots": sorted(plots)}
+        fs.write_bytes(fs.join(out_dir, "plots", f"{name}.png"), png)
+    html_uri, md_uri = fs.join(out_dir, "report.html"), fs.join(out_dir, "report.md")
+    fs.write_text(html_uri, render_html(m, plots, gate))
+    fs.write_text(md_uri, render_markdown(m, plots, gate))
+    return {"html": html_uri, "markdown": md_uri, "plots": sorted(plots)}

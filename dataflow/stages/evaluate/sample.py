@@ -2,9 +2,11 @@
 
 A document is in the sample when u = xxhash64(seed, id) / 2^53 (uniform in [0, 1), a pure function of
 the seed and the id) falls under `sample_share`: the same seed draws the same documents whatever the
-partitioning, and every stratum (source x lang x quality) gets its share in expectation. With
-`min_per_stratum` = k, the k documents of smallest u in each stratum are added too, so a rare source or
-language is never missed; those rows are marked `sampled_by = min_per_stratum`.
+partitioning, and every stratum (`evaluate.strata`: source type x lang x quality bucket) gets its share in
+expectation. With `min_per_stratum` = k, the k documents of smallest u in each stratum are added too, so a rare
+source type or language is never missed; those rows are marked `sampled_by = min_per_stratum`. The strata are
+types, not sources (`source` is often the input file's name): their number, and so the number of those rows,
+does not grow with the input.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def stratum_columns(df, strata) -> list:
 
 
 def with_draw(df, cfg: Mapping):
-    """Add `stratum` (source|lang|quality) and `_u`, the seeded uniform draw of each document."""
+    """Add `stratum` (source_type|lang|quality) and `_u`, the seeded uniform draw of each document."""
     from pyspark.sql import functions as F
 
     keys = stratum_columns(df, cfg["strata"])

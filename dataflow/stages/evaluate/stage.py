@@ -4,23 +4,26 @@ HTML/Markdown report with the Figure-2 funnel.
 
 `run(df, cfg)` is the stage transform: DE keeps every record (input == kept). `evaluate(...)` writes the
 evaluation products next to it: sample/, review.jsonl, review.csv, metrics.json, report.html, report.md.
-`gate(...)` reads a reviewed sheet back and decides.
+`gate(...)` reads a reviewed sheet back and decides. Every product is written, and every earlier stage's
+output read, through `dataflow.core.fs`: OUT may be a local path or any URI (s3://, ...); the sample and the
+sheet are written by the executors that hold them, never through the driver's disk.
 """
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Iterable, Mapping
 
+from dataflow.core import fs, fsio
 from dataflow.core.confschema import Count, Dir, Float, Int, List, Map, OneOf, Str, optional_section
 from dataflow.core.config import conf_hash
 from dataflow.core.contract import Option, Stage
+from dataflow.core.recipes import with_source_type
 from dataflow.core.stage import StageResult, sibling_stage_dirs
 from dataflow.stages.evaluate import gate as gate_mod
 from dataflow.stages.evaluate.metrics import load_lexicons, log_histogram, near_dup_pairs, summarize, with_metrics
 from dataflow.stages.evaluate.report import find_extra, funnel, load_stage_stats, write_report
-from dataflow.stages.evaluate.review import check_ids, read_labels, sheet_frame, with_suspicion, write_sheet
+from dataflow.stages.evaluate.review import bounded, check_ids, read_labels, sheet_frame, with_suspicion, write_sheet
 from dataflow.stages.evaluate.sample import draw_sample
 
 
@@ -36,9 +39,9 @@ def dup_cluster_sizes(spark, dedup_dir: str | os.PathLike | None) -> dict[str, i
     """Cluster size -> number of clusters, from the dedup stage's rejected rows (`dup_of` = the kept one)."""
     from pyspark.sql import functions as F
 
-    if not dedup_dir or not (Path(dedup_dir) / "rejected").exists():
+    if not dedup_dir or not fs.is_dir(fs.join(str(dedup_dir), "rejected")):
         return {}
-    rej = spark.read.parquet(str(Path(dedup_dir) / "rejected"))
+    rej = spark.read.parquet(fs.spark_uri(fs.join(str(dedup_dir), "rejected")))
     if "dup_of" not in rej.columns:
         return {}
     sizes = (rej.filter(F.col("dup_of").isNotNull()).groupBy("dup_of").agg((F.count(F.lit(1)) + 1).alias("size"))
@@ -46,15 +49,29 @@ def dup_cluster_sizes(spark, dedup_dir: str | os.PathLike | None) -> dict[str, i
     return {str(r["size"]): r["count"] for r in sizes}
 
 
+def write_sample(sample, out_dir: str) -> int:
+    """OUT/sample/part-*.parquet, written by the executors through fs (any URI); the rows written."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    frame = sample.drop("_u")
+    sample_dir = fs.join(out_dir, "sample")
+    fs.delete(sample_dir)
+    encode = fsio.parquet_encoder(to_arrow_schema(frame.schema))
+    parts = fsio.write_parts(frame, sample_dir, ".zstd.parquet", encode, skip_empty=True)
+    if not parts:   # an empty sample is still a readable Parquet folder with its columns
+        parts = fsio.write_parts(frame.limit(0).coalesce(1), sample_dir, ".zstd.parquet", encode)
+    return sum(p.rows for p in parts)
+
+
 def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: Iterable[str | os.PathLike] = (),
              config_hash: str = "", *, dedup_cfg: Mapping) -> dict:
-    """Sample, metrics, sheet and report for the frame `df` (the pipeline's final output). `cfg` is the
-    `evaluate` section; `dedup_cfg` the `dedup` section, whose SimHash settings define a near-duplicate."""
+    """Sample, metrics, sheet and report for the frame `df` (the pipeline's final output) into `out_dir` (a
+    path or any URI). `cfg` is the `evaluate` section; `dedup_cfg` the `dedup` section, whose SimHash settings
+    define a near-duplicate."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = fs.normalize(str(out_dir))
     lexicons = load_lexicons(cfg.get("lexicons"), cfg.get("lexicon_glob", "*.txt"))
     measured = with_metrics(df, lexicons).persist(StorageLevel.MEMORY_AND_DISK)
     sample = draw_sample(measured, cfg).persist(StorageLevel.MEMORY_AND_DISK)
@@ -84,8 +101,10 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
             "estimated_pairs_in_output": round(share_pairs / (share * share), 1) if share > 0 else None}
     counts = {"share": row["by_share"] or 0, "min_per_stratum": row["by_min"] or 0}
 
-    sheet_paths = write_sheet(sheet_frame(scored), out_dir, int(cfg["sheet_text_chars"]))
-    sample.drop("_u").write.mode("overwrite").option("compression", "zstd").parquet(str(out_dir / "sample"))
+    max_rows = int(cfg["review"]["max_rows"])
+    sheet = write_sheet(sheet_frame(bounded(scored, max_rows)), out_dir, int(cfg["sheet_text_chars"]))
+    sampled = write_sample(sample, out_dir)
+    sheet.update(max_rows=max_rows, sampled=sampled, left_out=sampled - sheet["rows"])
 
     stage_stats = load_stage_stats(stage_dirs)
     filter_stats = next((s for s in stage_stats if s.get("stage") == "filter"), None)
@@ -93,7 +112,7 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
     per_decade = int(cfg["hist_bins_per_decade"])
     output = summarize(measured, cfg)
     m = {
-        "run_dir": str(out_dir.parent),
+        "run_dir": fs.parent(out_dir),
         "config_hash": config_hash,
         "sampling": {"seed": cfg["seed"], "share": share, "min_per_stratum": cfg.get("min_per_stratum"),
                      "strata_keys": list(cfg["strata"]),
@@ -106,31 +125,32 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
                  "ppl": log_histogram(measured, "ppl", per_decade)},
         "lexicons": {name: len(terms) for name, terms in lexicons.items()},
         "rule_hits": (find_extra(filter_stats, "hit") or (filter_stats or {}).get("rejected") or {}),
-        "dup_cluster_sizes": dup_cluster_sizes(spark, Path(dedup_stats["dir_path"]) if dedup_stats else None),
+        "dup_cluster_sizes": dup_cluster_sizes(spark, dedup_stats["dir_path"] if dedup_stats else None),
         "stage_stats": stage_stats,
         "funnel": funnel(stage_stats),
-        "sheet": sheet_paths,
+        "sheet": sheet,
     }
     scored.unpersist()
     sample.unpersist()
     measured.unpersist()
-    (out_dir / "metrics.json").write_text(json.dumps(m, indent=2, ensure_ascii=False, default=str) + "\n")
+    fs.write_text(fs.join(out_dir, "metrics.json"), json.dumps(m, indent=2, ensure_ascii=False, default=str) + "\n")
     m["report"] = write_report(m, out_dir)
     return m
 
 
 def gate(out_dir: str | os.PathLike, labels_path: str | os.PathLike, cfg: Mapping) -> dict:
-    """Read a reviewed sheet, decide, write gate.json and re-render the report with the decision."""
-    out_dir = Path(out_dir)
-    metrics_path = out_dir / "metrics.json"
-    if not metrics_path.exists():
+    """Read a reviewed sheet, decide, write gate.json and re-render the report with the decision (all through
+    fs: the evaluate output and the sheet may be any URI)."""
+    out_dir = fs.normalize(str(out_dir))
+    metrics_path = fs.join(out_dir, "metrics.json")
+    if not fs.is_file(metrics_path):
         raise FileNotFoundError(f"{metrics_path} is missing: run the evaluate stage into {out_dir} first")
     rows = read_labels(labels_path)
-    check_ids(rows, out_dir / "review.jsonl")
+    check_ids(rows, fs.join(out_dir, "review.jsonl"))
     decision = gate_mod.evaluate_labels(rows, cfg)
     decision["labels"] = str(labels_path)
-    (out_dir / "gate.json").write_text(json.dumps(decision, indent=2, ensure_ascii=False) + "\n")
-    m = json.loads(metrics_path.read_text())
+    fs.write_text(fs.join(out_dir, "gate.json"), json.dumps(decision, indent=2, ensure_ascii=False) + "\n")
+    m = json.loads(fs.read_text(metrics_path))
     decision["report"] = write_report(m, out_dir, decision)
     return decision
 
@@ -154,6 +174,7 @@ SPEC = optional_section({
     "quantile_accuracy": Count(1),
     "hist_bins_per_decade": Count(1),
     "suspicion": Map(OneOf(Float(0), _WEIGHT, Map(Float(0)))),
+    "review": optional_section({"max_rows": Count(1)}, required=("max_rows",)),
 })
 
 
@@ -162,11 +183,13 @@ def _transform(df, ctx):
     links OUT's files by name. The funnel is the chain's earlier stages, else the input's sibling stages."""
     cfg = ctx.cfg
     stage_dirs = list(ctx.upstream) or sibling_stage_dirs(ctx.inputs, ctx.output)
-    m = evaluate(ctx.spark, df, cfg, ctx.attempt.out, stage_dirs, config_hash=conf_hash(cfg),
-                 dedup_cfg=ctx.conf["dedup"])
+    # strata use the source type; an input written before the column existed gets the configured default
+    m = evaluate(ctx.spark, with_source_type(df, ctx.conf), cfg, ctx.attempt.out, stage_dirs,
+                 config_hash=conf_hash(cfg), dedup_cfg=ctx.conf["dedup"])
     result = run(df, cfg)
     result.stats = {"sampled": m["sample"]["docs"], "strata": m["sampling"]["strata"],
-                    "near_dups": m["near_dups"], "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"]}
+                    "near_dups": m["near_dups"], "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"],
+                    "review_rows": m["sheet"]["rows"], "review_left_out": m["sheet"]["left_out"]}
     print(f"[evaluate] sample of {m['sample']['docs']} docs in {m['sampling']['strata']} strata; "
           f"review sheet {m['sheet']['csv']}; report {m['report']['html']}", flush=True)
     return result
