@@ -124,7 +124,7 @@ TRAIN_MIX ?= $(RUNS)/demo/mix
 train:  # the demo's mix if `make demo` wrote it, else small shards of the fixture (dataflow.trainset.demo)
 	@mix=$(TRAIN_MIX); if [ ! -f $$mix/manifest.json ]; then mix=$(RUNS)/train/demo-mix; \
 	  test -f $$mix/manifest.json || $(PY) -m dataflow.trainset.demo --corpus $(FIXTURE)/docs.jsonl --out $$mix; fi; \
-	echo "training on $$mix"; $(PY) -m trainer.train --config conf/train/tiny.yaml --set data.root=$$mix
+	echo "training on $$mix"; $(PY) -m trainer.train --config conf/train/tiny.yaml --set data.root=$$mix $(if $(RUN_NAME),--run-name $(RUN_NAME),)
 
 # ---------------------------------------------------------------- the two commands
 demo: $(VENV)/.setup-done
@@ -145,7 +145,7 @@ test: $(VENV)/.setup-done
 test-all: $(VENV)/.setup-done
 	@test -f $(FIXTURE)/docs.jsonl || $(MAKE) data
 	@test -f $(MODELS)/langid.bin || $(MAKE) models
-	$(PY) -m pytest $(PYTEST_ARGS)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-40} $(PY) -m pytest $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- benchmarks (peers run in their own venv)
 bench-peer-venv: .venv-peer/.done
