@@ -76,6 +76,25 @@ def runtime(tmp_path_factory) -> Path:
     return py
 
 
+def test_cluster_up_on_a_busy_port_fails_fast_naming_it(tmp_path):
+    """Spark would move the master to the next port and leave the workers waiting on this one for minutes."""
+    import time
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        t0 = time.time()
+        r = subprocess.run([sys.executable, "-m", "tools.cluster", "up", "--dir", str(tmp_path / "c"), "--port",
+                            str(port), "--webui-port", str(free_port()), "--workers", "1"], cwd=ROOT, env=env(),
+                           capture_output=True, text=True, timeout=120)
+        elapsed = time.time() - t0
+    assert r.returncode != 0
+    assert f"port {port}" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert elapsed < 20, elapsed
+    assert not (tmp_path / "c" / "cluster.json").exists()   # nothing was started
+
+
 def test_dist_zip_imports_dataflow_without_checkout(dist_zip, runtime, tmp_path):
     z = tmp_path / "elsewhere.zip"
     shutil.copy(dist_zip, z)
@@ -136,14 +155,21 @@ def test_standalone_cluster_runs_printed_lines(cluster, dist_zip, runtime, chain
     made = make("pipeline", f"INPUT={chain_input}", f"OUTPUT={remote}", "PRINT_SUBMIT=1", f"OVERRIDES={' '.join(overrides)}")
     assert made.stdout == printed.stdout
     script.write_text(made.stdout)
-    commands = [l for l in script.read_text().splitlines() if l and not l.startswith("#")]
-    assert len(commands) == len(STAGES) and all(shlex.split(c)[0].endswith("spark-submit") for c in commands)
-    for c in commands:
-        argv = shlex.split(c)
+    lines = script.read_text().splitlines()
+    assert lines[0] == "set -euo pipefail"
+    commands = [shlex.split(l) for l in lines if not l.startswith("#") and l.split(" ")[0].endswith("spark-submit")]
+    assert len(commands) == len(STAGES)
+    for argv in commands:
         assert argv[argv.index("--master") + 1] == cluster["master"]
         assert f"spark.pyspark.python={runtime}" in argv
-        done = subprocess.run(["bash", "-c", c], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=1800)
-        assert done.returncode == 0, c + "\n" + done.stdout[-2000:] + done.stderr[-4000:]
+    # the script as printed, from another directory
+    done = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert not [l for l in done.stderr.splitlines() if " INFO " in f" {l} "], done.stderr[-2000:]
+    # `make cluster-up`'s spark-defaults.conf: this master and the quiet log4j2 file on the driver's command line
+    defaults = (cluster["dir"] / "conf" / "spark-defaults.conf").read_text().splitlines()
+    assert f"spark.master {cluster['master']}" in defaults
+    assert f"spark.driver.extraJavaOptions -Dlog4j2.configurationFile={(ROOT / 'conf/log4j2.properties').as_uri()}" in defaults
 
     # the five applications ran on the cluster's executors, not in a local driver
     with urllib.request.urlopen(f"{cluster['webui']}/json/", timeout=10) as resp:

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_s3 import BUCKET, keys_under, s3  # noqa: F401 (s3: the moto server fixture)
 
+from dataflow.core.preflight import PreflightError, check_classpath, check_jvm
 from dataflow.pipeline.chain import is_current, plan
 from dataflow.pipeline.conf import load_conf
 from dataflow.stages import table
@@ -146,7 +148,8 @@ def test_print_submit_lines(tmp_path):
     job is pointed at their names in the container; a stage that writes from the driver (DE) stays in client
     mode and gets the chain's earlier outputs; the driver runs the interpreter the configuration names, never a
     path that exists only inside an archive of the executors."""
-    lines = print_submit("--input", "s3a://bucket/crawl", "--output", "s3a://bucket/run")
+    lines = print_submit("--input", "s3a://bucket/crawl", "--output", "s3a://bucket/run",
+                         "--set", "pipeline.cluster.python=./runtime/bin/python")
     subs = [l for l in lines if l.split(" ")[0].endswith("spark-submit")]
     cfg = load_conf()
     assert [l.split("jobs/stage.py ")[1].split(" ")[0] for l in subs] == table.names()
@@ -154,18 +157,21 @@ def test_print_submit_lines(tmp_path):
     for line, st in zip(subs, table.stages()):
         d = table.chain_dir(st)
         assert f"--master {cfg['pipeline']['cluster']['master']}" in line
-        assert "--py-files dist/ziya2_dataflow.zip" in line
+        assert f"--py-files {ROOT}/dist/ziya2_dataflow.zip" in line
         assert f"jobs/stage.py {st.name} --input {prev} --output s3a://bucket/run/{d}" in line
         mode = "client" if st.driver_writes else "cluster"
         assert f"--deploy-mode {mode}" in line
-        assert ("--files conf/pipeline.yaml" in line) == (mode == "cluster"), line
+        assert (f"--files {ROOT}/conf/pipeline.yaml" in line) == (mode == "cluster"), line
         assert line.endswith(f"--upstream {' '.join(earlier)}") == st.uses_upstream, line
         prev = f"s3a://bucket/run/{d}"
         earlier.append(prev)
     [dp] = [l for l in subs if "jobs/stage.py preprocess" in l]
-    assert "build/models/langid.bin" in dp and "--set preprocess.langid_model=langid.bin" in dp
+    assert f"{ROOT}/build/models/langid.bin" in dp and "--set preprocess.langid_model=langid.bin" in dp
     [de] = [l for l in subs if "jobs/stage.py evaluate" in l]
     assert f"spark.pyspark.driver.python={sys.executable}" in de and "./venv" not in de
+    # cluster-mode drivers run the executors' interpreter from the configuration, never this machine's
+    assert all("spark.pyspark.python=./runtime/bin/python" in l for l in subs)
+    assert all(f"spark.pyspark.driver.python={sys.executable}" not in l for l in subs if "--deploy-mode cluster" in l)
 
 
 def test_print_submit_ships_model_dirs_flat(tmp_path):
@@ -181,6 +187,7 @@ def test_print_submit_ships_model_dirs_flat(tmp_path):
         (models / name).write_bytes(name.encode() * 10)
     dist = tmp_path / "dist-models"
     lines = print_submit("--input", "s3a://b/in", "--output", "s3a://b/run", "--set", f"score.model_dir={models}",
+                         "--set", "pipeline.cluster.python=/usr/bin/python3",
                          "--set", f"pipeline.cluster.models_dist={dist}", "--set", f"pipeline.cluster.zip_python={sys.executable}")
     [pack] = [l for l in lines if "zipfile" in l]
     r = subprocess.run(["bash", "-c", pack], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -203,3 +210,64 @@ def test_print_submit_client_mode_runs_local_paths(tmp_path):
     assert f"--input {ROOT / 'build/corpus/out/fixture/docs.jsonl'} --output {tmp_path / 'run' / '10-preprocess'}" in subs[0]
     assert all(f"spark.pyspark.driver.python={sys.executable}" in l for l in subs)
     assert not any("pipeline.cluster" in l for l in subs)   # the stage jobs never read the pipeline section
+
+
+RECIPE = 'README.md, "Object storage and HDFS"'
+
+
+def one_error_line(r: subprocess.CompletedProcess) -> str:
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-3000:]
+    return lines[0]
+
+
+def test_preflight_s3a_output_without_connector_fails_fast(s3, small_input):  # noqa: F811 (the fixture)
+    """Spark has no s3a FileSystem here (no hadoop-aws): a job and the chain stop before any work, in one line
+    that names the scheme, the connector and the recipe, and leave nothing in the bucket (no `_attempt-*`).
+    Fast is measured as the child's CPU seconds (< 10; on a quiet machine its wall time is about the same):
+    this machine's load, not the check, decides the wall time, and a stage run to its end costs far more."""
+    import resource
+
+    for prefix, argv in (("job/", ["-m", "jobs.stage", "preprocess"]), ("chain/", ["-m", "jobs.pipeline"])):
+        out = f"s3a://{BUCKET}/preflight/{prefix}run"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = subprocess.run([sys.executable, *argv, "--input", str(small_input), "--output", out,
+                            "--set", "spark.master=local[2]"], cwd=ROOT, env=env(), capture_output=True, text=True,
+                           timeout=120)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        line = one_error_line(r)
+        assert line.startswith(f"error: {out}") and "s3a://" in line, line
+        assert "hadoop-aws" in line and "aws-java-sdk-bundle" in line and RECIPE in line, line
+        assert cpu < 10, f"{prefix}: {cpu:.1f} CPU s"
+    assert keys_under(s3, "preflight/") == []
+
+
+def test_preflight_hdfs_input_is_one_line(small_input, tmp_path):
+    """pyarrow's hdfs:// needs libhdfs and a JVM library, absent here: one line instead of 88 `dlopen` ones."""
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "jobs.stage", "preprocess", "--input", "hdfs://127.0.0.1:9/crawl",
+                        "--output", str(out)], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    line = one_error_line(r)
+    assert line.startswith("error: hdfs://127.0.0.1:9/crawl") and "libjvm" in line, line
+    assert "HADOOP_CONF_DIR" in line and "libhdfs" in line and RECIPE in line, line
+    assert not out.exists()
+
+
+def test_preflight_asks_the_started_jvm(spark, tmp_path):
+    """After the JVM starts, Hadoop itself resolves each scheme: pyspark's jars hold the HDFS client, not s3a."""
+    check_jvm(spark, ["hdfs://namenode:8020/crawl", str(tmp_path)])
+    hadoop = spark._jvm.org.apache.hadoop.util.VersionInfo.getVersion()
+    with pytest.raises(PreflightError) as e:
+        check_jvm(spark, [str(tmp_path), "s3://bucket/run"])
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("s3a://bucket/run: Spark has no Hadoop FileSystem for s3a://"), msg
+    assert "S3AFileSystem" in msg and f"hadoop-aws {hadoop}" in msg and RECIPE in msg, msg
+
+
+def test_preflight_leaves_added_jars_to_the_jvm():
+    """Jars that arrive as the JVM starts (--packages) cannot be seen in advance: the classpath check defers."""
+    check_classpath(["s3a://bucket/run"], {"spark.jars.packages": "org.apache.hadoop:hadoop-aws:3.5.0"})
+    check_classpath(["s3a://bucket/run"], {"spark.hadoop.fs.s3a.impl": "org.example.S3"})
+    with pytest.raises(PreflightError, match="s3a://bucket/run: Spark has no Hadoop FileSystem for s3a://"):
+        check_classpath(["s3a://bucket/run"], {})

@@ -90,7 +90,8 @@ def test_a_stage_of_the_test_runs_in_the_chain_and_print_submit(spark, small_jso
     assert json.loads((wc / "stats.json").read_text())["wall_s"] == st["wall_s"]
 
     # --print-submit: the test's stage between DP and AS, fed by DP, through the one generic entry
-    lines = [l for l in submit_lines(str(ROOT / "conf/pipeline.yaml"), ["wordcount.min_words=60"],
+    lines = [l for l in submit_lines(str(ROOT / "conf/pipeline.yaml"),
+                                     ["wordcount.min_words=60", "pipeline.cluster.python=./runtime/bin/python"],
                                      ["s3a://b/in"], "s3a://b/run") if "spark-submit" in l.split(" ")[0]]
     names = [l.split("jobs/stage.py ")[1].split(" ")[0] for l in lines]
     assert names == ["preprocess", "wordcount", "score", "filter", "dedup", "evaluate"]

@@ -14,6 +14,7 @@ Activation recomputation is not counted (MFU, not HFU). MFU = achieved FLOP/s pe
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -50,13 +51,29 @@ def device_peak_tflops(configured: float = 0.0) -> float | None:
     return None
 
 
-class MetricsLog:
-    """Rank 0 writes one JSON object per step to metrics.jsonl and mirrors scalars to TensorBoard."""
+def tensorboard_run_dir(out_dir: str | Path, run_name: str = "") -> Path:
+    """`<out_dir>/tensorboard/<run_name>/`: one folder per run, so TensorBoard shows each run as its own curve
+    (event files of two runs in one folder are drawn as one doubled-back line). No name: the start time; a
+    name already used gets the first free `-<n>` suffix, so a rerun never writes into an earlier run's folder."""
+    root = Path(out_dir) / "tensorboard"
+    name = run_name or time.strftime("%Y%m%d-%H%M%S")
+    cand, n = root / name, 1
+    while cand.exists():
+        n += 1
+        cand = root / f"{name}-{n}"
+    return cand
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, enabled: bool = True, resume: bool = False):
+
+class MetricsLog:
+    """Rank 0 writes one JSON object per step to metrics.jsonl and mirrors scalars to TensorBoard, in this run's
+    own folder (`tensorboard_run_dir`)."""
+
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, enabled: bool = True, resume: bool = False,
+                 run_name: str = ""):
         self.enabled = enabled
         self.dir = Path(out_dir)
         self.tb = None
+        self.tb_dir: Path | None = None
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +82,8 @@ class MetricsLog:
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(self.dir / "tensorboard"))
+                self.tb_dir = tensorboard_run_dir(self.dir, run_name)
+                self.tb = SummaryWriter(str(self.tb_dir))
             except ImportError:  # tensorboard is in the [train] extra; the JSONL log is always written
                 self.tb = None
 

@@ -1,7 +1,10 @@
 """Continual pretraining loop: DeepSpeed ZeRO + bf16 over the mixer's three stages, in sequence.
 
-GPU:  deepspeed --num_gpus 8 -m trainer.train --config conf/train/llama2-13b.yaml [--set optim.lr=1e-4 ...]
-CPU:  DS_ACCELERATOR=cpu python -m trainer.train --config conf/train/tiny.yaml   (gloo, one process)
+GPU:  deepspeed --num_gpus 8 --module trainer.train --config conf/train/llama2-13b.yaml [--set optim.lr=1e-4 ...]
+CPU:  python -m trainer.train --config conf/train/tiny.yaml   (gloo, one process; DS_ACCELERATOR=cpu without CUDA)
+      deepspeed --num_gpus 1 --module trainer.train --config conf/train/tiny.yaml   (the same through the launcher)
+(DeepSpeed's launcher takes `--module`, not python's `-m`.) TensorBoard events go to
+<metrics.dir>/tensorboard/<--run-name>/ (default: the start time), one folder per run.
 
 The model (trainer/model.py) knows nothing of DeepSpeed; this file wires config -> data -> model ->
 deepspeed.initialize -> loop, in pieces as torchtitan splits its trainer: `setup` (data, model, engine,
@@ -161,7 +164,7 @@ class Run:
     skipped: int = 0
 
 
-def setup(cfg: TrainConfig) -> Run:
+def setup(cfg: TrainConfig, run_name: str = "") -> Run:
     """Distributed init, every stage's shards checked, model, DeepSpeed engine, and the resumed state."""
     deepspeed = setup_distributed(cfg)
     import torch.distributed as dist
@@ -196,7 +199,8 @@ def setup(cfg: TrainConfig) -> Run:
     if client:
         run.state = {k: client[k] for k in run.state}
         run.guard.load_state_dict(client.get("guard", {}))
-    run.log = MetricsLog(cfg.metrics.dir, cfg.metrics.tensorboard, enabled=rank == 0, resume=bool(client))
+    run.log = MetricsLog(cfg.metrics.dir, cfg.metrics.tensorboard, enabled=rank == 0, resume=bool(client),
+                         run_name=run_name)
     if rank == 0:
         Path(cfg.metrics.dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.metrics.dir) / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
@@ -240,9 +244,9 @@ def save_checkpoint(run: Run) -> None:
                      "tokenizer": run.tokenizer})
 
 
-def train(cfg: TrainConfig, loss_fn=lm_loss_sum):
+def train(cfg: TrainConfig, loss_fn=lm_loss_sum, run_name: str = ""):
     """Runs the whole schedule (or resumes it); returns (summary, engine). `loss_fn` is injectable for tests."""
-    run = setup(cfg)
+    run = setup(cfg, run_name)
     state, stop, start_step = run.state, Stop(), run.state["step"]
     bar = None
     if run.rank == 0 and cfg.metrics.progress_bar:
@@ -293,6 +297,8 @@ def parse_args(argv=None):
     ap.add_argument("--config", required=True, help="train config YAML (conf/train/*.yaml)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="override a config key (YAML value), repeatable: --set optim.lr=1e-4 --set data.root=...")
+    ap.add_argument("--run-name", default="", help="TensorBoard run: events under <metrics.dir>/tensorboard/<name>/ "
+                    "(default: the start time, YYYYmmdd-HHMMSS; a name already used gets a -2, -3, ... suffix)")
     ap.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
     return ap.parse_args(argv)
 
@@ -300,7 +306,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     cfg = load_config(a.config, a.overrides)
-    summary, _ = train(cfg)
+    summary, _ = train(cfg, run_name=a.run_name)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(summary))
     return 0

@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -24,7 +27,33 @@ from dataflow.core.confschema import validate as check
 from dataflow.core.overrides import DOTTED_KEY_MAPS, _split_key, apply_overrides, load_yaml, parse_override  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONF = REPO_ROOT / "conf" / "pipeline.yaml"
+
+
+def packaged_conf_root(root: Path = REPO_ROOT) -> Path:
+    """The folder whose `conf/` holds the shipped configuration: the checkout, or, when `dataflow` is imported
+    from `make dist`'s zip (`spark-submit --py-files`: REPO_ROOT is then the zip file itself), the zip's `conf/`
+    extracted once into a private temporary folder named after the zip's content hash. The YAML's relative
+    paths (conf/rules/...) resolve against that folder like against a checkout, so a job without `--conf`
+    reads the configuration and lexicons it was shipped with."""
+    if not zipfile.is_zipfile(root):
+        return root
+    h = hashlib.sha256()
+    with open(root, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    dest = Path(tempfile.gettempdir()) / f"ziya2-conf-{h.hexdigest()[:16]}"
+    if not (dest / "conf").is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
+        with zipfile.ZipFile(root) as z:
+            z.extractall(tmp, [n for n in z.namelist() if n.startswith("conf/")])
+        try:
+            os.replace(tmp, dest)     # atomic: a concurrent job sees the whole folder or none
+        except OSError:               # another job extracted the same zip first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+DEFAULT_CONF = packaged_conf_root() / "conf" / "pipeline.yaml"
 
 
 def read_yaml(path: str | os.PathLike) -> dict:

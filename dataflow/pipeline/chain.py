@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from dataflow.core import fs
+from dataflow.core import fs, preflight
 from dataflow.core.config import REPO_ROOT, conf_hash
 from dataflow.core.contract import Stage
 from dataflow.core.runner import check_inputs, print_summary, run_stage
@@ -144,6 +144,9 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
     pcfg["runner"] = runner
     # stages run with the repository as working directory: local paths go to them absolute
     inputs, output, conf = [fs.normalize(i) for i in inputs], fs.normalize(output), fs.normalize(conf)
+    first = chain_stages(cfg)[:1]
+    if first:   # the run's schemes, through both filesystem layers: before planning lists the input
+        preflight.before_jvm(first[0], cfg, inputs, output)
     steps = plan(cfg, inputs, output, only)
     if runner == "session":
         for step in steps:   # model and lexicon files of every stage: before the JVM starts
@@ -166,6 +169,7 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
             # the stage's driver checks before its work (the first one's before the JVM starts)
             check_inputs(step["stage"], cfg, step["inputs"], step["output"])
             spark = spark or get_session(cfg, app_name="ziya2-pipeline", verbose=verbose)
+            preflight.after_jvm(step["stage"], spark, step["inputs"], step["output"])
             try:
                 stats = run_stage(step["stage"], spark, cfg, step["inputs"], step["output"],
                                   upstream=step["upstream"], progress=not verbose)

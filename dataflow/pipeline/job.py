@@ -3,7 +3,8 @@ the table `python -m jobs.stage NAME` / `spark-submit jobs/stage.py NAME`.
 
 Every stage accepts `--input IN [IN ...] --output OUT [--conf conf/pipeline.yaml] [--set key.path=value ...]`
 plus the options it declares (`contract.Option`). The configuration is validated and the files it names are
-checked before the SparkSession starts; the console shows one progress line and one summary line per stage
+checked before the SparkSession starts, and so is every input and output scheme (`core.preflight`, again with
+the JVM before the attempt begins); the console shows one progress line and one summary line per stage
 (`--verbose`: Spark's own logs and bars). The work itself is `core.runner.run_stage`.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dataflow.core import preflight
 from dataflow.core.cli import main_guard, stage_argparser
 from dataflow.core.contract import Stage
 from dataflow.core.runner import check_inputs, print_summary, run_stage
@@ -47,8 +49,10 @@ def run(stage: Stage | str, argv: list[str] | None = None, prog: str | None = No
     if not args.input or not args.output:
         ap.error("--input and --output are required")
     require_files(conf, stage.required_files)           # then the inputs: all refused before a JVM starts
+    preflight.before_jvm(stage, conf, args.input, args.output)   # both filesystem layers reach every scheme
     check_inputs(stage, conf, args.input, args.output, allow_incomplete=args.allow_incomplete)
     spark = get_session(conf, app_name=f"ziya2-{stage.name}", verbose=args.verbose)
+    preflight.after_jvm(stage, spark, args.input, args.output)   # before the attempt creates anything
     stats = run_stage(stage, spark, conf, args.input, args.output, upstream=getattr(args, "upstream", None) or (),
                       options=vars(args), allow_incomplete=args.allow_incomplete, partitions=args.partitions,
                       progress=not args.verbose)

@@ -26,7 +26,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--runner", choices=["session", "python", "spark-submit"], default=None,
                     help="how stages run (default: pipeline.runner): all in one SparkSession here, or each its own "
                          "process")
-    ap.add_argument("--verbose", "-v", action="store_true", help="Spark's own log lines and progress bars")
+    ap.add_argument("--verbose", "-v", action="store_true", help="Spark's own log lines and progress bars (with --print-submit: in the printed lines too)")
     ap.add_argument("--print-submit", action="store_true",
                     help="print the chain's shell lines for a cluster (pipeline.cluster) instead of running")
     return ap
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     if a.print_submit:
-        print("\n".join(submit_lines(a.conf, a.overrides, a.input, a.output)))
+        print("\n".join(submit_lines(a.conf, a.overrides, a.input, a.output, verbose=a.verbose)))
         return 0
     return run_chain(a.conf, a.overrides, a.input, a.output, force=a.force, only=a.stages, runner=a.runner,
                      verbose=a.verbose)

@@ -10,6 +10,12 @@ Master and workers run `spark-class org.apache.spark.deploy.master.Master` / `..
 distribution of pyspark ships bin/spark-class but not sbin/start-master.sh). `up` returns once every worker has
 registered with the master (read from the master's /json status page); DIR/cluster.json records the master URL
 and process ids, and `down` stops exactly those processes. Logs: DIR/master.log, DIR/worker-<i>.log.
+
+A busy port fails at once, naming it: Spark itself would move the master to the next free port and leave the
+workers knocking at the one asked for, so `up` checks both ports before it starts the master and then that the
+master bound the port asked for. DIR/conf/spark-defaults.conf (for `SPARK_CONF_DIR=DIR/conf`) names the master
+and puts conf/log4j2.properties on the driver JVM's command line, so a plain `spark-submit` there shows
+errors only, like the printed lines.
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ from pathlib import Path
 
 import pyspark
 
+from dataflow.core.spark import LOG4J2
+
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 STATE = "cluster.json"
 DAEMON_MEMORY = "256m"        # master/worker JVM heap (Spark's default 1g; they only schedule here)
@@ -37,6 +45,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something listens on (or holds) the port: binding it is the test the master's own bind makes."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(ports: dict[str, int]) -> None:
+    busy = [f"{what} port {p}" for what, p in ports.items() if port_in_use(p)]
+    if busy:
+        raise SystemExit(f"[cluster] {' and '.join(busy)} on 127.0.0.1 already in use; stop what holds it or choose "
+                         f"another (make cluster-up CLUSTER_PORT=... CLUSTER_UI=...; --port/--webui-port)")
+
+
+def write_defaults(d: Path, master: str) -> Path:
+    """DIR/conf/spark-defaults.conf: this cluster's master and the quiet log4j2 file for the driver JVM."""
+    conf = d / "conf"
+    conf.mkdir(parents=True, exist_ok=True)
+    p = conf / "spark-defaults.conf"
+    p.write_text(f"spark.master {master}\n"
+                 f"spark.driver.extraJavaOptions -Dlog4j2.configurationFile={LOG4J2.as_uri()}\n")
+    return p
 
 
 def _env(d: Path) -> dict:
@@ -90,6 +125,7 @@ def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: st
             print(f"[cluster] already up: {st['master']} (make cluster-down first to restart)")
             return st
         down(d)
+    check_ports({"master": port, "web UI": webui_port})
     d.mkdir(parents=True, exist_ok=True)
     env = _env(d)
     master, webui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui_port}"
@@ -103,6 +139,11 @@ def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: st
             down(d)
             raise SystemExit(f"[cluster] the master did not start; see {d / 'master.log'}")
         time.sleep(POLL_S)
+    bound = (master_status(webui) or {}).get("url")
+    if bound != master:   # taken between the check and the bind: Spark moved on to another port
+        down(d)
+        raise SystemExit(f"[cluster] port {port} was taken: the master bound {bound} instead of {master}; choose "
+                         f"another (make cluster-up CLUSTER_PORT=...)")
     for i in range(1, workers + 1):
         wdir = d / f"worker-{i}"
         (wdir / "work").mkdir(parents=True, exist_ok=True)
@@ -121,7 +162,9 @@ def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: st
             down(d)
             raise SystemExit(f"[cluster] {len(alive)} of {workers} workers registered; see {d}/worker-*.log")
         time.sleep(POLL_S)
-    print(f"[cluster] up: {master} ({workers} workers x {cores} core, {memory}; UI {webui}; state {d / STATE})")
+    defaults = write_defaults(d, master)
+    print(f"[cluster] up: {master} ({workers} workers x {cores} core, {memory}; UI {webui}; state {d / STATE}; "
+          f"SPARK_CONF_DIR={defaults.parent} for its spark-defaults.conf)")
     return st
 
 
