@@ -149,3 +149,25 @@ def test_a_file_no_reader_takes_is_a_row_not_a_silence(tmp_path, corpus_docs):
     assert len(rows) == seen == 7 + 2
     skipped = sorted(r["meta"]["rel_path"] for r in rows if r["reason"] == "skipped:unknown_format")
     assert skipped == ["notes.html", "sub/dump.csv"]
+
+
+def test_progress_measures_the_whole_stage(spark, corpus_docs, tmp_path):
+    """#26: the progress line counts the stage's input, not Spark's sub-stages: DP by the bytes of the read units
+    its ledger recorded, a Parquet stage by the records read out of its footers' rows, with an ETA from that share."""
+    from dataflow.core.progress import read_work, work_line
+
+    led = ingest.Ledger(str(tmp_path / "_seen"))
+    files = [ingest.InputFile(str(tmp_path / f"f{i}.warc.gz"), "warc", 1000, str(tmp_path)) for i in range(4)]
+    w = led.work(files)
+    assert w.done() == (0, 0) and work_line("preprocess", w, 10.0) is None
+    led.record([{"path": files[0].path, "lo": 0, "hi": 1000, "seen": 30, "rows": 30}])
+    text = work_line("preprocess", w, 10.0)
+    assert w.done() == (1000, 30) and "30 records" in text and "1.0 kB of 4.0 kB" in text
+    assert "3 rec/s" in text and "ETA 0:30" in text          # a quarter done in 10 s: 30 s to go
+    rows = [{"id": f"d{i}", "source": "s", "url": None, "text": d["text"], "lang": d["lang"], "lang_score": 0.9,
+             "meta": {}, "source_type": "web"} for i, d in enumerate(corpus_docs[:50])]
+    write_docs(spark, rows, tmp_path / "in")
+    rw = read_work(spark, parquet_rows([str(tmp_path / "in")]))
+    spark.read.parquet(str(tmp_path / "in")).count()     # Spark reads the input once...
+    spark.read.parquet(str(tmp_path / "in")).collect()   # ...and again: the share never passes the input
+    assert rw.total == 50 and rw.done()[0] == 50 and "50 of 50 records" in work_line("score", rw, 5.0)

@@ -47,6 +47,9 @@ class StageContext:
     # reader over raw files sets it (`ingest.Ledger`), else the runner counts the rows the Parquet footers of
     # `input_paths` declare
     seen: Callable[[], int] | None = None
+    # how much of the input is done, for the progress line (`core.progress.Work`); the runner measures a Parquet
+    # input's records itself, a reader over raw files sets it
+    work: Any = None
 
     @property
     def cfg(self) -> dict:

@@ -3,11 +3,14 @@
 A daemon thread polls Spark's own status store (the one behind the web UI, kept whether or not the UI
 runs; no listener of ours) every `interval` seconds and prints
 
-    [filter] 12/40 tasks  4,210 records  18.3 MB read  1,020 rec/s  elapsed 0:04  ETA 0:10
+    [filter] 4,210 of 12,000 records  1,020 rec/s  elapsed 0:04  ETA 0:08
 
 on one line (rewritten in place on a terminal; a new line at most every `log_every` seconds otherwise).
-Records and bytes are what the running Spark stages have read so far; the ETA extrapolates the finished
-share of their tasks. Nothing is printed for a stage that ends before the first poll.
+The measure is the whole stage's, not Spark's sub-stages': a stage tells the runner what its input holds
+(`Work`: the rows its Parquet footers declare, or the bytes of the raw files DP lists) and how much of it
+is done (the records Spark has read since the stage began, or the read units DP's ledger has recorded), and
+the ETA extrapolates that share. Without a measure, the line falls back to the running tasks. Nothing is
+printed for a stage that ends before the first poll.
 """
 from __future__ import annotations
 
@@ -56,6 +59,54 @@ def snapshot(spark) -> dict:
         return out
 
 
+class Work:
+    """How much of a stage's input is done: `total` units (records or bytes, named by `unit`), and `done()` ->
+    (units done, records done) polled from the driver."""
+
+    def __init__(self, total: int, unit: str, done):
+        self.total, self.unit, self.done = int(total), unit, done
+
+
+def read_work(spark, total_rows: int) -> Work:
+    """A Parquet-input stage: the records its Spark stages have read since now, out of the footers' rows (a
+    frame read twice counts once: the share is capped at the input)."""
+    base = _read_so_far(spark)
+
+    def done():
+        n = min(max(0, _read_so_far(spark) - base), total_rows)
+        return n, n
+
+    return Work(total_rows, "records", done)
+
+
+def _read_so_far(spark) -> int:
+    try:
+        sc = spark.sparkContext
+        # every stage, any status: stageList(statuses=null, details, withSummaries, quantiles, taskStatuses)
+        stages = sc._jsc.sc().statusStore().stageList(None, False, False, sc._gateway.new_array(sc._jvm.double, 0),
+                                                      None)
+        return sum(int(stages.apply(i).inputRecords()) for i in range(stages.size()))
+    except Exception:  # noqa: BLE001 - a JVM API we do not know: no measure, the task line instead
+        return 0
+
+
+def work_line(stage: str, work: Work, elapsed: float) -> str | None:
+    done, records = work.done()
+    if not done:
+        return None
+    parts = [f"[{stage}]"]
+    if work.unit == "records":
+        parts.append(f"{done:,} of {work.total:,} records")
+    else:
+        parts.append(f"{records:,} records  {_size(done)} of {_size(work.total)}")
+    if records and elapsed > 0:
+        parts.append(f"{records / elapsed:,.0f} rec/s")
+    parts.append(f"elapsed {_hms(elapsed)}")
+    if 0 < done < work.total:
+        parts.append(f"ETA {_hms(elapsed * (work.total - done) / done)}")
+    return "  ".join(parts)
+
+
 def line(stage: str, snap: dict, elapsed: float, first: dict) -> str:
     parts = [f"[{stage}]"]
     if snap["tasks"]:
@@ -76,8 +127,9 @@ def line(stage: str, snap: dict, elapsed: float, first: dict) -> str:
 
 @contextlib.contextmanager
 def stage_progress(spark, stage: str, enabled: bool = True, stream=None, interval: float = POLL_S,
-                   log_every: float = LOG_EVERY_S):
-    """Print the stage's progress line while the block runs (a no-op when disabled)."""
+                   log_every: float = LOG_EVERY_S, work=None):
+    """Print the stage's progress line while the block runs (a no-op when disabled). `work() -> Work | None`
+    gives the stage's measure once its input is known (asked at each poll until it answers)."""
     if not enabled:
         yield
         return
@@ -88,17 +140,25 @@ def stage_progress(spark, stage: str, enabled: bool = True, stream=None, interva
     state = {"printed": False, "last": 0.0}
     first: dict = {}
 
+    measure: dict = {}
+
     def loop():
         while not stop.wait(interval):
             try:
+                if work is not None and "w" not in measure:
+                    w = work()
+                    if w is not None:
+                        measure["w"] = w
                 snap = snapshot(spark)
+                now = time.time()
+                text = work_line(stage, measure["w"], now - t0) if "w" in measure else None
             except Exception:
                 return
-            if not snap["tasks"]:
-                continue
-            now = time.time()
-            first.setdefault("t", now - t0)
-            text = line(stage, snap, now - t0, first)
+            if text is None:
+                if not snap["tasks"]:
+                    continue
+                first.setdefault("t", now - t0)
+                text = line(stage, snap, now - t0, first)
             if tty:
                 stream.write("\r" + text[:200].ljust(100))
                 stream.flush()

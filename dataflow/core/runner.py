@@ -12,7 +12,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 from dataflow.core.contract import Stage, StageContext
-from dataflow.core.progress import stage_progress
+from dataflow.core.progress import read_work, stage_progress
 from dataflow.core.stage import Attempt, check_overlap, parquet_rows, stage_input_paths, write_stage
 
 
@@ -39,14 +39,17 @@ def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str
     ctx = StageContext(stage=stage, spark=spark, conf=conf, inputs=inputs, output=attempt.out, attempt=attempt,
                        upstream=[str(u) for u in upstream], options=dict(options or {}),
                        allow_incomplete=allow_incomplete)
-    with stage_progress(spark, stage.name, enabled=progress):
+    with stage_progress(spark, stage.name, enabled=progress, work=lambda: ctx.work):
         df, paths = stage.read(ctx)
         ctx.input_paths = [str(p) for p in paths]
+        if ctx.seen is None:
+            # `input` is what the reader saw, never a count of the frame it returned: the raw readers' ledger,
+            # or the rows the input's Parquet footers declare (the very files the frame is read from)
+            rows = parquet_rows(ctx.input_paths)
+            ctx.seen = lambda: rows
+            ctx.work = ctx.work or read_work(spark, rows)
         result = stage.transform(df, ctx)
-        # `input` is what the reader saw, never a count of the frame it returned: the raw readers' ledger, or
-        # the rows the input's Parquet footers declare (the very files the frame was read from)
-        seen = ctx.seen or (lambda: parquet_rows(ctx.input_paths))
-        return write_stage(result, attempt.out, stage=stage.name, input_count=seen, input_paths=ctx.input_paths,
+        return write_stage(result, attempt.out, stage=stage.name, input_count=ctx.seen, input_paths=ctx.input_paths,
                            cfg=ctx.cfg, t0=t0, partitions=partitions, attempt=attempt,
                            extra_versions=tuple(stage.versions), side_files=stage.side_files)
 

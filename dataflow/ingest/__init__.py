@@ -12,6 +12,7 @@ from typing import Callable
 import pyarrow as pa
 
 from dataflow.core import fs
+from dataflow.core.progress import Work
 from dataflow.core.recipes import READER_KINDS
 from dataflow.core.stage import AccountingError
 from dataflow.core.schema import spark_schema
@@ -197,6 +198,26 @@ class Ledger:
 
     def remove(self) -> None:
         fs.delete(self.uri)
+
+    def work(self, files) -> "Work":
+        """The progress measure of a read over `files`: their bytes, done as read tasks record their units (each
+        ledger file is read once, so a poll costs a listing)."""
+        read: dict[str, tuple[int, int]] = {}
+
+        def done():
+            if fs.exists(self.uri):
+                import json
+
+                for e in fs.walk(self.uri):
+                    if e.uri not in read:
+                        try:
+                            units = json.loads(fs.read_text(e.uri))
+                        except ValueError:   # a task is still writing it: the next poll reads it
+                            continue
+                        read[e.uri] = (sum(u["hi"] - u["lo"] for u in units), sum(u["seen"] for u in units))
+            return sum(b for b, _ in read.values()), sum(n for _, n in read.values())
+
+        return Work(sum(f.size for f in files), "bytes", done)
 
 
 def _chunks(rows, batch_rows: int, batch_bytes: int):

@@ -368,6 +368,7 @@ def _read(ctx):
         return n
 
     ctx.seen = seen
+    ctx.work = ledger.work(files)
     return annotated, [f.path for f in files]
 
 
