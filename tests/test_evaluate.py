@@ -329,3 +329,17 @@ def test_sheet_and_strata_stay_bounded_with_many_input_files(spark, corpus_docs,
     assert {r["id"] for r in sheet} <= {r["id"] for r in sample}
     with open(out / "review.csv", newline="", encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == max_rows
+
+
+def test_names_from_outside_are_drawn_never_parsed():
+    """#25: a stage folder or rule named like LaTeX (`$\\frac{`) used to raise in matplotlib's mathtext and kill
+    the report; every plot draws it as text."""
+    from dataflow.stages.evaluate.report import funnel, make_plots
+
+    hostile = "$\\frac{x}{$ ^_ \\sqrt{"
+    stats = [{"stage": hostile, "input": 10, "kept": 5, "rejected_total": 5, "rejected": {hostile: 5},
+              "chars": {"input": 100, "kept": 40, "rejected": {hostile: 60}}}]
+    m = {"funnel": funnel(stats), "output": {}, "hist": {"per_decade": 10}, "stage_stats": [],
+         "rule_hits": {hostile: 3, "ok": 1}, "dup_cluster_sizes": {}}
+    plots = make_plots(m)
+    assert plots["funnel"][:8] == b"\x89PNG\r\n\x1a\n" and plots["rule_hits"][:4] == b"\x89PNG"

@@ -217,6 +217,14 @@ def plot_clusters(dist: Mapping[str, int]) -> bytes | None:
 
 
 def make_plots(m: Mapping) -> dict[str, bytes]:
+    """Every plot of the report. Labels come from outside (stage folder names, reasons, languages, rule names):
+    matplotlib's mathtext is off, so a `$` in a name is drawn as a `$`, never parsed (a LaTeX-like stage name
+    used to kill the report)."""
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return _make_plots(m)
+
+
+def _make_plots(m: Mapping) -> dict[str, bytes]:
     score = next((s for s in m.get("stage_stats", []) if s.get("stage") == "score"), None)
     rule_hits = dict(m.get("rule_hits") or {})
     per_decade = int(m["hist"].get("per_decade", 10))
