@@ -3,6 +3,8 @@ holds the raw input and receives the side files.
 
 - DP reads WARC and JSONL from `s3://bucket/...` (listed on the driver and streamed in executors through
   `dataflow.core.fs`), and keeps the same documents as a run over the same files on local disk.
+- The ids and decisions (id -> kept or reason) of that DP run are the same as the local run's (DESIGN §9).
+- The model trainers read their inputs from and write their products to `s3://` (langid, vocabulary expansion).
 - A stage attempt on an `s3://` output writes its side files (stats.json, cutoffs, examples), commits them and
   writes `_SUCCESS` last; readers refuse the output before that; the pipeline's resume state lives there too.
 
@@ -95,11 +97,25 @@ def run_dp(inp: str, out: Path) -> dict:
     return json.loads((out / "stats.json").read_text())
 
 
-def texts(stage_dir: Path, sub: str) -> list[tuple]:
+def stage_rows(stage_dir: Path, sub: str) -> list[dict]:
     import pyarrow.parquet as pq
 
-    rows = [r for f in sorted((stage_dir / sub).glob("part-*")) for r in pq.read_table(f).to_pylist()]
-    return sorted((r["url"] or "", r["text"] or "", r.get("reason") or "") for r in rows)
+    return [r for f in sorted((stage_dir / sub).glob("part-*")) for r in pq.read_table(f).to_pylist()]
+
+
+def texts(stage_dir: Path, sub: str) -> list[tuple]:
+    return sorted((r["url"] or "", r["text"] or "", r.get("reason") or "") for r in stage_rows(stage_dir, sub))
+
+
+def decisions(stage_dir: Path) -> dict[str, str]:
+    """id -> "kept" or the rejected row's reason, over both outputs of a DP run (an id seen twice fails)."""
+    out: dict[str, str] = {}
+    for sub in ("data", "rejected"):
+        for r in stage_rows(stage_dir, sub):
+            assert r["id"] not in out, (sub, r["id"])
+            out[r["id"]] = r["reason"] if sub == "rejected" else "kept"
+            assert out[r["id"]], r   # a rejected row always names its reason
+    return out
 
 
 def test_dp_ingests_from_s3(s3, raw_input, tmp_path):
@@ -120,6 +136,13 @@ def test_dp_ingests_from_s3(s3, raw_input, tmp_path):
     assert (remote["kept"], remote["rejected"]) == (local["kept"], local["rejected"])
     assert remote["kept"] + remote["rejected_total"] == remote["input"]
     assert texts(tmp_path / "remote", "data") == texts(tmp_path / "local", "data")
+    # DESIGN §9: ids hash the WARC-Record-ID, else source + path relative to the input root + offset, so the
+    # same files under a local folder and under s3://bucket/crawl give the same id and the same decision each
+    local_d, remote_d = decisions(tmp_path / "local"), decisions(tmp_path / "remote")
+    assert remote_d == local_d
+    assert len(local_d) == n_jsonl + n_pages
+    assert sum(v == "kept" for v in local_d.values()) == local["kept"] > 0
+    assert any(v != "kept" for v in local_d.values())      # the rejections are compared too, not only kept rows
     assert any(p.startswith(f"s3://{BUCKET}/crawl") or p.startswith(f"s3a://{BUCKET}/crawl") for p in remote["inputs"])
 
 
@@ -319,4 +342,98 @@ def test_train_tokenizer_writes_its_model_to_s3(s3, s3_spark, corpus_docs, tmp_p
     assert sp.decode(sp.encode(line)) == line
     assert rep["model"] == f"s3://{BUCKET}/models/tok/tokenizer.model"
     assert json.loads(_object(s3, "models/tok/vocab_report.json"))["sample_docs"] == len(docs)
+    _no_local_s3_dir(tmp_path, ROOT)
+
+
+def test_train_langid_reads_and_writes_s3(s3, tmp_path, monkeypatch):
+    """jobs.train_langid with its catalogues in the bucket and OUT = s3://...: the model, its report and the
+    markdown table land in the bucket, and the model is byte for byte the one a run from and into local
+    folders trains (seeded, one thread); it loads back from the bucket and names the languages it was given."""
+    from dataflow.models.langid.model import load_model, predict
+
+    monkeypatch.chdir(tmp_path)
+    rows = [json.loads(line) for line in
+            (ROOT / "build/corpus/out/langid/samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    some = [r for r in rows if r["lang"] in ("en", "zh", "it", "es", "ru")][::4]
+    body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in some)
+    s3.put_object(Bucket=BUCKET, Key="cat/samples.jsonl", Body=body.encode("utf-8"))
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "samples.jsonl").write_text(body, encoding="utf-8")
+    sets = ["--set", "preprocess.langid_train.epoch=2", "--set", "preprocess.langid_train.bucket=20000",
+            "--set", "preprocess.langid_train.min_lang_chars=1000"]
+
+    def job(*args: str) -> str:
+        # a fresh process, as `make models` runs it (fastText diverges in-process in a long test session,
+        # dataflow/models/refclass.py); the AWS_* variables of the `s3` fixture reach it through the environment
+        r = subprocess.run([sys.executable, "-m", "jobs.train_langid", *args, *sets], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r.stdout
+
+    out = job("--catalogues", f"s3://{BUCKET}/cat", "--output", f"s3://{BUCKET}/models/langid.bin",
+              "--markdown", f"s3://{BUCKET}/models/langid.md")
+    assert f"s3://{BUCKET}/models/langid.bin" in out
+    job("--catalogues", str(tmp_path / "cat"), "--output", str(tmp_path / "langid.bin"))
+    local = json.loads((tmp_path / "langid.bin.json").read_text(encoding="utf-8"))
+
+    assert keys_under(s3, "models/langid") == ["models/langid.bin", "models/langid.bin.json", "models/langid.md"]
+    model_bytes = _object(s3, "models/langid.bin")
+    assert model_bytes == (tmp_path / "langid.bin").read_bytes() and len(model_bytes) > 0
+    report = json.loads(_object(s3, "models/langid.bin.json"))
+    assert report["labels"] == ["en", "es", "it", "ru", "zh"] == local["labels"]
+    assert report["holdout"] == local["holdout"]
+    assert "| en |" in _object(s3, "models/langid.md").decode("utf-8")
+    (tmp_path / "back.bin").write_bytes(model_bytes)
+    model = load_model(str(tmp_path / "back.bin"))
+    zh = next(r["text"] for r in some if r["lang"] == "zh" and len(r["text"]) > 20)
+    assert predict(model, zh)[0] == "zh"
+    _no_local_s3_dir(tmp_path, ROOT)
+
+
+def test_expand_vocab_reads_base_and_writes_to_s3(s3, s3_spark, corpus_docs, tmp_path, monkeypatch):
+    """jobs.expand_vocab with --base and --output on s3://: the expanded model, init_map.json and the report
+    land in the bucket; loaded back, the old ids are unchanged, the added characters are the corpus's most
+    frequent Han characters the base lacks (counted here) and each encodes as one new id."""
+    import sentencepiece as spm
+    from collections import Counter
+
+    from dataflow.pipeline.commands import expand_vocab
+
+    monkeypatch.chdir(tmp_path)
+    # a base that knows English only (byte fallback for everything else), so every Han character is missing
+    en = [line for d in corpus_docs if d["source"] == "dict-devil" for line in d["text"].split("\n") if line.strip()]
+    (tmp_path / "en.txt").write_text("\n".join(en) + "\n", encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "en.txt"), model_prefix=str(tmp_path / "base"),
+                                   vocab_size=400, model_type="bpe", byte_fallback=True, character_coverage=1.0,
+                                   num_threads=1, minloglevel=2)
+    base_bytes = (tmp_path / "base.model").read_bytes()
+    s3.put_object(Bucket=BUCKET, Key="models/base/tokenizer.model", Body=base_bytes)
+    zh = [d for d in corpus_docs if d["lang"].startswith("zh")][:20]
+    (tmp_path / "zh.jsonl").write_text("".join(json.dumps({"id": d["id"], "text": d["text"]}, ensure_ascii=False)
+                                               + "\n" for d in zh), encoding="utf-8")
+    n = 30
+    rep = expand_vocab(["--base", f"s3://{BUCKET}/models/base/tokenizer.model", "--input", str(tmp_path / "zh.jsonl"),
+                        "--output", f"s3://{BUCKET}/models/zh", "--set", f"tokenizer.expand.num_chars={n}",
+                        "--set", "tokenizer.expand.min_count=1"])
+
+    assert keys_under(s3, "models/zh/") == ["models/zh/expand_report.json", "models/zh/init_map.json",
+                                            "models/zh/tokenizer.model"]
+    base = spm.SentencePieceProcessor(model_proto=base_bytes)
+    new = spm.SentencePieceProcessor(model_proto=_object(s3, "models/zh/tokenizer.model"))
+    old = base.get_piece_size()
+    assert new.get_piece_size() == old + n == rep["new_vocab_size"]
+    assert all(new.id_to_piece(i) == base.id_to_piece(i) for i in range(old))
+    # our own count: CJK Unified Ideographs (and extension A) in the texts, most frequent first, ties by code point
+    han = Counter(c for d in zh for c in d["text"] if 0x4E00 <= ord(c) <= 0x9FFF or 0x3400 <= ord(c) <= 0x4DBF)
+    expected = [c for c, _ in sorted(han.items(), key=lambda kv: (-kv[1], ord(kv[0])))][:n]
+    added = [new.id_to_piece(old + k) for k in range(n)]
+    assert added == expected
+    init_map = json.loads(_object(s3, "models/zh/init_map.json"))
+    assert sorted(map(int, init_map)) == list(range(old, old + n))
+    for k, ch in enumerate(added):
+        ids = new.encode(ch)
+        assert ids[-1] == old + k and all(new.id_to_piece(i) == "▁" for i in ids[:-1])
+        assert init_map[str(old + k)] == [i for i in base.encode(ch) if base.id_to_piece(i) != "▁"]
+    report = json.loads(_object(s3, "models/zh/expand_report.json"))
+    assert report["base_model"] == f"s3://{BUCKET}/models/base/tokenizer.model" and report["added"] == n
     _no_local_s3_dir(tmp_path, ROOT)

@@ -22,10 +22,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from dataflow.core import fs
+from dataflow.core import fs, fsio
 from dataflow.core.confschema import Count, File, Float, Int, List, Prob, Str, optional_section
 
 LABEL_REF = "__label__ref"
@@ -134,9 +133,9 @@ model.save_model(p["out"])
 """ % DIVERGED
 
 
-def _train_child(args: dict, out: Path) -> bool:
-    """Train in a fresh interpreter; False when fastText diverged."""
-    r = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({"args": args, "out": str(out)})],
+def _train_child(args: dict, out: str) -> bool:
+    """Train in a fresh interpreter into the local file `out`; False when fastText diverged."""
+    r = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({"args": args, "out": out})],
                        capture_output=True, text=True)
     if r.returncode == DIVERGED:
         return False
@@ -145,27 +144,26 @@ def _train_child(args: dict, out: Path) -> bool:
     return True
 
 
-def fit(train: list[tuple[str, str]], tc: Mapping, out: Path):
-    """Write the fastText model to `out` (seeded shuffle, one thread: the same data give the same model);
-    returns (model, learning rate used)."""
+def fit(train: list[tuple[str, str]], tc: Mapping, out: str):
+    """Write the fastText model to `out`, a path or any URI (seeded shuffle, one thread: the same data give the
+    same model); returns (model, learning rate used). fastText reads and writes local files only: the training
+    file and the model live in a private temporary directory, and the model is streamed to `out` through fs."""
     rows = sorted((f"{label} {text}" for label, text in train),
                   key=lambda r: hashlib.sha1(f"{tc['seed']}\x1f{r}".encode("utf-8")).digest())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8", dir=out.parent) as tf:
-        tf.write("\n".join(rows) + "\n")
-        name = tf.name
     lr = float(tc["lr"])
-    args = {"input": name, "dim": int(tc["dim"]), "minn": int(tc["minn"]), "maxn": int(tc["maxn"]),
-            "wordNgrams": int(tc["word_ngrams"]), "epoch": int(tc["epoch"]), "bucket": int(tc["bucket"]),
-            "loss": "softmax", "thread": 1, "seed": int(tc["seed"]), "verbose": 0}
-    try:
+    with tempfile.TemporaryDirectory(prefix="ziya2-refclass-") as work:
+        name, local = os.path.join(work, "train.txt"), os.path.join(work, "model.bin")
+        fs.write_text(name, "\n".join(rows) + "\n")
+        args = {"input": name, "dim": int(tc["dim"]), "minn": int(tc["minn"]), "maxn": int(tc["maxn"]),
+                "wordNgrams": int(tc["word_ngrams"]), "epoch": int(tc["epoch"]), "bucket": int(tc["bucket"]),
+                "loss": "softmax", "thread": 1, "seed": int(tc["seed"]), "verbose": 0}
         for _ in range(MAX_HALVINGS + 1):
-            if _train_child({**args, "lr": lr}, out):
-                return load_model(str(out)), lr
+            if _train_child({**args, "lr": lr}, local):
+                model = load_model(local)
+                fsio.from_local(local, fs.normalize(str(out)))
+                return model, lr
             print(f"refclass: fastText diverged (NaN) at lr {lr}; retrying at {lr / 2}", file=sys.stderr)
             lr /= 2
-    finally:
-        os.unlink(name)
     raise RuntimeError(f"refclass: fastText diverged (NaN) down to lr {lr * 2}; "
                        "lower score.ref_train.lr or check the training data")
 
@@ -225,14 +223,15 @@ def evaluate(model, heldout: list, max_chunks: int, threshold: float = 0.5) -> d
 
 
 def train(corpus: str | None, output: str, cfg: Mapping) -> dict:
-    """Select, split, fit, evaluate; writes the model and `<output>.json`. `cfg` is the `score` section."""
+    """Select, split, fit, evaluate; writes the model and `<output>.json` to `output` (a path or any URI) through
+    fs. `cfg` is the `score` section."""
     tc = cfg["ref_train"]
     data = dataset(corpus, tc)
     labels = {lb for lb, _ in data["train"]}
     if labels != {LABEL_REF, LABEL_OTHER}:
         raise ValueError(f"refclass: training data needs both classes, got {sorted(labels)} "
                          f"(documents per class {data['docs']}); check score.ref_train positives/negatives")
-    out = Path(output)
+    out = fs.normalize(str(output))
     model, lr_used = fit(data["train"], tc, out)
     report = {"lr_used": lr_used, "labels": [LABEL_REF, LABEL_OTHER], "documents": data["docs"], "overlap_left_out": data["overlap"],
               "train_chunks": {lb: sum(1 for x, _ in data["train"] if x == lb) for lb in (LABEL_REF, LABEL_OTHER)},
@@ -240,7 +239,7 @@ def train(corpus: str | None, output: str, cfg: Mapping) -> dict:
                                     for lb in (LABEL_REF, LABEL_OTHER)},
               "heldout": evaluate(model, data["heldout"], int(cfg["ref_max_chunks"])),
               "corpus": str(corpus) if corpus else None, "config": dict(tc)}
-    Path(str(out) + ".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    fs.write_text(out + ".json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 

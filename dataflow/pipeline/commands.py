@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from dataflow.core import fs
 from dataflow.core.cli import dump, stage_argparser
@@ -104,7 +103,8 @@ LLaMA-2's vocabulary).
 Counts CJK characters of the input's `text` (pipeline output or JSONL; filter it to Chinese first, or pass
 --lang zh to keep rows whose `lang` is zh), appends the N most frequent characters that are not single pieces
 of the base model, and writes OUT/tokenizer.model, OUT/init_map.json (new id -> the base ids the character
-used to split into) and OUT/expand_report.json. Old ids are unchanged. Settings: `tokenizer.expand`.
+used to split into) and OUT/expand_report.json. Old ids are unchanged. --base and OUT may be paths or any URI
+(s3://...). Settings: `tokenizer.expand`.
 """
 
 
@@ -117,7 +117,7 @@ def expand_vocab(argv: list[str] | None = None) -> dict:
     cfg = load_conf(args.conf, args.overrides)
     from pyspark.sql import functions as F
 
-    if not Path(args.base).exists():
+    if not fs.exists(args.base):
         raise FileNotFoundError(f"base model {args.base} does not exist")
     ecfg = section(section(cfg, "tokenizer"), "expand")
     spark = get_session(cfg, app_name="ziya2-expand-vocab", verbose=args.verbose)
@@ -125,7 +125,7 @@ def expand_vocab(argv: list[str] | None = None) -> dict:
     if args.lang:
         lang = F.when(F.col("lang").startswith("zh-"), F.lit("zh")).otherwise(F.col("lang"))
         df = df.filter(lang == args.lang)
-    rep = expand(spark, df, Path(args.base), Path(args.output), ecfg)
+    rep = expand(spark, df, args.base, args.output, ecfg)
     print(dump(rep))
     return rep
 
@@ -137,7 +137,7 @@ TRAIN_LANGID_DOC = """Train the fastText language-ID model (`make models`, langi
         --output build/models/langid.bin [--markdown FILE]
 
 Writes the model, `<output>.json` (per-language held-out precision/recall, unknown-language check) and,
-with --markdown, the report table for docs/preprocess.md. `--assess MODEL` reports on an existing model
+with --markdown, the report table for docs/preprocess.md. Inputs and outputs may be paths or any URI (s3://...). `--assess MODEL` reports on an existing model
 (lid.176.bin / .ftz) on the same held-out split instead of training.
 """
 
@@ -188,7 +188,8 @@ corpus' docs.jsonl records with label in `score.train.labels`, minus a seeded he
 punctuation), encoded with a freshly trained SentencePiece model, and fitted with `lmplz -o 5` then
 `build_binary`. `lmplz --discount_fallback` is used only when lmplz asks for it, and the report says so.
 
-Writes OUTPUT/<lang>.sp.model, OUTPUT/<lang>.arpa.bin and OUTPUT/report.json. Needs KenLM's tools
+Writes OUTPUT/<lang>.sp.model, OUTPUT/<lang>.arpa.bin and OUTPUT/report.json (OUTPUT, --corpus and the wiki
+dumps may be paths or any URI: s3://...). Needs KenLM's tools
 (`make kenlm-tools`; found through $KENLM_BIN, score.train.kenlm_bin or PATH).
 """
 
@@ -213,8 +214,8 @@ REFCLASS_DOC = """Train the reference classifier (`make refclass`, part of `make
     python -m jobs.refclass --corpus build/corpus/out/fixture --output build/models/refclass.bin
 
 Positives and negatives come from `score.ref_train` (docs.jsonl labels/sources of --corpus, JSONL paths).
-Writes the fastText model and `<output>.json`: held-out precision/recall of the reference label per chunk and
-per document, and the mean held-out score of each class.
+Writes the fastText model and `<output>.json` (a path or any URI: s3://...): held-out precision/recall of the
+reference label per chunk and per document, and the mean held-out score of each class.
 """
 
 

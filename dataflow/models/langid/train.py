@@ -10,6 +10,9 @@ translation of a held-out string is held out in every language. A language is tr
 `min_lang_chars` of training text; the others (and `exclude_langs`) are *unknown* languages whose text checks
 that an untrained language does not pass as a kept one. Training samples are each unit (short text) and
 paragraphs of consecutive units (>= `paragraph_chars`), capped per language at `max_train_chars` (balance).
+
+Inputs are read and the model and its report written by URI through `dataflow.core.fs` (a path or s3://, ...;
+DESIGN §9); fastText itself trains on local files in a private temporary directory.
 """
 from __future__ import annotations
 
@@ -18,8 +21,9 @@ import json
 import os
 import tempfile
 from collections import Counter, defaultdict
-from pathlib import Path
+from typing import Iterator
 
+from dataflow.core import fs, fsio
 from dataflow.models.langid.model import LABEL_PREFIX, load_model, predict
 from dataflow.core.normalize import normalize
 from dataflow.core.text import CJK_RE, cjk_count
@@ -128,26 +132,33 @@ def _cap(texts: list[str], max_chars: int) -> list[str]:
     return out
 
 
+def jsonl_records(uri: str) -> Iterator[dict]:
+    """The records of a JSONL file at `uri` (any store), streamed line by line through fs."""
+    import io
+
+    if not fs.exists(uri):
+        raise FileNotFoundError(f"{uri} does not exist (run `make data`)")
+    with fs.open_stream(uri) as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
+        for ln in f:
+            if ln.strip():
+                yield json.loads(ln)
+
+
 def load_units(corpus: str | None, catalogues: str | None, lang_map: dict, form: str | None,
                require_cjk: set, domains: set, min_cjk_share: float = 0.0) -> list:
+    """Labelled units of `corpus`/docs.jsonl and `catalogues`/samples.jsonl (directories: paths or URIs)."""
     units: list = []
     if corpus:
-        path = Path(corpus) / "docs.jsonl"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist (run `make data`)")
-        with open(path, encoding="utf-8") as f:
-            units += corpus_units((json.loads(ln) for ln in f if ln.strip()), lang_map, form, domains)
+        units += corpus_units(jsonl_records(fs.join(str(corpus), "docs.jsonl")), lang_map, form, domains)
     if catalogues:
-        path = Path(catalogues) / "samples.jsonl"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist (run `make data`)")
-        with open(path, encoding="utf-8") as f:
-            units += catalogue_units((json.loads(ln) for ln in f if ln.strip()), lang_map, form)
+        units += catalogue_units(jsonl_records(fs.join(str(catalogues), "samples.jsonl")), lang_map, form)
     return clean(units, require_cjk, min_cjk_share)
 
 
-def fit(train: dict, tc: dict, out: Path):
-    """Write the fastText model to `out` (seeded, one thread: the same data give the same model)."""
+def fit(train: dict, tc: dict, out: str):
+    """Write the fastText model to `out` (a path or any URI; seeded, one thread: the same data give the same
+    model). fastText reads and writes local files only: it trains in a private temporary directory and the
+    model is streamed to `out` through fs."""
     import fasttext
 
     rows = []
@@ -155,19 +166,16 @@ def fit(train: dict, tc: dict, out: Path):
         rows += [f"{LABEL_PREFIX}{lang} {s}" for s in samples(texts, int(tc["min_sample_chars"]),
                                                              int(tc["paragraph_chars"]))]
     rows.sort(key=lambda r: hashlib.sha1(f"{tc['seed']}\x1f{r}".encode("utf-8")).digest())  # seeded shuffle
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8", dir=out.parent) as tf:
-        tf.write("\n".join(rows) + "\n")
-        train_file = tf.name
-    try:
+    with tempfile.TemporaryDirectory(prefix="ziya2-langid-") as work:
+        train_file, model_file = os.path.join(work, "train.txt"), os.path.join(work, "model.bin")
+        fs.write_text(train_file, "\n".join(rows) + "\n")
         model = fasttext.train_supervised(input=train_file, dim=int(tc["dim"]), minn=int(tc["minn"]),
                                           maxn=int(tc["maxn"]), wordNgrams=int(tc["word_ngrams"]),
                                           epoch=int(tc["epoch"]), lr=float(tc["lr"]), bucket=int(tc["bucket"]),
                                           loss=str(tc["loss"]), thread=int(tc["thread"]), seed=int(tc["seed"]),
                                           verbose=0)
-    finally:
-        os.unlink(train_file)
-    model.save_model(str(out))
+        model.save_model(model_file)
+        fsio.from_local(model_file, fs.normalize(str(out)))
     return model, len(rows)
 
 
@@ -236,7 +244,14 @@ def _data(corpus: str | None, catalogues: str | None, cfg: dict) -> dict:
 def assess(corpus: str | None, catalogues: str | None, model_path: str, cfg: dict) -> dict:
     """The held-out report for an existing model (e.g. lid.176.ftz) on the same split; `lang_map` applies."""
 
-    model, lang_map = load_model(model_path), dict(cfg.get("lang_map") or {})
+    lang_map = dict(cfg.get("lang_map") or {})
+    if fs.is_local(model_path):
+        model = load_model(fs.local_path(model_path))
+    else:   # fastText loads local files only: a private copy, read into memory, then removed
+        with tempfile.TemporaryDirectory(prefix="ziya2-langid-") as work:
+            local = os.path.join(work, fs.basename(model_path))
+            fsio.to_local([model_path], local)
+            model = load_model(local)
 
     class Mapped:  # predict() folds codes with lang_map; evaluate() calls it without one
         def predict(self, text, k=1):
@@ -248,18 +263,19 @@ def assess(corpus: str | None, catalogues: str | None, model_path: str, cfg: dic
 
 
 def train(corpus: str | None, catalogues: str | None, output: str, cfg: dict) -> dict:
-    """Load, split, fit, evaluate; writes the model and `<output>.json` (the report). `cfg` is `preprocess`."""
+    """Load, split, fit, evaluate; writes the model and `<output>.json` (the report) to `output`, a path or any
+    URI, through fs. `cfg` is `preprocess`."""
     tc = cfg["langid_train"]
     data = _data(corpus, catalogues, cfg)
     if len(data["train"]) < 2 or not any(data["holdout"].values()):
         raise ValueError(f"too few labelled languages to train on ({sorted(data['train'])})")
-    out = Path(output)
+    out = fs.normalize(str(output))
     model, n_rows = fit(data["train"], tc, out)
     ev = evaluate(model, data, tc, float(cfg["lang_threshold"]), list(cfg["keep_langs"]))
     report = {"labels": sorted(lb[len(LABEL_PREFIX):] for lb in model.get_labels()), "train_samples": n_rows,
               "train_chars": {lang: sum(map(len, t)) for lang, t in data["train"].items()},
               **ev, "sources": {"corpus": corpus, "catalogues": catalogues}, "config": tc}
-    Path(str(out) + ".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    fs.write_text(out + ".json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 

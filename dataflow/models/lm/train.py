@@ -5,20 +5,26 @@ KenLM on the pieces (`lmplz -o 5`, then `build_binary`). Writes `<lang>.sp.model
 The training text is a Wikipedia plain-text dump when `score.train.wiki.<lang>` names one (what Ziya2
 and CCNet use), otherwise the sample corpus' reference prose (`score.train.labels`), minus a seeded
 held-out share so quality checks can run on text the model never saw.
+
+Inputs (the corpus, the wiki dumps) are read and products written by URI through `dataflow.core.fs` (a path or
+s3://, ...; DESIGN §9). SentencePiece, lmplz and build_binary read and write local files only, so each language
+is trained in a private temporary directory and its products are streamed to the output from there.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import xxhash
 
+from dataflow.core import fs, fsio
+from dataflow.ingest.decode import codec_for_name, open_decoded
 from dataflow.models.lm.normalize import normalize_line, normalize_settings
 from dataflow.core.confschema import Bool, Count, Dir, File, Float, Int, List, Map, OneOf, Str, optional_section
 
@@ -51,54 +57,64 @@ def paragraph_lines(text: str, norm: dict) -> Iterator[str]:
             yield line
 
 
-def _open_text(path: Path):
-    if str(path).endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    if str(path).endswith(".zst"):
-        import io
-
-        import zstandard
-
-        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")), encoding="utf-8")
-    return open(path, encoding="utf-8")
+_CHUNK = 1 << 20   # decoded bytes read at a time from an input file
 
 
-def wiki_texts(path: Path) -> Iterator[str]:
-    """A Wikipedia dump as plain text (one paragraph per line) or JSONL with a `text` field
+def text_lines(uri: str | os.PathLike) -> Iterator[str]:
+    """The lines (without their newline) of a UTF-8 text file at `uri` (any store), decompressed by its name
+    (.gz, .zst, .bz2, .xz) through dataflow.ingest.decode, streamed."""
+    uri = str(uri)
+    with open_decoded(fs.open_stream(uri), codec_for_name(uri), cap=None) as f:
+        rest = b""
+        while True:
+            chunk = f.read(_CHUNK)
+            if not chunk:
+                break
+            *lines, rest = (rest + chunk).split(b"\n")   # b"\n" never occurs inside a UTF-8 sequence
+            for line in lines:
+                yield line.decode("utf-8")
+        if rest:
+            yield rest.decode("utf-8")
+
+
+def wiki_texts(uri: str | os.PathLike) -> Iterator[str]:
+    """A Wikipedia dump (a path or URI) as plain text (one paragraph per line) or JSONL with a `text` field
     (cc_net's cirrus dumps, wikiextractor --json)."""
-    with _open_text(path) as f:
-        for line in f:
-            if line.startswith("{"):
-                try:
-                    yield json.loads(line).get("text") or ""
-                    continue
-                except json.JSONDecodeError:
-                    pass
-            yield line
+    for line in text_lines(uri):
+        if line.startswith("{"):
+            try:
+                yield json.loads(line).get("text") or ""
+                continue
+            except json.JSONDecodeError:
+                pass
+        yield line
 
 
-def corpus_texts(docs_jsonl: Path, lang: str, labels: Iterable[str], heldout_fraction: float,
+def corpus_texts(docs_jsonl: str | os.PathLike, lang: str, labels: Iterable[str], heldout_fraction: float,
                  seed: int, counts: dict) -> Iterator[str]:
-    """Reference docs of one language from the sample corpus, minus the held-out share."""
+    """Reference docs of one language from the sample corpus (docs.jsonl, a path or URI), minus the held-out
+    share."""
     labels = set(labels)
-    with open(docs_jsonl, encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            if pipeline_lang(d.get("lang")) != lang or d.get("label") not in labels:
-                continue
-            if is_heldout(d["id"], heldout_fraction, seed):
-                counts["heldout_docs"] = counts.get("heldout_docs", 0) + 1
-                continue
-            counts["train_docs"] = counts.get("train_docs", 0) + 1
-            yield d.get("text") or ""
+    for line in text_lines(docs_jsonl):
+        if not line.strip():
+            continue
+        d = json.loads(line)
+        if pipeline_lang(d.get("lang")) != lang or d.get("label") not in labels:
+            continue
+        if is_heldout(d["id"], heldout_fraction, seed):
+            counts["heldout_docs"] = counts.get("heldout_docs", 0) + 1
+            continue
+        counts["train_docs"] = counts.get("train_docs", 0) + 1
+        yield d.get("text") or ""
 
 
-def write_normalized(texts: Iterable[str], out: Path, norm: dict) -> int:
+def write_normalized(texts: Iterable[str], out: str | os.PathLike, norm: dict) -> int:
+    """The normalised lines of `texts` into the file `out` (SentencePiece's and lmplz's local input); the lines."""
     n = 0
-    with open(out, "w", encoding="utf-8") as f:
+    with fs.open_output(str(out)) as f:
         for t in texts:
             for line in paragraph_lines(t, norm):
-                f.write(line + "\n")
+                f.write((line + "\n").encode("utf-8"))
                 n += 1
     return n
 
@@ -122,11 +138,11 @@ def encode_pieces(sp_model: Path, text_file: Path, out: Path) -> int:
 
     sp = spm.SentencePieceProcessor(model_file=str(sp_model))
     n = 0
-    with open(text_file, encoding="utf-8") as f, open(out, "w", encoding="utf-8") as o:
+    with open(text_file, encoding="utf-8") as f, fs.open_output(str(out)) as o:
         for line in f:
             pieces = sp.encode(line.rstrip("\n"), out_type=str)
             n += len(pieces)
-            o.write(" ".join(pieces) + "\n")
+            o.write((" ".join(pieces) + "\n").encode("utf-8"))
     return n
 
 
@@ -185,18 +201,31 @@ def arpa_counts(arpa: Path) -> dict:
     return out
 
 
-def train_language(lang: str, texts: Iterable[str], out_dir: Path, scfg: dict, log=print) -> dict:
-    """Normalise -> SentencePiece -> pieces -> lmplz -> build_binary for one language."""
+def portable_model(sp_model: str | os.PathLike, lang: str) -> bytes:
+    """The SentencePiece model without the local paths its trainer recorded (`trainer_spec.input` and
+    `model_prefix` name the temporary directory): the same text gives the same bytes wherever it was trained."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    with open(sp_model, "rb") as f:
+        proto.ParseFromString(f.read())
+    del proto.trainer_spec.input[:]
+    proto.trainer_spec.input.append("text.txt")
+    proto.trainer_spec.model_prefix = f"{lang}.sp"
+    return proto.SerializeToString()
+
+
+def train_language(lang: str, texts: Iterable[str], out_dir: str, scfg: dict, log=print) -> dict:
+    """Normalise -> SentencePiece -> pieces -> lmplz -> build_binary for one language, in a private temporary
+    directory; `<lang>.sp.model`, `<lang>.arpa.bin` (and with keep_arpa `<lang>.arpa`) are then written to
+    `out_dir` (a path or any URI) through fs."""
+    import sentencepiece as spm
+
     tcfg = scfg["train"]
     norm = normalize_settings(scfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    # a fixed scratch name: the SentencePiece model records its input path and prefix, so a random
-    # temporary name would make reruns differ byte for byte
-    tmp = out_dir / f".train-{lang}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"ziya2-lm-{lang}-") as work:
+        tmp = Path(work)
         text_file = tmp / "text.txt"
         n_lines = write_normalized(texts, text_file, norm)
         if n_lines == 0:
@@ -208,36 +237,36 @@ def train_language(lang: str, texts: Iterable[str], out_dir: Path, scfg: dict, l
         fallback = run_lmplz(pieces_file, arpa, tcfg, tmp, log=log)
         counts = arpa_counts(arpa)
         build_binary(arpa, tmp / f"{lang}.arpa.bin", tcfg)
-        shutil.move(str(sp_model), out_dir / f"{lang}.sp.model")
-        shutil.move(str(tmp / f"{lang}.arpa.bin"), out_dir / f"{lang}.arpa.bin")
+        model = portable_model(sp_model, lang)
+        fs.write_bytes(fs.join(out_dir, f"{lang}.sp.model"), model)
+        fsio.from_local(str(tmp / f"{lang}.arpa.bin"), fs.join(out_dir, f"{lang}.arpa.bin"))
         if tcfg.get("keep_arpa"):
-            shutil.move(str(arpa), out_dir / f"{lang}.arpa")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    import sentencepiece as spm
-
-    vocab = spm.SentencePieceProcessor(model_file=str(out_dir / f"{lang}.sp.model")).get_piece_size()
+            fsio.from_local(str(arpa), fs.join(out_dir, f"{lang}.arpa"))
+    vocab = spm.SentencePieceProcessor(model_proto=model).get_piece_size()
     return {"lines": n_lines, "pieces": n_pieces, "sp_vocab": vocab, "order": int(tcfg["order"]),
             "ngrams": counts, "discount_fallback": fallback, "train_s": round(time.time() - t0, 1),
-            "sp_model": str(out_dir / f"{lang}.sp.model"), "lm": str(out_dir / f"{lang}.arpa.bin")}
+            "sp_model": fs.join(out_dir, f"{lang}.sp.model"), "lm": fs.join(out_dir, f"{lang}.arpa.bin")}
 
 
-def train_all(corpus: str | Path, out: str | Path, scfg: dict, langs: Iterable[str] | None = None) -> dict:
+def train_all(corpus: str | os.PathLike, out: str | os.PathLike, scfg: dict,
+              langs: Iterable[str] | None = None) -> dict:
     """jobs.train_lm: for each language, train on `score.train.wiki.<lang>` when set, else on the corpus'
     docs.jsonl records with a label in `score.train.labels` minus the seeded held-out share. Writes
-    OUT/<lang>.sp.model, OUT/<lang>.arpa.bin and OUT/report.json; returns the report."""
-    tcfg, out, docs = scfg["train"], Path(out), Path(corpus) / "docs.jsonl"
+    OUT/<lang>.sp.model, OUT/<lang>.arpa.bin and OUT/report.json (OUT, the corpus and the dumps: paths or
+    any URI); returns the report."""
+    tcfg, out = scfg["train"], fs.normalize(str(out))
+    docs = fs.join(fs.normalize(str(corpus)), "docs.jsonl")
     report = {"corpus": str(corpus), "normalize": scfg.get("normalize"), "langs": {}}
     t0 = time.time()
     for lang in langs or scfg["langs"]:
         wiki = (tcfg.get("wiki") or {}).get(lang)
         counts: dict = {}
         if wiki:
-            if not Path(wiki).exists():
+            if not fs.exists(str(wiki)):
                 raise FileNotFoundError(f"score.train.wiki.{lang} = {wiki} does not exist")
-            texts, source = wiki_texts(Path(wiki)), f"wiki:{wiki}"
+            texts, source = wiki_texts(wiki), f"wiki:{wiki}"
         else:
-            if not docs.exists():
+            if not fs.exists(docs):
                 raise FileNotFoundError(f"{docs} does not exist (run `make data`)")
             texts = corpus_texts(docs, lang, tcfg["labels"], float(tcfg["heldout_fraction"]), int(tcfg["seed"]), counts)
             source = f"corpus:{docs} labels={list(tcfg['labels'])}"
@@ -250,8 +279,8 @@ def train_all(corpus: str | Path, out: str | Path, scfg: dict, langs: Iterable[s
         print(f"[train_lm] {lang}: {info['lines']} lines, {info['pieces']} pieces, vocab {info['sp_vocab']}, "
               f"ngrams {info['ngrams']}, discount_fallback={info['discount_fallback']}, {info['train_s']} s", flush=True)
     report["wall_s"] = round(time.time() - t0, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"[train_lm] wrote {out}/report.json", flush=True)
+    fs.write_text(fs.join(out, "report.json"), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print(f"[train_lm] wrote {fs.join(out, 'report.json')}", flush=True)
     return report
 
 

@@ -8,10 +8,11 @@ averages to initialise the new embedding rows. Old ids keep their pieces, so old
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from dataflow.core import fs
 from dataflow.core.text import HAN_RE
 from dataflow.core.confschema import Count, Float, optional_section
 
@@ -62,30 +63,30 @@ def base_ids(sp, ch: str) -> list[int]:
     return ids
 
 
-def expand_model(base_model: Path, chars: Sequence[str], score: float) -> tuple[bytes, dict[int, list[int]]]:
-    """Append `chars` as NORMAL pieces; return the new serialized model and the init map."""
+def expand_model(base: bytes, chars: Sequence[str], score: float) -> tuple[bytes, dict[int, list[int]]]:
+    """Append `chars` as NORMAL pieces to the serialized base model; return the new serialized model and the
+    init map."""
     import sentencepiece as spm
     from sentencepiece import sentencepiece_model_pb2 as pb
 
-    data = Path(base_model).read_bytes()
-    base = spm.SentencePieceProcessor(model_proto=data)
+    sp = spm.SentencePieceProcessor(model_proto=base)
     proto = pb.ModelProto()
-    proto.ParseFromString(data)
+    proto.ParseFromString(base)
     first = len(proto.pieces)
     init_map = {}
     for i, ch in enumerate(chars):
         p = proto.pieces.add()
         p.piece, p.score, p.type = ch, score, pb.ModelProto.SentencePiece.NORMAL
-        init_map[first + i] = base_ids(base, ch)
+        init_map[first + i] = base_ids(sp, ch)
     proto.trainer_spec.vocab_size = len(proto.pieces)
     return proto.SerializeToString(), init_map
 
 
-def check_expansion(base_model: Path, new_model: bytes, chars: Sequence[str]) -> None:
+def check_expansion(base_model: bytes, new_model: bytes, chars: Sequence[str]) -> None:
     """The promises the trainer relies on; a violation stops the job before anything is written."""
     import sentencepiece as spm
 
-    base = spm.SentencePieceProcessor(model_file=str(base_model))
+    base = spm.SentencePieceProcessor(model_proto=base_model)
     new = spm.SentencePieceProcessor(model_proto=new_model)
     n = base.get_piece_size()
     for i in range(n):
@@ -96,29 +97,31 @@ def check_expansion(base_model: Path, new_model: bytes, chars: Sequence[str]) ->
             raise AssertionError(f"added character {ch!r} does not encode as the single id {n + k}")
 
 
-def expand(spark, df, base_model: Path, out_dir: Path, ecfg: Mapping) -> dict:
-    """Count, select, append, check, write `tokenizer.model`, `init_map.json` and `expand_report.json`."""
+def expand(spark, df, base_model: str | os.PathLike, out_dir: str | os.PathLike, ecfg: Mapping) -> dict:
+    """Count, select, append, check, write `tokenizer.model`, `init_map.json` and `expand_report.json`. The base
+    model is read and the products are written by URI (paths or s3://, ...) through fs: the model proto is
+    edited in memory, so no local file is needed."""
     import sentencepiece as spm
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = spm.SentencePieceProcessor(model_file=str(base_model))
+    base_uri, out_dir = fs.normalize(str(base_model)), fs.normalize(str(out_dir))
+    data = fs.read_bytes(base_uri)
+    base = spm.SentencePieceProcessor(model_proto=data)
     counts = count_chars(df, ecfg)
     chars = select_new_chars(counts, base, int(ecfg["num_chars"]))
-    model, init_map = expand_model(base_model, chars, float(ecfg["new_piece_score"]))
-    check_expansion(base_model, model, chars)
-    (out_dir / "tokenizer.model").write_bytes(model)
-    (out_dir / "init_map.json").write_text(json.dumps({str(k): v for k, v in init_map.items()}) + "\n")
+    model, init_map = expand_model(data, chars, float(ecfg["new_piece_score"]))
+    check_expansion(data, model, chars)
+    fs.write_bytes(fs.join(out_dir, "tokenizer.model"), model)
+    fs.write_text(fs.join(out_dir, "init_map.json"), json.dumps({str(k): v for k, v in init_map.items()}) + "\n")
     freq = dict(counts)
     total = sum(freq.values())
     covered_before = sum(v for ch, v in counts if base.piece_to_id(ch) != base.unk_id())
-    report = {"base_model": str(base_model), "base_vocab_size": base.get_piece_size(),
+    report = {"base_model": base_uri, "base_vocab_size": base.get_piece_size(),
               "new_vocab_size": base.get_piece_size() + len(chars), "added": len(chars),
               "requested": int(ecfg["num_chars"]), "distinct_cjk_chars": len(counts), "cjk_char_occurrences": total,
               "occurrence_share_single_piece_before": round(covered_before / max(1, total), 6),
               "occurrence_share_single_piece_after": round((covered_before + sum(freq[c] for c in chars)) / max(1, total), 6),
               "first_added": chars[:20]}
-    (out_dir / "expand_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    fs.write_text(fs.join(out_dir, "expand_report.json"), json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
