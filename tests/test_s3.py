@@ -9,7 +9,7 @@ holds the raw input and receives the side files.
   writes `_SUCCESS` last; readers refuse the output before that; the pipeline's resume state lives there too.
 
 Spark's own Parquet writes to `s3a://` need Hadoop's s3a connector jars (hadoop-aws), which cannot be
-installed here, so DP's data/ goes to local disk in this test (README: "Object storage").
+installed here, so DP's data/ goes to local disk in this test (README: "Object storage and HDFS").
 """
 from __future__ import annotations
 
