@@ -724,3 +724,67 @@ def test_cjk_ratio_still_counts_english_prose_navigation_and_rows_beside_code(T)
     assert code_spans(T.en_toc) == [] and code_spans(rows) == []
     assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + T.en_toc, "zh") is not None
     assert check("zh.cjk_ratio", T.zh_short_lines[0] + "\n" + rows + "\n\n" + code, "zh") is not None
+
+
+# ------------------------------------------------------------------ the shared per-document analysis (#27 item 4)
+def _naive_repeated(ws, n):
+    """datatrove find_all_duplicate written out over tuples of words (the rule's original loop)."""
+    seen, repeated, i = set(), 0, 0
+    while i < len(ws) - n + 1:
+        gram = tuple(ws[i:i + n])
+        if gram in seen:
+            repeated += sum(map(len, gram))
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return repeated
+
+
+def test_ngram_ids_are_exact_and_the_counts_match_the_plain_loops(T):
+    from collections import Counter
+
+    from dataflow.stages.filter.rules.ngrams import most_common, repeated_chars
+
+    # real texts with repeats at every scale: Moby Dick, a paragraph said three times, a poem page, a word list
+    texts = [(T.moby, "en"), (T.moby_paras[0] + " " + " ".join([T.moby_paras[1]] * 3), "en"), (T.poem, "zh"),
+             ("\n".join(T.zh_lines[:2] * 4), "zh"), (T.words_list[:3000], "en")]
+    checked = 0
+    for text, lang in texts:
+        doc = Doc(text, lang)
+        ws, lens = doc.non_symbol_words, doc.non_symbol_lens
+        for n in range(1, 11):
+            grams = [tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)]
+            ids = doc.gram_ids(n).tolist()
+            assert len(ids) == len(grams)
+            # equal ids exactly where the n-grams are equal
+            assert len(set(zip(ids, grams))) == len(set(grams)) == len(set(ids))
+            got = repeated_chars(doc.gram_ids(n), lens[n:n + len(ids)] - lens[:len(ids)], n)
+            assert got == _naive_repeated(ws, n)
+            if grams:
+                gram, c = Counter(grams).most_common(1)[0]
+                first, c2 = most_common(doc.gram_ids(n))
+                assert (tuple(ws[first:first + n]), c2) == (gram, c)
+                checked += c > 1
+    assert checked > 10          # the texts do repeat n-grams, so the comparison is not vacuous
+
+
+def test_a_sentence_lexicon_rule_finds_terms_only_where_the_document_has_them(T):
+    # the per-document search that spares the per-sentence ones: a sentence with two terms in a document fires,
+    # the same document without them is searched once and no sentence fires
+    name = "content.gambling_sentence"
+    unit = T.moby_sentence[:-1] + ", " + " and ".join(EN_TERMS["gambling"][:2]) + "."
+    doc = Doc(T.moby + "\n" + unit, "en")
+    assert REGISTRY[name].fn(unit, doc, params(name)) is not None
+    clean = Doc(T.moby, "en")
+    assert all(REGISTRY[name].fn(s, clean, params(name)) is None for ln in T.moby_paras for s in split_sentences(ln))
+
+
+def test_zh_line_word_counts_equal_jieba_on_each_line(T):
+    # c4.min_words counts a zh line's words from the document's one jieba pass: the same as segmenting the line
+    text = "\n".join(T.zh_lines[:20] + T.zh_short_lines[:20]) + "\n" + T.poem
+    doc = Doc(text, "zh")
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    assert len(lines) > 30
+    for ln in lines:
+        assert doc.line_word_counts[ln] == sum(1 for w in words(ln, "zh") if any(ch.isalnum() for ch in w))

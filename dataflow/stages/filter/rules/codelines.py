@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from dataflow.core.text import han_count
+from dataflow.core.text import has_han
 from dataflow.stages.filter.rules.text import is_table_row
 
 # atomic groups and token-bound starts keep every pattern linear in the line (a minified or base64 line)
@@ -103,7 +103,7 @@ def code_spans(text: str) -> list[tuple[int, int]]:
         pos = end + 1
         if not line.strip():
             continue
-        if han_count(line) or _prose(line):
+        if has_han(line) or _prose(line):
             close()
             continue
         run.append((start, end, _syntax(line)))

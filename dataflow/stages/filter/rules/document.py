@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import numpy as np
+
 from dataflow.core.confschema import Float, Int, List, Map, Str
 from dataflow.core.confschema import File
 from dataflow.stages.filter.rules.base import ANY_LANG, PerLang, Rule, per_lang
 from dataflow.stages.filter.rules.codelines import code_spans
-from dataflow.stages.filter.rules.lexicon import lexicon_path, matcher
-from dataflow.core.text import han_count
+from dataflow.stages.filter.rules.lexicon import lexicon_hits, lexicon_path
+from dataflow.stages.filter.rules.ngrams import most_common, repeated_chars
+from dataflow.core.text import has_han
 from dataflow.stages.filter.rules.text import split_sentences
 
 EN, ZH, EN_ZH, ALL = ("en",), ("zh",), ("en", "zh"), (ANY_LANG,)
@@ -89,7 +92,7 @@ def alpha_words(doc, p):
     ws = doc.non_symbol_words
     if not ws:
         return "no words"
-    r = sum(any(c.isalpha() for c in w) for w in ws) / len(ws)
+    r = sum(c for w, c in Counter(ws).items() if any(ch.isalpha() for ch in w)) / len(ws)   # each distinct word once
     return f"alpha words {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
@@ -150,39 +153,37 @@ def _ngram_sep(lang):
 # measures the n-gram joined with spaces, equal for whitespace-separated words but inflated for split
 # punctuation ('" /etc / shadow "' is 17 characters for the 13 of "/etc/shadow").
 def top_ngram(doc, p):
-    (ws, spans), total = doc.non_symbol, len(doc.text)
+    total = len(doc.text)
     if not total:
         return None
+    ws = doc.non_symbol_words
     for n, frac in sorted((int(k), float(v)) for k, v in per_lang(p["max_frac"], doc.lang).items()):
         if len(ws) < n:
             continue
-        grams = list(zip(*(ws[i:] for i in range(n))))
-        gram, c = Counter(grams).most_common(1)[0]
+        ids = doc.gram_ids(n)
+        first, c = most_common(ids)
         if c < 2:
             continue    # deviation: an n-gram seen once is no repetition (datatrove rejects "Hello world" here)
-        covered = sum(spans[i + n - 1][1] - spans[i][0] for i, g in enumerate(grams) if g == gram)
+        spans = doc.non_symbol[1]
+        at = np.flatnonzero(ids == ids[first]).tolist()
+        covered = sum(spans[i + n - 1][1] - spans[i][0] for i in at)
         r = covered / total
         if r > frac:
-            return f"top {n}-gram {_ngram_sep(doc.lang).join(gram)!r} x{c}: {r:.3f} > {frac}"
+            return f"top {n}-gram {_ngram_sep(doc.lang).join(ws[first:first + n])!r} x{c}: {r:.3f} > {frac}"
     return None
 
 
 def dup_ngram(doc, p):
     # datatrove find_all_duplicate: non-overlapping repeats, each counted as the characters of its words
     # without the spaces between them, over len(text). deviation: the non-symbol words (as above).
-    ws, total = doc.non_symbol_words, len(doc.text)
+    total = len(doc.text)
     if not total:
         return None
+    lens = doc.non_symbol_lens
     for n, frac in sorted((int(k), float(v)) for k, v in per_lang(p["max_frac"], doc.lang).items()):
-        seen, repeated, i, last = set(), 0, 0, len(ws) - n + 1
-        while i < last:
-            gram = tuple(ws[i:i + n])
-            if gram in seen:
-                repeated += sum(map(len, gram))   # datatrove: len("".join(words)), the words' own characters
-                i += n          # skip the repeat, so overlapping repeats are not counted twice
-            else:
-                seen.add(gram)
-                i += 1
+        ids = doc.gram_ids(n)
+        # datatrove: len("".join(words)), the words' own characters
+        repeated = repeated_chars(ids, lens[n:n + len(ids)] - lens[:len(ids)], n)
         r = repeated / total
         if r > frac:
             return f"duplicated {n}-grams {r:.3f} > {frac}"
@@ -276,16 +277,20 @@ def cjk_ratio(doc, p):
     # (LibreOffice, apt-get, IsUnoStruct) looked foreign. The lines of a code listing (codelines.code_spans)
     # are no natural language either: the prose of a zh page with a program in it is what is measured.
     code, k = code_spans(doc.text), 0
+    counts = Counter(doc.words)
+    if code:        # only the words outside the code lines count
+        counts = Counter()
+        for w, (a, _) in zip(doc.words, doc.word_spans):
+            while k < len(code) and code[k][1] <= a:
+                k += 1
+            if not (k < len(code) and code[k][0] <= a):
+                counts[w] += 1
     han = other = 0
-    for w, (a, _) in zip(doc.words, doc.word_spans):
-        while k < len(code) and code[k][1] <= a:
-            k += 1
-        if k < len(code) and code[k][0] <= a:
-            continue
-        if han_count(w):
-            han += 1
-        elif any(c.isalpha() for c in w):
-            other += 1
+    for w, c in counts.items():     # each distinct word classified once
+        if has_han(w):
+            han += c
+        elif any(ch.isalpha() for ch in w):
+            other += c
     r = han / (han + other) if han + other else 0.0
     return f"Chinese share of words {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
@@ -341,7 +346,7 @@ _ADDRESS_FILLER = re.compile(r"(?i)mailto:|e-?mail:?|[\s,;:|<>()\[\]\"'/-]")
 
 
 def _share(pattern: re.Pattern, text: str) -> float:
-    return sum(len(m.group(0)) for m in pattern.finditer(text)) / len(text) if text else 0.0
+    return sum(map(len, pattern.findall(text))) / len(text) if text else 0.0     # no capturing groups: whole matches
 
 
 def url_density(doc, p):
@@ -370,7 +375,7 @@ def density(doc, p):
     path = lexicon_path(p, doc.lang)
     if not path:
         return None
-    hits = matcher(path, doc.lang).findall(doc.text)
+    hits = lexicon_hits(doc, path)
     if len(hits) < p["min_hits"]:
         return None
     r = sum(map(len, hits)) / len(doc.text)

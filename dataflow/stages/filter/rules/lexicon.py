@@ -40,3 +40,10 @@ def matcher(path: str, lang: str) -> re.Pattern:
 def lexicon_path(params: dict, lang: str) -> str | None:
     """The lexicon file of a content rule for this language (params['lexicons'][lang]), if any."""
     return (params.get("lexicons") or {}).get(lang)
+
+
+def lexicon_hits(doc, path: str) -> list[str]:
+    """Every hit of the lexicon at `path` in the whole document, found once per document: the density rule
+    measures them, and a sentence rule needs no per-sentence search in a document with none. A term never
+    spans a sentence break (a break is punctuation, and the boundaries around it are the same in the line)."""
+    return doc.memo(("lexicon", path), lambda: matcher(path, doc.lang).findall(doc.text))

@@ -29,14 +29,16 @@ def terminal_punct(unit, doc, p):
 
 def min_words(unit, doc, p):
     if doc.lang == "zh":
-        n = sum(1 for w in words(unit, "zh") if any(ch.isalnum() for ch in w))
+        n = doc.line_word_counts.get(unit)     # the document's jieba words, counted per line once
+        if n is None:                           # a unit that is no line of the document
+            n = sum(1 for w in words(unit, "zh") if any(ch.isalnum() for ch in w))
     else:
         n = len(unit.split())
     return f"{n} words < {p['min_words']}" if n < p["min_words"] else None
 
 
 def max_word_length(unit, doc, p):
-    longest = max((len(w) for w in unit.split()), default=0)
+    longest = max(map(len, unit.split()), default=0)
     return f"token of {longest} chars > {p['max_chars']}" if longest > p["max_chars"] else None
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 from dataflow.core.confschema import Int, List, Map, Str
 from dataflow.core.confschema import File
 from dataflow.stages.filter.rules.base import Rule
-from dataflow.stages.filter.rules.lexicon import lexicon_path, matcher
+from dataflow.stages.filter.rules.lexicon import lexicon_hits, lexicon_path, matcher
 
 EN_ZH = ("en", "zh")
 
@@ -18,6 +18,8 @@ def _lexicon_sentence(unit, doc, p):
     path = lexicon_path(p, doc.lang)
     if not path:
         return None
+    if p["min_distinct_hits"] >= 1 and not lexicon_hits(doc, path) and unit in doc.text:
+        return None     # no term anywhere in the document, so none in this sentence of it (one search per document)
     hits = matcher(path, doc.lang).findall(unit)
     distinct = {h.lower() for h in hits}
     # one stray word ("kill", "bet") in literature is not harmful content; several distinct terms are

@@ -10,8 +10,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import cached_property, lru_cache
+from itertools import compress
+
+import numpy as np
 
 from dataflow.core.text import CJK_RANGES, char_class
+from dataflow.stages.filter.rules.ngrams import next_gram_ids, word_ids
 
 # Punctuation that ends a line or sentence, Latin and CJK (full-width) forms. FineWeb and the
 # paragraph rules use it for "ends in terminal punctuation".
@@ -38,9 +42,10 @@ _INFIX = re.compile(r"(\.\.\.+|…|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[a-z])\.(?=[A
                     r"(?<=[^\W_])(?:---|--|-|–|—|~)(?=[^\W\d_])|(?<=[^\W_])[:<>=/](?=[^\W\d_]))")
 
 
-def _chunk_tokens(chunk: str) -> list[str]:
+@lru_cache(maxsize=1 << 16)   # a pure function of the chunk; web text repeats its punctuated chunks ("it's", "(see")
+def _chunk_tokens(chunk: str) -> tuple[str, ...]:
     if _PLAIN.fullmatch(chunk) or (_URL_OR_EMAIL.fullmatch(chunk) and (chunk[-1].isalnum() or chunk[-1] == "/")):
-        return [chunk]
+        return (chunk,)
     pre, suf = [], []
     while chunk:
         m = _PREFIX.match(chunk)
@@ -58,13 +63,17 @@ def _chunk_tokens(chunk: str) -> list[str]:
         mid = [t for t in _INFIX.split(chunk) if t]
     else:
         mid = [chunk] if chunk else []
-    return pre + mid + suf[::-1]
+    return tuple(pre + mid + suf[::-1])
 
 
 def _space_words(text: str) -> list[str]:
-    out = []
+    out: list[str] = []
+    plain = _PLAIN.fullmatch
     for chunk in text.split():
-        out += _chunk_tokens(chunk)
+        if plain(chunk):            # most chunks are one plain word: no cache lookup, no tuple
+            out.append(chunk)
+        else:
+            out += _chunk_tokens(chunk)
     return out
 
 
@@ -176,14 +185,59 @@ class Doc:
         return out
 
     @cached_property
+    def word_mask(self) -> list[bool]:
+        """True for each of `words` that is not a punctuation/symbol token (decided once per distinct token)."""
+        punct = {w: is_punct_token(w) for w in set(self.words)}
+        return [not punct[w] for w in self.words]
+
+    @cached_property
     def non_symbol(self) -> tuple[list[str], list[tuple[int, int]]]:
         """The non-symbol words and their spans."""
-        pairs = [(w, sp) for w, sp in zip(self.words, self.word_spans) if not is_punct_token(w)]
-        return [w for w, _ in pairs], [sp for _, sp in pairs]
+        return self.non_symbol_words, list(compress(self.word_spans, self.word_mask))
 
     @cached_property
     def non_symbol_words(self) -> list[str]:
-        return [w for w in self.words if not is_punct_token(w)]
+        return list(compress(self.words, self.word_mask))
+
+    @cached_property
+    def non_symbol_lens(self) -> np.ndarray:
+        """Cumulative character counts of the non-symbol words (0 first): words i..j-1 hold lens[j] - lens[i]."""
+        ws = self.non_symbol_words
+        return np.concatenate(([0], np.cumsum(np.fromiter(map(len, ws), dtype=np.int64, count=len(ws)))))
+
+    def gram_ids(self, n: int) -> np.ndarray:
+        """Ids of the non-symbol word n-grams in text order, equal exactly when the n-grams are (ngrams.py);
+        every n up to the largest asked is computed once per document."""
+        grams = self.__dict__.setdefault("_gram_ids", {})
+        if n not in grams:
+            if 1 not in grams:
+                grams[1] = word_ids(self.non_symbol_words)
+            for k in range(max(grams) + 1, n + 1):
+                grams[k] = next_gram_ids(grams[k - 1], grams[1], k)
+        return grams[n]
+
+    def memo(self, key, compute):
+        """A value derived from this document once, shared by the rules that need it (a lexicon's hits)."""
+        cache = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
+    @cached_property
+    def line_word_counts(self) -> dict[str, int]:
+        """Line (as text.split("\n") gives it) -> its words with a letter or digit. A word never crosses a line
+        (jieba segments each block between non-Han characters on its own; no token holds a newline), so the
+        document's words, split by line, are each line's own words."""
+        counts: dict[str, int] = {}
+        spans, ws, k, pos = self.word_spans, self.words, 0, 0
+        for line in self.text.split("\n"):
+            end, n = pos + len(line), 0
+            while k < len(ws) and spans[k][0] < end:
+                n += any(ch.isalnum() for ch in ws[k])
+                k += 1
+            counts.setdefault(line, n)
+            pos = end + 1
+        return counts
 
     @cached_property
     def lines(self) -> list[str]:
