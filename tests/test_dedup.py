@@ -274,13 +274,16 @@ def union_find(nodes, pairs) -> dict:
 
 
 def run_stage(spark, rows, tmp, steps, partitions, **over):
-    from dataflow.stages.dedup.stage import run
-    from dataflow.core.stage import write_stage
+    from dataflow.stages.dedup.stage import SCRATCH, run
+    from dataflow.core.stage import Attempt, write_stage
 
     cfg = load_conf(overrides=[f"dedup.steps={json.dumps(steps)}", f"dedup.shuffle_partitions={partitions}",
                                *[f"dedup.{k}={json.dumps(v)}" for k, v in over.items()]])["dedup"]
-    res = run(docs_frame(spark, rows, partitions), cfg)
-    write_stage(res, tmp, stage="dedup", input_count=len(rows), cfg=cfg)
+    # as the runner does: the checkpoints go to the attempt's scratch directory on the output's filesystem
+    attempt = Attempt(tmp).begin()
+    res = run(docs_frame(spark, rows, partitions), cfg, scratch=attempt.path(SCRATCH))
+    write_stage(res, tmp, stage="dedup", input_count=len(rows), cfg=cfg, attempt=attempt)
+    assert sorted(p.name for p in tmp.iterdir()) == ["_SUCCESS", "data", "rejected", "stats.json"]  # no scratch left
     stats = json.loads((tmp / "stats.json").read_text())
     rej = {r["id"]: r.asDict() for r in spark.read.parquet(str(tmp / "rejected"))
            .select("id", "reason", "dup_of", "detail").collect()}
@@ -307,7 +310,15 @@ def test_accounting_and_columns(default_steps, planted):
     assert "simhash" in kept.columns and kept.where("simhash is null and length(text) > 200").count() == 0
     kept_ids = {r["id"] for r in kept.select("id").collect()}
     assert not kept_ids & set(rej) and len(kept_ids) + len(rej) == len(rows)
-    assert all(r["dup_of"] in kept_ids for r in rej.values())     # every representative survives
+    # every removal leads to a surviving record: `dup_of` itself, or, where that was removed in turn, the
+    # record `detail` names as kept in its place, which is where the test's own walk along `dup_of` ends
+    for i, r in rej.items():
+        end, hops = r["dup_of"], 0
+        while end in rej and hops < 100:
+            end, hops = rej[end]["dup_of"], hops + 1
+        assert end in kept_ids, i
+        if r["dup_of"] not in kept_ids:
+            assert r["detail"].endswith(f"; kept in its place: {end}"), (i, r["detail"])
     u = stats["extra"]["url"]
     assert u["bloom_false_positives_measured"] == 0 and u["with_url"] == len(rows)
 
@@ -358,8 +369,65 @@ def test_recall_per_class_and_merge_precision(default_steps, planted):
 
 
 def step_rep(r) -> str:
-    """The representative the step itself chose (named in `detail`; `dup_of` follows later steps)."""
-    return r["detail"].rsplit("representative ", 1)[1]
+    """The representative the step itself chose (named in `detail`, before the chain and the kept record)."""
+    return r["detail"].split("representative ", 1)[1].split(";", 1)[0]
+
+
+def test_every_fuzzy_removal_passed_its_check_against_dup_of(default_steps, planted):
+    """Auditable removals (DESIGN §9): the test recomputes, from the two texts, the similarity of every fuzzy
+    removal and its `dup_of`; each must pass the step's own check (shingle Jaccard at the step's threshold,
+    and for SimHash the Hamming distance too), not merely share a cluster through a chain."""
+    _, rej, _ = default_steps
+    rows, _ = planted
+    text = {r["id"]: r["text"] for r in rows}
+    checked = {"dedup:simhash": 0, "dedup:minhash": 0}
+    for i, r in rej.items():
+        if r["reason"] not in checked:
+            continue
+        c = CFG[r["reason"].split(":")[1]]
+        j = jaccard(shingles(text[i], c["char_ngram"], c["word_ngram"], ZH),
+                    shingles(text[r["dup_of"]], c["char_ngram"], c["word_ngram"], ZH))
+        if r["reason"] == "dedup:simhash":
+            assert hamming64(record_simhash(text[i], c, CTX), record_simhash(text[r["dup_of"]], c, CTX)) <= c["max_distance"]
+            assert j >= c["verify_jaccard"], (i, r["dup_of"], j)
+        else:
+            assert j >= c["jaccard"], (i, r["dup_of"], j)
+        checked[r["reason"]] += 1
+    assert min(checked.values()) > 0, checked
+
+
+def _replace_words(words: list[str], start: int, n: int, tag: str) -> list[str]:
+    return words[:start] + [f"{tag}{k}" for k in range(n)] + words[start + n:]
+
+
+def test_chain_removal_names_the_record_it_was_checked_against(spark, corpus_docs, tmp_path):
+    """A ~ B ~ C with A and C below the threshold (the test measures all three Jaccards itself): C shares
+    a cluster with A only through B, so C's `dup_of` is B and its detail records the chain C ~ B ~ A."""
+    c = CFG["minhash"]
+    src = next(d for d in corpus_docs if d["lang"] == "en" and 160 <= len(d["text"].split()) <= 400)
+    words = src["text"].split()
+    n = len(words)
+    b_words = _replace_words(words, n // 4, n // 8, "bee")
+    c_words = _replace_words(b_words, n // 2 + n // 8, n // 8, "sea")
+    texts = {"chain-a": " ".join(words), "chain-b": " ".join(b_words), "chain-c": " ".join(c_words)}
+
+    def jac(x, y):
+        return jaccard(shingles(texts[x], c["char_ngram"], c["word_ngram"], ZH),
+                       shingles(texts[y], c["char_ngram"], c["word_ngram"], ZH))
+
+    assert jac("chain-a", "chain-b") >= c["jaccard"] and jac("chain-b", "chain-c") >= c["jaccard"]
+    assert jac("chain-a", "chain-c") < c["jaccard"]
+    others = [r for r in base_rows(corpus_docs) if r["source"] != src["source"]][:40]
+    rows = others + [{**others[0], "id": k, "url": None, "text": t, "lang": "en",
+                      "meta": {"warc_date": f"2024-0{1 + m}-01T00:00:00Z"}}
+                     for m, (k, t) in enumerate(sorted(texts.items()))]
+    _, rej, kept = run_stage(spark, rows, tmp_path / "out", ["minhash"], 2)
+    assert {"chain-b", "chain-c"} <= set(rej) and "chain-a" not in rej
+    assert rej["chain-b"]["dup_of"] == "chain-a"
+    assert rej["chain-c"]["dup_of"] == "chain-b"
+    assert step_rep(rej["chain-c"]) == "chain-a"
+    assert "checked along chain-c ~ chain-b ~ chain-a (2 links)" in rej["chain-c"]["detail"]
+    assert rej["chain-c"]["detail"].endswith("; kept in its place: chain-a")
 
 
 def _survivors(rows, rej, steps):

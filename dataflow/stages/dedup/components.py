@@ -9,8 +9,15 @@ itself as the node label makes the component minimum the representative, with no
 """
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
+
+from dataflow.core import fs
 
 ORDER = "_order"
 SEP = "\x00"
@@ -23,15 +30,19 @@ class Context:
 
     zh_fold: OpenCC configs applied to every text holding a Han character before hashing (dataflow.core.text);
     char_share: the spaceless-script share above which a text is shingled by characters;
-    partitions: partitions for the steps that repartition (url)."""
+    partitions: partitions for the steps that repartition (url);
+    scratch: where the steps' intermediate results are checkpointed (`checkpoint`): a directory on the
+    output's filesystem inside the stage's attempt, removed by the stage once its outputs are written; None
+    for direct calls (see `checkpoint`)."""
     zh_fold: tuple[str, ...] = ()
     char_share: float = 0.3
     partitions: int = 0
+    scratch: str | None = None
 
     @classmethod
-    def from_conf(cls, cfg: dict, partitions: int = 0) -> "Context":
+    def from_conf(cls, cfg: dict, partitions: int = 0, scratch: str | None = None) -> "Context":
         """cfg = the `dedup` section (DE builds the same context from it, so both measure alike)."""
-        return cls(tuple(cfg.get("zh_fold") or ()), float(cfg["char_script_share"]), partitions)
+        return cls(tuple(cfg.get("zh_fold") or ()), float(cfg["char_script_share"]), partitions, scratch)
 
 
 def with_order(df, date_keys: Iterable[str]):
@@ -50,20 +61,37 @@ def order_id(col):
     return F.substring_index(F.col(col) if isinstance(col, str) else col, SEP, -1)
 
 
-def checkpoint(df):
-    """Materialize once and cut the lineage (iterative joins otherwise grow the plan every round)."""
-    return df.localCheckpoint(eager=True)
+def checkpoint(df, scratch: str | None = None):
+    """Materialize once so every later use reads the same decisions, and cut the lineage (iterative joins
+    otherwise grow the plan every round, doubling it in connected components). The frame is written as
+    Parquet to a new directory under `scratch` and read back: the result lives on the output's filesystem,
+    so losing an executor loses no result (DESIGN §9; a local checkpoint would keep it on executor-local
+    disks only). Without `scratch` (a direct call: tests, DE's sample, tools, all with a local master) it goes
+    to a temporary directory of this process instead (`local_scratch`)."""
+    uri = fs.spark_uri(fs.join(scratch or local_scratch(), uuid.uuid4().hex))
+    df.write.mode("error").parquet(uri)
+    return df.sparkSession.read.parquet(uri)
 
 
-def connected_components(edges, max_iterations: int):
+@lru_cache(maxsize=1)
+def local_scratch() -> str:
+    """A temporary directory on this machine for checkpoints of direct calls, removed when the process exits.
+    Only a local master can use it (its executors share the driver's disk); the stage always passes the
+    scratch directory of its attempt."""
+    d = tempfile.mkdtemp(prefix="dedup-scratch-")
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+def connected_components(edges, max_iterations: int, scratch: str | None = None):
     """edges: DataFrame(a string, b string) of `_order` keys, any orientation. Returns DataFrame(node,
     rep) for every node that has an edge, rep = the smallest node of its component (the node itself for
-    the representative). Raises if the rounds do not converge in max_iterations."""
+    the representative). Raises if the rounds do not converge in max_iterations. scratch: see `checkpoint`."""
     from pyspark.sql import functions as F
 
     e = (edges.select(F.least("a", "b").alias("lo"), F.greatest("a", "b").alias("hi"))
          .where(F.col("lo") != F.col("hi")).distinct())
-    e = checkpoint(e)
+    e = checkpoint(e, scratch)
     prev_n = edges_in = e.count()
     if edges_in == 0:
         return e.sparkSession.createDataFrame([], "node string, rep string"), {"edges": 0, "cc_rounds": 0}
@@ -81,7 +109,7 @@ def connected_components(edges, max_iterations: int):
                  .unionByName(smins.where(F.col("hi") != F.col("m"))
                               .select("hi", F.col("m").alias("lo")))
                  .select(F.least("lo", "hi").alias("lo"), F.greatest("lo", "hi").alias("hi")).distinct())
-        small = checkpoint(small)
+        small = checkpoint(small, scratch)
         n = small.count()
         # converged when a round changes nothing: same size and no edge that was not there before
         if n == prev_n and small.join(e, ["lo", "hi"], "left_anti").limit(1).count() == 0:
@@ -98,17 +126,70 @@ def connected_components(edges, max_iterations: int):
     return labels.unionByName(roots), {"edges": edges_in, "cc_rounds": it}
 
 
-def mark_from_components(df, labels, step: str):
+CHAIN_IDS = 6   # ids a removal's detail lists of its chain of checks (the number of links is always given)
+
+
+def verified_parents(edges, labels, max_iterations: int, scratch: str | None = None):
+    """For every non-representative node of `labels`, a record it passed the step's check against
+    directly: breadth-first from each component's representative over the verified `edges` (a, b), a node
+    at distance d gets as parent its earliest neighbour at distance d - 1. So the parent is the kept
+    representative itself wherever the node was checked against it, and otherwise the first link of the
+    shortest chain of checks leading there. Returns DataFrame(node, parent, depth, chain), chain = the ids
+    from the node to the representative (at most CHAIN_IDS of them)."""
+    from pyspark.sql import functions as F
+
+    und = edges.select("a", "b").where(F.col("a") != F.col("b"))
+    und = und.unionByName(und.select(F.col("b").alias("a"), F.col("a").alias("b"))).distinct()
+    front = labels.where(F.col("node") == F.col("rep")).select(
+        "node", F.array(order_id("node")).alias("chain"))
+    seen = front.select("node")
+    found = None
+    for depth in range(1, max_iterations + 1):
+        nxt = (front.join(und, front["node"] == und["a"]).select(F.col("b").alias("node"), F.col("a").alias("parent"),
+                                                              F.col("chain").alias("_pc"))
+               .join(seen, "node", "left_anti")
+               .groupBy("node").agg(F.min(F.struct("parent", "_pc")).alias("_p"))
+               .select("node", F.col("_p.parent").alias("parent"), F.lit(depth).alias("depth"),
+                       F.slice(F.concat(F.array(order_id("node")), F.col("_p._pc")), 1, CHAIN_IDS).alias("chain")))
+        nxt = checkpoint(nxt, scratch)
+        if nxt.limit(1).count() == 0:
+            break
+        found = nxt if found is None else found.unionByName(nxt)
+        seen = checkpoint(seen.unionByName(nxt.select("node")), scratch)
+        front = nxt.select("node", "chain")
+    else:
+        raise RuntimeError(f"verified chains longer than {max_iterations} links; "
+                           f"raise max_iterations in the dedup section")
+    if found is None:
+        return labels.sparkSession.createDataFrame([], "node string, parent string, depth int, chain array<string>")
+    return found
+
+
+def mark_from_components(df, labels, step: str, parents=None):
     """Join component labels onto the step's input: a record whose rep is another record becomes a
-    duplicate (`_dup_of` = the rep's id, `_detail` names the rule and the cluster size); the rest stay."""
+    duplicate, the rest stay. With `parents` (verified_parents) `_dup_of` is the record the duplicate was
+    checked against directly, and `_detail` names the cluster's size and kept representative and, when the
+    two differ, the chain of checks from the record to it (so a reviewer can follow every link); without,
+    `_dup_of` is the representative (steps whose check is equality with it)."""
     from pyspark.sql import functions as F
 
     sizes = labels.groupBy("rep").agg(F.count(F.lit(1)).alias("_size"))
     lab = labels.join(sizes, "rep").select(F.col("node").alias(ORDER), "rep", "_size")
+    if parents is not None:
+        lab = lab.join(parents.select(F.col("node").alias(ORDER), F.col("parent").alias("_parent"),
+                                      F.col("depth").alias("_depth"), F.col("chain").alias("_chain")), ORDER, "left")
+    else:
+        lab = lab.select("*", F.col("rep").alias("_parent"), F.lit(1).alias("_depth"),
+                         F.lit(None).cast("array<string>").alias("_chain"))
     out = df.join(lab, ORDER, "left")
     dup = F.col("rep").isNotNull() & (F.col("rep") != F.col(ORDER))
-    return (out.withColumn("_dup_of", F.when(dup, order_id("rep")))
+    chained = F.col("_depth") > 1
+    chain = F.concat(F.lit("; checked along "), F.array_join("_chain", " ~ "),
+                     F.when(F.col("_depth") + 1 > F.size("_chain"), F.lit(" ~ ...")).otherwise(F.lit("")),
+                     F.lit(" ("), F.col("_depth").cast("string"), F.lit(" links)"))
+    return (out.withColumn("_dup_of", F.when(dup, order_id("_parent")))
                .withColumn("_detail", F.when(dup, F.concat(F.lit(f"{step}: cluster of "),
                                                            F.col("_size").cast("string"),
-                                                           F.lit(", representative "), order_id("rep"))))
-               .drop("rep", "_size"))
+                                                           F.lit(", representative "), order_id("rep"),
+                                                           F.when(chained, chain).otherwise(F.lit("")))))
+               .drop("rep", "_size", "_parent", "_depth", "_chain"))

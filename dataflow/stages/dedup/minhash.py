@@ -17,7 +17,8 @@ datatrove does); with `verify: signature` a member is linked when its estimated 
 signature values) with the centre reaches `jaccard`; with `verify: jaccard` when the Jaccard of the two
 records' shingle sets does, computed in the JVM on the 32-bit SHA-1 hashes of the shingles that the fingerprint
 pass kept (verify.check_pairs; equal to the exact shingle Jaccard up to hash collisions, bound in docs/dedup.md). Members that fail are checked again among themselves, up to `verify_rounds` rounds.
-Connected components then pick the earliest (date, id) per cluster.
+Connected components then pick the earliest (date, id) per cluster; a removed record's `_dup_of` is a record it
+passed the check against directly (components.verified_parents).
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ import numpy as np
 
 from dataflow.core.hashing import sha1_32, xxh3_64
 from dataflow.core.text import Shingled
-from dataflow.stages.dedup.components import ORDER, Context, checkpoint, connected_components, mark_from_components
+from dataflow.stages.dedup.components import (ORDER, Context, checkpoint, connected_components, mark_from_components,
+                                              verified_parents)
 from dataflow.stages.dedup.verify import check_pairs, ngrams, star_edges, step_sets, with_shingle_sets
 from dataflow.core.confschema import Count, Float, Int, Str, optional_section
 from dataflow.stages.dedup.step import Step
@@ -143,7 +145,7 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
         sk = df.select(ORDER, sig.alias("sig"), F.col("_mh_bands").alias("bands"))
     else:
         sk = df.select(ORDER, sketch("text").alias("m")).select(ORDER, "m.sig", "m.bands")
-    sk = sk.where(F.col("bands").isNotNull()).localCheckpoint(eager=True)
+    sk = checkpoint(sk.where(F.col("bands").isNotNull()), ctx.scratch)
     buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
     if verify == "none":
         check = lambda pairs: pairs.withColumn("ok", F.lit(True))   # noqa: E731 (every collision links)
@@ -156,12 +158,13 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
                                .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
     else:
         src = (step_sets(sets, step) if sets is not None else
-               checkpoint(with_shingle_sets(df, ORDER, *ngrams(mcfg), ctx)))
+               checkpoint(with_shingle_sets(df, ORDER, *ngrams(mcfg), ctx), ctx.scratch))
         check = lambda pairs: check_pairs(pairs, src, float(mcfg["jaccard"]))  # noqa: E731
     rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
-    edges, star = star_edges(buckets, check, rounds)
-    labels, cc = connected_components(edges, int(mcfg["max_iterations"]))
-    out = mark_from_components(df, labels, step)
+    edges, star = star_edges(buckets, check, rounds, ctx.scratch)
+    labels, cc = connected_components(edges, int(mcfg["max_iterations"]), ctx.scratch)
+    parents = verified_parents(edges, labels, int(mcfg["max_iterations"]), ctx.scratch)
+    out = mark_from_components(df, labels, step, parents)
 
     def stats(annotated) -> dict:
         n = sk.count()

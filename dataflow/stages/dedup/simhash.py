@@ -11,7 +11,8 @@ shingles (verify.py), which keeps templated short texts whose fingerprints happe
 step checks each record against its earliest close record first and stops at the first that passes
 (verify.first_match_edges, up to `verify_rounds` candidates), so a cluster of k copies costs k - 1 checks.
 DE's estimate (`similar_pairs`) checks every close pair of its small sample.
-Connected components (components.py) pick the earliest (date, id) of each cluster. SimHash similarity is
+Connected components (components.py) pick the earliest (date, id) of each cluster; a removed record's `_dup_of`
+is a record it passed the check against directly (components.verified_parents). SimHash similarity is
 not transitive, so a chain a~b~c puts a and c in one cluster, as in text-dedup's union-find.
 """
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 from dataflow.core.hashing import block_bounds, simhash64, to_signed64
 from dataflow.core.text import Shingled
-from dataflow.stages.dedup.components import ORDER, Context, checkpoint, connected_components, mark_from_components
+from dataflow.stages.dedup.components import (ORDER, Context, checkpoint, connected_components, mark_from_components,
+                                              verified_parents)
 from dataflow.stages.dedup.verify import check_pairs, first_match_edges, ngrams, step_sets, verify_pairs, with_shingle_sets
 from dataflow.core.confschema import Count, Float, Int, optional_section
 from dataflow.stages.dedup.step import Step
@@ -79,7 +81,7 @@ def similar_pairs(fp, key: str, scfg: dict, ctx: Context):
     """(candidates, pairs): the pairs within `max_distance` and, when `verify_jaccard` is set, those of
     them whose shingles overlap enough (every close pair is checked). `fp` holds `key`, `text` and the
     `simhash` column. DE's near-duplicate estimate calls this on its sample."""
-    candidates = close_pairs(fp, key, "simhash", scfg).localCheckpoint(eager=True)
+    candidates = checkpoint(close_pairs(fp, key, "simhash", scfg), ctx.scratch)
     if scfg.get("verify_jaccard") is None:
         return candidates, candidates
     sets = with_shingle_sets(fp, key, *ngrams(scfg), ctx)
@@ -95,17 +97,18 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
     if "_simhash" in df.columns:    # computed once with the other fingerprints (fingerprints.py)
         fp = df.withColumn("simhash", F.col("_simhash"))
     else:
-        fp = with_simhash(df, scfg, ctx).localCheckpoint(eager=True)
-    candidates = close_pairs(fp, ORDER, "simhash", scfg).localCheckpoint(eager=True)
+        fp = checkpoint(with_simhash(df, scfg, ctx), ctx.scratch)
+    candidates = checkpoint(close_pairs(fp, ORDER, "simhash", scfg), ctx.scratch)
     star: dict = {}
     pairs = candidates
     if scfg.get("verify_jaccard") is not None:   # checked as stars (verify.first_match_edges), not all pairs
         src = (step_sets(sets, "simhash") if sets is not None else
-               checkpoint(with_shingle_sets(fp, ORDER, *ngrams(scfg), ctx)))
+               checkpoint(with_shingle_sets(fp, ORDER, *ngrams(scfg), ctx), ctx.scratch))
         pairs, star = first_match_edges(candidates, lambda p: check_pairs(p, src, float(scfg["verify_jaccard"])),
-                                        int(scfg["verify_rounds"]))
-    labels, cc = connected_components(pairs, int(scfg["max_iterations"]))
-    out = mark_from_components(fp, labels, "simhash")
+                                        int(scfg["verify_rounds"]), ctx.scratch)
+    labels, cc = connected_components(pairs, int(scfg["max_iterations"]), ctx.scratch)
+    parents = verified_parents(pairs, labels, int(scfg["max_iterations"]), ctx.scratch)
+    out = mark_from_components(fp, labels, "simhash", parents)
 
     def stats(annotated) -> dict:
         return {"fingerprinted": annotated.where(F.col("simhash").isNotNull()).count(),

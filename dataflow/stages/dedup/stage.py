@@ -2,15 +2,18 @@
 
 Every step declares itself in its module (`STEP = step.Step(...)`: name, `mark(df, cfg, ctx) -> (annotated,
 stats)`, its configuration spec, whether it reads the text), and `STEP_TABLE` lists them in the order they run. Each step gets the
-records the earlier steps kept, returns them annotated with `_dup_of` (the representative's id) and
-`_detail`, and is materialized once (localCheckpoint) so the next step, the rejected output and the
-statistics all read the same decisions.
+records the earlier steps kept, returns them annotated with `_dup_of` (the id of a record the removed one passed the
+step's check against directly) and `_detail`, and is materialized once (components.checkpoint: Parquet under the attempt's `_scratch`, on the
+output's filesystem) so the next step, the rejected output and the statistics all read the same decisions;
+`_scratch` is removed once the outputs are written (the stage's statistics callable, which the runner calls
+after the writes), so it is never committed.
 
 The text is read by Python once: fingerprints.py computes every key the steps need in one pass, and the
 steps that do not read the text themselves (all but those whose `Step.reads_text`) work on that narrow frame, so what they
 checkpoint and shuffle carries no text. The full rows are materialized once with a row key `_row`; the
 decisions are joined back onto them at the end (and before the first text step, for the live records). Rejected rows carry `reason = dedup:<step>`, `detail` (naming
-the step's representative) and `dup_of` (the record that was finally kept in their place). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
+the step's representative, the chain of checks when `dup_of` is not it, and the record finally kept in
+their place when that is not `dup_of`) and `dup_of` (a record they passed the step's check against). Kept rows gain `simhash` when that step ran and `lines_removed` when the line step ran.
 
 Before any step, ids are checked: ids are unique for distinct records (DESIGN §8), so records that share
 an id and the same text are one record ingested twice (`dedup:id`, the first by (date, id) is kept),
@@ -29,6 +32,7 @@ from __future__ import annotations
 import time
 from typing import Mapping
 
+from dataflow.core import fs
 from dataflow.core.confschema import Count, List, Prob, Str, optional_section
 from dataflow.core.contract import Stage
 from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
@@ -44,6 +48,7 @@ STEP_TABLE: list[Step] = [url.STEP, exact.STEP, simhash.STEP, minhash.STEP, book
 STEPS: dict[str, Step] = {s.name: s for s in STEP_TABLE}
 STEP_ORDER = list(STEPS)
 ROW = "_row"     # a row's key inside one run (the full rows are materialized once with it)
+SCRATCH = "_scratch"   # the checkpoints' directory inside the attempt (removed before the commit)
 ID_CONFLICT_LOCATIONS = 5   # locations named in a conflict's detail (the count is always given in full)
 
 
@@ -101,7 +106,7 @@ def _location(F):
                                F.lit(" url="), F.coalesce(F.col("url"), F.lit("?"))))
 
 
-def _split_ids(live):
+def _split_ids(live, scratch: str | None):
     """(conflicts, duplicates, unique) of the narrow frame (fingerprints.py, with `_loc`): decisions for
     the rows whose id is shared with a different text and for later copies of an id with the same text,
     and the rest (every id once). Texts are compared by their 128-bit hash."""
@@ -111,7 +116,7 @@ def _split_ids(live):
     by_id = Window.partitionBy("id")
     live = (live.withColumn("_texts_differ", F.min(TEXT_HASH).over(by_id) != F.max(TEXT_HASH).over(by_id))
                 .withColumn("_copies", F.count(F.lit(1)).over(by_id)))
-    live = checkpoint(live)
+    live = checkpoint(live, scratch)
     bad = live.where("_texts_differ")
     locs = F.array_sort(F.collect_list("_loc").over(by_id))
     conflicts = bad.select(
@@ -131,26 +136,34 @@ def _split_ids(live):
     return conflicts, dups, unique
 
 
-def _resolve_representatives(rej, steps: list[str]):
-    """A step's representative can be removed by a later step (exact keeps A for X, then MinHash keeps B
-    for A): `dup_of` follows such chains to the record that was kept, so it always names a surviving record;
-    `detail` still names the step's own representative. A chain has at most one link per step."""
+def _resolve_representatives(rej, steps: list[str], scratch: str | None):
+    """`dup_of` names the record a removal was checked against (DESIGN §9), which may itself have been
+    removed: by a chain of checks inside a step (A ~ B ~ C, only A kept) or by a later step (exact keeps A
+    for X, then MinHash keeps B for A). The record finally kept in its place is found by following `dup_of`
+    through the step rejections, and `detail` names it where it is not `dup_of`, so every removal leads a
+    reviewer to a kept record along checked links. Each round follows one link; the rounds stop when no
+    removal points at a removed record (ids are unique among step rejections)."""
     from pyspark.sql import functions as F
 
     if not steps:
         return rej
-    # ids are unique among step rejections (repeated ids were settled before the steps)
     links = checkpoint(rej.where(F.col("reason").isin([f"dedup:{s}" for s in steps]))
-                       .select(F.col("id").alias("_via"), F.col("dup_of").alias("_next")))
-    for _ in steps:
-        rej = (rej.join(links, rej["dup_of"] == links["_via"], "left")
-               .withColumn("dup_of", F.coalesce("_next", "dup_of")).drop("_via", "_next"))
-    return checkpoint(rej)
+                       .select(F.col("id").alias("_via"), F.col("dup_of").alias("_next")), scratch)
+    rej = rej.withColumn("_kept", F.col("dup_of"))
+    while rej.join(links, rej["_kept"] == links["_via"], "left_semi").limit(1).count():
+        rej = checkpoint(rej.join(links, rej["_kept"] == links["_via"], "left")
+                         .withColumn("_kept", F.coalesce("_next", "_kept")).drop("_via", "_next"), scratch)
+    moved = F.col("_kept") != F.col("dup_of")
+    return checkpoint(rej.withColumn("detail", F.when(moved, F.concat(F.col("detail"), F.lit("; kept in its place: "),
+                                                                      F.col("_kept"))).otherwise(F.col("detail")))
+                      .drop("_kept"), scratch)
 
 
-def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
+def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) -> StageResult:
     """cfg = the `dedup` section of conf/pipeline.yaml; conf = the root configuration, whose `recipes` say
-    which records take part in which step (None: every record in every step of `dedup.steps`)."""
+    which records take part in which step (None: every record in every step of `dedup.steps`); scratch = a
+    directory on the output's filesystem for the intermediate results (components.checkpoint), removed by
+    the result's statistics callable once the outputs are written (None: components.local_scratch)."""
     from pyspark.sql import functions as F
 
     require_columns(df, DOC_COLUMNS, "dedup")
@@ -165,7 +178,7 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
         steps = list(members)
     spark = df.sparkSession
     parts = int(cfg.get("shuffle_partitions") or spark.conf.get("spark.sql.shuffle.partitions"))
-    ctx = Context.from_conf(cfg, parts)
+    ctx = Context.from_conf(cfg, parts, scratch)
 
     base = with_order(df, cfg.get("date_keys"))
     base = base.withColumn("_bad", _malformed(base))
@@ -175,12 +188,13 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
                          F.lit(None).cast("string").alias("dup_of")))
     # the full rows, materialized once with a row key: the steps below never carry the text, and their
     # decisions are joined back onto these rows by `_row` at the end
-    good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()))
+    good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()),
+                      scratch)
     narrow = [ROW, ORDER, "id", *[c for c in ("source_type", "url") if c in df.columns]]
     fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"),
-                                      Plan.for_steps(steps, cfg), ctx))
+                                      Plan.for_steps(steps, cfg), ctx), scratch)
     sets = fp.select(ORDER, *SETS)   # verification joins the shingle sets of its candidate pairs only
-    conflicts, id_dups, live = _split_ids(fp.drop(*SETS))
+    conflicts, id_dups, live = _split_ids(fp.drop(*SETS), scratch)
     decisions = [conflicts, id_dups]
     step_stats: dict = {"id": {"conflicting_records": conflicts.count(), "same_text_copies": id_dups.count()}}
     added: list[str] = []     # columns the steps add to kept rows
@@ -197,7 +211,7 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
         for c in STEPS[step].adds:
             if c in out.columns and c not in added:
                 added.append(c)
-        out = checkpoint(out)
+        out = checkpoint(out, scratch)
         keep_cols = list(dict.fromkeys([*live.columns, *added]))
         decisions.append(out.where(F.col("_dup_of").isNotNull())
                          .select(ROW, "id", *added, F.lit(f"dedup:{step}").alias("reason"),
@@ -214,7 +228,7 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
         r = r.select(ROW, "id", *[c if c in r.columns else F.lit(None).alias(c) for c in added],
                      "reason", "detail", "dup_of")
         rej = r if rej is None else rej.unionByName(r)
-    rej = _resolve_representatives(rej, steps)
+    rej = _resolve_representatives(rej, steps, scratch)
     # a rejected row is its input row (a step rejects a record before changing its text)
     rej = (rej.drop("id").join(good.select(ROW, *df.columns), ROW)
            .select(*cols, "reason", "detail", "dup_of"))
@@ -224,7 +238,20 @@ def run(df, cfg: dict, conf: Mapping | None = None) -> StageResult:
     for f in kept.schema.fields:
         if f.name in added:
             rej = rej.withColumn(f.name, F.col(f.name).cast(f.dataType))
-    return StageResult(kept=kept, rejected=rej, stats={"steps": steps, **step_stats})
+    return StageResult(kept=kept, rejected=rej, stats=_stats_then_clear({"steps": steps, **step_stats}, scratch))
+
+
+def _stats_then_clear(stats: dict, scratch: str | None):
+    """With a scratch directory, the statistics as a callable: the runner asks for it after the outputs are
+    written and read back, when no frame needs the checkpoints any more, so the directory goes then (before
+    the commit). Without one, the statistics themselves."""
+    if scratch is None:
+        return stats
+
+    def done() -> dict:
+        fs.delete(scratch)
+        return stats
+    return done
 
 
 def _widen(live, good, columns):
@@ -245,9 +272,9 @@ SPEC = optional_section({
 
 STAGE = Stage(
     name="dedup",
-    summary="CD: URL Bloom filter, exact, SimHash, MinHash, book and line dedup; `dup_of` names the kept record",
+    summary="CD: URL Bloom filter, exact, SimHash, MinHash, book and line dedup; `dup_of` names a record checked directly",
     spec=SPEC,
-    transform=lambda df, ctx: run(df, ctx.cfg, ctx.conf),
+    transform=lambda df, ctx: run(df, ctx.cfg, ctx.conf, scratch=ctx.attempt.path(SCRATCH)),
     doc="""CD job: content de-duplication (see docs/dedup.md).
 
   python -m jobs.dedup --input RUN/30-filter --output RUN/40-dedup [--conf conf/pipeline.yaml] [--set ...]
@@ -259,6 +286,7 @@ source_type's recipe lists it, recipes.<type>.dedup, and compares only those):
 """ + "\n".join(f"  {s.name:<8} {s.summary:<78} reason dedup:{s.name}" for s in STEP_TABLE) + """
 
 Writes OUT/data (kept; + simhash, lines_removed when those steps ran), OUT/rejected (+ reason, detail,
-dup_of = the kept representative's id), OUT/stats.json (extra: per-step counters such as the Bloom
+dup_of = a record it was checked against directly;
+detail = the step's representative, the chain of checks and the record kept in its place), OUT/stats.json (extra: per-step counters such as the Bloom
 filter's estimated and measured false positives) and OUT/_SUCCESS.""",
 )

@@ -14,7 +14,7 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 import math
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from dataflow.stages.dedup.components import ORDER, Context
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint
 from dataflow.core.confschema import Bool, Count, Float, List, Str, optional_section
 from dataflow.stages.dedup.step import Step
 
@@ -107,7 +107,7 @@ def mark(df, dcfg: dict, ctx: Context):
     marked = (df.repartition(partitions, F.coalesce(F.col("_url_norm"), F.col(ORDER)))
               .sortWithinPartitions(ORDER)
               .mapInArrow(lambda it: bloom_pass(it, cap, err), schema))
-    marked = marked.localCheckpoint(eager=True)
+    marked = checkpoint(marked, ctx.scratch)
     agg = marked.agg(F.count("_url_norm").alias("with_url"), F.count(F.lit(1)).alias("n"),
                      F.sum(F.col("_hit").cast("long")).alias("hits"), F.sum("_fp_p").alias("fp_est")).collect()[0]
     n_hits = int(agg["hits"] or 0)

@@ -8,7 +8,8 @@ SHA-1 hashes (the values MinHash permutes); a pair's Jaccard is then counted in 
 |A & B| / (|A| + |B| - |A & B|) with `array_intersect`, with no text and no Python per pair. Two distinct
 shingles of a pair share a hash with probability about n^2 / 2^33 for n shingles (5e-4 at 3,000
 shingles), which moves that pair's Jaccard by 1/n at most. Only the candidates' sets are joined (a
-broadcast semi-join of the candidate keys, then one join per side).
+shuffled semi-join of the candidate keys, then one join per side): nothing the size of the data is collected
+to the driver or broadcast, so the driver stays bounded whatever the number of candidates.
 
 Which pairs: a cluster of k near-copies of one document holds k(k-1)/2 candidate pairs, and recombined or
 templated web text makes such clusters grow with the corpus, so checking every pair grows with the square of
@@ -107,15 +108,16 @@ def check_pairs(pairs, sets, threshold: float, key: str = ORDER):
     per record, and the pair's intersection and union are counted by Spark."""
     from pyspark.sql import functions as F
 
-    # only the candidates' sets travel: a broadcast semi-join picks them before the pair joins
+    # only the candidates' sets travel: a semi-join picks them before the pair joins. It is a shuffle join,
+    # never a broadcast: the candidate keys grow with the data and would pass through the driver
     need = pairs.select(F.col("a").alias(key)).union(pairs.select(F.col("b").alias(key))).distinct()
-    got = sets.select(key, SET).join(F.broadcast(need), key, "left_semi")
+    got = sets.select(key, SET).join(need, key, "left_semi")
     return (pairs.join(got.select(F.col(key).alias("a"), F.col(SET).alias("_sa")), "a")
             .join(got.select(F.col(key).alias("b"), F.col(SET).alias("_sb")), "b")
             .select("a", "b", (set_jaccard("_sa", "_sb") >= F.lit(float(threshold))).alias("ok")))
 
 
-def star_edges(buckets, check, rounds: int):
+def star_edges(buckets, check, rounds: int, scratch: str | None = None):
     """Duplicate edges from LSH buckets, linear in the bucket sizes: each round links every member of a
     bucket to the bucket's smallest member, a star of k - 1 pairs where all pairs would be k(k-1)/2.
     buckets: DataFrame(ORDER, band, key); check: DataFrame(a, b) -> DataFrame(a, b, ok).
@@ -125,7 +127,8 @@ def star_edges(buckets, check, rounds: int):
     stay, and the next round links them to the smallest of themselves, up to `rounds` rounds. A dense cluster
     of copies is resolved in one round (every copy passes against its earliest member); a bucket of k
     unrelated members would need k - 1 rounds, so members still sharing a bucket after the last round are
-    counted (`unresolved`), never silently treated as checked. Returns (edges, stats)."""
+    counted (`unresolved`), never silently treated as checked. scratch: components.checkpoint.
+    Returns (edges, stats)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -134,12 +137,12 @@ def star_edges(buckets, check, rounds: int):
     for r in range(rounds + 1):
         # one window per round: the bucket's size and its smallest member, buckets of one dropped
         cur = checkpoint(live.select(ORDER, "band", "key", F.count(F.lit(1)).over(w).alias("_k"),
-                                     F.min(ORDER).over(w).alias("_m")).where("_k > 1"))
+                                     F.min(ORDER).over(w).alias("_m")).where("_k > 1"), scratch)
         if r == rounds or cur.limit(1).count() == 0:
             break
         done = r + 1
         pairs = cur.where(F.col(ORDER) != F.col("_m")).select(F.col("_m").alias("a"), F.col(ORDER).alias("b")).distinct()
-        res = checkpoint(check(pairs))
+        res = checkpoint(check(pairs), scratch)
         checked += res.count()
         ok = res.where("ok").select("a", "b")
         edges = ok if edges is None else edges.unionByName(ok)
@@ -157,29 +160,29 @@ def _edges(edges, df):
     return df.sparkSession.createDataFrame([], f"a {key}, b {key}")
 
 
-def first_match_edges(pairs, check, rounds: int):
+def first_match_edges(pairs, check, rounds: int, scratch: str | None = None):
     """Duplicate edges from candidate pairs (a < b) that are not buckets (SimHash's pairs within the Hamming
     distance), linear in the records: each record b is checked against its smallest candidate a first; once
     one check passes, b is linked and its other candidates are not checked; a failure moves b on to its next
     smallest candidate, up to `rounds` rounds. A cluster of k near-copies costs k - 1 checks instead of
     k(k-1)/2. Records with candidates still unchecked after the last round are counted (`unresolved`).
-    check: DataFrame(a, b) -> DataFrame(a, b, ok). Returns (edges, stats)."""
+    check: DataFrame(a, b) -> DataFrame(a, b, ok); scratch: components.checkpoint. Returns (edges, stats)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     ranked = checkpoint(pairs.select("a", "b").distinct()
-                        .withColumn("_r", F.row_number().over(Window.partitionBy("b").orderBy("a"))))
+                        .withColumn("_r", F.row_number().over(Window.partitionBy("b").orderBy("a"))), scratch)
     linked, edges, checked, done, left = None, None, 0, 0, None
     for done in range(1, rounds + 1):
         todo = ranked.where(F.col("_r") == done).select("a", "b")
         if linked is not None:
             todo = todo.join(linked, "b", "left_anti")
-        res = checkpoint(check(todo))
+        res = checkpoint(check(todo), scratch)
         checked += res.count()
         ok = res.where("ok").select("a", "b")
         edges = ok if edges is None else edges.unionByName(ok)
         now = ok.select("b")
-        linked = now if linked is None else checkpoint(linked.unionByName(now))
+        linked = now if linked is None else checkpoint(linked.unionByName(now), scratch)
         left = ranked.where(F.col("_r") > done).select("b").join(linked, "b", "left_anti")
         if left.limit(1).count() == 0:
             break

@@ -149,16 +149,19 @@ def with_metrics(df, lexicons: Mapping[str, list[str]]):
     return df.mapInArrow(apply, out_schema)
 
 
-def near_dup_pairs(sample, dedup_cfg: Mapping):
+def near_dup_pairs(sample, dedup_cfg: Mapping, scratch: str | None = None):
     """Pairs (id_a < id_b) of sample documents that CD's SimHash step would link: within
-    `dedup.simhash.max_distance` bits (pigeonhole blocks) and, when CD verifies, overlapping enough."""
+    `dedup.simhash.max_distance` bits (pigeonhole blocks) and, when CD verifies, overlapping enough.
+    The fingerprints are computed once and checkpointed to `scratch` on the output's filesystem
+    (`dedup.components.checkpoint`), never `localCheckpoint`: an executor lost later costs time, not the job
+    (DESIGN §9)."""
     from pyspark.sql import functions as F
 
-    from dataflow.stages.dedup.components import Context
+    from dataflow.stages.dedup.components import Context, checkpoint
     from dataflow.stages.dedup.simhash import similar_pairs, with_simhash
 
     scfg, ctx = dedup_cfg["simhash"], Context.from_conf(dedup_cfg)
-    fp = with_simhash(sample.select("id", "text"), scfg, ctx).localCheckpoint(eager=True)
+    fp = checkpoint(with_simhash(sample.select("id", "text"), scfg, ctx), scratch)
     _, pairs = similar_pairs(fp, "id", scfg, ctx)
     h = fp.select("id", "simhash")
     return (pairs.join(h.select(F.col("id").alias("a"), F.col("simhash").alias("_ha")), "a")

@@ -36,7 +36,7 @@ def run(df, cfg: Mapping) -> StageResult:
 
 
 def dup_cluster_sizes(spark, dedup_dir: str | os.PathLike | None) -> dict[str, int]:
-    """Cluster size -> number of clusters, from the dedup stage's rejected rows (`dup_of` = the kept one)."""
+    """Cluster size -> number of clusters, from the dedup stage's rejected rows (grouped by the kept record)."""
     from pyspark.sql import functions as F
 
     if not dedup_dir or not fs.is_dir(fs.join(str(dedup_dir), "rejected")):
@@ -44,8 +44,12 @@ def dup_cluster_sizes(spark, dedup_dir: str | os.PathLike | None) -> dict[str, i
     rej = spark.read.parquet(fs.spark_uri(fs.join(str(dedup_dir), "rejected")))
     if "dup_of" not in rej.columns:
         return {}
-    sizes = (rej.filter(F.col("dup_of").isNotNull()).groupBy("dup_of").agg((F.count(F.lit(1)) + 1).alias("size"))
-             .groupBy("size").count().orderBy("size").collect())
+    # a removal's `dup_of` is the record it was checked against, which may itself have been removed: its
+    # cluster is the record kept in its place (CD's detail names it then)
+    mark = "; kept in its place: "
+    kept = F.when(F.col("detail").contains(mark), F.substring_index("detail", mark, -1)).otherwise(F.col("dup_of"))
+    sizes = (rej.filter(F.col("dup_of").isNotNull()).groupBy(kept.alias("_kept"))
+             .agg((F.count(F.lit(1)) + 1).alias("size")).groupBy("size").count().orderBy("size").collect())
     return {str(r["size"]): r["count"] for r in sizes}
 
 
@@ -64,10 +68,11 @@ def write_sample(sample, out_dir: str) -> int:
 
 
 def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: Iterable[str | os.PathLike] = (),
-             config_hash: str = "", *, dedup_cfg: Mapping) -> dict:
+             config_hash: str = "", *, dedup_cfg: Mapping, scratch: str | None = None) -> dict:
     """Sample, metrics, sheet and report for the frame `df` (the pipeline's final output) into `out_dir` (a
     path or any URI). `cfg` is the `evaluate` section; `dedup_cfg` the `dedup` section, whose SimHash settings
-    define a near-duplicate."""
+    define a near-duplicate. `scratch`: a directory on the output's filesystem for the near-duplicate
+    fingerprints' checkpoint (the stage passes its attempt's; see `dedup.components.checkpoint`)."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -78,7 +83,7 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
 
     # near-duplicates left: pairs inside the sample; both ends of a pair are in it with probability share^2
     hamming = int(dedup_cfg["simhash"]["max_distance"])
-    pairs = near_dup_pairs(sample, dedup_cfg)
+    pairs = near_dup_pairs(sample, dedup_cfg, scratch)
     partner = (pairs.select(F.col("id_a").alias("id"), F.col("id_b").alias("p"))
                .unionByName(pairs.select(F.col("id_b").alias("id"), F.col("id_a").alias("p")))
                .groupBy("id").agg(F.min("p").alias("near_dup_of"), F.count(F.lit(1)).alias("_partners"),
@@ -184,8 +189,10 @@ def _transform(df, ctx):
     cfg = ctx.cfg
     stage_dirs = list(ctx.upstream) or sibling_stage_dirs(ctx.inputs, ctx.output)
     # strata use the source type; an input written before the column existed gets the configured default
+    scratch = ctx.attempt.path("_scratch")
     m = evaluate(ctx.spark, with_source_type(df, ctx.conf), cfg, ctx.attempt.out, stage_dirs,
-                 config_hash=conf_hash(cfg), dedup_cfg=ctx.conf["dedup"])
+                 config_hash=conf_hash(cfg), dedup_cfg=ctx.conf["dedup"], scratch=scratch)
+    fs.delete(scratch)   # everything read from it is computed and written by now
     result = run(df, cfg)
     result.stats = {"sampled": m["sample"]["docs"], "strata": m["sampling"]["strata"],
                     "near_dups": m["near_dups"], "report": m["report"]["html"], "review_sheet": m["sheet"]["csv"],
