@@ -29,6 +29,10 @@ def test_no_result_lives_only_on_executor_local_storage():
     found = [(p.name, m.group(0)) for p in sorted(DEDUP.glob("*.py"))
              for m in re.finditer(r"localCheckpoint|F\.broadcast\(|\bbroadcast\(", p.read_text())]
     assert found == []
+    # nor any other module of the factory (evaluate's near-duplicate estimate used one)
+    calls = [(str(p.relative_to(DEDUP.parents[2])), n + 1) for p in sorted(DEDUP.parents[1].rglob("*.py"))
+             for n, line in enumerate(p.read_text().splitlines()) if re.search(r"\.localCheckpoint\(", line)]
+    assert calls == []
 
 
 def test_candidate_verification_plans_no_broadcast(spark):
