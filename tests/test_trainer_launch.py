@@ -86,11 +86,11 @@ def test_each_run_has_its_own_tensorboard_folder(mix, tmp_path):
     cmd = [sys.executable, "-m", "trainer.train", "--config", "conf/train/tiny.yaml", "--set", f"data.root={mix}",
            "--set", f"checkpoint.dir={out / 'ckpt'}", "--set", f"metrics.dir={out}", "--set", "metrics.tensorboard=true",
            *TAIL]
-    for extra in ([], ["--run-name", "second"]):
+    for extra in ([], ["--run-name", "second"], ["--set", "metrics.run_name=third"]):
         r = subprocess.run(cmd + extra, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     runs = sorted(p for p in (out / "tensorboard").iterdir())
-    assert len(runs) == 2 and runs[1].name == "second", runs
+    assert len(runs) == 3 and [r.name for r in runs[1:]] == ["second", "third"], runs
     assert re.fullmatch(r"\d{8}-\d{6}", runs[0].name), runs[0].name   # the default: the start time
     for run in runs:
         events = list(run.glob("events.out.tfevents.*"))

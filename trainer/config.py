@@ -81,6 +81,7 @@ class CheckpointConfig:
     every_steps: int = 0                # 0 = only at the end and on SIGTERM
     resume: bool = True                 # load the latest checkpoint in dir if there is one
     at_exit: bool = True
+    at_start: bool = False              # also save the starting weights (imported or initialised) as global_step0
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class MetricsConfig:
     progress_bar: bool = True
     peak_tflops: float = 0.0            # 0 = look up the GPU's dense bf16 peak; MFU is n/a on CPU unless set
     plot: bool = True
+    run_name: str = ""                  # TensorBoard folder tensorboard/<run_name>/; "" = the start time, YYYYmmdd-HHMMSS
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class TrainConfig:
     loss_chunk_tokens: int = 1024       # tokens per chunk of the fused lm_head + cross-entropy; 0 = whole logits.
                                         # 1024 × 39,424 fp32 logits = 161 MB, vs 2.6 GB for 4 rows of 4096 at once
     compile: bool = False               # torch.compile each transformer block (torchtitan's per-block compile)
+    partition_init: bool = True         # ZeRO-3: build inside deepspeed.zero.Init and import init_from tensor by
+                                        # tensor (trainer/partition.py); false = the whole model in every process
 
 
 def _coerce(tp, value):

@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from .checkpoint import fp32_state_dict, load_file, model_states_file, resolve
 from .config import ModelConfig
@@ -54,19 +55,37 @@ def config_from_hf(hf: dict, **overrides) -> ModelConfig:
                        init_std=hf.get("initializer_range", 0.02), **overrides)
 
 
-def load_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+def read_hf_config(path: str | Path) -> ModelConfig:
+    return config_from_hf(json.loads((Path(path) / "config.json").read_text()))
+
+
+def weight_files(path: str | Path) -> dict[str, Path]:
+    """{tensor name: safetensors file} of an HF dir, from its index (sharded) or its one model.safetensors.
+    Old exports' rotary inv_freq buffers are left out (the model computes RoPE itself)."""
     path = Path(path)
-    cfg = config_from_hf(json.loads((path / "config.json").read_text()))
     index = path / "model.safetensors.index.json"
     if index.exists():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        names = json.loads(index.read_text())["weight_map"]
+        files = {k: path / f for k, f in names.items()}
     else:
-        files = ["model.safetensors"]
-    sd: dict[str, torch.Tensor] = {}
-    for f in files:
-        sd.update(load_file(str(path / f)))
-    sd = {k: v for k, v in sd.items() if "rotary_emb" not in k}  # old exports carry inv_freq buffers
-    return cfg, sd
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            files = {k: path / "model.safetensors" for k in f.keys()}
+    return {k: f for k, f in files.items() if "rotary_emb" not in k}
+
+
+def read_tensor(files: dict[str, Path], name: str) -> torch.Tensor:
+    """One tensor of an HF checkpoint, read alone (safetensors reads only that tensor's bytes)."""
+    if name not in files:
+        raise KeyError(f"tensor {name} is not in the checkpoint ({len(files)} tensors)")
+    with safe_open(str(files[name]), framework="pt") as f:
+        return f.get_tensor(name)
+
+
+def load_hf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The whole checkpoint in memory (export checks, small models); the trainer's ZeRO-3 import streams it
+    tensor by tensor instead (trainer/partition.py)."""
+    files = weight_files(path)
+    return read_hf_config(path), {k: read_tensor(files, k) for k in files}
 
 
 FILE_MODE, DIR_MODE = 0o644, 0o755  # an export is shared: readable by the serving user, not only its writer
@@ -147,38 +166,60 @@ def padded_vocab(n: int, multiple: int) -> int:
     return ((n + multiple - 1) // multiple) * multiple
 
 
+def check_init_map(init_map: dict[int, list[int]], old: int) -> None:
+    for new_id, olds in init_map.items():
+        if new_id < old:
+            raise ValueError(f"init_map id {new_id} is not new (old vocabulary has {old})")
+        if not olds or max(olds) >= old or min(olds) < 0:
+            raise ValueError(f"init_map {new_id}: {olds} must be non-empty ids in [0, {old})")
+
+
+def expanded_size(old: int, init_map: dict[int, list[int]], multiple: int) -> int:
+    return padded_vocab(max([old] + [i + 1 for i in init_map]), multiple)
+
+
+def expand_rows(w: torch.Tensor, init_map: dict[int, list[int]], new: int) -> torch.Tensor:
+    """One vocabulary matrix [old, dim] grown to [new, dim]: old rows kept, each init_map id the mean of its
+    pieces' rows, the other added rows the mean of all old rows. The arithmetic is fp32, the result w's dtype."""
+    check_init_map(init_map, w.shape[0])
+    wf = w.float()
+    grown = wf.mean(0, keepdim=True).repeat(new, 1)
+    grown[:w.shape[0]] = wf
+    for new_id, olds in init_map.items():
+        grown[new_id] = wf[olds].mean(0)
+    return grown.to(w.dtype)
+
+
 def expand_vocab(sd: dict[str, torch.Tensor], init_map: dict[int, list[int]], multiple: int = 128
                  ) -> tuple[dict[str, torch.Tensor], int]:
     """Grow the vocabulary rows of embed_tokens and lm_head; returns (new state dict, new vocab size)."""
-    old = sd[VOCAB_KEYS[0]].shape[0]
-    need = max([old] + [i + 1 for i in init_map])
-    new = padded_vocab(need, multiple)
-    out = dict(sd)
-    for key in VOCAB_KEYS:
-        w = sd[key]
-        wf = w.float()
-        grown = wf.mean(0, keepdim=True).repeat(new, 1)
-        grown[:old] = wf
-        for new_id, olds in init_map.items():
-            if new_id < old:
-                raise ValueError(f"init_map id {new_id} is not new (old vocabulary has {old})")
-            if not olds or max(olds) >= old:
-                raise ValueError(f"init_map {new_id}: {olds} must be non-empty ids < {old}")
-            grown[new_id] = wf[olds].mean(0)
-        out[key] = grown.to(w.dtype)
-    return out, new
+    new = expanded_size(sd[VOCAB_KEYS[0]].shape[0], init_map, multiple)
+    return {**sd, **{key: expand_rows(sd[key], init_map, new) for key in VOCAB_KEYS}}, new
+
+
+def init_config(init_from: str, init_map: str = "", multiple: int = 128) -> tuple[ModelConfig, dict]:
+    """The model config of continual pretraining from an HF LLaMA (vocabulary grown by the init map and padded
+    to `multiple`) and the init map itself ({} without one); reads config.json only."""
+    cfg = read_hf_config(init_from)
+    ids = read_init_map(init_map) if init_map else {}
+    return replace(cfg, vocab_size=expanded_size(cfg.vocab_size, ids, multiple)), ids
+
+
+def init_tensor(files: dict[str, Path], name: str, cfg: ModelConfig, init_map: dict[int, list[int]]
+                ) -> torch.Tensor:
+    """One starting tensor of continual pretraining: read alone, and for the two vocabulary matrices grown to
+    `cfg.vocab_size` rows (`expand_rows`)."""
+    t = read_tensor(files, name)
+    if name in VOCAB_KEYS and t.shape[0] != cfg.vocab_size:
+        t = expand_rows(t, init_map, cfg.vocab_size)
+    return t
 
 
 def init_state(init_from: str, init_map: str = "", multiple: int = 128) -> tuple[ModelConfig, dict]:
-    """The starting weights of continual pretraining: an HF LLaMA, with its vocabulary expanded if init_map."""
-    cfg, sd = load_hf(init_from)
-    if init_map:
-        sd, vocab = expand_vocab(sd, read_init_map(init_map), multiple)
-    else:
-        vocab = padded_vocab(cfg.vocab_size, multiple)
-        if vocab != cfg.vocab_size:
-            sd, vocab = expand_vocab(sd, {}, multiple)
-    return replace(cfg, vocab_size=vocab), sd
+    """The starting weights of continual pretraining, whole: an HF LLaMA, with its vocabulary expanded."""
+    cfg, ids = init_config(init_from, init_map, multiple)
+    files = weight_files(init_from)
+    return cfg, {k: init_tensor(files, k, cfg, ids) for k in files}
 
 
 def export_checkpoint(ckpt_dir: str | Path, out: str | Path, tag: str | None = None,

@@ -163,6 +163,17 @@ class LMHead(nn.Linear):
         return chunked_lm_loss(x, self.weight, labels, chunk)
 
 
+@torch.no_grad()
+def init_module(m: nn.Module, std: float) -> None:
+    """The initial values of one module's own parameters (HF LlamaPreTrainedModel._init_weights: normal(0,
+    initializer_range) for linears and embeddings, ones for norms). A caller that builds the model partitioned
+    applies it module by module, in `modules()` order, to get the same values."""
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        m.weight.normal_(0.0, std)
+    elif isinstance(m, RMSNorm):
+        m.weight.fill_(1.0)
+
+
 class Llama(nn.Module):
     def __init__(self, cfg: ModelConfig, attention: str = "auto", loss_chunk: int = 0):
         super().__init__()
@@ -173,12 +184,8 @@ class Llama(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self):
-        # HF LlamaPreTrainedModel._init_weights: normal(0, initializer_range) for linears and embeddings
         for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
-                m.weight.normal_(0.0, self.cfg.init_std)
-            elif isinstance(m, RMSNorm):
-                m.weight.fill_(1.0)
+            init_module(m, self.cfg.init_std)
 
     def compile_blocks(self, **kwargs) -> None:
         """torch.compile each block in place (as torchtitan does): parameter names are unchanged, and the

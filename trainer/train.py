@@ -4,7 +4,7 @@ GPU:  deepspeed --num_gpus 8 --module trainer.train --config conf/train/llama2-1
 CPU:  python -m trainer.train --config conf/train/tiny.yaml   (gloo, one process; DS_ACCELERATOR=cpu without CUDA)
       deepspeed --num_gpus 1 --module trainer.train --config conf/train/tiny.yaml   (the same through the launcher)
 (DeepSpeed's launcher takes `--module`, not python's `-m`.) TensorBoard events go to
-<metrics.dir>/tensorboard/<--run-name>/ (default: the start time), one folder per run.
+<metrics.dir>/tensorboard/<metrics.run_name>/ (default: the start time; `--run-name` sets it), one folder per run.
 
 The model (trainer/model.py) knows nothing of DeepSpeed; this file wires config -> data -> model ->
 deepspeed.initialize -> loop, in pieces as torchtitan splits its trainer: `setup` (data, model, engine,
@@ -28,12 +28,12 @@ import torch
 from .config import ModelConfig, TrainConfig, load_config, to_dict
 from .data import StageLoader, check_shards, read_mix
 from .guard import SpikeGuard
-from .hf import init_state, padded_vocab
+from .hf import init_config, init_state, padded_vocab
 from .metrics import MetricsLog, device_peak_tflops, plot_loss, step_flops
-from .model import Llama, num_params
+from .model import Llama
 from .schedule import scheduler
 from .step import StepResult, lm_loss_sum, train_step
-from . import checkpoint
+from . import checkpoint, partition
 
 
 def free_port() -> int:
@@ -69,7 +69,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """LLaMA/Megatron convention: decay matrices, not norms (1-D) and not the input embedding."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embed_tokens" in name else decay).append(p)
+        (no_decay if partition.ndim(p) < 2 or "embed_tokens" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
@@ -112,20 +112,34 @@ def make_plan(cfg: TrainConfig, loaders: list[StageLoader]) -> Plan:
     return Plan(steps)
 
 
-def build_model(cfg: TrainConfig, data_vocab: int) -> tuple[Llama, ModelConfig]:
-    mcfg, sd = cfg.model, None
+def model_config(cfg: TrainConfig, data_vocab: int) -> tuple[ModelConfig, dict]:
+    """The model's shape (from the HF config.json when continuing one, grown by the init map) and the init map."""
+    mcfg, ids = cfg.model, {}
     if cfg.init_from:
-        hf_cfg, sd = init_state(cfg.init_from, cfg.init_map, cfg.vocab_multiple)
+        hf_cfg, ids = init_config(cfg.init_from, cfg.init_map, cfg.vocab_multiple)
         mcfg = replace(hf_cfg, activation_checkpointing=cfg.model.activation_checkpointing,
                        max_seq_len=max(hf_cfg.max_seq_len, cfg.model.max_seq_len))
     elif mcfg.vocab_size == 0:
         mcfg = replace(mcfg, vocab_size=padded_vocab(data_vocab, cfg.vocab_multiple))
     if data_vocab > mcfg.vocab_size:
         raise ValueError(f"tokenizer has {data_vocab} ids but the model only {mcfg.vocab_size}")
+    return mcfg, ids
+
+
+def build_model(cfg: TrainConfig, data_vocab: int, ds_config: dict) -> tuple[Llama, ModelConfig]:
+    """Partitioned under ZeRO-3 (trainer/partition.py: never whole in one process), else whole in each process."""
+    mcfg, ids = model_config(cfg, data_vocab)
     torch.manual_seed(cfg.seed)
+    if partition.partitioned(cfg, ds_config):
+        model = partition.construct(mcfg, cfg, ds_config)
+        if cfg.init_from:
+            partition.import_hf(model, cfg.init_from, ids)
+        else:
+            partition.init_weights(model, cfg.seed)
+        return model, mcfg
     model = Llama(mcfg, cfg.attention, loss_chunk=cfg.loss_chunk_tokens)
-    if sd is not None:
-        model.load_state_dict(sd, strict=True)
+    if cfg.init_from:
+        model.load_state_dict(init_state(cfg.init_from, cfg.init_map, cfg.vocab_multiple)[1], strict=True)
     return model, mcfg
 
 
@@ -181,16 +195,17 @@ def setup(cfg: TrainConfig, run_name: str = "") -> Run:
                for s, e in zip(stages, epochs)]
     plan = make_plan(cfg, loaders)
     data_vocab = max(int(s.tokenizer.get("vocab_size", 0)) for s in stages)
-    model, mcfg = build_model(cfg, data_vocab)
+    ds_config = deepspeed_config(cfg)
+    model, mcfg = build_model(cfg, data_vocab, ds_config)
     seq_len = max(s.seq_len for s in stages)
     if seq_len > mcfg.max_seq_len:
         raise ValueError(f"shards have seq_len {seq_len} > model max_seq_len {mcfg.max_seq_len}")
-    n_matmul = num_params(model, exclude_embeddings=True)  # before ZeRO-3 partitions the parameters away
+    n_matmul = sum(map(partition.numel, model.parameters())) - partition.numel(model.model.embed_tokens.weight)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay), lr=cfg.optim.lr,
                                   betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     sched = scheduler(optimizer, cfg.optim, plan.total)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=sched,
-                                           config=deepspeed_config(cfg))
+                                           config=ds_config)
     if cfg.compile:
         engine.module.compile_blocks()
     run = Run(cfg, mcfg, engine, optimizer, loaders, plan, SpikeGuard(cfg.guard), None, dist, rank, world,
@@ -200,7 +215,7 @@ def setup(cfg: TrainConfig, run_name: str = "") -> Run:
         run.state = {k: client[k] for k in run.state}
         run.guard.load_state_dict(client.get("guard", {}))
     run.log = MetricsLog(cfg.metrics.dir, cfg.metrics.tensorboard, enabled=rank == 0, resume=bool(client),
-                         run_name=run_name)
+                         run_name=run_name or cfg.metrics.run_name)
     if rank == 0:
         Path(cfg.metrics.dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.metrics.dir) / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
@@ -248,6 +263,8 @@ def train(cfg: TrainConfig, loss_fn=lm_loss_sum, run_name: str = ""):
     """Runs the whole schedule (or resumes it); returns (summary, engine). `loss_fn` is injectable for tests."""
     run = setup(cfg, run_name)
     state, stop, start_step = run.state, Stop(), run.state["step"]
+    if cfg.checkpoint.at_start and state["step"] == 0:
+        save_checkpoint(run)  # the starting weights, e.g. to check an import by exporting them
     bar = None
     if run.rank == 0 and cfg.metrics.progress_bar:
         from tqdm import tqdm
@@ -297,7 +314,8 @@ def parse_args(argv=None):
     ap.add_argument("--config", required=True, help="train config YAML (conf/train/*.yaml)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                     help="override a config key (YAML value), repeatable: --set optim.lr=1e-4 --set data.root=...")
-    ap.add_argument("--run-name", default="", help="TensorBoard run: events under <metrics.dir>/tensorboard/<name>/ "
+    ap.add_argument("--run-name", default="", help="= --set metrics.run_name=NAME. TensorBoard run: events under "
+                    "<metrics.dir>/tensorboard/<name>/ "
                     "(default: the start time, YYYYmmdd-HHMMSS; a name already used gets a -2, -3, ... suffix)")
     ap.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
     return ap.parse_args(argv)
