@@ -96,6 +96,31 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """The validation loop (trainer/evaluate.py): every `every` steps, the no-gradient, document-masked loss on
+    held-out packed rows. They come from `path` (a mix root or a stage dir with manifest.json; all its rows are
+    evaluated) or, without a path, from the training mix itself: the rows whose hash falls under `fraction`
+    (trainer/data.py `heldout_rows`), which the training order then never contains."""
+    every: int = 0                      # optimizer steps between evaluations; 0 = off
+    path: str = ""                      # packed rows to evaluate on; "" = the held-out `fraction` of data.root
+    fraction: float = 0.0               # share of each stage's rows held out of training (only without `path`)
+    max_batches: int = 8                # micro-batches evaluated per stage and evaluation (bounds the cost)
+
+    def __post_init__(self):
+        if self.every < 0:
+            raise ValueError(f"eval.every {self.every}: steps between evaluations, 0 = off")
+        if not 0.0 <= self.fraction < 1.0:
+            raise ValueError(f"eval.fraction {self.fraction}: a share of the rows, 0 <= fraction < 1")
+        if self.max_batches < 1:
+            raise ValueError(f"eval.max_batches {self.max_batches}: at least 1")
+        if self.path and self.fraction > 0:
+            raise ValueError("eval.path and eval.fraction are alternatives: rows held out of a mix that is "
+                             "evaluated from elsewhere would be lost to training for nothing")
+        if self.every > 0 and not self.path and self.fraction == 0:
+            raise ValueError("eval.every > 0 needs rows to evaluate: eval.path or eval.fraction > 0")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
@@ -103,6 +128,7 @@ class TrainConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     deepspeed: str = "conf/deepspeed/zero2.json"
     precision: str = "bf16"             # bf16 | fp32
     attention: str = "auto"             # auto | varlen | flash_attn | sdpa_mask

@@ -9,6 +9,9 @@ or null (= all ones; 0 on prompts and padding), num_pad int32.
 Order: a seeded permutation over every (shard, row) of a stage, one per epoch; the k-th global micro-batch
 takes samples [k·mb·world, (k+1)·mb·world) of it and rank r the slice [r·mb, (r+1)·mb). The only resume
 state is (stage index, consumed_samples), so a restart reproduces the exact sample stream.
+
+Held out: with `eval.fraction`, `heldout_rows` picks each stage's validation rows by a hash of where they lie;
+the permutation is then over the other rows only, so no held-out row reaches a training batch.
 """
 from __future__ import annotations
 
@@ -35,8 +38,24 @@ class Stage:
     manifest: dict
 
 
+def read_stage(mpath: Path, listed_in: Path | None = None) -> Stage:
+    """One stage manifest. A stage that lists no shards (or no rows) is an error, never skipped."""
+    if not mpath.exists():
+        where = f" (listed in {listed_in})" if listed_in else ""
+        raise FileNotFoundError(f"stage manifest {mpath}{where} does not exist")
+    m = json.loads(mpath.read_text())
+    shards = tuple((mpath.parent / s["path"], int(s["rows"])) for s in m.get("shards") or [])
+    rows = sum(n for _, n in shards)
+    if not shards or rows == 0:
+        raise ValueError(f"{mpath}: stage {m.get('stage')} lists {len(shards)} shards with {rows} rows; "
+                         "a stage with no data would be skipped silently")
+    if int(m.get("rows", rows)) != rows:
+        raise ValueError(f"{mpath}: rows {m['rows']} != sum of shard rows {rows}")
+    return Stage(int(m["stage"]), mpath.parent, int(m["seq_len"]), dict(m.get("tokenizer", {})), shards, rows, m)
+
+
 def read_mix(root: str | Path) -> list[Stage]:
-    """The stages of a mix, in order. A stage that lists no shards (or no rows) is an error, never skipped."""
+    """The stages of a mix, in order."""
     root = Path(root)
     top_path = root / "manifest.json"
     if not top_path.exists():
@@ -49,19 +68,37 @@ def read_mix(root: str | Path) -> list[Stage]:
         mpath = Path(rel) if Path(rel).is_absolute() else root / rel
         if mpath.is_dir():
             mpath = mpath / "manifest.json"
-        if not mpath.exists():
-            raise FileNotFoundError(f"stage manifest {mpath} (listed in {top_path}) does not exist")
-        m = json.loads(mpath.read_text())
-        shards = tuple((mpath.parent / s["path"], int(s["rows"])) for s in m.get("shards") or [])
-        rows = sum(n for _, n in shards)
-        if not shards or rows == 0:
-            raise ValueError(f"{mpath}: stage {m.get('stage')} lists {len(shards)} shards with {rows} rows; "
-                             "a stage with no data would be skipped silently")
-        if int(m.get("rows", rows)) != rows:
-            raise ValueError(f"{mpath}: rows {m['rows']} != sum of shard rows {rows}")
-        stages.append(Stage(int(m["stage"]), mpath.parent, int(m["seq_len"]), dict(m.get("tokenizer", {})),
-                            shards, rows, m))
+        stages.append(read_stage(mpath, top_path))
     return stages
+
+
+def read_eval_stages(path: str | Path) -> list[Stage]:
+    """`eval.path`: a mix root (its manifest.json lists stages) or one stage's dir (its manifest.json lists shards)."""
+    path = Path(path)
+    mpath = path / "manifest.json" if path.is_dir() else path
+    if not mpath.exists():
+        raise FileNotFoundError(f"eval.path {path}: no manifest.json (a mix root or a packed stage dir)")
+    if "stages" in json.loads(mpath.read_text()):
+        return read_mix(mpath.parent)
+    return [read_stage(mpath)]
+
+
+def heldout_rows(stage: Stage, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of the stage's rows held out of training: xxh64(seed; shard path relative to the stage dir,
+    row inside the shard) / 2^64 < fraction. The hash names the row by where the mixer wrote it, so the split is
+    the same in every process, every rerun and every resume, whatever the manifest's shard order."""
+    import os
+
+    import xxhash
+
+    if fraction <= 0:
+        return np.zeros(0, dtype=np.int64)
+    cut, out, start = int(fraction * 2 ** 64), [], 0
+    for path, n in stage.shards:
+        rel = os.path.relpath(path, stage.dir)
+        out.extend(start + i for i in range(n) if xxhash.xxh64_intdigest(f"{rel}:{i}".encode(), seed=seed) < cut)
+        start += n
+    return np.asarray(out, dtype=np.int64)
 
 
 SHARD_COLUMNS = ("input_ids", "doc_lens", "loss_mask", "num_pad")  # what the loader reads
@@ -141,12 +178,34 @@ class ShardReader:
         return out
 
 
-def stage_order(stage: Stage, seed: int, epochs: float = 1.0) -> np.ndarray:
-    """The global sample order of a stage: one seeded permutation of all rows per (partial) epoch."""
-    n_total = int(round(epochs * stage.rows))
+def row_sources(stage: Stage, rows: np.ndarray) -> list[str | None]:
+    """The `source` column (the mixer's source with the most tokens in the row) of the given rows; None for every
+    row when the shards do not carry it."""
+    starts = np.cumsum([0] + [n for _, n in stage.shards])
+    out: list[str | None] = [None] * len(rows)
+    for s, (path, _) in enumerate(stage.shards):
+        sel = [(k, int(r - starts[s])) for k, r in enumerate(rows) if starts[s] <= r < starts[s + 1]]
+        if not sel:
+            continue
+        f = pq.ParquetFile(path)
+        if "source" not in f.schema_arrow.names:
+            continue
+        col = f.read(columns=["source"]).column("source").to_pylist()
+        for k, local in sel:
+            out[k] = col[local]
+    return out
+
+
+def stage_order(stage: Stage, seed: int, epochs: float = 1.0, heldout: np.ndarray | None = None) -> np.ndarray:
+    """The global sample order of a stage: one seeded permutation of its training rows (all rows but `heldout`)
+    per (partial) epoch. Without held-out rows this is a permutation of range(rows), as before the split existed."""
+    train = np.setdiff1d(np.arange(stage.rows), heldout) if heldout is not None and len(heldout) else None
+    n_rows = stage.rows if train is None else len(train)
+    n_total = int(round(epochs * n_rows))
     parts, e = [], 0
     while sum(len(p) for p in parts) < n_total:
-        parts.append(np.random.default_rng([seed, stage.stage, e]).permutation(stage.rows))
+        perm = np.random.default_rng([seed, stage.stage, e]).permutation(n_rows)
+        parts.append(perm if train is None else train[perm])
         e += 1
     return np.concatenate(parts)[:n_total] if parts else np.zeros(0, dtype=np.int64)
 
@@ -189,9 +248,9 @@ class StageLoader:
     """Micro-batches of one stage for one rank, from `consumed_samples` on."""
 
     def __init__(self, stage: Stage, seed: int, micro_batch_size: int, rank: int = 0, world_size: int = 1,
-                 epochs: float = 1.0, cache_row_groups: int = 8):
+                 epochs: float = 1.0, cache_row_groups: int = 8, heldout: np.ndarray | None = None):
         self.stage, self.mb, self.rank, self.world = stage, micro_batch_size, rank, world_size
-        self.order = stage_order(stage, seed, epochs)
+        self.order = stage_order(stage, seed, epochs, heldout)
         self.reader = ShardReader(stage, cache_row_groups)
 
     @property

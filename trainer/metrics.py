@@ -97,6 +97,22 @@ class MetricsLog:
                 if isinstance(v, (int, float)) and k != "step" and v == v:
                     self.tb.add_scalar(f"train/{k}", v, record["step"])
 
+    def log_eval(self, record: dict) -> None:
+        """A validation record (trainer/validate.py): one JSON line, and TensorBoard scalars eval/loss,
+        eval/loss_by_type/<source>, eval/loss_by_stage/<stage> at the record's step."""
+        if not self.enabled:
+            return
+        self.f.write(json.dumps(record) + "\n")
+        self.f.flush()
+        if self.tb is None:
+            return
+        scalars = {"eval/loss": record.get("eval_loss")}
+        for group in ("by_type", "by_stage"):
+            scalars.update({f"eval/loss_{group}/{k}": v for k, v in (record.get(f"eval_loss_{group}") or {}).items()})
+        for tag, v in scalars.items():
+            if isinstance(v, (int, float)) and v == v:
+                self.tb.add_scalar(tag, v, record["step"])
+
     def close(self) -> None:
         if self.enabled:
             self.f.close()
@@ -108,16 +124,21 @@ def plot_loss(metrics_jsonl: str | Path, png: str | Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    recs = [json.loads(line) for line in open(metrics_jsonl)]
+    lines = [json.loads(line) for line in open(metrics_jsonl)]
+    recs = [r for r in lines if "loss" in r]   # training steps; validation records carry eval_loss instead
+    evals = [r for r in lines if r.get("eval_loss") is not None]
     ok = [r for r in recs if not r.get("skipped")]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["step"] for r in ok], [r["loss"] for r in ok], lw=1.2)
+    ax.plot([r["step"] for r in ok], [r["loss"] for r in ok], lw=1.2, label="training loss")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", ms=3, lw=1, label="held-out loss")
+        ax.legend(fontsize=8)
     for a, b in zip(recs, recs[1:]):
         if b["stage"] != a["stage"]:
             ax.axvline(b["step"], color="grey", ls="--", lw=0.8)
             ax.text(b["step"], ax.get_ylim()[1], f" stage {b['stage']}", va="top", fontsize=8)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=110)

@@ -9,7 +9,8 @@ CPU:  python -m trainer.train --config conf/train/tiny.yaml   (gloo, one process
 The model (trainer/model.py) knows nothing of DeepSpeed; this file wires config -> data -> model ->
 deepspeed.initialize -> loop, in pieces as torchtitan splits its trainer: `setup` (data, model, engine,
 resume), `train_step` (trainer/step.py: forward/backward of the micro-batches, spike guard, update),
-`step_record`/`log_step` (metrics), `save_checkpoint`, and `train`, the loop that strings them together
+`step_record`/`log_step` (metrics), `run_eval` (the held-out loss every eval.every steps, trainer/validate.py),
+`save_checkpoint`, and `train`, the loop that strings them together
 and handles stages and SIGTERM.
 """
 from __future__ import annotations
@@ -23,16 +24,18 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .config import ModelConfig, TrainConfig, load_config, to_dict
-from .data import StageLoader, check_shards, read_mix
+from .data import StageLoader, check_shards, heldout_rows, read_eval_stages, read_mix
 from .guard import SpikeGuard
 from .hf import init_config, init_state, padded_vocab
 from .metrics import MetricsLog, device_peak_tflops, plot_loss, step_flops
 from .model import Llama
 from .schedule import scheduler
 from .step import StepResult, lm_loss_sum, train_step
+from .validate import Validator
 from . import checkpoint, partition
 
 
@@ -176,6 +179,8 @@ class Run:
     tokenizer: dict
     state: dict = field(default_factory=lambda: {"step": 0, "stage_index": 0, "consumed_samples": 0, "tokens": 0})
     skipped: int = 0
+    validator: Validator | None = None   # eval.every > 0: the held-out batches
+    last_eval: float | None = None       # the latest held-out loss, for the progress bar
 
 
 def setup(cfg: TrainConfig, run_name: str = "") -> Run:
@@ -191,8 +196,9 @@ def setup(cfg: TrainConfig, run_name: str = "") -> Run:
         stages = [s for s in stages if s.stage in cfg.data.stages]
     check_shards(stages)  # every shard of every stage, before the first step (not when its stage comes up)
     epochs = list(cfg.data.epochs) or [1.0] * len(stages)
-    loaders = [StageLoader(s, cfg.data.seed, cfg.micro_batch_size, rank, world, e, cfg.data.cache_row_groups)
-               for s, e in zip(stages, epochs)]
+    heldout = [heldout_rows(s, cfg.eval.fraction, cfg.data.seed) for s in stages]  # never in a training batch
+    loaders = [StageLoader(s, cfg.data.seed, cfg.micro_batch_size, rank, world, e, cfg.data.cache_row_groups, h)
+               for s, e, h in zip(stages, epochs, heldout)]
     plan = make_plan(cfg, loaders)
     data_vocab = max(int(s.tokenizer.get("vocab_size", 0)) for s in stages)
     ds_config = deepspeed_config(cfg)
@@ -210,6 +216,7 @@ def setup(cfg: TrainConfig, run_name: str = "") -> Run:
         engine.module.compile_blocks()
     run = Run(cfg, mcfg, engine, optimizer, loaders, plan, SpikeGuard(cfg.guard), None, dist, rank, world,
               n_matmul, device_peak_tflops(cfg.metrics.peak_tflops), dict(stages[0].tokenizer))
+    run.validator = make_validator(cfg, stages, heldout, mcfg)
     client = checkpoint.load(engine, cfg.checkpoint.dir) if cfg.checkpoint.resume else None
     if client:
         run.state = {k: client[k] for k in run.state}
@@ -220,6 +227,38 @@ def setup(cfg: TrainConfig, run_name: str = "") -> Run:
         Path(cfg.metrics.dir).mkdir(parents=True, exist_ok=True)
         (Path(cfg.metrics.dir) / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
     return run
+
+
+def make_validator(cfg: TrainConfig, stages, heldout, mcfg: ModelConfig) -> Validator | None:
+    """The held-out batches when eval.every > 0: every row of eval.path, else the rows held out of data.root."""
+    if cfg.eval.every <= 0:
+        return None
+    if cfg.eval.path:
+        stages = read_eval_stages(cfg.eval.path)
+        check_shards(stages)
+        heldout = [np.arange(s.rows) for s in stages]
+        too_long = [s.stage for s in stages if s.seq_len > mcfg.max_seq_len]
+        if too_long:
+            raise ValueError(f"eval.path stages {too_long} have seq_len > model max_seq_len {mcfg.max_seq_len}")
+    if not any(len(h) for h in heldout):
+        raise ValueError(f"eval.every={cfg.eval.every} but no row is held out (eval.fraction {cfg.eval.fraction} "
+                         f"of {sum(s.rows for s in stages)} rows): raise eval.fraction or give eval.path")
+    return Validator(stages, heldout, cfg.micro_batch_size, cfg.eval.max_batches)
+
+
+def run_eval(run: Run, stage: int, bar) -> dict:
+    """One evaluation after the current step: metrics.jsonl, TensorBoard and the progress bar."""
+    rec = {"step": run.state["step"], "stage": stage, **run.validator.evaluate(run.engine)}
+    run.log.log_eval(rec)
+    run.last_eval = rec["eval_loss"]
+    if bar is not None:
+        bar.write(f"step {rec['step']} stage {stage}: held-out loss {_fmt(rec['eval_loss'])} "
+                  + " ".join(f"{k}={_fmt(v)}" for k, v in rec["eval_loss_by_type"].items()))
+    return rec
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def next_batches(run: Run, loader: StageLoader) -> list[dict]:
@@ -248,8 +287,10 @@ def log_step(run: Run, rec: dict, bar) -> None:
         run.log.log(rec)
     if bar is not None:
         bar.update(1)
+        extra = {} if run.validator is None else {"eval": _fmt(run.last_eval)}
         bar.set_postfix(stage=rec["stage"], loss=f"{rec['loss']:.3f}", lr=f"{rec['lr']:.2e}",
-                        tok_s=f"{rec['tokens_per_s']:.0f}", mfu="n/a" if rec["mfu"] is None else f"{rec['mfu']:.1%}")
+                        tok_s=f"{rec['tokens_per_s']:.0f}", mfu="n/a" if rec["mfu"] is None else f"{rec['mfu']:.1%}",
+                        **extra)
 
 
 def save_checkpoint(run: Run) -> None:
@@ -284,6 +325,8 @@ def train(cfg: TrainConfig, loss_fn=lm_loss_sum, run_name: str = ""):
                 state["tokens"] += res.tokens * run.world
                 state["step"] += 1
                 log_step(run, step_record(run, loader.stage.stage, res, dt), bar)
+                if run.validator is not None and state["step"] % cfg.eval.every == 0:
+                    run_eval(run, loader.stage.stage, bar)
                 if cfg.checkpoint.every_steps and state["step"] % cfg.checkpoint.every_steps == 0:
                     save_checkpoint(run)
             if state["step"] >= stage_end:
