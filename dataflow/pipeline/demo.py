@@ -13,12 +13,14 @@ and a per-stage table.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from dataflow.core import fs
 from dataflow.core.config import DEFAULT_CONF, REPO_ROOT
 from dataflow.pipeline.chain import plan, run_chain
 from dataflow.pipeline.conf import load_conf
@@ -119,7 +121,9 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
                 trained = step(f"train: tiny LLaMA, {train_steps} steps per stage (DeepSpeed on CPU)",
                                [py, "-m", "trainer.train", "--config", "conf/train/tiny.yaml",
                                 "--set", f"data.root={out / 'mix'}", "--set", f"data.steps_per_stage={train_steps}",
-                                "--set", f"metrics.dir={out / 'train'}", "--set", f"checkpoint.dir={out / 'train' / 'ckpt'}"],
+                                "--set", f"metrics.dir={out / 'train'}", "--set", f"checkpoint.dir={out / 'train' / 'ckpt'}",
+                                # the held-out loss at the end of each stage, on rows never trained on
+                                "--set", f"eval.every={train_steps}", "--set", "eval.fraction=0.2"],
                                None, False)
 
     print(f"\n[demo] finished in {time.time() - t_all:.0f}s\n")
@@ -137,6 +141,12 @@ def run(corpus: str, models: str, output: str, conf: str, overrides: list[str], 
         print(f"mixer:        {out / 'mix' / 'manifest.json'}")
     if trained:
         print(f"training log: {out / 'train'}")
+        evals = [r for r in map(json.loads, fs.read_text(str(out / "train" / "metrics.jsonl")).splitlines())
+                 if "eval_loss" in r]
+        for r in evals:
+            print(f"held-out loss at step {r['step']} (stage {r['stage']}): {r['eval_loss']:.3f}; by stage "
+                  + ", ".join(f"{k}: {v:.3f}" for k, v in sorted((r.get("eval_loss_by_stage") or {}).items())
+                              if v is not None))
     return 0
 
 
