@@ -2,7 +2,7 @@
 its own work directory under DIR. `make cluster-up` / `make cluster-down` call this.
 
   python -m tools.cluster up   [--dir build/cluster] [--port 7077] [--webui-port 8080] [--workers 2]
-                               [--worker-cores 1] [--worker-memory 1g]
+                               [--worker-cores 1] [--worker-memory 1g] [--hide DIR ...]
   python -m tools.cluster down [--dir build/cluster]
   python -m tools.cluster status [--dir build/cluster]
 
@@ -16,12 +16,23 @@ workers knocking at the one asked for, so `up` checks both ports before it start
 master bound the port asked for. DIR/conf/spark-defaults.conf (for `SPARK_CONF_DIR=DIR/conf`) names the master
 and puts conf/log4j2.properties on the driver JVM's command line, so a plain `spark-submit` there shows
 errors only, like the printed lines.
+
+`--hide DIR` (repeatable) makes the workers stand on nodes that do not share the driver's disk: each worker
+starts inside its own mount namespace (`unshare -m --propagation private`, which needs root or CAP_SYS_ADMIN)
+with an empty tmpfs mounted over every DIR, so its executors cannot read what the driver keeps there, and what
+an executor writes there stays in the worker's namespace, invisible to the driver (and gone with the worker).
+Everything else (the repository, the venv, SPARK_HOME, DIR) stays visible. `unshare` and the shell that mounts
+exec into spark-class, which execs the JVM: the recorded process id is the worker's JVM, and `up` checks in
+/proc/<pid>/mountinfo that each worker's namespace really has the tmpfs over every DIR.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,10 +46,12 @@ import pyspark
 from dataflow.core.spark import LOG4J2
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[2]
 STATE = "cluster.json"
 DAEMON_MEMORY = "256m"        # master/worker JVM heap (Spark's default 1g; they only schedule here)
 START_TIMEOUT_S = 300         # master up and every worker registered (43 s measured at load 18 on 2 cores)
 POLL_S = 0.5
+HIDDEN_SIZE = "64m"           # each --hide tmpfs: memory-backed, so what executors write there is bounded
 
 
 def free_port() -> int:
@@ -81,11 +94,58 @@ def _env(d: Path) -> dict:
     return env
 
 
-def _spawn(args: list[str], log: Path, env: dict) -> int:
+def _spawn(args: list[str], log: Path, env: dict, hide: list[Path] = ()) -> int:
+    """Start `spark-class ARGS` in its own session (so `down` can stop its process group); with `hide`, inside
+    a private mount namespace with a tmpfs over each of those directories. Every step execs the next, so the
+    returned pid ends up being the JVM's."""
+    argv = [str(SPARK_HOME / "bin" / "spark-class"), *args]
+    if hide:
+        mounts = " && ".join(f"mount -t tmpfs -o size={HIDDEN_SIZE} ziya2-hidden {shlex.quote(str(h))}"
+                             for h in hide)
+        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", f'{mounts} && exec "$0" "$@"', *argv]
     with open(log, "ab") as f:
-        p = subprocess.Popen([str(SPARK_HOME / "bin" / "spark-class"), *args], stdout=f, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                             start_new_session=True)
     return p.pid
+
+
+def check_hide(hide: list[Path], d: Path) -> list[Path]:
+    """The directories to hide from the workers, resolved and created (an executor must not be able to create
+    one on the shared disk either). A worker cannot start without its own directory, Spark or the repository,
+    so hiding any of them is refused, as is a machine without `unshare`."""
+    if not hide:
+        return []
+    if shutil.which("unshare") is None:
+        raise SystemExit("[cluster] --hide needs util-linux's `unshare` (and root or CAP_SYS_ADMIN for mount)")
+    out = []
+    for h in hide:
+        h = h.resolve()
+        for needed in (d, SPARK_HOME, REPO, Path(sys.prefix).resolve()):
+            if needed == h or needed.is_relative_to(h):
+                raise SystemExit(f"[cluster] --hide {h} would hide {needed}, which the workers need")
+        h.mkdir(parents=True, exist_ok=True)
+        out.append(h)
+    return out
+
+
+def tmpfs_mounts(pid: int) -> set[str]:
+    """Mount points of the tmpfs file systems in the mount namespace of process `pid` (/proc/PID/mountinfo:
+    the 5th field is the mount point, with octal escapes; the file system type follows the ' - ')."""
+    out = set()
+    try:
+        with open(f"/proc/{pid}/mountinfo") as f:
+            for line in f:
+                head, _, tail = line.partition(" - ")
+                if tail.split(" ", 1)[0] == "tmpfs":
+                    out.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), head.split(" ")[4]))
+    except OSError:
+        pass
+    return out
+
+
+def check_hidden(pids: list[int], hide: list[Path]) -> list[str]:
+    """For each worker pid, the hidden directories its namespace does not cover (empty: isolation holds)."""
+    return [f"worker pid {p}: {h}" for p in pids for h in hide if str(h) not in tmpfs_mounts(p)]
 
 
 def master_status(webui: str) -> dict | None:
@@ -117,11 +177,13 @@ def read_state(d: Path) -> dict | None:
         return None
 
 
-def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: str) -> dict:
+def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: str,
+       hide: list[Path] = ()) -> dict:
     d = d.resolve()
+    hide = check_hide(list(hide), d)
     st = read_state(d)
     if st and any(_alive(p) for p in st["pids"]):
-        if master_status(st["webui"]):
+        if master_status(st["webui"]) and st.get("hidden", []) == [str(h) for h in hide]:
             print(f"[cluster] already up: {st['master']} (make cluster-down first to restart)")
             return st
         down(d)
@@ -131,7 +193,7 @@ def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: st
     master, webui = f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui_port}"
     pids = [_spawn(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
                     "--webui-port", str(webui_port)], d / "master.log", env)]
-    st = {"master": master, "webui": webui, "pids": pids, "workers": []}
+    st = {"master": master, "webui": webui, "pids": pids, "workers": [], "hidden": [str(h) for h in hide]}
     (d / STATE).write_text(json.dumps(st, indent=2) + "\n")
     deadline = time.time() + START_TIMEOUT_S
     while master_status(webui) is None:
@@ -149,7 +211,7 @@ def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: st
         (wdir / "work").mkdir(parents=True, exist_ok=True)
         pid = _spawn(["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", str(cores),
                       "--memory", memory, "--work-dir", str(wdir / "work"), "--webui-port", str(free_port()),
-                      master], d / f"worker-{i}.log", env)
+                      master], d / f"worker-{i}.log", env, hide)
         pids.append(pid)
         st["workers"].append({"pid": pid, "work_dir": str(wdir / "work")})
         (d / STATE).write_text(json.dumps(st, indent=2) + "\n")
@@ -162,9 +224,14 @@ def up(d: Path, port: int, webui_port: int, workers: int, cores: int, memory: st
             down(d)
             raise SystemExit(f"[cluster] {len(alive)} of {workers} workers registered; see {d}/worker-*.log")
         time.sleep(POLL_S)
+    uncovered = check_hidden(pids[1:], hide)
+    if uncovered:
+        down(d)
+        raise SystemExit(f"[cluster] a worker's namespace does not hide {', '.join(uncovered)}; see {d}/worker-*.log")
     defaults = write_defaults(d, master)
+    hidden = f"; hidden from the workers: {', '.join(map(str, hide))}" if hide else ""
     print(f"[cluster] up: {master} ({workers} workers x {cores} core, {memory}; UI {webui}; state {d / STATE}; "
-          f"SPARK_CONF_DIR={defaults.parent} for its spark-defaults.conf)")
+          f"SPARK_CONF_DIR={defaults.parent} for its spark-defaults.conf{hidden})")
     return st
 
 
@@ -202,10 +269,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--worker-cores", type=int, default=1)
     ap.add_argument("--worker-memory", default="1g", help="memory a worker offers its executors")
+    ap.add_argument("--hide", action="append", default=[], type=Path, metavar="DIR",
+                    help="start every worker in its own mount namespace with an empty tmpfs over DIR, so executors "
+                         "cannot see the driver's files there (repeatable; needs unshare and root)")
     a = ap.parse_args(argv)
     d = Path(a.dir)
     if a.action == "up":
-        up(d, a.port, a.webui_port, a.workers, a.worker_cores, a.worker_memory)
+        up(d, a.port, a.webui_port, a.workers, a.worker_cores, a.worker_memory, a.hide)
     elif a.action == "down":
         down(d)
     else:

@@ -68,6 +68,9 @@ def checkpoint(df, scratch: str | None = None):
     so losing an executor loses no result (DESIGN §9; a local checkpoint would keep it on executor-local
     disks only). Without `scratch` (a direct call: tests, DE's sample, tools, all with a local master) it goes
     to a temporary directory of this process instead (`local_scratch`)."""
+    if scratch is None and not df.sparkSession.sparkContext.master.startswith("local"):
+        raise ValueError("a checkpoint on a cluster needs a scratch directory on the output's filesystem (the "
+                         "stage passes its attempt's): this process's temporary directory is not the executors'")
     uri = fs.spark_uri(fs.join(scratch or local_scratch(), uuid.uuid4().hex))
     df.write.mode("error").parquet(uri)
     return df.sparkSession.read.parquet(uri)

@@ -160,7 +160,7 @@ def near_dup_pairs(sample, dedup_cfg: Mapping, scratch: str | None = None):
     from dataflow.stages.dedup.components import Context, checkpoint
     from dataflow.stages.dedup.simhash import similar_pairs, with_simhash
 
-    scfg, ctx = dedup_cfg["simhash"], Context.from_conf(dedup_cfg)
+    scfg, ctx = dedup_cfg["simhash"], Context.from_conf(dedup_cfg, scratch=scratch)
     fp = checkpoint(with_simhash(sample.select("id", "text"), scfg, ctx), scratch)
     _, pairs = similar_pairs(fp, "id", scfg, ctx)
     h = fp.select("id", "simhash")
