@@ -129,22 +129,6 @@ def needs_cuda(item) -> bool:
     return "cuda" in names or "cuda" in strings
 
 
-RENDEZVOUS_KEYS = ("MASTER_PORT", "MASTER_ADDR", "RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-@pytest.fixture(autouse=True)
-def _rendezvous_stays_with_its_test():
-    """A trainer run inside the test process sets MASTER_PORT & co. for its own process group (still listening
-    afterwards); a child process a later test starts must not inherit that port (EADDRINUSE)."""
-    before = {k: os.environ.get(k) for k in RENDEZVOUS_KEYS}
-    yield
-    for k, v in before.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession

@@ -21,7 +21,11 @@ TAIL = ["--set", "max_steps=2", "--set", "metrics.progress_bar=false", "--set", 
 
 
 def env() -> dict:
-    e = dict(os.environ, PYTHONUNBUFFERED="1")
+    """The child's environment: this one, without the rendezvous of a trainer an earlier test ran in this
+    process (its MASTER_PORT stays bound for the session: a child inheriting it fails with EADDRINUSE)."""
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("MASTER_PORT", "MASTER_ADDR", "RANK", "LOCAL_RANK", "WORLD_SIZE")}
+    e["PYTHONUNBUFFERED"] = "1"
     e["PATH"] = f"{VENV_BIN}{os.pathsep}{e.get('PATH', '')}"   # the deepspeed launcher of the venv
     return e
 
