@@ -159,13 +159,13 @@ def parquet_rows(paths: Iterable[str]) -> int:
     return total
 
 
-def parquet_schemas(paths: Iterable[str]) -> dict[str, list[str]]:
-    """Parquet footer schemas of the files under `paths` (driver reads footers only), grouped:
+def parquet_schemas(files: Iterable[str]) -> dict[str, list[str]]:
+    """Parquet footer schemas of `files` (as `parquet_files` lists them; driver reads footers only), grouped:
     'col:type, ...' -> the files with exactly that schema."""
     import pyarrow.parquet as pq
 
     groups: dict[str, list[str]] = {}
-    for uri in parquet_files(paths):
+    for uri in files:
         with fs.open_input(uri) as fh:
             schema = pq.ParquetFile(fh).schema_arrow
         key = ", ".join(f"{n}:{t}" for n, t in zip(schema.names, schema.types))
@@ -214,7 +214,7 @@ def read_stage_input(spark, paths: Iterable[str], *, output: str | None = None, 
     files = parquet_files(resolved)
     if not files:
         raise FileNotFoundError(f"no Parquet files under {' '.join(resolved)}")
-    merge = _merge_schemas(parquet_schemas(resolved), require)
+    merge = _merge_schemas(parquet_schemas(files), require)   # the files listed once, above
     reader = spark.read.option("recursiveFileLookup", "true")
     if merge:
         reader = reader.option("mergeSchema", "true")
