@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataflow.core import fs
-from dataflow.ingest.records import input_fields, meta_str, quarantine, record, strip_surrogates
+from dataflow.ingest.records import input_fields, meta_str, quarantine, record, strip_surrogates, too_large
 
 
 def iter_parquet(path: str, *, source: str, cfg: dict, batch_rows: int, counter: dict | None = None) -> Iterator[dict]:
@@ -80,8 +80,7 @@ def _row(obj: dict, *, path, offset, source, max_bytes, prefix) -> dict:
         return quarantine(**common, what="text_type", why=f"`text` is a {type(text).__name__}, not a string",
                           prefix=meta_str(text)[:prefix] if not isinstance(text, bytes) else text[:prefix])
     text = strip_surrogates(text)
-    # chars <= UTF-8 bytes <= 4 * chars: encode only when the length alone does not decide
-    if len(text) > max_bytes or (4 * len(text) > max_bytes and len(text.encode("utf-8")) > max_bytes):
+    if too_large(text, max_bytes):
         return quarantine(**common, what="too_large",
                           why=f"text of {len(text.encode('utf-8'))} bytes exceeds preprocess.max_doc_bytes={max_bytes}",
                           prefix=text[:prefix])

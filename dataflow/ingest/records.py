@@ -70,6 +70,12 @@ def meta_str(v) -> str:
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
 
 
+def too_large(text: str, max_bytes: int) -> bool:
+    """Whether `text` is over `max_bytes` in UTF-8 (chars <= bytes <= 4 x chars: encoded only when the length
+    alone does not decide)."""
+    return len(text) > max_bytes or (4 * len(text) > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes)
+
+
 def _meta_items(m) -> list:
     """An input's `meta` as (key, value) pairs: an object, or a list of pairs (how Arrow maps come back); any
     other value (a list of ints, a string, a number) is kept whole as `meta.meta`, never an error."""

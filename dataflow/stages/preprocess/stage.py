@@ -33,6 +33,7 @@ from dataflow.core.confschema import Bool, Count, File, Float, Langs, List, Map,
 from dataflow.core.contract import BatchResult, Stage
 from dataflow.core.schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
 from dataflow.core.stage import StageResult
+from dataflow.ingest.records import too_large
 from dataflow.ingest.sources import PROCESSORS
 from dataflow.models.langid.train import TRAIN_SPEC as LANGID_TRAIN_SPEC
 from dataflow.stages.preprocess.html import binary_reason, decode, html_to_text, looks_like_html, media_type
@@ -249,11 +250,6 @@ class Preprocessor:
             out["text"] = self.opencc.convert(text)
             meta["opencc"] = self.opencc_name
         return out
-
-
-def too_large(text: str, max_bytes: int) -> bool:
-    """Whether `text` is over `max_bytes` in UTF-8 (chars <= bytes <= 4 x chars: encoded only when needed)."""
-    return len(text) > max_bytes or (4 * len(text) > max_bytes and len(text.encode("utf-8", "surrogatepass")) > max_bytes)
 
 
 def _processor(source_type: str):
