@@ -5,15 +5,19 @@ the driver, and the local copies a single-machine tool needs (DESIGN §9: no sha
   output URI (local, file://, s3://, ...). Attempts write under `DIR/_parts-<token>/`; the driver moves the
   parts of the tasks that succeeded to `DIR/part-NNNNN<suffix>` and removes the rest, so a retried or
   speculative task never leaves a second copy. It needs no Hadoop connector for the store, only pyarrow.
+- `write_split`: one pass over a frame into several Parquet outputs (a stage's data/ and rejected/), each batch's
+  rows routed to the outputs and counted as they are written, so no output is cached first or read back to
+  count it. The same staging and commit as `write_parts`.
 - `single_file`: the one part of a one-partition frame moved to its final name (a review sheet, a sample).
 - `to_local` / `from_local`: the bytes of URIs concatenated into a local file (SentencePiece trains on a
   local file), and a local file streamed to a URI (the trained model).
 """
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
-from typing import Callable, IO, Iterable, Iterator
+from typing import Any, Callable, IO, Iterable, Iterator, Mapping
 
 from dataflow.core import fs
 
@@ -73,6 +77,104 @@ def write_parts(df, dest_dir: str, suffix: str, encode: Encoder, *, skip_empty: 
     finally:
         fs.delete(staging)   # parts of failed or losing attempts
     return parts
+
+
+# route(batch) -> {output: the batch's rows for it}; tally(output, rows) -> {key: counts}, summed per output
+Route = Callable[[Any], Mapping[str, Any]]
+Tally = Callable[[str, Any], Mapping[str, list[int]]]
+
+
+@dataclass(frozen=True)
+class Split:
+    """What `write_split` wrote: the parts of each output, and per output the sum of `tally` over its rows."""
+    parts: dict[str, list[Part]]
+    tally: dict[str, dict[str, list[int]]]
+
+
+def _split_done_schema():
+    import pyarrow as pa
+
+    return pa.schema([("part", pa.int64()), ("name", pa.string()), ("uri", pa.string()), ("rows", pa.int64()),
+                      ("tally", pa.string())])
+
+
+_SPLIT_DONE = _split_done_schema()
+
+
+def _add(into: dict[str, list[int]], counts: Mapping[str, Iterable[int]]) -> dict[str, list[int]]:
+    for key, vals in counts.items():
+        vals = list(vals)
+        have = into.setdefault(key, [0] * len(vals))
+        into[key] = [a + b for a, b in zip(have, vals)]
+    return into
+
+
+def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally: Tally | None = None, *,
+                suffix: str = ".zstd.parquet", compression: str = "zstd") -> Split:
+    """Write `df` in one pass into the Parquet outputs `outputs` ({name: (dir, arrow schema)}): each Arrow batch
+    of a partition goes through `route` to the outputs, which the executor writes as `dir/part-NNNNN<suffix>`
+    through `fs`; `tally` counts the rows of each output as they are written. Only (partition, output, uri,
+    rows, tally) reach the driver, and only from the attempts that won; an output no row reached is one empty
+    file with its schema (a readable folder with its columns)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark import TaskContext
+
+    dirs = {n: fs.normalize(str(d)) for n, (d, _) in outputs.items()}
+    schemas = {n: s for n, (_, s) in outputs.items()}
+    token = uuid.uuid4().hex[:8]
+    staging = {n: fs.join(d, f"_parts-{token}") for n, d in dirs.items()}
+
+    def write(batches):
+        ctx = TaskContext.get()
+        index, attempt = ctx.partitionId(), ctx.attemptNumber()
+        open_ = {}       # name -> (uri, stream, writer)
+        rows: dict[str, int] = {}
+        counts: dict[str, dict[str, list[int]]] = {}
+        try:
+            for batch in batches:
+                for name, sub in route(batch).items():
+                    if not sub.num_rows:
+                        continue
+                    if name not in open_:
+                        uri = fs.join(staging[name], f"part-{index:05d}-{attempt}{suffix}")
+                        out = fs.open_output(uri)
+                        open_[name] = (uri, out, pq.ParquetWriter(out, schemas[name], compression=compression))
+                    sub = sub.cast(schemas[name]) if sub.schema != schemas[name] else sub
+                    open_[name][2].write_batch(sub)
+                    rows[name] = rows.get(name, 0) + sub.num_rows
+                    if tally is not None:
+                        _add(counts.setdefault(name, {}), tally(name, sub))
+        finally:
+            for _, out, writer in open_.values():
+                writer.close()
+                out.close()
+        names = sorted(open_)
+        if names:
+            yield pa.RecordBatch.from_pydict({"part": [index] * len(names), "name": names,
+                                              "uri": [open_[n][0] for n in names], "rows": [rows[n] for n in names],
+                                              "tally": [json.dumps(counts.get(n, {})) for n in names]},
+                                             schema=_SPLIT_DONE)
+
+    try:
+        done = df.mapInArrow(write, "part long, name string, uri string, rows long, tally string").collect()
+        parts: dict[str, list[Part]] = {n: [] for n in outputs}
+        tallies: dict[str, dict[str, list[int]]] = {n: {} for n in outputs}
+        for r in sorted(done, key=lambda r: (r["name"], r["part"])):
+            final = fs.join(dirs[r["name"]], f"part-{r['part']:05d}{suffix}")
+            fs.move(r["uri"], final)
+            parts[r["name"]].append(Part(r["part"], final, r["rows"]))
+            _add(tallies[r["name"]], json.loads(r["tally"]))
+        for name, got in parts.items():
+            if not got:
+                uri = fs.join(dirs[name], f"part-00000{suffix}")
+                with fs.open_output(uri) as out:
+                    pq.ParquetWriter(out, schemas[name], compression=compression).close()
+                got.append(Part(0, uri, 0))
+    finally:
+        for s in staging.values():
+            fs.delete(s)   # parts of failed or losing attempts
+    return Split(parts=parts, tally=tallies)
 
 
 def _chain(first, rest) -> Iterator:

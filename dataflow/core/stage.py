@@ -8,8 +8,10 @@ last; `read_stage_input` is the one place that refuses an unfinished input stage
 output inside its input tree. All paths are URIs through `dataflow.core.fs`.
 
 Stages build one *annotated* DataFrame in which every input record appears once, with `reason` null for
-kept rows. `StageResult.from_annotated` splits it; the annotated frame is persisted so the per-record
-work runs once even though two outputs and the statistics read it.
+kept rows. `StageResult.from_annotated` splits it, and `write_stage` writes both outputs in one pass over it
+(`fsio.write_split`), counting rows, characters and bytes per reason and source type as it writes: no output
+is read back to count it, and no rejected row is materialised twice. The annotated frame is persisted only
+for a stage whose statistics read it again after the writes.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from dataflow.core import fs
+from dataflow.core import fs, fsio
 from dataflow.core.config import conf_hash
 
 
@@ -35,20 +37,24 @@ class StageResult:
     kept: Any                      # pyspark DataFrame
     rejected: Any                  # pyspark DataFrame with the kept schema + reason, detail
     stats: dict | Callable[[], dict] = field(default_factory=dict)  # stage extras; a callable runs after the writes
-    annotated: Any = None          # the persisted frame both came from, unpersisted after writing
+    annotated: Any = None          # the frame both came from (unpersisted after writing, when persisted)
+    split: bool = False            # kept/rejected are `annotated` split on `reason`: written in one pass over it
 
     @classmethod
     def from_annotated(cls, annotated, stats: dict | Callable[[], dict] | None = None,
-                       drop: Iterable[str] = ()) -> "StageResult":
-        """Split a frame with a nullable `reason` (and `detail`) column into kept and rejected."""
+                       drop: Iterable[str] = (), *, persist: bool = True) -> "StageResult":
+        """Split a frame with a nullable `reason` (and `detail`) column into kept and rejected; `write_stage`
+        writes both in one pass over `annotated`. `persist`: cache it for a stage whose statistics (or side
+        files) read it again after the writes; the writes alone read it once."""
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
-        annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
-        drop = list(drop)
+        if persist:
+            annotated = annotated.persist(StorageLevel.MEMORY_AND_DISK)
+        drop = tuple(drop)
         kept = annotated.filter(F.col("reason").isNull()).drop("reason", "detail", *drop)
         rejected = annotated.filter(F.col("reason").isNotNull()).drop(*drop)
-        return cls(kept=kept, rejected=rejected, stats=stats or {}, annotated=annotated)
+        return cls(kept=kept, rejected=rejected, stats=stats or {}, annotated=annotated, split=True)
 
 
 def library_versions(extra: Iterable[str] = ()) -> dict:
@@ -221,44 +227,96 @@ def read_stage_input(spark, paths: Iterable[str], *, output: str | None = None, 
     return reader.parquet(*[fs.spark_uri(f) for f in files]), resolved
 
 
-def _agg_counts(df, by_reason: bool):
-    from pyspark.sql import functions as F
-
-    aggs = [F.count(F.lit(1)).alias("n"),
-            F.coalesce(F.sum(F.length("text")), F.lit(0)).alias("chars"),
-            F.coalesce(F.sum(F.octet_length("text")), F.lit(0)).alias("bytes")]
-    if "text" not in df.columns:
-        aggs = aggs[:1]
-    if by_reason:
-        return {r["reason"]: r.asDict() for r in df.groupBy("reason").agg(*aggs).collect()}
-    return df.agg(*aggs).collect()[0].asDict()
+TEXT = "text"   # the column whose characters and bytes stats.json counts
 
 
-def _by_type(kept, rejected) -> dict | None:
-    """Per source type: input, kept, rejected and rejected by reason (from the written outputs); None when
-    neither output has a `source_type` column (a stage over records that carry none). A null type is `none`."""
-    from pyspark.sql import functions as F
+def _tally(name: str, batch) -> dict[str, list[int]]:
+    """[rows, characters, UTF-8 bytes of `text`] per (source_type, reason) of rows being written (a column the
+    batch lacks is null): what Spark's count, length and octet_length would sum over the written output."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    if "source_type" not in kept.columns and "source_type" not in rejected.columns:
+    n = batch.num_rows
+    names = batch.schema.names
+
+    def col(c):
+        return batch.column(c) if c in names else pa.nulls(n, pa.string())
+
+    chars = nbytes = pa.array([0] * n, pa.int64())
+    if TEXT in names:
+        text = batch.column(TEXT)
+        is_str = pa.types.is_string(text.type) or pa.types.is_large_string(text.type)
+        chars = pc.fill_null(pc.cast(pc.utf8_length(text) if is_str else pc.binary_length(text), pa.int64()), 0)
+        nbytes = pc.fill_null(pc.cast(pc.binary_length(text), pa.int64()), 0)
+    table = pa.table({"t": col("source_type"), "r": col("reason"), "c": chars, "b": nbytes})
+    grouped = table.group_by(["t", "r"]).aggregate([("c", "count", pc.CountOptions(mode="all")), ("c", "sum"),
+                                                    ("b", "sum")])
+    return {json.dumps([t, r]): [k, c or 0, b or 0] for t, r, k, c, b in
+            zip(*(grouped.column(x).to_pylist() for x in ("t", "r", "c_count", "c_sum", "b_sum")))}
+
+
+def _routes(kept_cols: list[str], rejected_cols: list[str]):
+    """route(batch) for a split result: rows with a null `reason` to data/ (kept columns), the rest to rejected/."""
+    def route(batch):
+        import pyarrow.compute as pc
+
+        is_kept = pc.is_null(batch.column("reason"))
+        return {"data": batch.filter(is_kept).select(kept_cols),
+                "rejected": batch.filter(pc.invert(is_kept)).select(rejected_cols)}
+
+    return route
+
+
+def _write_outputs(result: StageResult, attempt: "Attempt", partitions: int | None) -> dict[str, dict]:
+    """data/ and rejected/ written into the attempt, each row once, counted while written: {"data": tally,
+    "rejected": tally}, a tally mapping json [source_type, reason] to [rows, chars, bytes]."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    kept, rejected = result.kept, result.rejected
+    out = {"data": (attempt.path("data"), to_arrow_schema(kept.schema)),
+           "rejected": (attempt.path("rejected"), to_arrow_schema(rejected.schema))}
+    if result.split and result.annotated is not None:   # one pass over the frame both come from
+        frame = result.annotated.coalesce(partitions) if partitions else result.annotated
+        return fsio.write_split(frame, out, _routes(kept.columns, rejected.columns), _tally).tally
+    if partitions:
+        kept = kept.coalesce(partitions)
+    tally = {}
+    for name, frame in (("data", kept), ("rejected", rejected)):
+        tally.update(fsio.write_split(frame, {name: out[name]}, lambda b, n=name: {n: b}, _tally).tally)
+    return tally
+
+
+def _counts(tally: dict[str, list[int]], by_reason: bool) -> dict:
+    """{n, chars, bytes} of an output, or per reason."""
+    out: dict = {}
+    for key, (n, chars, nbytes) in tally.items():
+        slot = out.setdefault(json.loads(key)[1], {"n": 0, "chars": 0, "bytes": 0}) if by_reason else \
+            out.setdefault(None, {"n": 0, "chars": 0, "bytes": 0})
+        slot["n"] += n
+        slot["chars"] += chars
+        slot["bytes"] += nbytes
+    return out if by_reason else out.get(None, {"n": 0, "chars": 0, "bytes": 0})
+
+
+def _by_type(kept_tally: dict, rejected_tally: dict, kept_cols, rejected_cols) -> dict | None:
+    """Per source type: input, kept, rejected and rejected by reason (counted as the outputs were written); None
+    when neither output has a `source_type` column (a stage over records that carry none). A null type is `none`."""
+    if "source_type" not in kept_cols and "source_type" not in rejected_cols:
         return None
     out: dict[str, dict] = {}
 
     def slot(t):
         return out.setdefault(t or "none", {"input": 0, "kept": 0, "rejected": 0, "rejected_by_reason": {}})
 
-    if "source_type" in kept.columns:
-        for row in kept.groupBy("source_type").agg(F.count(F.lit(1)).alias("n")).collect():
-            slot(row["source_type"])["kept"] += row["n"]
-    else:
-        n = kept.count()
+    for key, (n, _, _) in kept_tally.items():
         if n:
-            slot(None)["kept"] += n
-    if "reason" in rejected.columns:
-        typ = F.col("source_type") if "source_type" in rejected.columns else F.lit(None).cast("string")
-        for row in rejected.groupBy(typ.alias("t"), "reason").agg(F.count(F.lit(1)).alias("n")).collect():
-            d = slot(row["t"])
-            d["rejected"] += row["n"]
-            d["rejected_by_reason"][row["reason"]] = row["n"]
+            slot(json.loads(key)[0])["kept"] += n
+    if "reason" in rejected_cols:
+        for key, (n, _, _) in rejected_tally.items():
+            t, reason = json.loads(key)
+            d = slot(t)
+            d["rejected"] += n
+            d["rejected_by_reason"][reason] = d["rejected_by_reason"].get(reason, 0) + n
     for d in out.values():
         d["input"] = d["kept"] + d["rejected"]
         d["rejected_by_reason"] = dict(sorted(d["rejected_by_reason"].items()))
@@ -324,11 +382,7 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str,
     `side_files(stats) -> {name: text}`: small files derived from the statistics (e.g. cutoffs.json)."""
     t0 = t0 if t0 is not None else time.time()
     attempt = attempt or Attempt(out).begin()
-    kept, rejected = result.kept, result.rejected
-    if partitions:
-        kept = kept.coalesce(partitions)
-    kept.write.mode("overwrite").option("compression", "zstd").parquet(fs.spark_uri(attempt.path("data")))
-    rejected.write.mode("overwrite").option("compression", "zstd").parquet(fs.spark_uri(attempt.path("rejected")))
+    tally = _write_outputs(result, attempt, partitions)
 
     if callable(input_count):
         try:
@@ -336,13 +390,11 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str,
         except Exception:
             attempt.abort()
             raise
-    spark = kept.sparkSession
-    kept_back = spark.read.parquet(fs.spark_uri(attempt.path("data")))
-    rej_back = spark.read.parquet(fs.spark_uri(attempt.path("rejected")))
-    k = _agg_counts(kept_back, by_reason=False)
-    r = _agg_counts(rej_back, by_reason=True) if "reason" in rej_back.columns else {}
+    kept_cols, rejected_cols = result.kept.columns, result.rejected.columns
+    k = _counts(tally["data"], by_reason=False)
+    r = _counts(tally["rejected"], by_reason=True) if "reason" in rejected_cols else {}
     rejected_total = sum(v["n"] for v in r.values())
-    by_type = _by_type(kept_back, rej_back)
+    by_type = _by_type(tally["data"], tally["rejected"], kept_cols, rejected_cols)
     extra = result.stats() if callable(result.stats) else dict(result.stats or {})
     if result.annotated is not None:
         result.annotated.unpersist()

@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 
 import pyarrow as pa
 
-from dataflow.core import fs
+from dataflow.core import fs, fsio
 from dataflow.core.confschema import (Bool, Count, Dir, File, Float, Langs, List, Map, Path, Section, Str,
                                       optional_section)
 from dataflow.core.contract import Option, Stage
@@ -133,14 +133,16 @@ def cutoffs_json(cuts: Mapping) -> str:
 
 
 # ------------------------------------------------------------------ Spark
-def score_udf(paths: dict, ref_path: str | None, kinds: Mapping[str, tuple[bool, bool]], norm: dict, max_chars: int,
-              max_pieces: int, ref_chunk_chars: int, ref_max_chunks: int):
-    """An Arrow UDF (text, lang, source_type) -> struct<ppl, score_note, ref_score>: one pass over the text
-    computes everything the stage needs from it. `kinds` maps a source type to (lm, ref_score) from its
-    recipe; a type not in it is `unknown_type`. Only the three input columns travel to Python and three
-    small ones come back; the models are loaded once per Python worker (load_once)."""
-    from pyspark.sql.functions import arrow_udf
+SCORES = pa.struct([("ppl", pa.float64()), ("score_note", pa.string()), ("ref_score", pa.float64())])
+_ROW_FP = "_fp"        # a fingerprint of the whole row: the key pass 2 finds its scores by
+_PART = "_part"        # the input partition a row was scored in
 
+
+def scorer(paths: dict, ref_path: str | None, kinds: Mapping[str, tuple[bool, bool]], norm: dict, max_chars: int,
+           max_pieces: int, ref_chunk_chars: int, ref_max_chunks: int):
+    """score(text, lang, source_type) -> struct<ppl, score_note, ref_score> over Arrow arrays: one pass over
+    the text computes everything the stage needs from it. `kinds` maps a source type to (lm, ref_score) from
+    its recipe; a type not in it is `unknown_type`. The models are loaded once per Python worker (load_once)."""
     def score(text: pa.Array, lang: pa.Array, stype: pa.Array) -> pa.Array:
         models = {l: (load_once("sentencepiece", sp, load_sp), load_once("kenlm", lm, load_kenlm))
                   for l, (sp, lm) in paths.items()}
@@ -159,9 +161,115 @@ def score_udf(paths: dict, ref_path: str | None, kinds: Mapping[str, tuple[bool,
             rs.append(refclass.ref_score(ref, t, ref_chunk_chars, ref_max_chunks) if ref is not None and kind
                       and kind[1] else None)
         return pa.StructArray.from_arrays([pa.array(ppl, pa.float64()), pa.array(note, pa.string()),
-                                           pa.array(rs, pa.float64())], names=["ppl", "score_note", "ref_score"])
+                                           pa.array(rs, pa.float64())], fields=list(SCORES))
 
-    return arrow_udf(score, "ppl double, score_note string, ref_score double")  # scalar, from the type hints
+    return score
+
+
+def score_udf(score):
+    """The scorer as an Arrow UDF (text, lang, source_type) -> struct: only the three input columns travel to
+    Python and three small ones come back (the streaming pass)."""
+    from pyspark.sql.functions import arrow_udf
+
+    def score_text(text: pa.Array, lang: pa.Array, stype: pa.Array) -> pa.Array:
+        return score(text, lang, stype)
+
+    return arrow_udf(score_text, "ppl double, score_note string, ref_score double")  # scalar, from the type hints
+
+
+def _fingerprinted(df):
+    """`df` with the partition each row is read in and a 64-bit fingerprint of the row. Both passes compute them
+    over the same input frame, which gives the same partitions holding the same rows (a Parquet scan; a
+    round-robin `repartition` too, as long as both passes read the same columns below it: the fingerprint
+    covers every column, so none is pruned away in either pass)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    cols = [F.map_entries(c.name) if isinstance(c.dataType, MapType) else F.col(c.name) for c in df.schema.fields]
+    return df.withColumn(_PART, F.spark_partition_id()).withColumn(_ROW_FP, F.xxhash64(*cols))
+
+
+_NARROW = pa.schema([(_ROW_FP, pa.int64()), ("id", pa.string()), ("lang", pa.string()),
+                     ("source_type", pa.string()), *SCORES])
+
+
+def write_scores(df, score, scratch: str) -> None:
+    """Pass 1: every record scored once, into `scratch/part-NNNNN.parquet` per input partition, holding only
+    the narrow columns (fingerprint, id, lang, source_type, ppl, score_note, ref_score): no text is copied."""
+    def encode(batches, out) -> int:
+        import pyarrow.parquet as pq
+
+        rows = 0
+        with pq.ParquetWriter(out, _NARROW, compression="zstd") as w:
+            for b in batches:
+                s = score(b.column("text"), b.column("lang"), b.column("source_type"))
+                w.write_batch(pa.RecordBatch.from_arrays(
+                    [b.column(_ROW_FP), *(b.column(c).cast(pa.string()) for c in ("id", "lang", "source_type")),
+                     *s.flatten()], schema=_NARROW))
+                rows += b.num_rows
+        return rows
+
+    keyed = _fingerprinted(df).select(_ROW_FP, "id", "text", "lang", "source_type")
+    fsio.write_parts(keyed, scratch, ".parquet", encode, skip_empty=True)
+
+
+_PART_CACHE: dict = {}   # the scores of the partition a Python worker looked up last (one at a time)
+
+
+def _part_scores(scratch: str, part: int):
+    """(pandas index of fingerprints, ids, scores) of one input partition's scratch file, cached per worker."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    uri = fs.join(scratch, f"part-{part:05d}.parquet")
+    if uri not in _PART_CACHE:
+        _PART_CACHE.clear()
+        if not fs.exists(uri):
+            raise RuntimeError(f"score: input partition {part} has no scores from pass 1 ({uri}: the input frame "
+                               f"gave other partitions the second time; read it from Parquet)")
+        with fs.open_input(uri) as fh:
+            t = pq.read_table(fh)
+        fps = pd.Index(t.column(_ROW_FP).to_numpy())
+        first = ~fps.duplicated()   # a repeated fingerprint is the same record: the same scores
+        keep = pa.array(first.nonzero()[0])
+        _PART_CACHE[uri] = (fps[first], t.column("id").take(keep), pa.StructArray.from_arrays(
+            [t.column(f.name).combine_chunks().take(keep) for f in SCORES], fields=list(SCORES)))
+    return _PART_CACHE[uri]
+
+
+def lookup(scratch: str, part: pa.Array, fp: pa.Array, ids: pa.Array) -> pa.Array:
+    """The scores pass 1 wrote for the records (partition, fingerprint, id). A record missing from its
+    partition's scores, or found under another id, means the input frame did not give the same rows twice: an
+    error, never a record with another's scores."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    parts, fps = part.to_numpy(zero_copy_only=False), fp.to_numpy(zero_copy_only=False)
+    where, found = [], []
+    for p in np.unique(parts):      # a batch holds one partition's rows (after a coalesce, several)
+        index, known_ids, scores = _part_scores(scratch, int(p))
+        rows = np.nonzero(parts == p)[0]
+        at = index.get_indexer(fps[rows])
+        if (at < 0).any() or not pc.all(pc.equal(known_ids.take(pa.array(at.clip(0))),
+                                                 ids.take(pa.array(rows)).cast(pa.string()))).as_py():
+            raise RuntimeError(f"score: records of input partition {p} have no scores from pass 1 (the input "
+                               f"frame gave other rows the second time; read it from Parquet)")
+        where.append(rows)
+        found.append(scores.take(pa.array(at)))
+    if not found:
+        return pa.array([], SCORES)
+    return pa.concat_arrays(found).take(pa.array(np.argsort(np.concatenate(where), kind="stable")))
+
+
+def lookup_udf(scratch: str):
+    """Pass 2 as an Arrow UDF (partition, fingerprint, id) -> struct<ppl, score_note, ref_score> (`lookup`):
+    only those three small columns travel to Python."""
+    from pyspark.sql.functions import arrow_udf
+
+    def scores_of(part: pa.Array, fp: pa.Array, ids: pa.Array) -> pa.Array:
+        return lookup(scratch, part, fp, ids)
+
+    return arrow_udf(scores_of, "ppl double, score_note string, ref_score double")
 
 
 def compute_cutoffs(scored, langs: Iterable[str], cfg: Mapping) -> dict[str, dict]:
@@ -193,17 +301,17 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
     for those languages; the others get cutoffs computed on this input. `conf` is the root configuration
     (recipes, sources); `attempt` the stage's output attempt (jobs.score).
 
-    One pass of the UDF over the text. When every language's cutoffs are fixed and no bucket or threshold
-    can reject (the CCNet setting), the scored rows stream straight into the writer: no cache, no second
-    pass, and the statistics read back the small columns of what was written. Otherwise the scored rows are
-    written once to a scratch Parquet (`_scored`, in the attempt, or a local temporary directory for a
-    library call), cutoffs and statistics read only its small columns, and the outputs are split from it;
-    the scratch is removed after the statistics."""
+    The scorer runs once per record. When every language's cutoffs are fixed and no bucket or threshold can
+    reject (the CCNet setting), the scored rows stream straight into the writer: one pass, and the statistics
+    read back the small columns of what was written. Otherwise the cutoffs need every perplexity before any
+    bucket is known: pass 1 scores each record into a narrow scratch (`_scores`, in the attempt, or a local
+    temporary directory for a library call) of fingerprints and scores, never the text; cutoffs and statistics
+    read it, and pass 2 reads the input again and finds each record's scores there by its partition and
+    fingerprint (`lookup_udf`: ids, not text, go to Python). The scratch is removed after the statistics."""
     from pyspark.sql import functions as F
 
-
     require_columns(df, ["id", "text", "lang"], NAME)
-    for col in ("ppl", "quality", "score_note", "ref_score", "reason", "detail"):
+    for col in ("ppl", "quality", "score_note", "ref_score", "reason", "detail", _PART, _ROW_FP):
         if col in df.columns:
             raise ValueError(f"{NAME}: input already has a {col!r} column (scored twice?)")
     drop = [str(q) for q in (cfg.get("drop") or [])]
@@ -221,21 +329,26 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
         ship_file(spark, lm)
     if ref_path:
         ship_file(spark, ref_path)
-    udf = score_udf(paths, ref_path, kinds, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
-                    int(cfg["max_paragraph_pieces"]), int(cfg["ref_train"]["chunk_chars"]), int(cfg["ref_max_chunks"]))
-    scored = (df.withColumn("_score", udf(F.col("text"), F.col("lang"), F.col("source_type")))
-              .select(*df.columns, F.col("_score.ppl").alias("ppl"), F.col("_score.score_note").alias("score_note"),
-                      F.col("_score.ref_score").alias("ref_score")))
+    score = scorer(paths, ref_path, kinds, normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
+                   int(cfg["max_paragraph_pieces"]), int(cfg["ref_train"]["chunk_chars"]), int(cfg["ref_max_chunks"]))
 
     fixed = {k: dict(v) for k, v in (cutoffs or {}).items()}
     to_compute = [l for l in paths if l not in fixed]
     streaming = attempt is not None and not to_compute and not drop and ref_min is None
-    scratch = None
-    if not streaming:
-        scratch = attempt.path("_scored") if attempt is not None else tempfile.mkdtemp(prefix="ziya2-score-")
-        scored.write.mode("overwrite").option("compression", "snappy").parquet(fs.spark_uri(scratch))
-        scored = spark.read.parquet(fs.spark_uri(scratch))
-    computed = compute_cutoffs(scored, to_compute, cfg)
+    scratch = narrow = None
+    if streaming:
+        found = score_udf(score)(F.col("text"), F.col("lang"), F.col("source_type"))
+    else:
+        scratch = attempt.path("_scores") if attempt is not None else tempfile.mkdtemp(prefix="ziya2-scores-")
+        write_scores(df, score, scratch)
+        narrow = spark.read.parquet(fs.spark_uri(scratch))
+        keyed = _fingerprinted(df)
+        found = lookup_udf(scratch)(F.col(_PART), F.col(_ROW_FP), F.col("id"))
+        df = keyed
+    scored = (df.withColumn("_score", found)
+              .select(*[c for c in df.columns if c not in (_PART, _ROW_FP)], F.col("_score.ppl").alias("ppl"),
+                      F.col("_score.score_note").alias("score_note"), F.col("_score.ref_score").alias("ref_score")))
+    computed = compute_cutoffs(narrow if narrow is not None else scored, to_compute, cfg)
     cuts = {**{k: {**v, "source": "fixed"} for k, v in fixed.items()},
             **{k: {**v, "source": "computed"} for k, v in computed.items()}}
 
@@ -248,6 +361,7 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
                    .when(in_lang, F.lit("low"))
                    .otherwise(quality))
     annotated = scored.withColumn("quality", quality)
+    narrow = narrow.withColumn("quality", quality) if narrow is not None else None
     cut_str = F.create_map(*[x for lang in sorted(cuts) for x in
                              (F.lit(lang), F.lit(f"p30={cuts[lang]['p30']:.1f} p60={cuts[lang]['p60']:.1f}"))]) \
         if cuts else None
@@ -269,8 +383,8 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
     def stats() -> dict:
         if streaming:   # what was written: its small columns only (nothing is rejected in this mode)
             frame = spark.read.parquet(fs.spark_uri(attempt.path("data")))
-        else:
-            frame = annotated
+        else:           # the narrow scores of pass 1, bucketed as the outputs are
+            frame = narrow
         note = F.col("score_note")
         rows = (frame.groupBy("source_type", "lang", "quality")
                 .agg(F.count(F.lit(1)).alias("n"),
@@ -312,14 +426,8 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
                 "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
                 "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
 
-    if drop or ref_min is not None:
-        kept = annotated.filter(F.col("reason").isNull()).drop("reason", "detail")
-        rejected = annotated.filter(F.col("reason").isNotNull())
-    else:               # nothing can be rejected: one write, no scan for an empty rejected/
-        kept = annotated.drop("reason", "detail")
-        rejected = annotated.where(F.lit(False))   # the optimiser makes this an empty relation: no scan, no Python
-    # nothing is cached: `annotated` is returned for callers that unpersist it (a no-op)
-    return StageResult(kept=kept, rejected=rejected, stats=stats, annotated=annotated)
+    # nothing is cached: write_stage writes data/ and rejected/ in one pass over `annotated`
+    return StageResult.from_annotated(annotated, stats, persist=False)
 
 
 # ---------------------------------------------------------------- the stage
