@@ -247,6 +247,24 @@ def test_minhash_equals_datasketch(corpus_docs, scheme):
         assert np.array_equal(signature(feats, 112, 7, scheme), m.hashvalues.astype(np.uint64))
 
 
+def test_strip_equals_the_unicode_class_regex(corpus_docs):
+    """`strip` (a code-point table lookup over the text as one array) removes, or replaces by one space, exactly
+    what the regex over the P/S/Z/C/Me class does, on every fixture text and on random code points from the whole
+    range (lone surrogates, private use, unassigned, controls), with runs of spaces made one."""
+    from dataflow.core.text import strip, strip_pattern
+
+    pat = strip_pattern()
+    rng = random.Random(3)
+    texts = [d["text"] for d in corpus_docs] + [
+        "", " ", "  a  b  ", "\ud800x\udfff", "1\ufe0f\u20e3 keycap", "\x00\x01 \t\n\u3000",
+        *["".join(chr(rng.randrange(0x110000)) for _ in range(400)) for _ in range(20)]]
+    for t in texts:
+        assert strip(t, "") == pat.sub("", t)
+        assert strip(t, " ") == re.sub(" {2,}", " ", pat.sub(" ", t))
+    with pytest.raises(ValueError):
+        strip("a", "-")
+
+
 def test_line_form_ccnet():
     assert line_form("  Chapter 3.1: Linux 6.12!  ") == line_form("chapter 9.9 linux 0.00")
     assert line_form("你好，世界") == "你好世界"
@@ -492,7 +510,7 @@ def test_minhash_matches_union_find_reference(default_steps, planted):
     def similar(a, b):
         return jaccard(sset(a), sset(b)) >= c["jaccard"]
 
-    pairs = star_reference(buckets, similar, c["verify_rounds"])
+    pairs, _ = star_reference(buckets, similar, c["verify_rounds"])
     comp = union_find(sig_keys, pairs)
     expected = {k.split("\x00", 1)[1]: comp[k].split("\x00", 1)[1] for k in sig_keys if comp[k] != k}
     got = {i: step_rep(r) for i, r in rej.items() if r["reason"] == "dedup:minhash"}
@@ -503,25 +521,39 @@ def test_minhash_matches_union_find_reference(default_steps, planted):
     assert union_find(sig_keys, every) == comp
 
 
-def star_reference(buckets: dict, similar, rounds: int) -> set:
-    """Per bucket, in plain Python: link the members to the smallest; those that fail try again among
-    themselves, at most `rounds` times."""
-    pairs = set()
-    for members in buckets.values():
-        left = sorted(set(members))
-        for _ in range(rounds):
-            if len(left) < 2:
-                break
-            centre, rest = left[0], left[1:]
-            linked = [x for x in rest if similar(centre, x)]
-            pairs |= {(centre, x) for x in linked}
-            left = [x for x in rest if x not in linked]
-    return pairs
+def spark_xxhash64(s: str) -> int:
+    """Spark's `xxhash64` of a string column restated: XXH64 of the UTF-8 bytes with seed 42, as a signed long."""
+    import xxhash
+
+    v = xxhash.xxh64_intdigest(s.encode("utf-8"), seed=42)
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def star_reference(buckets: dict, similar, rounds: int) -> tuple[set, dict]:
+    """The rounds of stars in plain Python: per bucket, link the members to the centre, the member whose
+    `_order` has the smallest Spark xxhash64; those that fail try again among themselves, at most `rounds`
+    rounds over all buckets at once. Returns (pairs (centre, member), the statistics star_edges reports)."""
+    live = {b: sorted(set(m), key=spark_xxhash64) for b, m in buckets.items()}
+    pairs, checked, done = set(), 0, 0
+    for r in range(rounds):
+        todo = {b: m for b, m in live.items() if len(m) > 1}
+        if not todo:
+            break
+        done = r + 1
+        asked = {(m[0], x) for m in todo.values() for x in m[1:]}
+        checked += len(asked)
+        ok = {p for p in asked if similar(*p)}
+        pairs |= ok
+        live = {b: [x for x in m[1:] if (m[0], x) not in ok] for b, m in todo.items()}
+    unresolved = len({x for m in live.values() if len(m) > 1 for x in m}) if done == rounds else 0
+    return pairs, {"pairs_checked": checked, "verify_rounds": done, "unresolved": unresolved}
 
 
 def test_star_edges_are_linear_and_count_what_they_leave(spark):
     """A bucket of k copies costs k - 1 checks (all pairs would be k(k-1)/2); members that fail are checked
-    among themselves in the next round; what the last round leaves is counted, not dropped silently."""
+    among themselves in the next round; what the last round leaves is counted, not dropped silently. The
+    centre of a bucket is the member with the smallest xxhash64 of its key (restated here and checked
+    against Spark's own function)."""
     from pyspark.sql import functions as F
 
     from dataflow.stages.dedup.minhash import star_edges
@@ -530,21 +562,30 @@ def test_star_edges_are_linear_and_count_what_they_leave(spark):
     others = ["a0", "b1", "b2", "d3"]                    # a0 resembles nothing; b1 ~ b2; d3 alone
     rows = [(n, band, 7) for n in copies for band in (0, 1)] + [(n, 2, 9) for n in others]
     buckets = spark.createDataFrame(rows, "_order string, band int, key long")
-    similar = {("b1", "b2")} | {(a, b) for a in copies for b in copies if a < b}
-    ok_rows = spark.createDataFrame([(a, b) for a, b in similar], "a string, b string")
+    records = buckets.select("_order").distinct()
+    assert {r[0]: r[1] for r in records.select("_order", F.xxhash64("_order")).collect()} == \
+        {k: spark_xxhash64(k) for k in copies + others}
+    similar = {("b1", "b2")} | {(a, b) for a in copies for b in copies if a != b}
+    ok_rows = spark.createDataFrame([(a, b) for a, b in similar | {("b2", "b1")}], "a string, b string")
 
     def check(pairs):
         return (pairs.join(ok_rows.withColumn("ok", F.lit(True)), ["a", "b"], "left")
                 .select("a", "b", F.coalesce("ok", F.lit(False)).alias("ok")))
 
-    edges, st = star_edges(buckets, check, 3)
+    def alike(a, b):
+        return (a, b) in similar or (b, a) in similar
+
+    edges, st = star_edges(records, buckets, check, 3)
     got = {(r.a, r.b) for r in edges.collect()}
-    assert got == {("c00", c) for c in copies[1:]} | {("b1", "b2")}
-    # round 1: 11 copy pairs (distinct over both bands) + 3 against a0; round 2: b1's star, b1 ~ b2 linked
-    assert st == {"pairs_checked": 11 + 3 + 2, "verify_rounds": 2, "unresolved": 0}
-    assert got == star_reference({(0, 7): copies, (1, 7): copies, (2, 9): others}, lambda a, b: (a, b) in similar, 3)
-    _, one = star_edges(buckets, check, 1)
-    assert one["unresolved"] == 3      # b1, b2, d3 share a bucket nobody compared them in
+    want, want_st = star_reference({(0, 7): copies, (1, 7): copies, (2, 9): others}, alike, 3)
+    assert got == want and st == want_st
+    centre = min(copies, key=spark_xxhash64)
+    assert {p for p in got if p[0] in copies} == {(centre, c) for c in copies if c != centre}   # 11 checks, one round
+    assert any(set(p) == {"b1", "b2"} for p in got)
+    _, one = star_edges(records, buckets, check, 1)
+    assert one == star_reference({(0, 7): copies, (1, 7): copies, (2, 9): others}, alike, 1)[1]
+    assert one["pairs_checked"] == 11 + 3     # round 1: the 11 copies (once over both bands), 3 in the others' bucket
+    assert one["unresolved"] >= 2     # after one round, members of the others' bucket nobody compared remain
 
 
 def test_first_match_edges_stop_at_the_first_pass(spark):

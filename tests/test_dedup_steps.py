@@ -167,11 +167,62 @@ def _reference_shingles(text, char_n, word_n, char_share):
     return [" ".join(w[i:i + word_n]) for i in range(max(1, len(w) - word_n + 1))]
 
 
-def test_one_pass_fingerprints_equal_each_steps_own(corpus_docs):
+M64 = (1 << 64) - 1
+
+
+def _splitmix(x: int) -> int:
+    """SplitMix64's finalizer on one Python int (the published constants)."""
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & M64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def _reference_fast64(text, char_n, word_n, char_share) -> list[int]:
+    """`fast64` restated from its definition (dataflow.core.hashing's docstrings), one shingle at a time in
+    Python ints: a word is pandas' SipHash of its UTF-8 bytes (then SplitMix64), a character SplitMix64 of its
+    code point + 0x243F6A8885A308D3; an n-gram starts at its first unit and folds each next one in as
+    splitmix(h * 0x9E3779B97F4A7C15 + unit); a text shorter than n units is one n-gram of all of them."""
+    import re
+
+    import numpy as np
+    import pandas as pd
+
+    from dataflow.core.text import fingerprint_form, prepare, spaceless_share
+
+    form = fingerprint_form(text, ZH)
+    if not form:
+        return []
+    if spaceless_share(form) >= char_share:
+        units, n = [_splitmix((ord(c) + 0x243F6A8885A308D3) & M64) for c in form], char_n
+    else:
+        words, n = re.findall(r"\w+", prepare(text, ZH)), word_n
+        units = [int(pd.util.hash_array(np.array([w], dtype=object), categorize=False)[0]) for w in words]
+    out = []
+    for i in range(max(1, len(units) - n + 1)):
+        h = units[i]
+        for u in units[i + 1:i + n]:
+            h = _splitmix((h * 0x9E3779B97F4A7C15 + u) & M64)
+        out.append(h)
+    return out
+
+
+def _ref_set(text, char_n, word_n, ctx) -> list[int]:
+    """The sorted distinct 32-bit shingle hashes of the context's shingle hash, from the references."""
+    if ctx.shingle_hash == "sha1":
+        return _sha1_set(_reference_shingles(text, char_n, word_n, ctx.char_share))
+    return sorted({h & 0xFFFFFFFF for h in _reference_fast64(text, char_n, word_n, ctx.char_share)})
+
+
+@pytest.mark.parametrize("shingle_hash", ["fast64", "sha1"])
+def test_one_pass_fingerprints_equal_each_steps_own(corpus_docs, shingle_hash):
     """The stage computes every fingerprint in one pass over the text (fingerprints.py); on every fixture
     document (en, zh, ...) plus an empty and a punctuation-only text, each value equals the one derived from
     the definitions: xxh3-128 of the text and of its fingerprint form, SimHash and datasketch's MinHash of
-    the step's own shingles (with their own n), None where a text is empty or too short."""
+    the step's own shingles (with their own n), None where a text is empty or too short. `sha1`: datasketch
+    fed the shingle strings (its own SHA-1 input hash), SimHash of their xxh3-64; `fast64`: datasketch fed
+    the restated 32-bit shingle hashes as its input hash, SimHash voted by the restated 64-bit hashes."""
     import numpy as np
     import xxhash
     from datasketch import MinHash
@@ -182,29 +233,45 @@ def test_one_pass_fingerprints_equal_each_steps_own(corpus_docs):
     from dataflow.core.hashing import simhash64, to_signed64
     from dataflow.core.text import fingerprint_form
 
-    cfg = load_conf()["dedup"]
+    cfg = {**load_conf()["dedup"], "shingle_hash": shingle_hash}
     ctx = Context.from_conf(cfg)
+    assert ctx.shingle_hash == shingle_hash
     mcfg = {**cfg["minhash"], "verify": "signature"}
     plan = fpm.Plan.for_steps(["exact", "simhash", "minhash"], {**cfg, "minhash": mcfg})
     assert plan.signature
     scfg = cfg["simhash"]
     texts = [d["text"] for d in corpus_docs] + ["", "。，！？ 😀", "too short here"]
     seen = {"simhash": 0, "minhash": 0, "short": 0}
+
+    def votes(hashes):
+        return sum(1 << j for j in range(64) if 2 * sum(h >> j & 1 for h in hashes) > len(hashes))
+
     for t in texts:
         got = fpm.record_fingerprints(t, plan, ctx)
         assert got[fpm.TEXT_HASH] == xxhash.xxh3_128_hexdigest(t.encode("utf-8"))
         form = fingerprint_form(t, ZH)
         assert got[fpm.EXACT] == (xxhash.xxh3_128_hexdigest(form.encode("utf-8")) if form else None)
-        sf = _reference_shingles(t, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx.char_share)
-        want = to_signed64(simhash64(sf)) if len(sf) >= int(scfg["min_features"]) else None
+        sn, mn = (int(scfg["char_ngram"]), int(scfg["word_ngram"])), (int(mcfg["char_ngram"]), int(mcfg["word_ngram"]))
+        sf = _reference_shingles(t, *sn, ctx.char_share)
+        if len(sf) < int(scfg["min_features"]):
+            want = None
+        elif shingle_hash == "sha1":
+            want = to_signed64(simhash64(sf))
+        else:
+            want = to_signed64(votes(_reference_fast64(t, *sn, ctx.char_share)))
         assert got[fpm.SIMHASH] == want
-        mf = _reference_shingles(t, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx.char_share)
+        mf = _reference_shingles(t, *mn, ctx.char_share)
         if len(mf) < int(mcfg["min_features"]):
             assert got[fpm.MH_BANDS] is None and got[fpm.MH_SIG] is None
             seen["short"] += 1
             continue
-        m = MinHash(num_perm=int(mcfg["num_perm"]), seed=int(mcfg["seed"]), scheme=mcfg["scheme"])
-        m.update_batch([f.encode("utf-8") for f in mf])
+        if shingle_hash == "sha1":
+            m = MinHash(num_perm=int(mcfg["num_perm"]), seed=int(mcfg["seed"]), scheme=mcfg["scheme"])
+            m.update_batch([f.encode("utf-8") for f in mf])
+        else:
+            m = MinHash(num_perm=int(mcfg["num_perm"]), seed=int(mcfg["seed"]), scheme=mcfg["scheme"],
+                        hashfunc=lambda b: int.from_bytes(b, "little"))
+            m.update_batch([h.to_bytes(4, "little") for h in _ref_set(t, *mn, ctx)])
         sig = m.hashvalues.astype(np.uint64)
         assert got[fpm.MH_SIG] == sig.astype(np.int64).tolist()
         assert got[fpm.MH_BANDS] == band_keys(sig, int(mcfg["bands"]), int(mcfg["rows"]))
@@ -224,31 +291,34 @@ def _sha1_set(shingles) -> list[int]:
     return sorted({struct.unpack("<I", hashlib.sha1(s.encode("utf-8")).digest()[:4])[0] for s in shingles})
 
 
-def test_fingerprint_pass_carries_each_steps_shingle_set(corpus_docs):
+@pytest.mark.parametrize("shingle_hash", ["fast64", "sha1"])
+def test_fingerprint_pass_carries_each_steps_shingle_set(corpus_docs, shingle_hash):
     """With Jaccard verification on, the one pass also yields every record's shingle set as the distinct
-    32-bit SHA-1 hashes of the step's own shingles; SimHash's is left null where it is the same set as
-    MinHash's (same effective n), and is its own set where the n-grams differ (Chinese: 4 vs 5 characters)."""
+    32-bit hashes of the step's own shingles (`sha1`: their SHA-1; `fast64`: the low 32 bits of their
+    n-gram hashes); SimHash's is left null where it is the same set as MinHash's (same effective n), and is
+    its own set where the n-grams differ (Chinese: 4 vs 5 characters)."""
     import numpy as np
 
     from dataflow.stages.dedup import fingerprints as fpm
     from dataflow.stages.dedup.components import Context
 
-    cfg = load_conf()["dedup"]
+    cfg = {**load_conf()["dedup"], "shingle_hash": shingle_hash}
     ctx = Context.from_conf(cfg)
     mcfg, scfg = cfg["minhash"], cfg["simhash"]
     assert mcfg["verify"] == "jaccard" and scfg["verify_jaccard"] is not None
     plan = fpm.Plan.for_steps(["simhash", "minhash"], cfg)
     shared = own = 0
+    mn, sn = (int(mcfg["char_ngram"]), int(mcfg["word_ngram"])), (int(scfg["char_ngram"]), int(scfg["word_ngram"]))
     for t in [d["text"] for d in corpus_docs] + ["", "。，！？ 😀"]:
         got = fpm.record_fingerprints(t, plan, ctx)
-        mf = _reference_shingles(t, int(mcfg["char_ngram"]), int(mcfg["word_ngram"]), ctx.char_share)
-        sf = _reference_shingles(t, int(scfg["char_ngram"]), int(scfg["word_ngram"]), ctx.char_share)
-        assert got[fpm.MH_SET].astype(np.uint32).tolist() == _sha1_set(mf)
+        mf = _reference_shingles(t, *mn, ctx.char_share)
+        sf = _reference_shingles(t, *sn, ctx.char_share)
+        assert got[fpm.MH_SET].astype(np.uint32).tolist() == _ref_set(t, *mn, ctx)
         if got[fpm.SH_SET] is None:
             assert set(sf) == set(mf)
             shared += 1
         else:
-            assert got[fpm.SH_SET].astype(np.uint32).tolist() == _sha1_set(sf) and set(sf) != set(mf)
+            assert got[fpm.SH_SET].astype(np.uint32).tolist() == _ref_set(t, *sn, ctx) and set(sf) != set(mf)
             own += 1
     assert shared > 100 and own > 20, (shared, own)
     # sets are computed only for the steps that verify by Jaccard

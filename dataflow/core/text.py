@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from dataflow.core.hashing import sha1_32
+from dataflow.core.hashing import char_hashes, gram_hashes, low32, sha1_32, word_hashes
 
 Ranges = Sequence[tuple[int, int]]
 
@@ -117,31 +117,37 @@ def zh_fold(text: str, chain: Iterable[str] = ()) -> str:
     return text
 
 
-_STRIP: dict[str, bool] = {}
-_SPACE_RUN = re.compile(" {2,}")
+@lru_cache(maxsize=1)
+def _strip_table() -> np.ndarray:
+    """A bool per code point: is it in the strip class (`strip_pattern`)? Built once per process (~0.5 s)."""
+    table = np.zeros(sys.maxunicode + 1, dtype=bool)
+    for a, b in _strip_ranges():
+        table[a:b + 1] = True
+    return table
 
 
-def _strips(ch: str) -> bool:
-    """Is `ch` in the strip class (`strip_pattern`): a P/S/Z/C/Me code point or a variation selector?"""
-    hit = _STRIP.get(ch)
-    if hit is None:
-        if len(_STRIP) > 100_000:      # hostile input cycling through Unicode: keep the cache bounded
-            _STRIP.clear()
-        cat = unicodedata.category(ch)
-        cp = ord(ch)
-        hit = _STRIP[ch] = (cat[0] in "PSZC" or cat == "Me" or 0xFE00 <= cp <= 0xFE0F or 0xE0100 <= cp <= 0xE01EF)
-    return hit
+_SPACE = np.uint32(32)
 
 
 def strip(text: str, repl: str) -> str:
-    """`strip_pattern().sub(repl, text)` for repl "" or " ", without the regex: a translate table over the
-    text's distinct characters (the class is ~1M code points, which `re` tests range by range: ~1 µs per
-    character; this is ~20x faster on real text). The same characters, decided by the same Unicode database."""
-    table = {ord(c): repl for c in set(text) if _strips(c)}
-    if not table:
+    """`strip_pattern().sub(repl, text)` for repl "" or " " (runs of spaces then made one), without the regex:
+    the text's code points as one array, looked up in `_strip_table` (the class is ~1M code points, which `re`
+    tests range by range: ~1 µs per character). The same characters, decided by the same Unicode database."""
+    if repl not in ("", " "):
+        raise ValueError(f"strip replaces with '' or ' ', got {repl!r}")
+    cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    hit = _strip_table()[cps]
+    if not hit.any():
         return text
-    out = text.translate(table)
-    return _SPACE_RUN.sub(" ", out) if repl == " " else out
+    if repl == "":
+        out = cps[~hit]
+    else:
+        out = np.where(hit, _SPACE, cps)
+        space = out == _SPACE
+        drop = np.zeros_like(space)
+        drop[1:] = space[1:] & space[:-1]        # a space right after a space goes: runs become one
+        out = out[~drop]
+    return out.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def prepare(text: str | None, zh_chain: Iterable[str] = ()) -> str:
@@ -171,16 +177,25 @@ def spaceless_share(form: str) -> float:
 class Shingled:
     """Everything the fingerprints of one text derive from, computed once: the prepared text (`prepare`),
     its fingerprint form, whether it is shingled by characters, its words and its n-grams per n. CD computes
-    the exact key, SimHash and MinHash of a record from one of these (dataflow.stages.dedup.fingerprints)."""
-    __slots__ = ("prepared", "form", "spaceless", "_words", "_grams", "_sets")
+    the exact key, SimHash and MinHash of a record from one of these (dataflow.stages.dedup.fingerprints).
 
-    def __init__(self, text: str | None, zh_chain: Iterable[str] = (), char_share: float = 0.3):
+    shingle_hash (dataflow.core.hashing.SHINGLE_HASHES): how shingles become hashes. `fast64` (the default)
+    hashes the words or characters once and their n-grams with array operations, never building a shingle
+    string; `sha1` hashes each shingle string (datasketch's input hash)."""
+    __slots__ = ("prepared", "form", "spaceless", "shingle_hash", "_words", "_grams", "_sets", "_hashes")
+
+    def __init__(self, text: str | None, zh_chain: Iterable[str] = (), char_share: float = 0.3,
+                 shingle_hash: str = "fast64"):
+        if shingle_hash not in ("fast64", "sha1"):
+            raise ValueError(f"shingle_hash must be fast64 or sha1, got {shingle_hash!r}")
         self.prepared = prepare(text, zh_chain)
         self.form = strip(self.prepared, "")
         self.spaceless = bool(self.form) and spaceless_share(self.form) >= char_share
+        self.shingle_hash = shingle_hash
         self._words: list[str] | None = None
         self._grams: dict[int, list[str]] = {}
         self._sets: dict[int, np.ndarray] = {}
+        self._hashes: dict[int, np.ndarray] = {}
 
     def words(self) -> list[str]:
         if self._words is None:
@@ -190,6 +205,13 @@ class Shingled:
     def n(self, char_n: int, word_n: int) -> int:
         """The effective n-gram size of this text: `char_n` characters when spaceless, else `word_n` words."""
         return char_n if self.spaceless else word_n
+
+    def count(self, char_n: int, word_n: int) -> int:
+        """The number of shingles (occurrences, `len(shingles(...))`) without building them."""
+        if not self.form:
+            return 0
+        units = len(self.form) if self.spaceless else len(self.words())
+        return max(1, units - self.n(char_n, word_n) + 1)
 
     def shingles(self, char_n: int, word_n: int) -> list[str]:
         """See `shingles`; the list is shared between calls with the same effective n (do not modify it)."""
@@ -207,13 +229,31 @@ class Shingled:
             self._grams[n] = out
         return out
 
+    def gram_hashes(self, char_n: int, word_n: int) -> np.ndarray:
+        """`fast64`: uint64 per shingle occurrence, in order (hashing.gram_hashes over the characters of the
+        form or the words); empty for an empty form (shared between calls, do not modify)."""
+        n = self.n(char_n, word_n)
+        out = self._hashes.get(n)
+        if out is None:
+            if not self.form:
+                units = np.zeros(0, np.uint64)
+            else:
+                units = char_hashes(self.form) if self.spaceless else word_hashes(self.words())
+            out = self._hashes[n] = gram_hashes(units, n)
+        return out
+
     def hash_set(self, char_n: int, word_n: int) -> np.ndarray:
-        """The shingle set as the sorted distinct 32-bit SHA-1 hashes of the shingles (hashing.sha1_32):
-        what MinHash permutes and what fuzzy verification intersects (shared between calls, do not modify)."""
+        """The shingle set as its sorted distinct 32-bit hashes: the low 32 bits of `gram_hashes` (`fast64`)
+        or the SHA-1 of each shingle (`sha1`, hashing.sha1_32). What MinHash permutes and what fuzzy
+        verification intersects (shared between calls, do not modify)."""
         n = self.n(char_n, word_n)
         out = self._sets.get(n)
         if out is None:
-            out = self._sets[n] = np.unique(sha1_32(dict.fromkeys(self.shingles(char_n, word_n))))
+            if self.shingle_hash == "fast64":
+                out = np.unique(low32(self.gram_hashes(char_n, word_n)))
+            else:
+                out = np.unique(sha1_32(dict.fromkeys(self.shingles(char_n, word_n))))
+            self._sets[n] = out
         return out
 
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Iterable
 
 from dataflow.core import fs
+from dataflow.core.text import Shingled
 
 ORDER = "_order"
 SEP = "\x00"
@@ -31,6 +32,7 @@ class Context:
     zh_fold: OpenCC configs applied to every text holding a Han character before hashing (dataflow.core.text);
     char_share: the spaceless-script share above which a text is shingled by characters;
     partitions: partitions for the steps that repartition (url);
+    shingle_hash: how shingles become hashes (dataflow.core.hashing.SHINGLE_HASHES, text.Shingled);
     scratch: where the steps' intermediate results are checkpointed (`checkpoint`): a directory on the
     output's filesystem inside the stage's attempt, removed by the stage once its outputs are written; None
     for direct calls (see `checkpoint`)."""
@@ -38,11 +40,17 @@ class Context:
     char_share: float = 0.3
     partitions: int = 0
     scratch: str | None = None
+    shingle_hash: str = "fast64"
 
     @classmethod
     def from_conf(cls, cfg: dict, partitions: int = 0, scratch: str | None = None) -> "Context":
         """cfg = the `dedup` section (DE builds the same context from it, so both measure alike)."""
-        return cls(tuple(cfg.get("zh_fold") or ()), float(cfg["char_script_share"]), partitions, scratch)
+        return cls(tuple(cfg.get("zh_fold") or ()), float(cfg["char_script_share"]), partitions, scratch,
+                   cfg.get("shingle_hash", "fast64"))
+
+    def shingled(self, text: str | None) -> Shingled:
+        """The text prepared for fingerprints with this context's folding, script share and shingle hash."""
+        return Shingled(text, self.zh_fold, self.char_share, self.shingle_hash)
 
 
 def with_order(df, date_keys: Iterable[str]):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dataflow.core.hashing import xxh3_128_hex
-from dataflow.core.text import Shingled
 from dataflow.stages.dedup.components import Context
 from dataflow.stages.dedup.minhash import check_bands, shingled_minhash
 from dataflow.stages.dedup.simhash import shingled_simhash
@@ -54,7 +53,7 @@ def record_fingerprints(text: str | None, plan: Plan, ctx: Context) -> dict:
     if text is None:
         return out
     out[TEXT_HASH] = xxh3_128_hex(text)
-    sh = Shingled(text, ctx.zh_fold, ctx.char_share)
+    sh = ctx.shingled(text)
     if plan.exact and sh.form:
         out[EXACT] = xxh3_128_hex(sh.form)
     if plan.simhash is not None:

@@ -1,24 +1,28 @@
-"""MinHash LSH dedup (Broder 1997; datatrove/text-dedup layout), datasketch-compatible.
+"""MinHash LSH dedup (Broder 1997; datatrove/text-dedup layout).
 
-Signatures equal `datasketch.MinHash(num_perm, seed, scheme)` fed the UTF-8 bytes of each shingle: the
-same permutation parameters drawn from `np.random.RandomState(seed)`, the same SHA-1 32-bit input hash,
-and the same permutation arithmetic (datasketch 2.x "affine32": MurmurHash3 fmix32, then a*h+b mod 2^32;
-"legacy": (a*h+b) mod (2^61-1), truncated to 32 bits). The test suite checks equality against datasketch.
+Input hash (`dedup.shingle_hash`, text.Shingled.hash_set): `fast64` (the default) takes the low 32 bits of
+each shingle's 64-bit n-gram hash, computed by array operations over the text's word or character hashes
+(dataflow.core.hashing); `sha1` takes the first 4 bytes of each shingle string's SHA-1, and the signatures then
+equal `datasketch.MinHash(num_perm, seed, scheme)` fed the UTF-8 bytes of each shingle. Either way the
+permutations are datasketch's: the same parameters drawn from `np.random.RandomState(seed)` and the same
+arithmetic ("affine32": MurmurHash3 fmix32, then a*h+b mod 2^32; "legacy": (a*h+b) mod (2^61-1), truncated to 32
+bits), applied to the whole shingle set at once (`hashed_signature`); the tests check both against datasketch.
 
 Shingles: character n-grams of the fingerprint form for text written mostly in spaceless scripts, word
 n-grams otherwise (dataflow.core.text.shingles).
 
 LSH: the signature is cut into `bands` bands of `rows` values; records that share a band (same index, same
-xxh3-64 of the band's bytes) are candidates. Candidates are linked as stars (verify.star_edges): every member of a
-bucket is checked against the bucket's smallest (date, id), never against every other member, so the work
-stays linear in the bucket sizes even where many near-copies of one document share a bucket. With
-`verify: none` every collision is a duplicate (one round: each member links to the bucket's smallest, as
-datatrove does); with `verify: signature` a member is linked when its estimated Jaccard (share of equal
-signature values) with the centre reaches `jaccard`; with `verify: jaccard` when the Jaccard of the two
-records' shingle sets does, computed in the JVM on the 32-bit SHA-1 hashes of the shingles that the fingerprint
-pass kept (verify.check_pairs; equal to the exact shingle Jaccard up to hash collisions, bound in docs/dedup.md). Members that fail are checked again among themselves, up to `verify_rounds` rounds.
-Connected components then pick the earliest (date, id) per cluster; a removed record's `_dup_of` is a record it
-passed the check against directly (components.verified_parents).
+64-bit band key, `band_keys`) are candidates. Candidates are linked as stars (verify.star_edges, on numeric keys
+only): every member of a bucket is checked against one centre, the member with the smallest node key, never
+against every other member, so the work stays linear in the bucket sizes even where many near-copies of one
+document share a bucket. With `verify: none` every collision is a duplicate (one round: each member links to
+the centre, as datatrove links to its bucket's first); with `verify: signature` a member is linked when its
+estimated Jaccard (share of equal signature values) with the centre reaches `jaccard`; with `verify: jaccard`
+when the Jaccard of the two records' shingle sets does, computed in the JVM on the 32-bit hashes of the
+shingles that the fingerprint pass kept (verify.check_pairs; equal to the exact shingle Jaccard up to hash
+collisions, bound in docs/dedup.md). Members that fail are checked again among themselves, up to
+`verify_rounds` rounds. Connected components then pick the earliest (date, id) per cluster; a removed
+record's `_dup_of` is a record it passed the check against directly (components.verified_parents).
 """
 from __future__ import annotations
 
@@ -28,11 +32,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from dataflow.core.hashing import sha1_32, xxh3_64
+from dataflow.core.hashing import fold_rows, mix64, sha1_32
 from dataflow.core.text import Shingled
 from dataflow.stages.dedup.components import (ORDER, Context, checkpoint, connected_components, mark_from_components,
                                               verified_parents)
-from dataflow.stages.dedup.verify import check_pairs, ngrams, star_edges, step_sets, with_shingle_sets
+from dataflow.stages.dedup.verify import (check_pairs, first_pairs_only, ngrams, star_edges, step_sets,
+                                          with_shingle_sets)
 from dataflow.core.confschema import Count, Float, Int, Str, optional_section
 from dataflow.stages.dedup.step import Step
 
@@ -90,21 +95,23 @@ def hashed_signature(hv: np.ndarray, num_perm: int, seed: int, scheme: str = "af
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[int]:
-    """Signed xxh3-64 of each band's bytes (one LSH bucket key per band)."""
-    s = sig.astype("<u8")
-    return [xxh3_64(s[i * rows:(i + 1) * rows].tobytes()) for i in range(bands)]
+    """One signed 64-bit LSH bucket key per band: mix64 of the band's `rows` values folded in order
+    (hashing.fold_rows), all bands at once. Two different bands collide with probability about 2^-64."""
+    m = np.asarray(sig, dtype=np.uint64)[:bands * rows].reshape(bands, rows)
+    with np.errstate(over="ignore"):
+        return mix64(fold_rows(m)).view(np.int64).tolist()
 
 
 def record_minhash(text, mcfg: dict, ctx: Context):
     """(signature as list[int], band keys) or None when the record has too few shingles."""
-    return shingled_minhash(Shingled(text, ctx.zh_fold, ctx.char_share), mcfg)
+    return shingled_minhash(ctx.shingled(text), mcfg)
 
 
 def shingled_minhash(sh: Shingled, mcfg: dict):
     """`record_minhash` of an already prepared text (dataflow.core.text.Shingled)."""
     num_perm, bands, rows = int(mcfg["num_perm"]), int(mcfg["bands"]), int(mcfg["rows"])
     char_n, word_n = ngrams(mcfg)
-    if len(sh.shingles(char_n, word_n)) < int(mcfg["min_features"]):
+    if sh.count(char_n, word_n) < int(mcfg["min_features"]):
         return None
     sig = hashed_signature(sh.hash_set(char_n, word_n), num_perm, int(mcfg["seed"]), mcfg.get("scheme", "affine32"))
     return sig.astype(np.int64).tolist(), band_keys(sig, bands, rows)
@@ -150,18 +157,20 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
     if verify == "none":
         check = lambda pairs: pairs.withColumn("ok", F.lit(True))   # noqa: E731 (every collision links)
     elif verify == "signature":
-        sa = sk.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa"))
-        sb = sk.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb"))
         est = F.aggregate(F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)),
                           F.lit(0), lambda acc, x: acc + x) / F.lit(num_perm)
-        check = lambda pairs: (pairs.join(sa, "a").join(sb, "b")   # noqa: E731
-                               .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
+
+        def by_signature(pairs, sigs):
+            return (pairs.join(sigs.select(F.col(ORDER).alias("a"), F.col("sig").alias("sa")), "a")
+                    .join(sigs.select(F.col(ORDER).alias("b"), F.col("sig").alias("sb")), "b")
+                    .select("a", "b", (est >= F.lit(float(mcfg["jaccard"]))).alias("ok")))
+        check = first_pairs_only(by_signature, sk.select(ORDER, "sig"), ctx.scratch)
     else:
         src = (step_sets(sets, step) if sets is not None else
                checkpoint(with_shingle_sets(df, ORDER, *ngrams(mcfg), ctx), ctx.scratch))
-        check = lambda pairs: check_pairs(pairs, src, float(mcfg["jaccard"]))  # noqa: E731
+        check = first_pairs_only(lambda pairs, s: check_pairs(pairs, s, float(mcfg["jaccard"])), src, ctx.scratch)
     rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
-    edges, star = star_edges(buckets, check, rounds, ctx.scratch)
+    edges, star = star_edges(sk.select(ORDER), buckets, check, rounds, ctx.scratch)
     labels, cc = connected_components(edges, int(mcfg["max_iterations"]), ctx.scratch)
     parents = verified_parents(edges, labels, int(mcfg["max_iterations"]), ctx.scratch)
     out = mark_from_components(df, labels, step, parents)

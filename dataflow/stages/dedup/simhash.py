@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import pandas as pd  # pandas_udf type hints are resolved against module globals
 
-from dataflow.core.hashing import block_bounds, simhash64, to_signed64
+from dataflow.core.hashing import block_bounds, simhash64, simhash_of, to_signed64
 from dataflow.core.text import Shingled
 from dataflow.stages.dedup.components import (ORDER, Context, checkpoint, connected_components, mark_from_components,
                                               verified_parents)
-from dataflow.stages.dedup.verify import check_pairs, first_match_edges, ngrams, step_sets, verify_pairs, with_shingle_sets
+from dataflow.stages.dedup.verify import (check_pairs, first_match_edges, ngrams, pair_sources, step_sets,
+                                          verify_pairs, with_shingle_sets)
 from dataflow.core.confschema import Count, Float, Int, optional_section
 from dataflow.stages.dedup.step import Step
 
@@ -31,17 +32,19 @@ from dataflow.stages.dedup.step import Step
 def record_simhash(text: str | None, scfg: dict, ctx: Context) -> int | None:
     """Signed 64-bit SimHash of a record (scfg = `dedup.simhash`), or None when it has fewer than
     `min_features` shingles."""
-    return shingled_simhash(Shingled(text, ctx.zh_fold, ctx.char_share), scfg)
+    return shingled_simhash(ctx.shingled(text), scfg)
 
 
 def shingled_simhash(sh: Shingled, scfg: dict) -> int | None:
     """`record_simhash` of an already prepared text (dataflow.core.text.Shingled)."""
     if int(scfg["bits"]) != 64:
         raise ValueError("dedup.simhash.bits: only 64-bit SimHash is implemented")
-    feats = sh.shingles(int(scfg["char_ngram"]), int(scfg["word_ngram"]))
-    if len(feats) < int(scfg["min_features"]):
+    char_n, word_n = int(scfg["char_ngram"]), int(scfg["word_ngram"])
+    if sh.count(char_n, word_n) < int(scfg["min_features"]):
         return None
-    return to_signed64(simhash64(feats))
+    if sh.shingle_hash == "fast64":
+        return to_signed64(simhash_of(sh.gram_hashes(char_n, word_n)))
+    return to_signed64(simhash64(sh.shingles(char_n, word_n)))
 
 
 def with_simhash(df, scfg: dict, ctx: Context, column: str = "simhash"):
@@ -104,6 +107,7 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
     if scfg.get("verify_jaccard") is not None:   # checked as stars (verify.first_match_edges), not all pairs
         src = (step_sets(sets, "simhash") if sets is not None else
                checkpoint(with_shingle_sets(fp, ORDER, *ngrams(scfg), ctx), ctx.scratch))
+        src = pair_sources(src, candidates, ctx.scratch)     # every round checks some of these pairs
         pairs, star = first_match_edges(candidates, lambda p: check_pairs(p, src, float(scfg["verify_jaccard"])),
                                         int(scfg["verify_rounds"]), ctx.scratch)
     labels, cc = connected_components(pairs, int(scfg["max_iterations"]), ctx.scratch)

@@ -34,6 +34,7 @@ from typing import Mapping
 
 from dataflow.core import fs
 from dataflow.core.confschema import Count, List, Prob, Str, optional_section
+from dataflow.core.hashing import SHINGLE_HASHES
 from dataflow.core.contract import Stage
 from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
 from dataflow.core.schema import DOC_COLUMNS, require_columns
@@ -127,7 +128,9 @@ def _split_ids(live, scratch: str | None):
                  F.when(F.col("_copies") > ID_CONFLICT_LOCATIONS, F.lit("; ...")).otherwise(F.lit(""))).alias("detail"),
         F.lit(None).cast("string").alias("dup_of"))
     same = live.where(~F.col("_texts_differ"))
-    same = same.withColumn("_n", F.row_number().over(by_id.orderBy(ORDER)))
+    # ties (one id, one text, one date: a file ingested twice) are broken by the row key, which the checkpoint
+    # fixed: a recomputation (a lost executor) must pick the same copy to keep
+    same = same.withColumn("_n", F.row_number().over(by_id.orderBy(ORDER, ROW)))
     dups = (same.where(F.col("_n") > 1)
             .select(ROW, "id", F.lit("dedup:id").alias("reason"),
                     F.lit("id: an earlier record has the same id and the same text").alias("detail"),
@@ -267,6 +270,7 @@ SPEC = optional_section({
     "shuffle_partitions": Count(1, nullable=True),
     "zh_fold": List(Str(non_empty=True)),
     "char_script_share": Prob(),
+    "shingle_hash": Str(list(SHINGLE_HASHES)),
     **{s.name: s.spec for s in STEP_TABLE},
 }, required=("steps",))
 

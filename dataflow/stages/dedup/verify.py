@@ -22,7 +22,6 @@ what the last round leaves unchecked is counted in the step's statistics (`unres
 """
 from __future__ import annotations
 
-from dataflow.core.text import Shingled
 from dataflow.stages.dedup.components import ORDER, Context, checkpoint
 
 SET = "_set"   # a record's shingle set: array<int> of its distinct shingle hashes (text.Shingled.hash_set)
@@ -50,7 +49,7 @@ def with_shingle_sets(df, key: str, char_n: int, word_n: int, ctx: Context):
         import pyarrow as pa
 
         for b in batches:
-            sets = [None if t is None else Shingled(t, ctx.zh_fold, ctx.char_share).hash_set(char_n, word_n)
+            sets = [None if t is None else ctx.shingled(t).hash_set(char_n, word_n)
                     for t in b.column("text").to_pylist()]
             yield pa.RecordBatch.from_arrays([b.column(key), arrow_sets(sets)], names=[key, SET])
 
@@ -117,38 +116,80 @@ def check_pairs(pairs, sets, threshold: float, key: str = ORDER):
             .select("a", "b", (set_jaccard("_sa", "_sb") >= F.lit(float(threshold))).alias("ok")))
 
 
-def star_edges(buckets, check, rounds: int, scratch: str | None = None):
+def first_pairs_only(check_with, src, scratch: str | None = None, key: str = ORDER):
+    """A pair check for `star_edges` whose per-record source (`src`: DataFrame(key, ...), the shingle sets or
+    signatures of every record) is cut, once, to the records of the first pairs it is asked about:
+    check_with(pairs, source) -> DataFrame(a, b, ok). Every later round of `star_edges` checks members of the
+    first round's buckets only, so the later rounds join against the candidates' rows instead of shuffling
+    every record's set again (at a million records, about a gigabyte per round). The cut is a shuffled semi-join
+    and a checkpoint (components.checkpoint), nothing through the driver."""
+    held = []
+
+    def check(pairs):
+        if not held:
+            held.append(pair_sources(src, pairs, scratch, key))
+        return check_with(pairs, held[0])
+    return check
+
+
+def pair_sources(src, pairs, scratch: str | None = None, key: str = ORDER):
+    """The rows of `src` (DataFrame(key, ...)) of the records that appear in `pairs` (DataFrame(a, b)),
+    materialized once: a shuffled semi-join, then components.checkpoint."""
+    from pyspark.sql import functions as F
+
+    need = pairs.select(F.col("a").alias(key)).union(pairs.select(F.col("b").alias(key))).distinct()
+    return checkpoint(src.join(need, key, "left_semi"), scratch)
+
+
+NODE = "_node"   # a record's numeric key inside the LSH rounds: xxhash64 of its `_order` (see `star_edges`)
+
+
+def star_edges(records, buckets, check, rounds: int, scratch: str | None = None):
     """Duplicate edges from LSH buckets, linear in the bucket sizes: each round links every member of a
-    bucket to the bucket's smallest member, a star of k - 1 pairs where all pairs would be k(k-1)/2.
-    buckets: DataFrame(ORDER, band, key); check: DataFrame(a, b) -> DataFrame(a, b, ok).
+    bucket to one centre, a star of k - 1 pairs where all pairs would be k(k-1)/2.
+    records: DataFrame(ORDER), one row per record; buckets: DataFrame(ORDER, band, key), one row per record and
+    band; check: DataFrame(a, b) of ORDER keys -> DataFrame(a, b, ok).
+
+    The rounds work on numbers only: a record is its NODE, Spark's xxhash64 of its ORDER key (a pure function,
+    recomputed wherever needed, never joined), and a bucket is (band index, 64-bit band key), so what the
+    rounds shuffle and group is three numbers per bucket row, no string. A bucket's centre is its member with
+    the smallest node, a deterministic member that does not depend on the order of the data. Only the pairs a
+    round checks are turned back into ORDER keys (a join with `records` on the node), so two records whose
+    keys share an xxhash64 (about n^2 / 2^65 for n records) are each checked on their own: a collision can
+    only cost a check, never link a record unchecked.
 
     The pairs a round checks are distinct across bands (a pair sharing 5 bands is checked once). The
     members that pass are linked to the centre and leave the bucket; the centre leaves too; those that fail
     stay, and the next round links them to the smallest of themselves, up to `rounds` rounds. A dense cluster
-    of copies is resolved in one round (every copy passes against its earliest member); a bucket of k
-    unrelated members would need k - 1 rounds, so members still sharing a bucket after the last round are
-    counted (`unresolved`), never silently treated as checked. scratch: components.checkpoint.
-    Returns (edges, stats)."""
+    of copies is resolved in one round (every copy passes against any member); a bucket of k unrelated
+    members would need k - 1 rounds, so members still sharing a bucket after the last round are counted
+    (`unresolved`), never silently treated as checked. scratch: components.checkpoint. Returns (edges, stats)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    names = records.select(F.xxhash64(ORDER).alias(NODE), ORDER)
     w = Window.partitionBy("band", "key")
-    edges, checked, done, live = None, 0, 0, buckets.select(ORDER, "band", "key")
+    edges, checked, done = None, 0, 0
+    live = buckets.select(F.xxhash64(ORDER).alias(NODE), "band", "key")
     for r in range(rounds + 1):
-        # one window per round: the bucket's size and its smallest member, buckets of one dropped
-        cur = checkpoint(live.select(ORDER, "band", "key", F.count(F.lit(1)).over(w).alias("_k"),
-                                     F.min(ORDER).over(w).alias("_m")).where("_k > 1"), scratch)
+        # one window per round over numeric keys: the bucket's size and its smallest node, buckets of one dropped
+        cur = checkpoint(live.select(NODE, "band", "key", F.count(F.lit(1)).over(w).alias("_k"),
+                                     F.min(NODE).over(w).alias("_m")).where("_k > 1"), scratch)
         if r == rounds or cur.limit(1).count() == 0:
             break
         done = r + 1
-        pairs = cur.where(F.col(ORDER) != F.col("_m")).select(F.col("_m").alias("a"), F.col(ORDER).alias("b")).distinct()
+        pairs = (cur.where(F.col(NODE) != F.col("_m")).select(F.col("_m").alias("_a"), F.col(NODE).alias("_b"))
+                 .distinct()
+                 .join(names.select(F.col(NODE).alias("_a"), F.col(ORDER).alias("a")), "_a")
+                 .join(names.select(F.col(NODE).alias("_b"), F.col(ORDER).alias("b")), "_b")
+                 .select("a", "b"))
         res = checkpoint(check(pairs), scratch)
         checked += res.count()
         ok = res.where("ok").select("a", "b")
         edges = ok if edges is None else edges.unionByName(ok)
-        failed = res.where(~F.col("ok")).select(F.col("a").alias("_m"), F.col("b").alias(ORDER))
-        live = cur.join(failed, ["_m", ORDER], "left_semi").select(ORDER, "band", "key")
-    unresolved = cur.select(ORDER).distinct().count() if done == rounds else 0
+        failed = res.where(~F.col("ok")).select(F.xxhash64("a").alias("_m"), F.xxhash64("b").alias(NODE))
+        live = cur.join(failed, ["_m", NODE], "left_semi").select(NODE, "band", "key")
+    unresolved = cur.select(NODE).distinct().count() if done == rounds else 0
     return _edges(edges, buckets), {"pairs_checked": checked, "verify_rounds": done, "unresolved": unresolved}
 
 
