@@ -292,6 +292,14 @@ def tables(m: Mapping, gate: Mapping | None) -> list[tuple[str, list[str], list[
         ["sample docs with a near-duplicate in the sample", _fmt(nd.get("docs_with_partner"))],
         ["estimated near-duplicate pairs left in the output", _fmt(nd.get("estimated_pairs_in_output"))],
     ]))
+    removals = m.get("removals") or []
+    if removals:
+        out.append((f"CD removals and the record each was checked against (sample of {len(removals)})",
+                    ["removed", "reason", "dup_of", "measure", "similarity", "threshold", "passed", "removed text",
+                     "dup_of text"],
+                    [[r["id"], r["reason"], r["dup_of"], r["measure"], _fmt(r["similarity"]), _fmt(r["threshold"]),
+                      {True: "yes", False: "NO", None: "-"}[r["passed"]], r["text"], r["dup_of_text"]]
+                     for r in removals]))
     if gate:
         rows = [["reviewed / unreviewed", f"{gate['reviewed']} / {gate['unreviewed']}"],
                 ["unqualified", _fmt(gate["unqualified"])],

@@ -20,6 +20,7 @@ from dataflow.core.config import conf_hash
 from dataflow.core.contract import Option, Stage
 from dataflow.core.recipes import with_source_type
 from dataflow.core.stage import StageResult, sibling_stage_dirs
+from dataflow.stages.evaluate.removals import removal_audit
 from dataflow.stages.evaluate import gate as gate_mod
 from dataflow.stages.evaluate.metrics import load_lexicons, log_histogram, near_dup_pairs, summarize, with_metrics
 from dataflow.stages.evaluate.report import find_extra, funnel, load_stage_stats, write_report
@@ -131,6 +132,8 @@ def evaluate(spark, df, cfg: Mapping, out_dir: str | os.PathLike, stage_dirs: It
         "lexicons": {name: len(terms) for name, terms in lexicons.items()},
         "rule_hits": (find_extra(filter_stats, "hit") or (filter_stats or {}).get("rejected") or {}),
         "dup_cluster_sizes": dup_cluster_sizes(spark, dedup_stats["dir_path"] if dedup_stats else None),
+        "removals": removal_audit(spark, dedup_stats["dir_path"] if dedup_stats else None, dedup_cfg,
+                                  int(cfg.get("removal_sample", 20)), int(cfg["seed"])),
         "stage_stats": stage_stats,
         "funnel": funnel(stage_stats),
         "sheet": sheet,
@@ -164,6 +167,7 @@ def gate(out_dir: str | os.PathLike, labels_path: str | os.PathLike, cfg: Mappin
 _WEIGHT = optional_section({"limit": Float(0, min_exclusive=True), "weight": Float(0)})
 SPEC = optional_section({
     "seed": Int(),
+    "removal_sample": Count(0),
     "sample_share": Float(0, 1, min_exclusive=True),
     "min_per_stratum": Count(0),
     "strata": List(Str(non_empty=True), min_len=1),
