@@ -43,6 +43,21 @@ def _done_schema():
 _DONE = _done_schema()
 
 
+def _attempt_uri(staging: str, suffix: str) -> str:
+    """Where this task attempt writes its part: the staging directory, named by partition and attempt."""
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    return fs.join(staging, f"part-{ctx.partitionId():05d}-{ctx.attemptNumber()}{suffix}")
+
+
+def _commit(uri: str, dest_dir: str, index: int, suffix: str) -> str:
+    """Move a winning attempt's part to its final name `dest_dir/part-NNNNN<suffix>`; returns that name."""
+    final = fs.join(dest_dir, f"part-{index:05d}{suffix}")
+    fs.move(uri, final)
+    return final
+
+
 def write_parts(df, dest_dir: str, suffix: str, encode: Encoder, *, skip_empty: bool = False) -> list[Part]:
     """Write every partition of `df` as `dest_dir/part-NNNNN<suffix>` from the executors, through `fs`; only
     (partition, uri, rows) reach the driver. `skip_empty`: partitions without rows write no file."""
@@ -53,9 +68,7 @@ def write_parts(df, dest_dir: str, suffix: str, encode: Encoder, *, skip_empty: 
     staging = fs.join(dest_dir, f"_parts-{uuid.uuid4().hex[:8]}")
 
     def write(batches):
-        ctx = TaskContext.get()
-        index, attempt = ctx.partitionId(), ctx.attemptNumber()
-        uri = fs.join(staging, f"part-{index:05d}-{attempt}{suffix}")
+        index, uri = TaskContext.get().partitionId(), _attempt_uri(staging, suffix)
         batches = iter(batches)
         first = next(batches, None)
         rows = 0
@@ -71,9 +84,7 @@ def write_parts(df, dest_dir: str, suffix: str, encode: Encoder, *, skip_empty: 
         for r in sorted(done, key=lambda r: r["part"]):
             if r["uri"] is None:
                 continue
-            final = fs.join(dest_dir, f"part-{r['part']:05d}{suffix}")
-            fs.move(r["uri"], final)
-            parts.append(Part(r["part"], final, r["rows"]))
+            parts.append(Part(r["part"], _commit(r["uri"], dest_dir, r["part"], suffix), r["rows"]))
     finally:
         fs.delete(staging)   # parts of failed or losing attempts
     return parts
@@ -126,8 +137,7 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
     staging = {n: fs.join(d, f"_parts-{token}") for n, d in dirs.items()}
 
     def write(batches):
-        ctx = TaskContext.get()
-        index, attempt = ctx.partitionId(), ctx.attemptNumber()
+        index = TaskContext.get().partitionId()
         open_ = {}       # name -> (uri, stream, writer)
         rows: dict[str, int] = {}
         counts: dict[str, dict[str, list[int]]] = {}
@@ -137,7 +147,7 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
                     if not sub.num_rows:
                         continue
                     if name not in open_:
-                        uri = fs.join(staging[name], f"part-{index:05d}-{attempt}{suffix}")
+                        uri = _attempt_uri(staging[name], suffix)
                         out = fs.open_output(uri)
                         open_[name] = (uri, out, pq.ParquetWriter(out, schemas[name], compression=compression))
                     sub = sub.cast(schemas[name]) if sub.schema != schemas[name] else sub
@@ -161,8 +171,7 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
         parts: dict[str, list[Part]] = {n: [] for n in outputs}
         tallies: dict[str, dict[str, list[int]]] = {n: {} for n in outputs}
         for r in sorted(done, key=lambda r: (r["name"], r["part"])):
-            final = fs.join(dirs[r["name"]], f"part-{r['part']:05d}{suffix}")
-            fs.move(r["uri"], final)
+            final = _commit(r["uri"], dirs[r["name"]], r["part"], suffix)
             parts[r["name"]].append(Part(r["part"], final, r["rows"]))
             _add(tallies[r["name"]], json.loads(r["tally"]))
         for name, got in parts.items():

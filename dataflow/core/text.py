@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from dataflow.core.hashing import char_hashes, gram_hashes, low32, sha1_32, word_hashes
+from dataflow.core.hashing import SHINGLE_HASHES, char_hashes, gram_hashes, low32, sha1_32, word_hashes
 
 Ranges = Sequence[tuple[int, int]]
 
@@ -186,8 +186,8 @@ class Shingled:
 
     def __init__(self, text: str | None, zh_chain: Iterable[str] = (), char_share: float = 0.3,
                  shingle_hash: str = "fast64"):
-        if shingle_hash not in ("fast64", "sha1"):
-            raise ValueError(f"shingle_hash must be fast64 or sha1, got {shingle_hash!r}")
+        if shingle_hash not in SHINGLE_HASHES:
+            raise ValueError(f"shingle_hash must be one of {SHINGLE_HASHES}, got {shingle_hash!r}")
         self.prepared = prepare(text, zh_chain)
         self.form = strip(self.prepared, "")
         self.spaceless = bool(self.form) and spaceless_share(self.form) >= char_share
