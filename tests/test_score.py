@@ -248,10 +248,10 @@ def test_job_end_to_end_with_cutoffs_file(spark, corpus_docs, models_dir, tmp_pa
     assert stats_b["config_hash"] != stats["config_hash"]
 
     # fixed cutoffs for every language and nothing to reject: the streaming pass (no scratch, no cache)
-    # gives every record the bucket of the first run, whose cutoffs these are
+    # gives every record the bucket of the first run, whose cutoffs these are; computed cutoffs cached the pass
     assert job.main([*common, "--output", str(tmp_path / "c"), "--cutoffs", str(tmp_path / "a/cutoffs.json")])["stage"] == "score"
     stats_c = json.loads((tmp_path / "c/stats.json").read_text())
-    assert stats_c["extra"]["single_pass"] == "streamed" and stats["extra"]["single_pass"] == "scratch"
+    assert stats_c["extra"]["single_pass"] == "streamed" and stats["extra"]["single_pass"] == "cached"
     assert stats_c["input"] == stats_c["kept"] == len(docs) and stats_c["rejected_total"] == 0
     assert stats_c["extra"]["quality_by_lang"] == q and stats_c["chars"] == stats["chars"]
     a_rows = dict(zip(*pq.read_table(tmp_path / "a/data", columns=["id", "quality"]).to_pydict().values()))

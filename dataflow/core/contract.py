@@ -9,8 +9,9 @@ A stage declares
 - `transform(df, ctx) -> StageResult`: the work, over the frame `read(ctx)` gave (by default the Parquet
   documents of the previous stage); every input record is in kept or rejected, and the runner
   (`dataflow.core.runner`) does the rest: attempts, accounting, stats.json, `_SUCCESS`;
-- `batch(conf) -> (RecordBatch -> BatchResult)`, for a per-document stage: the same decisions over one
-  Arrow batch, without Spark (kept + rejected + counters), for running stages fused in one pass;
+- `batch(conf) -> Batched | None`, for a per-document stage: the same decisions over one Arrow batch, without
+  Spark (kept + rejected + counters), and its statistics from the counters: what `core.fused` chains to run
+  consecutive stages in one pass (None: this configuration needs the whole input first);
 - command-line `options` of its own (`Option`), which either set configuration keys or run a driver-only
   `command` (a gate over reviewer labels, a table of rules) instead of the transform.
 
@@ -60,21 +61,62 @@ class StageContext:
 @dataclass
 class BatchResult:
     """One Arrow batch through a per-document stage: kept rows (the stage's output schema), rejected rows
-    (the same plus `reason`, `detail`) and counters the stage keeps (e.g. rule hits)."""
+    (the same plus `reason`, `detail`), counters the stage keeps (name -> a list of ints, summed over batches:
+    rule hits, documents per language) and narrow side rows (name -> batch: e.g. audit example candidates),
+    which a fused pass writes under the stage's attempt."""
     kept: pa.RecordBatch
     rejected: pa.RecordBatch
     counters: dict = field(default_factory=dict)
+    side: dict = field(default_factory=dict)
 
     @classmethod
-    def from_annotated(cls, batch: pa.RecordBatch, counters: dict | None = None) -> "BatchResult":
-        """Split a batch with a nullable `reason` (and `detail`) column."""
+    def from_annotated(cls, batch: pa.RecordBatch, counters: dict | None = None, drop=()) -> "BatchResult":
+        """Split a batch with a nullable `reason` (and `detail`) column; `drop`: internal columns neither side
+        keeps."""
         import pyarrow.compute as pc
 
         reason = batch.column("reason")
         is_kept = pc.is_null(reason)
-        keep_cols = [n for n in batch.schema.names if n not in ("reason", "detail")]
+        keep_cols = [n for n in batch.schema.names if n not in ("reason", "detail", *drop)]
         kept = batch.filter(is_kept).select(keep_cols)
-        return cls(kept=kept, rejected=batch.filter(pc.invert(is_kept)), counters=counters or {})
+        rejected = batch.filter(pc.invert(is_kept)).select([n for n in batch.schema.names if n not in drop])
+        return cls(kept=kept, rejected=rejected, counters=counters or {})
+
+
+@dataclass
+class FusedStats:
+    """What a stage's statistics may read after a fused pass: its summed counters, its side outputs (as
+    frames: name -> Spark DataFrame, None when no row was written), the attempt (for side files) and the
+    configuration."""
+    conf: Mapping[str, Any]
+    counters: dict
+    side: Mapping[str, Any]
+    attempt: Attempt
+    spark: Any
+
+
+@dataclass
+class Batched:
+    """A per-document stage over Arrow batches.
+
+    `annotate(batch) -> annotated batch` does the per-document work (a nullable `reason` column marks the
+    rejected rows); `split(annotated) -> BatchResult` divides it and counts; `stats(FusedStats) -> dict` is
+    the stats.json `extra` the stage's own transform would write, from the counters and side rows. `side`
+    names the schemas of the side rows `split` returns. `frame(df, side) -> df`, optional: columns computed
+    over the whole pass's frame (Spark expressions) before the writes, e.g. buckets from cutoffs computed on
+    the input (`side(name)` is the frame of the stage's side rows `name`); `persist`: that step reads the frame
+    before the writes do, so the pass caches it."""
+    annotate: Callable[[pa.RecordBatch], pa.RecordBatch]
+    split: Callable[[pa.RecordBatch], BatchResult]
+    stats: Callable[[FusedStats], dict] = lambda st: {}
+    side: Mapping[str, pa.Schema] = field(default_factory=dict)
+    frame: Callable[[Any, Any], Any] | None = None
+    persist: bool = False
+    annotated_schema: pa.Schema | None = None    # what `annotate` makes, for a reader that annotates (`read_fused`)
+    prepare: Callable[[Any], None] = lambda spark: None   # driver: ship the files the workers load (lexicons, models)
+
+    def __call__(self, batch: pa.RecordBatch) -> BatchResult:
+        return self.split(self.annotate(batch))
 
 
 @dataclass(frozen=True)
@@ -112,7 +154,10 @@ class Stage:
     precheck: Callable[[Mapping, list[str], str], None] | None = None   # driver checks before the JVM starts
     side_files: Callable[[dict], Mapping[str, str]] | None = None        # small files derived from stats.json
     versions: Sequence[str] = ()                    # extra library versions recorded in stats.json
-    batch: Callable[[Mapping], Callable[[pa.RecordBatch], BatchResult]] | None = None
+    batch: Callable[[Mapping], Batched | None] | None = None
+    # the stage's reader with each annotated batch handed to `then` in the worker that made it, the frame of
+    # `schema` it returns being the reader's frame (DP: raw bytes never reach the JVM before the fused pass)
+    read_fused: Callable[[StageContext, Callable, pa.Schema], tuple[Any, list[str]]] | None = None
     report: Callable[[dict], str] | None = None     # one more console line from its stats (after the summary)
     uses_upstream: bool = False                     # reads the outputs of the chain's earlier stages
     driver_writes: bool = False                     # writes products from the driver (a cluster runs it in client mode)

@@ -126,12 +126,13 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
     of a partition goes through `route` to the outputs, which the executor writes as `dir/part-NNNNN<suffix>`
     through `fs`; `tally` counts the rows of each output as they are written. Only (partition, output, uri,
     rows, tally) reach the driver, and only from the attempts that won; an output no row reached is one empty
-    file with its schema (a readable folder with its columns)."""
+    file with its schema (a readable folder with its columns). An output whose dir is None is counted and never
+    written (the counters a fused pass carries beside its rows)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark import TaskContext
 
-    dirs = {n: fs.normalize(str(d)) for n, (d, _) in outputs.items()}
+    dirs = {n: fs.normalize(str(d)) for n, (d, _) in outputs.items() if d is not None}
     schemas = {n: s for n, (_, s) in outputs.items()}
     token = uuid.uuid4().hex[:8]
     staging = {n: fs.join(d, f"_parts-{token}") for n, d in dirs.items()}
@@ -146,6 +147,11 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
                 for name, sub in route(batch).items():
                     if not sub.num_rows:
                         continue
+                    if name not in dirs:     # counted only
+                        rows[name] = rows.get(name, 0) + sub.num_rows
+                        if tally is not None:
+                            _add(counts.setdefault(name, {}), tally(name, sub))
+                        continue
                     if name not in open_:
                         uri = _attempt_uri(staging[name], suffix)
                         out = fs.open_output(uri)
@@ -159,10 +165,11 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
             for _, out, writer in open_.values():
                 writer.close()
                 out.close()
-        names = sorted(open_)
+        names = sorted(rows)
         if names:
             yield pa.RecordBatch.from_pydict({"part": [index] * len(names), "name": names,
-                                              "uri": [open_[n][0] for n in names], "rows": [rows[n] for n in names],
+                                              "uri": [open_[n][0] if n in open_ else None for n in names],
+                                              "rows": [rows[n] for n in names],
                                               "tally": [json.dumps(counts.get(n, {})) for n in names]},
                                              schema=_SPLIT_DONE)
 
@@ -171,11 +178,12 @@ def write_split(df, outputs: Mapping[str, tuple[str, Any]], route: Route, tally:
         parts: dict[str, list[Part]] = {n: [] for n in outputs}
         tallies: dict[str, dict[str, list[int]]] = {n: {} for n in outputs}
         for r in sorted(done, key=lambda r: (r["name"], r["part"])):
-            final = _commit(r["uri"], dirs[r["name"]], r["part"], suffix)
-            parts[r["name"]].append(Part(r["part"], final, r["rows"]))
+            if r["uri"] is not None:
+                final = _commit(r["uri"], dirs[r["name"]], r["part"], suffix)
+                parts[r["name"]].append(Part(r["part"], final, r["rows"]))
             _add(tallies[r["name"]], json.loads(r["tally"]))
         for name, got in parts.items():
-            if not got:
+            if not got and name in dirs:
                 uri = fs.join(dirs[name], f"part-00000{suffix}")
                 with fs.open_output(uri) as out:
                     pq.ParquetWriter(out, schemas[name], compression=compression).close()

@@ -12,6 +12,7 @@ import time
 from typing import Any, Iterable, Mapping
 
 from dataflow.core.contract import Stage, StageContext
+from dataflow.core.fused import run_group
 from dataflow.core.progress import read_work, stage_progress
 from dataflow.core.stage import Attempt, check_overlap, parquet_rows, stage_input_paths, write_stage
 
@@ -31,7 +32,12 @@ def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str
               upstream: Iterable[str] = (), options: Mapping[str, Any] | None = None,
               allow_incomplete: bool = False, partitions: int | None = None, progress: bool = False) -> dict:
     """Run `stage` from `inputs` into `output` and return its stats.json. `conf` is the whole validated
-    configuration; `upstream` the outputs of the chain's earlier stages (the funnel of a stage that uses it)."""
+    configuration; `upstream` the outputs of the chain's earlier stages (the funnel of a stage that uses it).
+    A stage with a batch form for `conf` runs as a fused pass of one (`core.fused`): the same code a chain
+    fusing it with its neighbours runs."""
+    if stage.batch is not None and stage.batch(conf) is not None:
+        return run_fused([stage], spark, conf, inputs, [output], upstream=upstream, allow_incomplete=allow_incomplete,
+                         partitions=partitions, progress=progress)[0]
     t0 = time.time()
     inputs = [str(i) for i in inputs]
     check_overlap(inputs, output)
@@ -52,6 +58,17 @@ def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str
         return write_stage(result, attempt.out, stage=stage.name, input_count=ctx.seen, input_paths=ctx.input_paths,
                            cfg=ctx.cfg, t0=t0, partitions=partitions, attempt=attempt,
                            extra_versions=tuple(stage.versions), side_files=stage.side_files)
+
+
+def run_fused(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Iterable[str], outputs: list[str], *,
+              upstream: Iterable[str] = (), allow_incomplete: bool = False, partitions: int | None = None,
+              progress: bool = False) -> list[dict]:
+    """Consecutive per-document stages in one pass (`core.fused.run_group`), under one progress line."""
+    holder: dict = {}
+    name = "+".join(s.name for s in stages)
+    with stage_progress(spark, name, enabled=progress, work=lambda: getattr(holder.get("ctx"), "work", None)):
+        return run_group(stages, spark, conf, inputs, outputs, upstream=upstream, allow_incomplete=allow_incomplete,
+                         partitions=partitions, progress_ctx=holder)
 
 
 def print_summary(stats: dict, out, stream=None, stage: Stage | None = None) -> None:

@@ -230,7 +230,7 @@ def read_stage_input(spark, paths: Iterable[str], *, output: str | None = None, 
 TEXT = "text"   # the column whose characters and bytes stats.json counts
 
 
-def _tally(name: str, batch) -> dict[str, list[int]]:
+def tally_rows(name: str, batch) -> dict[str, list[int]]:
     """[rows, characters, UTF-8 bytes of `text`] per (source_type, reason) of rows being written (a column the
     batch lacks is null): what Spark's count, length and octet_length would sum over the written output."""
     import pyarrow as pa
@@ -277,12 +277,12 @@ def _write_outputs(result: StageResult, attempt: "Attempt", partitions: int | No
            "rejected": (attempt.path("rejected"), to_arrow_schema(rejected.schema))}
     if result.split and result.annotated is not None:   # one pass over the frame both come from
         frame = result.annotated.coalesce(partitions) if partitions else result.annotated
-        return fsio.write_split(frame, out, _routes(kept.columns, rejected.columns), _tally).tally
+        return fsio.write_split(frame, out, _routes(kept.columns, rejected.columns), tally_rows).tally
     if partitions:
         kept = kept.coalesce(partitions)
     tally = {}
     for name, frame in (("data", kept), ("rejected", rejected)):
-        tally.update(fsio.write_split(frame, {name: out[name]}, lambda b, n=name: {n: b}, _tally).tally)
+        tally.update(fsio.write_split(frame, {name: out[name]}, lambda b, n=name: {n: b}, tally_rows).tally)
     return tally
 
 
@@ -383,21 +383,34 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str,
     t0 = t0 if t0 is not None else time.time()
     attempt = attempt or Attempt(out).begin()
     tally = _write_outputs(result, attempt, partitions)
-
     if callable(input_count):
         try:
             input_count = input_count()
         except Exception:
             attempt.abort()
             raise
-    kept_cols, rejected_cols = result.kept.columns, result.rejected.columns
+    extra = result.stats() if callable(result.stats) else dict(result.stats or {})
+    if result.annotated is not None:
+        result.annotated.unpersist()
+    return commit_stage(attempt, stage=stage, tally=tally, kept_cols=result.kept.columns,
+                        rejected_cols=result.rejected.columns, input_count=input_count, input_paths=input_paths,
+                        cfg=cfg, t0=t0, extra=extra, extra_versions=extra_versions, side_files=side_files)
+
+
+def commit_stage(attempt: Attempt, *, stage: str, tally: Mapping[str, dict], kept_cols, rejected_cols,
+                 input_count: int | None, input_paths: Iterable[str] = (), cfg: Mapping | None = None,
+                 t0: float | None = None, extra: Mapping | None = None, extra_versions: Iterable[str] = (),
+                 side_files: Callable[[dict], Mapping[str, str]] | None = None, fused: Mapping | None = None) -> dict:
+    """stats.json from what was written (`tally`: {"data": ..., "rejected": ...}, each mapping json
+    [source_type, reason] to [rows, chars, bytes]), the accounting check `input == kept + sum(rejected)`, the
+    side files, then the commit (`_SUCCESS` last). A stage run alone (`write_stage`) and a stage of a fused pass
+    (`core.fused`) both end here."""
+    t0 = t0 if t0 is not None else time.time()
     k = _counts(tally["data"], by_reason=False)
     r = _counts(tally["rejected"], by_reason=True) if "reason" in rejected_cols else {}
     rejected_total = sum(v["n"] for v in r.values())
     by_type = _by_type(tally["data"], tally["rejected"], kept_cols, rejected_cols)
-    extra = result.stats() if callable(result.stats) else dict(result.stats or {})
-    if result.annotated is not None:
-        result.annotated.unpersist()
+    extra = dict(extra or {})
 
     wall = time.time() - t0
     stats = {
@@ -416,6 +429,8 @@ def write_stage(result: StageResult, out: str | os.PathLike, *, stage: str,
         "versions": library_versions(extra_versions),
         "argv": sys.argv,
         **({"extra": _unattempt(extra, attempt)} if extra else {}),
+        # a stage of a fused pass: the group, and where its kept rows went (only the last stage writes data/)
+        **({"fused": dict(fused)} if fused else {}),
     }
     stats["chars"]["input"] = stats["chars"]["kept"] + sum(stats["chars"]["rejected"].values())
     if input_count is not None and input_count != k["n"] + rejected_total:

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from dataflow.core import fs, preflight
+from dataflow.core import fs, fused, preflight
 from dataflow.core.config import REPO_ROOT, conf_hash
 from dataflow.core.contract import Stage
-from dataflow.core.runner import check_inputs, print_summary, run_stage
+from dataflow.core.runner import check_inputs, print_summary, run_fused, run_stage
 from dataflow.core.spark import get_session
 from dataflow.core.stage import remove_output
 from dataflow.pipeline.conf import load_conf, require_files
@@ -114,6 +114,21 @@ def is_current(step: dict, output: str) -> bool:
     return bool(ok and rec and ok.get("config_hash") == step["config_hash"] and rec.get("chain_key") == step["chain_key"])
 
 
+def holds_data(step: dict) -> bool:
+    """Whether a finished stage's output holds its kept rows (a stage inside a fused group has none: they went
+    on to the group's last stage)."""
+    return fs.exists(fs.join(step["output"], "data"))
+
+
+def first_to_run(steps: list[dict], output: str, force: bool = False) -> int:
+    """The index of the first stage to (re)run: the first one not current, moved back over stages that kept no
+    `data/` of their own (the group of a fused pass is rerun from its start); len(steps) when all are current."""
+    k = 0 if force else next((i for i, s in enumerate(steps) if not is_current(s, output)), len(steps))
+    while 0 < k < len(steps) and not holds_data(steps[k - 1]):
+        k -= 1
+    return k
+
+
 def stage_command(step: dict, conf: str, overrides: list[str], pcfg: Mapping) -> list[str]:
     """A stage as its own process: `jobs/stage.py NAME` (any stage of the table, no job file of its own)."""
     tail = [step["name"], "--input", *step["inputs"], "--output", step["output"], "--conf", conf,
@@ -151,19 +166,63 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
     if runner == "session":
         for step in steps:   # model and lexicon files of every stage: before the JVM starts
             require_files(cfg, step["stage"].required_files)
-    invalid = bool(force)
     t_all = time.time()
-    for step in steps:
-        if not invalid and is_current(step, output):
-            print(f"[pipeline] {step['dir']}: done (config {step['config_hash']}), skipping", flush=True)
-            continue
+    start = first_to_run(steps, output, force)
+    for step in steps[:start]:
+        print(f"[pipeline] {step['dir']}: done (config {step['config_hash']}), skipping", flush=True)
+    for step in steps[start:]:
         if not step["selected"]:
             print(f"[pipeline] error: {step['dir']} is not current and not in --stages {only}", file=sys.stderr)
             return 2
-        invalid = True  # everything after a (re)run stage reruns: its input changed
+    # everything after a (re)run stage reruns (its input changed); in this session consecutive per-document
+    # stages run fused, one pass per group (pipeline.fuse)
+    todo = steps[start:]
+    cut = fused.groups([s["stage"] for s in todo], cfg, fuse=runner == "session" and bool(pcfg.get("fuse", True)))
+    at = 0
+    for group in cut:
+        gsteps, at = todo[at:at + len(group)], at + len(group)
+        rc = _run_steps(gsteps, cfg, conf, overrides, output, pcfg, runner, spark, verbose)
+        if isinstance(rc, int):
+            return rc
+        spark = rc
+    print(f"[pipeline] {len(steps)} stage(s) current in {output} ({time.time() - t_all:.0f}s)", flush=True)
+    dirs = [(s["dir"], s["output"]) for s in steps]
+    print_table(stats_rows(dirs))
+    by_type = type_funnel_rows(dirs)
+    if len(by_type) > 1:
+        print("\nby source type:")
+        print_table(by_type)
+    return 0
+
+
+def _run_steps(gsteps: list[dict], cfg, conf: str, overrides, output: str, pcfg, runner: str, spark, verbose: bool):
+    """One group of the chain (a fused pass, or one stage): its outputs removed and rewritten, its state files
+    written once every stage in it finished. Returns the session (in session mode) or an exit code on failure."""
+    for step in gsteps:
         remove_output(step["output"])
         fs.delete(state_uri(output, step))
-        t0 = time.time()
+    t0 = time.time()
+    if runner == "session" and len(gsteps) > 1:
+        label = "+".join(s["dir"] for s in gsteps)
+        print(f"[pipeline] {label}: running fused in this session (one pass)", flush=True)
+        first = gsteps[0]
+        check_inputs(first["stage"], cfg, first["inputs"], first["output"])
+        for step in gsteps[1:]:          # the later stages' own driver checks (their inputs do not exist yet)
+            if step["stage"].precheck is not None:
+                step["stage"].precheck(cfg, step["inputs"], step["output"])
+        spark = spark or get_session(cfg, app_name="ziya2-pipeline", verbose=verbose)
+        preflight.after_jvm(first["stage"], spark, first["inputs"], first["output"])
+        try:
+            all_stats = run_fused([s["stage"] for s in gsteps], spark, cfg, first["inputs"],
+                                  [s["output"] for s in gsteps], upstream=first["upstream"], progress=not verbose)
+            for step, stats in zip(gsteps, all_stats):
+                print_summary(stats, step["output"], stage=step["stage"])
+        except Exception as e:   # noqa: BLE001 - reported like a failed subprocess; finished stages stay
+            print(f"[pipeline] {label} failed: {type(e).__name__}: {e}; fix it and rerun: finished "
+                  f"stages are kept", file=sys.stderr, flush=True)
+            return 1
+    else:
+        step = gsteps[0]
         if runner == "session":
             print(f"[pipeline] {step['dir']}: running in this session", flush=True)
             # the stage's driver checks before its work (the first one's before the JVM starts)
@@ -186,19 +245,15 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
                 print(f"[pipeline] {step['dir']} failed with exit code {rc}; fix it and rerun: finished stages are "
                       f"kept", file=sys.stderr, flush=True)
                 return rc
+    for step in gsteps:
         ok = read_json(fs.join(step["output"], "_SUCCESS"))
         if not ok or ok.get("config_hash") != step["config_hash"]:
             print(f"[pipeline] {step['dir']}: finished but its _SUCCESS is missing or carries config hash "
                   f"{(ok or {}).get('config_hash')} instead of {step['config_hash']}", file=sys.stderr, flush=True)
             return 3
+    for step in gsteps:   # only now: a group is current once every stage in it finished
         fs.write_text(state_uri(output, step), json.dumps(
             {"stage": step["name"], "chain_key": step["chain_key"], "config_hash": step["config_hash"],
-             "inputs": step["inputs"], "wall_s": round(time.time() - t0, 2)}, indent=2) + "\n")
-    print(f"[pipeline] {len(steps)} stage(s) current in {output} ({time.time() - t_all:.0f}s)", flush=True)
-    dirs = [(s["dir"], s["output"]) for s in steps]
-    print_table(stats_rows(dirs))
-    by_type = type_funnel_rows(dirs)
-    if len(by_type) > 1:
-        print("\nby source type:")
-        print_table(by_type)
-    return 0
+             "inputs": step["inputs"], "wall_s": round(time.time() - t0, 2),
+             **({"fused": [s["name"] for s in gsteps]} if len(gsteps) > 1 else {})}, indent=2) + "\n")
+    return spark

@@ -16,7 +16,7 @@ from dataflow.core import spark
 from dataflow.core.config import DEFAULT_CONF, load_with_spec
 from dataflow.core.config import missing_files as _missing_files
 from dataflow.core.config import require_files as _require_files
-from dataflow.core.confschema import List, Map, Scalar, Section, Str, optional_section
+from dataflow.core.confschema import Bool, List, Map, Scalar, Section, Str, optional_section
 from dataflow.core.recipes import recipes_spec
 from dataflow.ingest import sources
 from dataflow.stages import table
@@ -31,6 +31,7 @@ def pipeline_section() -> Section:
     return optional_section({
         "stages": List(Str(table.names()), unique=True, min_len=1, nullable=True),
         "runner": Str(RUNNERS),
+        "fuse": Bool(),
         "spark_submit": Str(non_empty=True),
         "cluster": optional_section({   # --print-submit (dataflow/pipeline/submit.py); paths stay as written
             "master": Str(non_empty=True), "deploy_mode": Str(["client", "cluster"]), "client_stages": List(Str()),

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from dataflow.core import fs
 from dataflow.core.confschema import Count, Int, optional_section
-from dataflow.core.contract import BatchResult, Option, Stage
+from dataflow.core.contract import Batched, BatchResult, Option, Stage
 from dataflow.core.recipes import SOURCE_TYPES, recipes, with_source_type
 from dataflow.core.schema import require_columns
 from dataflow.core.spark import ship_file
@@ -165,6 +165,13 @@ def rule_stats(annotated, rules: list[ActiveRule], types: Mapping[str, list[str]
              .groupBy("rule").agg(F.sum("c").alias("n")).collect()}
     docs = {r["reason"]: r["n"] for r in annotated.where(F.col("reason").isNotNull())
             .groupBy("reason").agg(F.count(F.lit(1)).alias("n")).collect()}
+    return _rule_stats(units, chars, docs, rules, types)
+
+
+def _rule_stats(units: Mapping, chars: Mapping, docs: Mapping, rules: list[ActiveRule],
+                types: Mapping[str, list[str]] | None) -> dict:
+    """stats.json `extra.rules` and `extra.malformed` from the summed units and characters removed per rule
+    and the documents rejected per reason."""
     active = {r.name for r in rules}
     per_rule = {}
     for r in all_rules():
@@ -200,20 +207,8 @@ def write_examples(annotated, out, cfg: dict) -> dict[str, int]:
                       F.col(_REMOVED)[F.col("rule")].alias("removed"),
                       F.substring(F.coalesce(_ORIG, "text"), 1, cap).alias("before"),
                       F.when(F.col("reason").isNull(), F.substring("text", 1, cap)).alias("after")))
-    rows = picked.collect()   # at most examples_per_rule x rules rows, each text cut to example_max_chars
-    ex_dir = fs.join(str(out), "examples")
-    fs.delete(ex_dir)
-    fs.makedirs(ex_dir)
-    by_rule: dict[str, list] = {}
-    for r in rows:
-        by_rule.setdefault(r["rule"], []).append(r.asDict())
-    for rule_name, items in sorted(by_rule.items()):
-        lines = []
-        for item in sorted(items, key=lambda x: x["rank"]):
-            item.pop("rule")
-            lines.append(json.dumps(item, ensure_ascii=False) + "\n")
-        fs.write_text(fs.join(ex_dir, f"{rule_name}.jsonl"), "".join(lines))
-    return {k: len(v) for k, v in sorted(by_rule.items())}
+    # at most examples_per_rule x rules rows, each text cut to example_max_chars
+    return _write_example_files(picked.collect(), out)
 
 
 # ---------------------------------------------------------------- the stage
@@ -241,25 +236,137 @@ def run_with_examples(df, cfg: Mapping, out: str, conf: Mapping | None = None):
     return result
 
 
+def spark_seed_hash(seed: int, key: str) -> int:
+    """Spark's `xxhash64(lit(seed), col)` of one string restated (XXH64 of the seed's little-endian int, then of
+    the UTF-8 bytes seeded with that, as a signed long): the order `write_examples` ranks documents by."""
+    import struct
+
+    import xxhash
+
+    packed = struct.pack("<i", seed) if -2**31 <= seed < 2**31 else struct.pack("<q", seed)
+    h = xxhash.xxh64_intdigest(packed, seed=42)
+    h = xxhash.xxh64_intdigest(key.encode("utf-8", "surrogatepass"), seed=h)
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+EXAMPLE_SIDE = "_examples"
+EXAMPLE_SCHEMA = pa.schema([("rule", pa.string()), ("id", pa.string()), ("source", pa.string()),
+                            ("source_type", pa.string()), ("lang", pa.string()), ("units", pa.int32()),
+                            ("rejected_by", pa.string()), ("detail", pa.string()), ("removed", pa.list_(pa.string())),
+                            ("before", pa.string()), ("after", pa.string())])
+
+
+def _example_rows(out: pa.RecordBatch, n: int, cap: int, seed: int) -> pa.RecordBatch:
+    """Per rule, the batch's `n` documents it touched first in the examples' order (a superset of the run's
+    first `n` among them): the narrow rows `write_example_rows` picks from, texts cut to `cap`."""
+    by_rule: dict[str, list] = {}
+    cols = {c: out.column(c).to_pylist() for c in ("id", "source", "lang", "text", _ORIG, _REMOVED, "reason",
+                                                   "detail", FLAGS)}
+    types = out.column("source_type").to_pylist() if "source_type" in out.schema.names else [None] * out.num_rows
+    for j, flags in enumerate(cols[FLAGS]):
+        for rule, _ in flags or []:
+            by_rule.setdefault(rule, []).append(j)
+    rows = []
+    for rule, docs in by_rule.items():
+        picked = sorted(docs, key=lambda j: (spark_seed_hash(seed, cols["id"][j]), cols["id"][j]))[:n]
+        for j in picked:
+            removed = dict(cols[_REMOVED][j] or [])
+            before = cols[_ORIG][j] if cols[_ORIG][j] is not None else cols["text"][j]
+            rows.append({"rule": rule, "id": cols["id"][j], "source": cols["source"][j], "source_type": types[j],
+                         "lang": cols["lang"][j], "units": dict(cols[FLAGS][j])[rule],
+                         "rejected_by": cols["reason"][j], "detail": cols["detail"][j], "removed": removed.get(rule),
+                         "before": before[:cap] if before is not None else None,
+                         "after": cols["text"][j][:cap] if cols["reason"][j] is None and cols["text"][j] is not None
+                         else None})
+    return pa.RecordBatch.from_pylist(rows, schema=EXAMPLE_SCHEMA)
+
+
+def write_example_rows(rows, out: str, cfg: Mapping) -> dict[str, int]:
+    """OUT/examples/<rule>.jsonl from candidate rows (`EXAMPLE_SCHEMA`): per rule the `examples_per_rule` with the
+    smallest xxhash64(seed, id), as `write_examples` picks them."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    n, seed = int(cfg["examples_per_rule"]), int(cfg["seed"])
+    w = Window.partitionBy("rule").orderBy(F.xxhash64(F.lit(seed), F.col("id")), F.col("id"))
+    cols = ["rule", "rank", "id", "source", "source_type", "lang", "units", "rejected_by",
+            "detail", "removed", "before", "after"]
+    picked = rows.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n).select(*cols) \
+        if rows is not None else None
+    return _write_example_files(picked.collect() if picked is not None else [], out)
+
+
+def _write_example_files(rows, out) -> dict[str, int]:
+    ex_dir = fs.join(str(out), "examples")
+    fs.delete(ex_dir)
+    fs.makedirs(ex_dir)
+    by_rule: dict[str, list] = {}
+    for r in rows:
+        by_rule.setdefault(r["rule"], []).append(r.asDict())
+    for rule_name, items in sorted(by_rule.items()):
+        lines = []
+        for item in sorted(items, key=lambda x: x["rank"]):
+            item.pop("rule")
+            lines.append(json.dumps(item, ensure_ascii=False) + "\n")
+        fs.write_text(fs.join(ex_dir, f"{rule_name}.jsonl"), "".join(lines))
+    return {k: len(v) for k, v in sorted(by_rule.items())}
+
+
 def batch_form(conf):
-    """Documents (an Arrow batch of the document schema, `source_type` set) -> BatchResult; the counters are
-    the per-rule units removed."""
-    engine = RuleEngine(dict(conf[NAME]))
+    """RF over Arrow batches (documents, `source_type` set): the rules of each record's recipe; the counters are
+    the units and characters each rule removed and the documents rejected per reason, the side rows the
+    candidates for the audit examples. Its statistics are the stage's own (`rule_stats`, `write_examples`)."""
+    cfg = dict(conf[NAME])
+    engine = RuleEngine(cfg)                 # a bad rule parameter fails here, on the driver
     engines = recipe_engines(engine, conf)
-    keep_removed = int(conf[NAME]["example_removed_units"])
+    rules = engine.rules
+    keep_removed = int(cfg["example_removed_units"])
+    n_ex, cap, seed = int(cfg["examples_per_rule"]), int(cfg["example_max_chars"]), int(cfg["seed"])
     internal = [_CHARS, _ORIG, _REMOVED]
 
-    def apply(batch: pa.RecordBatch) -> BatchResult:
-        src = batch.select([n for n in batch.schema.names if n not in ADDED_NAMES])
-        out = annotate_batch(src, engines, keep_removed)
-        counters: dict[str, int] = {}
-        for flags in out.column(FLAGS).to_pylist():
-            for rule, n in (flags or []):
-                counters[rule] = counters.get(rule, 0) + n
-        out = out.select([n for n in out.schema.names if n not in internal])
-        return BatchResult.from_annotated(out, counters)
+    def annotate(batch: pa.RecordBatch) -> pa.RecordBatch:
+        for c in ("id", "text", "lang"):
+            if c not in batch.schema.names:
+                raise ValueError(f"{NAME}: input has no {c!r} column (columns: {batch.schema.names})")
+        return annotate_batch(batch.select([n for n in batch.schema.names if n not in ADDED_NAMES]), engines,
+                              keep_removed)
 
-    return apply
+    def split(out: pa.RecordBatch) -> BatchResult:
+        counters: dict[str, int] = {}
+        for col, prefix in ((FLAGS, "units:"), (_CHARS, "chars:")):
+            for entries in out.column(col).to_pylist():
+                for rule, n in entries or []:
+                    counters[prefix + rule] = counters.get(prefix + rule, 0) + n
+        for reason in out.column("reason").to_pylist():
+            if reason is not None:
+                counters["docs:" + reason] = counters.get("docs:" + reason, 0) + 1
+        res = BatchResult.from_annotated(out, counters, drop=internal)
+        res.side = {EXAMPLE_SIDE: _example_rows(out, n_ex, cap, seed)} if n_ex else {}
+        return res
+
+    def prepare(spark) -> None:
+        for path in lexicon_files(rules):
+            ship_file(spark, path)
+
+    def stats(st) -> dict:
+        got = {k.split(":", 1)[0]: {} for k in ("units:", "chars:", "docs:")}
+        for key, n in st.counters.items():
+            kind, name = key.split(":", 1)
+            got[kind][name] = n
+        types = {r.name: sorted(t for t, e in engines.items() if e is not None and r in e.rules) for r in rules}
+        extra = {**_rule_stats(got["units"], got["chars"], got["docs"], rules, types), **_static_extra(rules, conf)}
+        extra["examples"] = write_example_rows(st.side.get(EXAMPLE_SIDE), st.attempt.dir, cfg)
+        return extra
+
+    return Batched(annotate=annotate, split=split, stats=stats, side={EXAMPLE_SIDE: EXAMPLE_SCHEMA} if n_ex else {},
+                   prepare=prepare)
+
+
+def _static_extra(rules: list[ActiveRule], conf: Mapping) -> dict:
+    """The lexicons' content hashes (the config hash covers paths, not contents) and each type's rule selection."""
+    lexicons = {path: hashlib.sha256(fs.read_bytes(path)).hexdigest()[:16] for path in lexicon_files(rules)}
+    return {"lexicons": lexicons,
+            "recipes": {t: "all" if r.rules is None else list(r.rules) for t, r in recipes(conf).items()}}
 
 
 def _list_rules(args, conf) -> int:

@@ -20,6 +20,7 @@ whitespace (`whitespace: keep` for code). A dump reader's record first goes thro
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -30,7 +31,7 @@ import xxhash
 from dataflow import ingest
 from dataflow.core import fs
 from dataflow.core.confschema import Bool, Count, File, Float, Langs, List, Map, Prob, Str, optional_section
-from dataflow.core.contract import BatchResult, Stage
+from dataflow.core.contract import Batched, BatchResult, FusedStats, Stage
 from dataflow.core.schema import DOC_ARROW_SCHEMA, spark_schema, with_reject_fields
 from dataflow.core.stage import StageResult
 from dataflow.ingest.records import too_large
@@ -356,15 +357,7 @@ def _read(ctx):
     cross to the JVM): the records this stage saw are the rows of that frame."""
     ledger = ingest.Ledger(ctx.attempt.path("_seen"))
     annotated, files = _annotate_files(ctx.spark, ctx.inputs, ctx.cfg, ctx.conf, ledger=ledger)
-    units = len(ingest.splits(files, int(ctx.cfg.get("split_bytes") or 0) or 1 << 62))
-
-    def seen() -> int:
-        n = ledger.seen(expected_units=units)
-        ledger.remove()
-        return n
-
-    ctx.seen = seen
-    ctx.work = ledger.work(files)
+    _ledger_seen(ctx, ledger, files)
     return annotated, [f.path for f in files]
 
 
@@ -381,14 +374,69 @@ def _annotate_files(spark, paths, cfg: dict, root: dict | None, ledger=None):
     return ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf, ledger=ledger)
 
 
+def _split(annotated: pa.RecordBatch) -> BatchResult:
+    """An annotated batch -> kept and rejected, counting input and kept documents per language (`lang:<json>`)."""
+    import pyarrow.compute as pc
+
+    res = BatchResult.from_annotated(annotated)
+    counters: dict[str, list[int]] = {}
+    for lang, kept in zip(annotated.column("lang").to_pylist(), pc.is_null(annotated.column("reason")).to_pylist()):
+        c = counters.setdefault(f"lang:{json.dumps(lang)}", [0, 0])
+        c[0] += 1
+        c[1] += int(kept)
+    res.counters = counters
+    return res
+
+
+def _lang_stats(st: FusedStats) -> dict:
+    """stats.json `extra.langs`: {lang or "none": {input, kept}}, from the pass's counters."""
+    langs = {json.loads(k.split(":", 1)[1]): v for k, v in st.counters.items() if k.startswith("lang:")}
+    return {"langs": {(lang or "none"): {"input": v[0], "kept": v[1]}
+                      for lang, v in sorted(langs.items(), key=lambda kv: kv[0] or "")}}
+
+
 def batch_form(conf):
-    """Raw records (ingest RAW_SCHEMA batch) -> BatchResult, one Preprocessor per call site."""
-    pre = Preprocessor(dict(conf["preprocess"]), conf=_types_conf(conf))
+    """DP over Arrow batches: raw records (ingest RAW_SCHEMA) -> annotated documents, one Preprocessor per
+    Python worker (built there, on first use: the model is never pickled)."""
+    cfg, tconf = dict(conf["preprocess"]), _types_conf(conf)
+    state: dict = {}
 
-    def apply(batch: pa.RecordBatch) -> BatchResult:
-        return BatchResult.from_annotated(to_batch([pre(r) for r in _rows(batch)]))
+    def annotate(batch: pa.RecordBatch) -> pa.RecordBatch:
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(cfg, conf=tconf))
+        return to_batch([pre(r) for r in _rows(batch)])
 
-    return apply
+    return Batched(annotate=annotate, split=_split, stats=_lang_stats, annotated_schema=OUT_SCHEMA)
+
+
+def _read_fused(ctx, then, schema: pa.Schema):
+    """The DP reader with each annotated batch handed to `then` (the fused pass's chain) in the worker that read
+    it: raw bytes and DP's documents never travel to the JVM before the pass's write."""
+    ledger = ingest.Ledger(ctx.attempt.path("_seen"))
+    _ship_model(ctx.spark, ctx.cfg["langid_model"])
+    conf, tconf = dict(ctx.cfg), _types_conf(ctx.conf)
+    state: dict = {}
+
+    def transform(rows):
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
+        return then(to_batch([pre(r) for r in rows]))
+
+    frame, files = ingest.read(ctx.spark, ctx.inputs, ctx.cfg, transform=transform, schema=schema, conf=tconf,
+                               ledger=ledger)
+    _ledger_seen(ctx, ledger, files)
+    return frame, [f.path for f in files]
+
+
+def _ledger_seen(ctx, ledger, files) -> None:
+    """The stage's `input`: what the readers' ledger counts (then the ledger is removed), and its progress."""
+    units = len(ingest.splits(files, int(ctx.cfg.get("split_bytes") or 0) or 1 << 62))
+
+    def seen() -> int:
+        n = ledger.seen(expected_units=units)
+        ledger.remove()
+        return n
+
+    ctx.seen = seen
+    ctx.work = ledger.work(files)
 
 
 STAGE = Stage(
@@ -401,6 +449,7 @@ STAGE = Stage(
     input_help="WARC/WET/JSONL/Parquet files, source dumps, directories (recursive) or globs",
     versions=("fastwarc", "resiliparse", "ftfy", "fasttext-numpy2-wheel"),
     batch=batch_form,
+    read_fused=_read_fused,
     doc="""DP (preprocessing): WARC/WET/JSONL/Parquet -> document records (HTML to text, normalization, language).
 
     python -m jobs.preprocess --input build/corpus/out/fixture/warc --output build/runs/dp

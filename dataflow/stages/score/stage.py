@@ -31,7 +31,7 @@ import pyarrow as pa
 from dataflow.core import fs, fsio
 from dataflow.core.confschema import (Bool, Count, Dir, File, Float, Langs, List, Map, Path, Section, Str,
                                       optional_section)
-from dataflow.core.contract import Option, Stage
+from dataflow.core.contract import Batched, BatchResult, Option, Stage
 from dataflow.core.recipes import recipes, with_source_type
 from dataflow.core.schema import require_columns
 from dataflow.core.spark import load_once, ship_file
@@ -352,14 +352,7 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
     cuts = {**{k: {**v, "source": "fixed"} for k, v in fixed.items()},
             **{k: {**v, "source": "computed"} for k, v in computed.items()}}
 
-    quality = F.lit("unscored")
-    for lang in sorted(cuts):
-        c = cuts[lang]
-        in_lang = (F.col("lang") == lang) & F.col("ppl").isNotNull()
-        quality = (F.when(in_lang & (F.col("ppl") < F.lit(c["p30"])), F.lit("high"))
-                   .when(in_lang & (F.col("ppl") < F.lit(c["p60"])), F.lit("medium"))
-                   .when(in_lang, F.lit("low"))
-                   .otherwise(quality))
+    quality = quality_column(cuts)
     annotated = scored.withColumn("quality", quality)
     narrow = narrow.withColumn("quality", quality) if narrow is not None else None
     cut_str = F.create_map(*[x for lang in sorted(cuts) for x in
@@ -385,49 +378,165 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
             frame = spark.read.parquet(fs.spark_uri(attempt.path("data")))
         else:           # the narrow scores of pass 1, bucketed as the outputs are
             frame = narrow
-        note = F.col("score_note")
-        rows = (frame.groupBy("source_type", "lang", "quality")
-                .agg(F.count(F.lit(1)).alias("n"),
-                     F.sum(F.when(note == NOTE_EMPTY, 1).otherwise(0)).alias("empty"),
-                     F.sum(F.when(note == NOTE_NO_MODEL, 1).otherwise(0)).alias("no_model"),
-                     F.sum(F.when(note.startswith(NOTE_TRUNCATED), 1).otherwise(0)).alias("truncated"),
-                     F.sum(F.when(note == NOTE_RECIPE, 1).otherwise(0)).alias("recipe"),
-                     F.sum(F.when(note == NOTE_UNKNOWN_TYPE, 1).otherwise(0)).alias("unknown_type"),
-                     F.count("ref_score").alias("ref_n"), F.sum("ref_score").alias("ref_sum"),
-                     F.sum(F.when(F.col("ref_score") < F.lit(float(ref_min) if ref_min is not None else -1.0), 1)
-                           .otherwise(0)).alias("ref_below"))
-                .collect())
+        out = score_stats(frame, cuts, drop, ref_min, ref_path, paths, cfg, "streamed" if streaming else "scratch")
         if scratch is not None:
             fs.delete(scratch)
-        by_lang: dict = {}
-        by_type: dict = {}
-        notes = {"empty": 0, "no_model": 0, "truncated_docs": 0}
-        by_recipe = {"recipe": 0, "unknown_type": 0}
-        ref_n = ref_below = 0
-        ref_sum = 0.0
-        for r in rows:
-            lang_q = by_lang.setdefault(r["lang"] or "null", {})
-            lang_q[r["quality"]] = lang_q.get(r["quality"], 0) + r["n"]
-            type_q = by_type.setdefault(r["source_type"] or "null", {})
-            type_q[r["quality"]] = type_q.get(r["quality"], 0) + r["n"]
-            notes["empty"] += r["empty"]
-            notes["no_model"] += r["no_model"]
-            notes["truncated_docs"] += r["truncated"]
-            by_recipe["recipe"] += r["recipe"]
-            by_recipe["unknown_type"] += r["unknown_type"]
-            ref_n += r["ref_n"]
-            ref_sum += r["ref_sum"] or 0.0
-            ref_below += r["ref_below"]
-        return {"cutoffs": cuts, "quality_by_lang": by_lang, "quality_by_type": by_type, "unscored": notes,
-                "unscored_by_recipe": by_recipe, "drop": drop,
-                "ref_score": {"model": ref_path, "scored": ref_n, "mean": round(ref_sum / ref_n, 4) if ref_n else None,
-                              "ref_min": ref_min, "below_min": ref_below if ref_min is not None else None},
-                "single_pass": "streamed" if streaming else "scratch",
-                "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
-                "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
+        return out
 
     # nothing is cached: write_stage writes data/ and rejected/ in one pass over `annotated`
     return StageResult.from_annotated(annotated, stats, persist=False)
+
+
+def quality_column(cuts: Mapping):
+    """The `quality` bucket as a Spark expression over `lang` and `ppl` (`bucket`, per language's cutoffs)."""
+    from pyspark.sql import functions as F
+
+    quality = F.lit("unscored")
+    for lang in sorted(cuts):
+        c = cuts[lang]
+        in_lang = (F.col("lang") == lang) & F.col("ppl").isNotNull()
+        quality = (F.when(in_lang & (F.col("ppl") < F.lit(c["p30"])), F.lit("high"))
+                   .when(in_lang & (F.col("ppl") < F.lit(c["p60"])), F.lit("medium"))
+                   .when(in_lang, F.lit("low"))
+                   .otherwise(quality))
+    return quality
+
+
+def score_stats(frame, cuts: Mapping, drop: list, ref_min, ref_path, paths: Mapping, cfg: Mapping, mode: str) -> dict:
+    """stats.json `extra` from the scored records' small columns (source_type, lang, quality, score_note,
+    ref_score): buckets per language and type, the unscored notes, the reference scores."""
+    from pyspark.sql import functions as F
+
+    note = F.col("score_note")
+    rows = (frame.groupBy("source_type", "lang", "quality")
+            .agg(F.count(F.lit(1)).alias("n"),
+                 F.sum(F.when(note == NOTE_EMPTY, 1).otherwise(0)).alias("empty"),
+                 F.sum(F.when(note == NOTE_NO_MODEL, 1).otherwise(0)).alias("no_model"),
+                 F.sum(F.when(note.startswith(NOTE_TRUNCATED), 1).otherwise(0)).alias("truncated"),
+                 F.sum(F.when(note == NOTE_RECIPE, 1).otherwise(0)).alias("recipe"),
+                 F.sum(F.when(note == NOTE_UNKNOWN_TYPE, 1).otherwise(0)).alias("unknown_type"),
+                 F.count("ref_score").alias("ref_n"), F.sum("ref_score").alias("ref_sum"),
+                 F.sum(F.when(F.col("ref_score") < F.lit(float(ref_min) if ref_min is not None else -1.0), 1)
+                       .otherwise(0)).alias("ref_below"))
+            .collect())
+    by_lang: dict = {}
+    by_type: dict = {}
+    notes = {"empty": 0, "no_model": 0, "truncated_docs": 0}
+    by_recipe = {"recipe": 0, "unknown_type": 0}
+    ref_n = ref_below = 0
+    ref_sum = 0.0
+    for r in rows:
+        lang_q = by_lang.setdefault(r["lang"] or "null", {})
+        lang_q[r["quality"]] = lang_q.get(r["quality"], 0) + r["n"]
+        type_q = by_type.setdefault(r["source_type"] or "null", {})
+        type_q[r["quality"]] = type_q.get(r["quality"], 0) + r["n"]
+        notes["empty"] += r["empty"]
+        notes["no_model"] += r["no_model"]
+        notes["truncated_docs"] += r["truncated"]
+        by_recipe["recipe"] += r["recipe"]
+        by_recipe["unknown_type"] += r["unknown_type"]
+        ref_n += r["ref_n"]
+        ref_sum += r["ref_sum"] or 0.0
+        ref_below += r["ref_below"]
+    return {"cutoffs": cuts, "quality_by_lang": by_lang, "quality_by_type": by_type, "unscored": notes,
+            "unscored_by_recipe": by_recipe, "drop": drop,
+            "ref_score": {"model": ref_path, "scored": ref_n, "mean": round(ref_sum / ref_n, 4) if ref_n else None,
+                          "ref_min": ref_min, "below_min": ref_below if ref_min is not None else None},
+            "single_pass": mode,
+            "models": {k: {"sp": v[0], "lm": v[1]} for k, v in paths.items()},
+            "ccnet_cutoffs": cfg.get("ccnet_cutoffs") or {}}
+
+
+# ---------------------------------------------------------------- the batch form (a fused pass)
+_SIDE = "_scores"
+_SIDE_SCHEMA = pa.schema([("source_type", pa.string()), ("lang", pa.string()), ("ppl", pa.float64()),
+                          ("score_note", pa.string()), ("ref_score", pa.float64())])
+_ADDED = ("ppl", "score_note", "ref_score", "quality", "reason", "detail")
+
+
+def _number(x: float, digits: int) -> str:
+    """Spark's `format_number(x, digits)`: grouped thousands, half-even at `digits` decimals."""
+    return f"{x:,.{digits}f}"
+
+
+def batch_form(conf):
+    """AS over Arrow batches: each record scored once (ppl, score_note, ref_score) in the worker, `ref_min` and,
+    with every language's cutoffs fixed, `drop` decided there too. Cutoffs computed on the input need every
+    perplexity first: the pass's frame is then cached, the cutoffs are computed from the scored records' side
+    rows and `quality` is added by Spark before the writes; `drop` with computed cutoffs has no batch form (its
+    rejections would reach the stages after it), and the stage runs alone (`run`)."""
+    cfg = conf[NAME]
+    drop = [str(q) for q in (cfg.get("drop") or [])]
+    ref_min = cfg.get("ref_min")
+    paths = model_paths(cfg)
+    ref_path = refclass.model_path(cfg)
+    fixed = {k: dict(v) for k, v in (read_cutoffs(cfg["cutoffs_file"]) if cfg.get("cutoffs_file") else {}).items()}
+    to_compute = [lang for lang in paths if lang not in fixed]
+    if drop and to_compute:
+        return None
+    score = scorer(paths, ref_path, score_kinds(conf), normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
+                   int(cfg["max_paragraph_pieces"]), int(cfg["ref_train"]["chunk_chars"]), int(cfg["ref_max_chunks"]))
+    cut_text = {lang: f"p30={c['p30']:.1f} p60={c['p60']:.1f}" for lang, c in fixed.items()}
+    state = {"cuts": {k: {**v, "source": "fixed"} for k, v in fixed.items()}}
+
+    def decide(ppl, lang, note, rs) -> tuple[str | None, str | None, str | None]:
+        """(quality, reason, detail) of one record, as `run`'s Spark expressions decide them."""
+        quality = None if to_compute else bucket(ppl, fixed.get(lang))
+        if quality is not None and quality in drop and note != NOTE_RECIPE:
+            detail = note if ppl is None or lang is None else \
+                f"ppl={_number(ppl, 1)} lang={lang} {cut_text.get(lang, '')}"
+            return quality, f"quality:{quality}", detail
+        if ref_min is not None and rs is not None and rs < float(ref_min):
+            return quality, REASON_REF, f"ref_score={_number(rs, 4)} < ref_min={ref_min}"
+        return quality, None, None
+
+    def annotate(batch: pa.RecordBatch) -> pa.RecordBatch:
+        names = batch.schema.names
+        for col in ("id", "text", "lang"):
+            if col not in names:
+                raise ValueError(f"{NAME}: input has no {col!r} column (columns: {names})")
+        for col in (*_ADDED, "_part", "_fp"):
+            if col in names:
+                raise ValueError(f"{NAME}: input already has a {col!r} column (scored twice?)")
+        if batch.num_rows:
+            s = score(batch.column("text"), batch.column("lang"), batch.column("source_type"))
+            ppl, note, rs = (s.field(k).to_pylist() for k in ("ppl", "score_note", "ref_score"))
+        else:                      # the driver's schema check: no model is loaded
+            ppl = note = rs = []
+        decided = [decide(*x) for x in zip(ppl, batch.column("lang").to_pylist(), note, rs)]
+        cols = [pa.array(ppl, pa.float64()), pa.array(note, pa.string()), pa.array(rs, pa.float64()),
+                *(pa.array([d[k] for d in decided], pa.string()) for k in range(3))]
+        return pa.RecordBatch.from_arrays([*batch.columns, *cols], names=[*names, *_ADDED])
+
+    def split(out: pa.RecordBatch) -> BatchResult:
+        res = BatchResult.from_annotated(out)
+        res.side = {_SIDE: out.select(_SIDE_SCHEMA.names)}
+        return res
+
+    def frame(df, side):
+        computed = compute_cutoffs(side(_SIDE), to_compute, cfg)
+        state["cuts"].update({k: {**v, "source": "computed"} for k, v in computed.items()})
+        return df.withColumn("quality", quality_column(state["cuts"]))
+
+    def prepare(spark) -> None:
+        for sp, lm in paths.values():
+            ship_file(spark, sp)
+            ship_file(spark, lm)
+        if ref_path:
+            ship_file(spark, ref_path)
+
+    def stats(st) -> dict:
+        side = st.side.get(_SIDE)
+        if side is None:
+            from dataflow.core.schema import spark_schema
+
+            side = st.spark.createDataFrame([], spark_schema(_SIDE_SCHEMA))
+        frame_ = side.withColumn("quality", quality_column(state["cuts"]))
+        return score_stats(frame_, state["cuts"], drop, ref_min, ref_path, paths, cfg,
+                           "cached" if to_compute else "streamed")
+
+    return Batched(annotate=annotate, split=split, stats=stats, side={_SIDE: _SIDE_SCHEMA},
+                   frame=frame if to_compute else None, persist=bool(to_compute), prepare=prepare)
 
 
 # ---------------------------------------------------------------- the stage
@@ -484,6 +593,7 @@ STAGE = Stage(
     summary="AS: KenLM perplexity over SentencePiece pieces, per-language p30/p60 quality buckets, reference score",
     spec=SPEC,
     transform=_transform,
+    batch=batch_form,
     precheck=_precheck,
     versions=("kenlm", "sentencepiece", "fasttext"),
     side_files=lambda st: {"cutoffs.json": cutoffs_json(st["extra"]["cutoffs"])},
