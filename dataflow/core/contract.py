@@ -158,6 +158,10 @@ class Stage:
     # the stage's reader with each annotated batch handed to `then` in the worker that made it, the frame of
     # `schema` it returns being the reader's frame (DP: raw bytes never reach the JVM before the fused pass)
     read_fused: Callable[[StageContext, Callable, pa.Schema], tuple[Any, list[str]]] | None = None
+    # columns this stage reads that a fused pass right before it computes while the text is in its workers'
+    # memory (CD's fingerprints): conf -> (batch -> the batch with them added); the stage must check they were
+    # made for its configuration and compute them itself otherwise
+    carry: Callable[[Mapping], Callable[[pa.RecordBatch], pa.RecordBatch] | None] | None = None
     report: Callable[[dict], str] | None = None     # one more console line from its stats (after the summary)
     uses_upstream: bool = False                     # reads the outputs of the chain's earlier stages
     driver_writes: bool = False                     # writes products from the driver (a cluster runs it in client mode)

@@ -71,7 +71,8 @@ class _Plan:
     """The driver's picture of the pass: each route's Arrow schema, worked out by running an empty batch of
     the input's schema through every stage (configuration checks of the forms fire here, before any task)."""
 
-    def __init__(self, stages: list[Stage], forms_: list[Batched], first_schema: pa.Schema, annotated: bool):
+    def __init__(self, stages: list[Stage], forms_: list[Batched], first_schema: pa.Schema, annotated: bool,
+                 carry=None):
         self.stages, self.forms = stages, forms_
         self.routes: dict[str, pa.Schema] = {}
         self.kept_cols: list[list[str]] = []
@@ -85,7 +86,7 @@ class _Plan:
             for name, schema in form.side.items():
                 self.routes[side_route(i, name)] = schema
             batch = res.kept
-        self.routes[DATA] = batch.schema
+        self.routes[DATA] = (carry(batch) if carry is not None else batch).schema
         fields: dict[str, pa.Field] = {}
         for route, schema in self.routes.items():
             for f in schema:
@@ -129,9 +130,10 @@ def _as_lists(counters: Mapping) -> dict[str, list[int]]:
     return {str(k): (list(v) if isinstance(v, (list, tuple)) else [v]) for k, v in counters.items()}
 
 
-def chain_batches(forms_: list[Batched], schema: pa.Schema, *, annotated: bool):
+def chain_batches(forms_: list[Batched], schema: pa.Schema, *, annotated: bool, carry=None):
     """batch -> the pass's frame for it: every stage's rejected and side rows, the last stage's kept rows and
-    one counters row. `annotated`: the first stage's reader already did its per-document work."""
+    one counters row. `annotated`: the first stage's reader already did its per-document work; `carry`: the
+    columns the stage after the pass wants added to the kept rows (`Stage.carry`)."""
     def run(batch: pa.RecordBatch) -> pa.RecordBatch:
         out, counters = [], {}
         for i, form in enumerate(forms_):
@@ -148,7 +150,7 @@ def chain_batches(forms_: list[Batched], schema: pa.Schema, *, annotated: bool):
                 counters[f"{i}|kept|{key}"] = vals
             batch = res.kept
         if batch.num_rows:
-            out.append(_widen(batch, schema, DATA))
+            out.append(_widen(carry(batch) if carry is not None else batch, schema, DATA))
         out.append(_counters_row(counters, schema))
         return pa.concat_batches(out)
 
@@ -207,9 +209,10 @@ def _stage_counters(counted: Mapping[str, list[int]], i: int) -> tuple[int, dict
 
 def run_group(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Iterable[str], outputs: list[str], *,
               upstream: Iterable[str] = (), allow_incomplete: bool = False, partitions: int | None = None,
-              progress_ctx: dict | None = None) -> list[dict]:
+              progress_ctx: dict | None = None, carry=None) -> list[dict]:
     """Run `stages` (consecutive, each with a batch form) in one pass from `inputs`; stage i writes
-    `outputs[i]` (its rejected/, side files and stats.json; the last one also data/). Returns their stats."""
+    `outputs[i]` (its rejected/, side files and stats.json; the last one also data/, with the columns `carry`
+    adds for the stage after the pass). Returns their stats."""
     t0 = time.time()
     inputs = [str(i) for i in inputs]
     forms_ = forms(stages, conf)
@@ -227,7 +230,7 @@ def run_group(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Itera
     try:
         for form in forms_:
             form.prepare(spark)
-        frame, plan = _pass_frame(stages, forms_, ctx)
+        frame, plan = _pass_frame(stages, forms_, ctx, carry)
         for i, form in enumerate(forms_):
             if form.frame is not None:
                 if form.persist and not frame.storageLevel.useMemory:
@@ -248,7 +251,8 @@ def run_group(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Itera
         split = fsio.write_split(frame, outs, _route_fn(plan), _tally)
         frame.unpersist()
         seen = ctx.seen() if ctx.seen is not None else None
-        return _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, ctx.input_paths, t0)
+        return _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, ctx.input_paths, t0,
+                           getattr(carry, "key", None))
     except BaseException:
         for a in attempts:
             if not a.committed:
@@ -265,7 +269,7 @@ def _side_frame(df, plan: "_Plan", i: int, name: str):
                                                      for c in plan.routes[route].names])
 
 
-def _pass_frame(stages, forms_, ctx):
+def _pass_frame(stages, forms_, ctx, carry=None):
     """The pass's frame: the first stage's reader, then the chain of stages per batch."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -274,8 +278,8 @@ def _pass_frame(stages, forms_, ctx):
     first = stages[0]
     if first.read_fused is not None and forms_[0].annotated_schema is not None:
         # the reader's annotated batches enter the chain in the worker that made them
-        plan = _Plan(stages, forms_, forms_[0].annotated_schema, annotated=True)
-        run = chain_batches(forms_, plan.schema, annotated=True)
+        plan = _Plan(stages, forms_, forms_[0].annotated_schema, annotated=True, carry=carry)
+        run = chain_batches(forms_, plan.schema, annotated=True, carry=carry)
         frame, paths = first.read_fused(ctx, run, plan.schema)
         ctx.input_paths = [str(p) for p in paths]
         return frame, plan
@@ -288,12 +292,12 @@ def _pass_frame(stages, forms_, ctx):
     rows = parquet_rows(ctx.input_paths)
     ctx.seen = lambda: rows
     ctx.work = ctx.work or read_work(ctx.spark, rows)
-    plan = _Plan(stages, forms_, to_arrow_schema(df.schema), annotated=False)
-    run = chain_batches(forms_, plan.schema, annotated=False)
+    plan = _Plan(stages, forms_, to_arrow_schema(df.schema), annotated=False, carry=carry)
+    run = chain_batches(forms_, plan.schema, annotated=False, carry=carry)
     return df.mapInArrow(lambda batches: (run(b) for b in batches), spark_schema(plan.schema)), plan
 
 
-def _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, input_paths, t0) -> list[dict]:
+def _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, input_paths, t0, carried) -> list[dict]:
     """Every stage's stats.json from the pass's counts; the accounting of each stage and between stages is
     checked for all of them before the first commit."""
     counted = split.tally.get(COUNTED, {})
@@ -323,6 +327,8 @@ def _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, input_
     names = [s.name for s in stages]
     for i, (stage, (n_in, data_tally, extra)) in enumerate(zip(stages, rows)):
         fused = {"stages": names, "data": attempts[-1].out} if len(stages) > 1 else None
+        if fused is not None and carried is not None and i == len(stages) - 1:
+            fused["carried"] = carried   # the key of the columns computed for the stage after the pass
         cfg = conf.get(stage.section) if stage.section else {}
         stats.append(commit_stage(
             attempts[i], stage=stage.name, tally={"data": data_tally, "rejected": split.tally.get(rejected_route(i), {})},

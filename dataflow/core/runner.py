@@ -62,13 +62,13 @@ def run_stage(stage: Stage, spark, conf: Mapping[str, Any], inputs: Iterable[str
 
 def run_fused(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Iterable[str], outputs: list[str], *,
               upstream: Iterable[str] = (), allow_incomplete: bool = False, partitions: int | None = None,
-              progress: bool = False) -> list[dict]:
+              progress: bool = False, carry=None) -> list[dict]:
     """Consecutive per-document stages in one pass (`core.fused.run_group`), under one progress line."""
     holder: dict = {}
     name = "+".join(s.name for s in stages)
     with stage_progress(spark, name, enabled=progress, work=lambda: getattr(holder.get("ctx"), "work", None)):
         return run_group(stages, spark, conf, inputs, outputs, upstream=upstream, allow_incomplete=allow_incomplete,
-                         partitions=partitions, progress_ctx=holder)
+                         partitions=partitions, progress_ctx=holder, carry=carry)
 
 
 def print_summary(stats: dict, out, stream=None, stage: Stage | None = None) -> None:

@@ -181,7 +181,9 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
     at = 0
     for group in cut:
         gsteps, at = todo[at:at + len(group)], at + len(group)
-        rc = _run_steps(gsteps, cfg, conf, overrides, output, pcfg, runner, spark, verbose)
+        after = todo[at]["stage"] if at < len(todo) else None   # a fused pass computes what it reads
+        carry = after.carry(cfg) if after is not None and after.carry is not None and len(gsteps) > 1 else None
+        rc = _run_steps(gsteps, cfg, conf, overrides, output, pcfg, runner, spark, verbose, carry)
         if isinstance(rc, int):
             return rc
         spark = rc
@@ -195,7 +197,8 @@ def run_chain(conf: str, overrides: list[str], inputs: list[str], output: str, *
     return 0
 
 
-def _run_steps(gsteps: list[dict], cfg, conf: str, overrides, output: str, pcfg, runner: str, spark, verbose: bool):
+def _run_steps(gsteps: list[dict], cfg, conf: str, overrides, output: str, pcfg, runner: str, spark, verbose: bool,
+               carry=None):
     """One group of the chain (a fused pass, or one stage): its outputs removed and rewritten, its state files
     written once every stage in it finished. Returns the session (in session mode) or an exit code on failure."""
     for step in gsteps:
@@ -214,7 +217,8 @@ def _run_steps(gsteps: list[dict], cfg, conf: str, overrides, output: str, pcfg,
         preflight.after_jvm(first["stage"], spark, first["inputs"], first["output"])
         try:
             all_stats = run_fused([s["stage"] for s in gsteps], spark, cfg, first["inputs"],
-                                  [s["output"] for s in gsteps], upstream=first["upstream"], progress=not verbose)
+                                  [s["output"] for s in gsteps], upstream=first["upstream"], progress=not verbose,
+                                  carry=carry)
             for step, stats in zip(gsteps, all_stats):
                 print_summary(stats, step["output"], stage=step["stage"])
         except Exception as e:   # noqa: BLE001 - reported like a failed subprocess; finished stages stay

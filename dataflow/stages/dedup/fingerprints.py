@@ -71,6 +71,47 @@ def record_fingerprints(text: str | None, plan: Plan, ctx: Context) -> dict:
     return out
 
 
+PLAN_KEY = "_fp_plan"      # which plan and settings the fingerprint columns a fused pass carried were made with
+CARRIED = (*COLUMNS, PLAN_KEY)
+
+
+def plan_key(plan: Plan, cfg: dict) -> str:
+    """The key of fingerprints made by `plan` under the `dedup` section `cfg`: equal keys, equal values for the
+    same text (every setting the shingling and the steps' fingerprints read is in the section)."""
+    from dataflow.core.config import conf_hash
+
+    return conf_hash({"plan": repr(plan), "dedup": cfg})
+
+
+def arrow_columns(texts: list, plan: Plan, ctx: Context) -> list:
+    """The fingerprint columns (`COLUMNS`, in order) of a list of texts, as Arrow arrays."""
+    import pyarrow as pa
+
+    arrow = {TEXT_HASH: pa.string(), EXACT: pa.string(), SIMHASH: pa.int64(),
+             MH_SIG: pa.list_(pa.int64()), MH_BANDS: pa.list_(pa.int64())}
+    rows = [record_fingerprints(t, plan, ctx) for t in texts]
+    return [arrow_sets([r[c] for r in rows]) if c in SETS else pa.array([r[c] for r in rows], arrow[c])
+            for c in COLUMNS]
+
+
+def carry(plan: Plan, cfg: dict, ctx: Context):
+    """batch -> the batch with the fingerprint columns and their plan key added: what a fused pass computes while
+    the text is in its worker's memory, so CD after it does not shingle the text again (`stage.run`)."""
+    key = plan_key(plan, cfg)
+
+    def add(batch):
+        import pyarrow as pa
+
+        cols = arrow_columns(batch.column("text").to_pylist(), plan, ctx)
+        names = [n for n in batch.schema.names if n not in CARRIED]
+        return pa.RecordBatch.from_arrays([*(batch.column(n) for n in names), *cols,
+                                           pa.array([key] * batch.num_rows, pa.string())],
+                                          names=[*names, *COLUMNS, PLAN_KEY])
+
+    add.key = key   # recorded in the pass's stats.json: what CD checks before it trusts the columns
+    return add
+
+
 def with_fingerprints(df, plan: Plan, ctx: Context):
     """`df` without `text` but with the fingerprint columns, from one Python pass over the texts
     (mapInArrow: the other columns pass through as Arrow arrays, untouched)."""
@@ -85,13 +126,8 @@ def with_fingerprints(df, plan: Plan, ctx: Context):
     def compute(batches):
         import pyarrow as pa
 
-        arrow = {TEXT_HASH: pa.string(), EXACT: pa.string(), SIMHASH: pa.int64(),
-                 MH_SIG: pa.list_(pa.int64()), MH_BANDS: pa.list_(pa.int64())}
         for b in batches:
-            rows = [record_fingerprints(t, plan, ctx) for t in b.column("text").to_pylist()]
-            cols = [b.column(n) for n in names] + [
-                arrow_sets([r[c] for r in rows]) if c in SETS else pa.array([r[c] for r in rows], arrow[c])
-                for c in COLUMNS]
+            cols = [b.column(n) for n in names] + arrow_columns(b.column("text").to_pylist(), plan, ctx)
             yield pa.RecordBatch.from_arrays(cols, names=[*names, *COLUMNS])
 
     return df.mapInArrow(compute, schema)

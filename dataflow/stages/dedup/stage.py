@@ -41,7 +41,8 @@ from dataflow.core.schema import DOC_COLUMNS, require_columns
 from dataflow.core.stage import StageResult
 from dataflow.stages.dedup import book, exact, lines, minhash, simhash, url
 from dataflow.stages.dedup.components import ORDER, Context, checkpoint, with_order
-from dataflow.stages.dedup.fingerprints import SETS, TEXT_HASH, Plan, with_fingerprints
+from dataflow.stages.dedup.fingerprints import (CARRIED, COLUMNS, PLAN_KEY, SETS, TEXT_HASH, Plan, carry,
+                                                plan_key, with_fingerprints)
 from dataflow.stages.dedup.step import Step
 
 # The step table. The order is part of the method: cheap exact steps shrink the input of the fuzzy ones.
@@ -162,11 +163,15 @@ def _resolve_representatives(rej, steps: list[str], scratch: str | None):
                       .drop("_kept"), scratch)
 
 
-def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) -> StageResult:
+def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None,
+        carried_keys: set | None = None) -> StageResult:
     """cfg = the `dedup` section of conf/pipeline.yaml; conf = the root configuration, whose `recipes` say
     which records take part in which step (None: every record in every step of `dedup.steps`); scratch = a
     directory on the output's filesystem for the intermediate results (components.checkpoint), removed by
-    the result's statistics callable once the outputs are written (None: components.local_scratch)."""
+    the result's statistics callable once the outputs are written (None: components.local_scratch);
+    carried_keys = the fingerprint keys the input's stage directories record (a fused pass before CD computed
+    them, `fingerprints.carry`): only fingerprint columns under such a key are used, never columns an input
+    merely has."""
     from pyspark.sql import functions as F
 
     require_columns(df, DOC_COLUMNS, "dedup")
@@ -182,11 +187,15 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) 
     spark = df.sparkSession
     parts = int(cfg.get("shuffle_partitions") or spark.conf.get("spark.sql.shuffle.partitions"))
     ctx = Context.from_conf(cfg, parts, scratch)
+    plan = Plan.for_steps(steps, cfg)
+    carried = _carried(df, plan, cfg, carried_keys or set())
+    df = df.select(*[c for c in df.columns if c not in CARRIED or carried])
+    in_cols = [c for c in df.columns if c not in CARRIED]   # the records' own columns: what CD writes
 
     base = with_order(df, cfg.get("date_keys"))
     base = base.withColumn("_bad", _malformed(base))
     malformed = (base.where(F.col("_bad").isNotNull())
-                 .select(*df.columns, F.col("_bad").alias("reason"),
+                 .select(*in_cols, F.col("_bad").alias("reason"),
                          F.concat(F.lit("dedup input without "), F.substring_index("_bad", ":", -1)).alias("detail"),
                          F.lit(None).cast("string").alias("dup_of")))
     # the full rows, materialized once with a row key: the steps below never carry the text, and their
@@ -194,8 +203,11 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) 
     good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()),
                       scratch)
     narrow = [ROW, ORDER, "id", *[c for c in ("source_type", "url") if c in df.columns]]
-    fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"),
-                                      Plan.for_steps(steps, cfg), ctx), scratch)
+    if carried:   # the fused pass before CD computed them while it held the text (#27)
+        fp = checkpoint(good.select(*narrow, _location(F).alias("_loc"), *COLUMNS), scratch)
+    else:
+        fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"), plan, ctx),
+                        scratch)
     sets = fp.select(ORDER, *SETS)   # verification joins the shingle sets of its candidate pairs only
     conflicts, id_dups, live = _split_ids(fp.drop(*SETS), scratch)
     decisions = [conflicts, id_dups]
@@ -207,7 +219,7 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) 
         t0 = time.time()
         kw = {}
         if STEPS[step].reads_text and not wide:
-            live, wide = _widen(live, good, df.columns), True
+            live, wide = _widen(live, good, in_cols), True
         elif STEPS[step].verifies and not wide:
             kw = {"sets": sets}
         out, stats = _run_step(step, live, cfg, ctx, members[step], **kw)
@@ -224,8 +236,8 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) 
         if conf is not None:
             step_stats[step]["source_types"] = members[step] or present
 
-    cols = [*df.columns, *added]
-    kept = (live if wide else _widen(live, good, df.columns)).select(*cols)
+    cols = [*in_cols, *added]
+    kept = (live if wide else _widen(live, good, in_cols)).select(*cols)
     rej = None
     for r in decisions:
         r = r.select(ROW, "id", *[c if c in r.columns else F.lit(None).alias(c) for c in added],
@@ -233,7 +245,7 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) 
         rej = r if rej is None else rej.unionByName(r)
     rej = _resolve_representatives(rej, steps, scratch)
     # a rejected row is its input row (a step rejects a record before changing its text)
-    rej = (rej.drop("id").join(good.select(ROW, *df.columns), ROW)
+    rej = (rej.drop("id").join(good.select(ROW, *in_cols), ROW)
            .select(*cols, "reason", "detail", "dup_of"))
     rej = rej.unionByName(malformed.select(*[c if c in malformed.columns else F.lit(None).alias(c) for c in cols],
                                            "reason", "detail", "dup_of"))
@@ -241,7 +253,38 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None) 
     for f in kept.schema.fields:
         if f.name in added:
             rej = rej.withColumn(f.name, F.col(f.name).cast(f.dataType))
-    return StageResult(kept=kept, rejected=rej, stats=_stats_then_clear({"steps": steps, **step_stats}, scratch))
+    return StageResult(kept=kept, rejected=rej, stats=_stats_then_clear(
+        {"steps": steps, "fingerprints": "carried" if carried else "computed", **step_stats}, scratch))
+
+
+def _carried(df, plan: Plan, cfg: dict, keys: set) -> bool:
+    """Whether every record carries fingerprints made with this plan and these settings by a fused pass whose
+    stats.json records their key; otherwise they are computed here from the text, whatever columns the input has."""
+    from pyspark.sql import functions as F
+
+    key = plan_key(plan, cfg)
+    if not set(CARRIED) <= set(df.columns) or keys != {key}:
+        return False
+    return not df.where(F.col(PLAN_KEY).isNull() | (F.col(PLAN_KEY) != key)).select(PLAN_KEY).limit(1).collect()
+
+
+def _input_keys(ctx) -> set:
+    """The fingerprint keys the input stage directories' stats.json record (None for an input without one)."""
+    import json
+
+    from dataflow.core import fs
+
+    keys = set()
+    for p in ctx.inputs:
+        st = fs.join(str(p), "stats.json")
+        keys.add(json.loads(fs.read_text(st)).get("fused", {}).get("carried") if fs.exists(st) else None)
+    return keys
+
+
+def carry_form(conf):
+    """The fingerprint columns, for the fused pass that runs right before CD (`Stage.carry`)."""
+    cfg = conf["dedup"]
+    return carry(Plan.for_steps(_steps(cfg), cfg), cfg, Context.from_conf(cfg))
 
 
 def _stats_then_clear(stats: dict, scratch: str | None):
@@ -278,7 +321,9 @@ STAGE = Stage(
     name="dedup",
     summary="CD: URL Bloom filter, exact, SimHash, MinHash, book and line dedup; `dup_of` names a record checked directly",
     spec=SPEC,
-    transform=lambda df, ctx: run(df, ctx.cfg, ctx.conf, scratch=ctx.attempt.path(SCRATCH)),
+    transform=lambda df, ctx: run(df, ctx.cfg, ctx.conf, scratch=ctx.attempt.path(SCRATCH),
+                                  carried_keys=_input_keys(ctx)),
+    carry=carry_form,
     doc="""CD job: content de-duplication (see docs/dedup.md).
 
   python -m jobs.dedup --input RUN/30-filter --output RUN/40-dedup [--conf conf/pipeline.yaml] [--set ...]
