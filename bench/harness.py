@@ -19,6 +19,7 @@ import shlex
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -255,6 +256,15 @@ def compare(sides: Sequence[Side], reps: int = 3, timeout: float | None = None, 
             log(f"  {s.name} rep {rep}: wall {r.wall_s:.1f}s cpu {r.cpu_s:.1f}s others {r.others_cpu_share:.0%}")
             comp.runs.append(r)
     return comp
+
+
+def spark_env() -> dict:
+    """The environment a side running our Spark jobs gets: this interpreter for driver and workers, loopback
+    only, and no SPARK_MASTER from the caller (each side sets spark.master itself)."""
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+               SPARK_LOCAL_IP="127.0.0.1")
+    env.pop("SPARK_MASTER", None)
+    return env
 
 
 # ---------------------------------------------------------------- provenance: commit and staleness
