@@ -183,3 +183,19 @@ def test_example_order_restates_spark(spark, corpus_docs):
     got = {r["id"]: r["h"] for r in spark.createDataFrame([(i,) for i in ids], "id string")
            .select("id", F.xxhash64(F.lit(1234), F.col("id")).alias("h")).collect()}
     assert got == {i: spark_seed_hash(1234, i) for i in ids}
+
+
+def test_drop_with_computed_cutoffs_keeps_as_out_of_the_pass(spark, corpus_dir, models_dir, tmp_path):
+    """`score.drop` needs every perplexity before any bucket is known; fused, RF would see rows AS drops. AS then
+    runs alone (its two-pass transform) and DP and RF each run as a pass of their own."""
+    small = tmp_path / "in.jsonl"
+    small.write_text("\n".join((corpus_dir / "docs.jsonl").read_text(encoding="utf-8").splitlines()[::10]) + "\n",
+                     encoding="utf-8")
+    out = tmp_path / "run"
+    _chain([small], out, spark, "pipeline.stages=[preprocess, score, filter]", "score.drop=[low]")
+    stats = {d: json.loads((out / d / "stats.json").read_text()) for d in GROUP}
+    assert all("fused" not in st and (out / d / "data").exists() for d, st in stats.items())
+    assert stats["20-score"]["extra"]["single_pass"] == "scratch"
+    low = stats["20-score"]["rejected"].get("quality:low", 0)
+    assert low > 0 and low == sum(q.get("low", 0) for q in stats["20-score"]["extra"]["quality_by_lang"].values())
+    assert stats["30-filter"]["input"] == stats["20-score"]["kept"] == len(_rows(out / "20-score" / "data"))

@@ -231,12 +231,13 @@ def run_group(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Itera
         for form in forms_:
             form.prepare(spark)
         frame, plan = _pass_frame(stages, forms_, ctx, carry)
+        cached = None
         for i, form in enumerate(forms_):
             if form.frame is not None:
-                if form.persist and not frame.storageLevel.useMemory:
+                if form.persist and cached is None:
                     from pyspark import StorageLevel
 
-                    frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+                    frame = cached = frame.persist(StorageLevel.MEMORY_AND_DISK)
                 frame = form.frame(frame, lambda name, df=frame, i=i: _side_frame(df, plan, i, name))
         if partitions:
             frame = frame.coalesce(partitions)
@@ -249,7 +250,8 @@ def run_group(stages: list[Stage], spark, conf: Mapping[str, Any], inputs: Itera
         outs = {r: (dirs[r], plan.routes[r]) for r in plan.routes}
         outs[COUNTED] = (None, pa.schema([(COUNTERS, pa.string())]))
         split = fsio.write_split(frame, outs, _route_fn(plan), _tally)
-        frame.unpersist()
+        if cached is not None:
+            cached.unpersist()
         seen = ctx.seen() if ctx.seen is not None else None
         return _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, ctx.input_paths, t0,
                            getattr(carry, "key", None))
