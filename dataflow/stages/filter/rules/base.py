@@ -3,7 +3,9 @@ short detail string to remove. The engine (engine.py) does all the bookkeeping.
 
 Document and final rules get `(doc: Doc, params)` (a final rule sees the text left after unit removal, as
 C4's "fewer than 5 sentences" page drop does); paragraph and sentence rules get `(unit: str, doc: Doc, params)`
-and remove that unit. A rule's name is `<group>.<check>`; its thresholds live in conf/pipeline.yaml at
+and remove that unit; such a rule may also declare `quiet(doc, params)`, true when it fires on no unit of the
+document (no lexicon hit, none of its phrases anywhere), which the engine asks once instead of asking every unit.
+A rule's name is `<group>.<check>`; its thresholds live in conf/pipeline.yaml at
 `filter.rules.<group>.<check>` and it declares them here with `dataflow.core.confschema` specs, so a wrong type,
 range or name fails on the driver before any Spark work (and again when the engine is built).
 
@@ -59,6 +61,7 @@ class Rule:
     description: str
     fn: Callable[..., str | None]
     params: Mapping[str, Spec] = field(default_factory=dict)   # parameter name -> its spec (all required)
+    quiet: Callable[..., bool] | None = None    # paragraph/sentence rules: (doc, params) -> fires on no unit
 
     def __post_init__(self):
         if self.level not in LEVELS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import repeat
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def bullet_lines(doc, p):
     lines = doc.lines                       # datatrove: text.splitlines(), blank lines included
     if not lines:
         return None
-    r = sum(ln.lstrip().startswith(tuple(p["bullets"])) for ln in lines) / len(lines)
+    r = sum(map(str.startswith, map(str.lstrip, lines), repeat(tuple(p["bullets"])))) / len(lines)
     return f"bullet lines {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
@@ -81,7 +82,7 @@ def ellipsis_lines(doc, p):
     lines = doc.lines
     if not lines:
         return None
-    r = sum(ln.rstrip().endswith(("...", "…")) for ln in lines) / len(lines)
+    r = sum(map(str.endswith, map(str.rstrip, lines), repeat(("...", "…")))) / len(lines)
     return f"ellipsis lines {r:.3f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
 
@@ -92,7 +93,8 @@ def alpha_words(doc, p):
     ws = doc.non_symbol_words
     if not ws:
         return "no words"
-    r = sum(c for w, c in Counter(ws).items() if any(ch.isalpha() for ch in w)) / len(ws)   # each distinct word once
+    alpha = {w: any(map(str.isalpha, w)) for w in set(ws)}     # each distinct word decided once
+    r = sum(map(alpha.__getitem__, ws)) / len(ws)
     return f"alpha words {r:.3f} < {p['min_ratio']}" if r < p["min_ratio"] else None
 
 
@@ -104,14 +106,8 @@ def stop_words(doc, p):
 # ------------------------------------------------------------------ Gopher repetition (Rae et al. 2021, Table A1)
 def _duplicates(units: list[str]) -> tuple[int, int]:
     """(duplicate units, characters in them): every occurrence after the first counts (datatrove find_duplicates)."""
-    seen, n, chars = set(), 0, 0
-    for u in units:
-        if u in seen:
-            n += 1
-            chars += len(u)
-        else:
-            seen.add(u)
-    return n, chars
+    distinct = set(units)
+    return len(units) - len(distinct), sum(map(len, units)) - sum(map(len, distinct))
 
 
 # lines: datatrove splits on "\n+" (no empty lines); deviation: whitespace around the newlines is absorbed too,
@@ -164,9 +160,9 @@ def top_ngram(doc, p):
         first, c = most_common(ids)
         if c < 2:
             continue    # deviation: an n-gram seen once is no repetition (datatrove rejects "Hello world" here)
-        spans = doc.non_symbol[1]
-        at = np.flatnonzero(ids == ids[first]).tolist()
-        covered = sum(spans[i + n - 1][1] - spans[i][0] for i in at)
+        starts, ends = doc.non_symbol_spans
+        at = np.flatnonzero(ids == ids[first])
+        covered = int((ends[at + n - 1] - starts[at]).sum())
         r = covered / total
         if r > frac:
             return f"top {n}-gram {_ngram_sep(doc.lang).join(ws[first:first + n])!r} x{c}: {r:.3f} > {frac}"
@@ -328,10 +324,15 @@ def function_words(doc, p):
 _GARBLED = re.compile("\ufffd|[\x80-\x9f]|[\ue000-\uf8ff]|Ã[\x80-\xbf]|â€[\x80-\xbf™œ˜šž\u201c\u201d\u2018\u2019\u2013\u2014\u2022\u20ac]|Â[\xa0-\xbf]|锟斤拷|烫烫|屯屯")
 
 
+# every _GARBLED alternative starts with one of these: a text without any holds no match (one scan in C, where the
+# alternation is tried at every character)
+_GARBLED_FIRST = re.compile("[\ufffd\x80-\x9f\ue000-\uf8ffÃâÂ锟烫屯]")
+
+
 def garbled_ratio(doc, p):
     if not doc.text:
         return None
-    chars = sum(len(m) for m in _GARBLED.findall(doc.text))
+    chars = sum(len(m) for m in _GARBLED.findall(doc.text)) if _GARBLED_FIRST.search(doc.text) else 0
     r = chars / len(doc.text)
     return f"garbled chars {r:.4f} > {p['max_ratio']}" if r > p["max_ratio"] else None
 
@@ -350,7 +351,8 @@ def _share(pattern: re.Pattern, text: str) -> float:
 
 
 def url_density(doc, p):
-    r = _share(_URL, doc.text)
+    # every URL holds "://" or "www." (any case): without either, no match and no search
+    r = _share(_URL, doc.text) if "://" in doc.text or "www." in doc.lower else 0.0
     return f"URL chars {r:.3f} > {p['max_char_share']}" if r > p["max_char_share"] else None
 
 
@@ -358,7 +360,8 @@ def email_density(doc, p):
     # Address dumps are lines of nothing but addresses; a maintainer list ("Jane Doe <jane@debian.org>")
     # or an address in a sentence names a person and stays (our choice, see conf)
     lines = doc.nonblank_lines
-    bare = sum(1 for ln in lines if _EMAIL.search(ln) and not _ADDRESS_FILLER.sub("", _EMAIL.sub("", ln)))
+    bare = sum(1 for ln in lines if _EMAIL.search(ln) and not _ADDRESS_FILLER.sub("", _EMAIL.sub("", ln))) \
+        if "@" in doc.text else 0        # an address holds "@"
     r = bare / len(lines) if lines else 0.0
     if bare >= p["min_lines"] and r > p["max_line_share"]:
         return f"{bare} address-only lines, {r:.3f} of lines > {p['max_line_share']}"

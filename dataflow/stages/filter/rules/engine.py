@@ -3,7 +3,8 @@
 Order (Ziya2): every document rule, then every paragraph rule, then every sentence rule, then the final
 rules on what is left; within a level, the configured order (registry.all_rules). A document or final rule
 rejects the document (a rejected document keeps its input text). A paragraph/sentence rule
-removes its unit; after each rule the engine checks the remaining text against `filter.min_chars_left`
+removes its unit (a rule `quiet` on the document, e.g. a lexicon with no hit in it, is skipped: it would remove
+nothing); after each rule the engine checks the remaining text against `filter.min_chars_left`
 (per language), and a document that falls under it (or becomes empty) is rejected with that rule as its
 reason. All bookkeeping lives here.
 
@@ -95,8 +96,8 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_remov
         return False
 
     for r in applicable:
-        if r.level != "paragraph":
-            continue
+        if r.level != "paragraph" or _quiet(r, doc):
+            continue                # a quiet rule removes nothing: no unit to ask
         removed = 0
         for i, ln in enumerate(lines):
             if alive[i] and r.fn(ln, doc, r.params):
@@ -111,8 +112,8 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_remov
             out.chars[r.name] += remaining()
             return out
 
-    sentence_rules = [r for r in applicable if r.level == "sentence"]
-    if sentence_rules:
+    sentence_rules = [r for r in applicable if r.level == "sentence" and not _quiet(r, doc)]
+    if sentence_rules:              # split only when some rule may remove a sentence
         for i, ln in enumerate(lines):
             if alive[i]:
                 sentences[i] = split_sentences(ln)
@@ -159,3 +160,10 @@ def filter_text(text: str, lang: str | None, rules: list[ActiveRule], keep_remov
             out.text = text
             return out
     return out
+
+
+def _quiet(r: ActiveRule, doc: Doc) -> bool:
+    """The rule declares it fires on no unit of this document (base.Rule.quiet; a rule object without the
+    attribute, as a test's tracing wrapper, is asked unit by unit)."""
+    quiet = getattr(r, "quiet", None)
+    return quiet is not None and quiet(doc, r.params)

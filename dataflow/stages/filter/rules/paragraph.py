@@ -9,7 +9,7 @@ import re
 
 from dataflow.core.confschema import Int, List, Map, Str
 from dataflow.stages.filter.rules.base import ANY_LANG, Rule
-from dataflow.stages.filter.rules.text import words
+from dataflow.stages.filter.rules.text import holds_phrase, words
 
 EN_ZH = ("en", "zh")
 PHRASES = Map(List(Str(non_empty=True)))          # language -> phrases (lowercase substrings)
@@ -25,6 +25,18 @@ def terminal_punct(unit, doc, p):
     if not s.endswith(tuple(p["end_chars"])) or s.endswith(("...", "…")):
         return f"ends with {s[-1:]!r}"
     return None
+
+
+def _javascript_quiet(doc, p) -> bool:
+    return not holds_phrase(doc, ("javascript",))
+
+
+def _phrases_quiet(doc, p) -> bool:
+    return not holds_phrase(doc, _phrases(p, doc.lang))
+
+
+def _copyright_quiet(doc, p) -> bool:
+    return "©" not in doc.text and _phrases_quiet(doc, p)
 
 
 def min_words(unit, doc, p):
@@ -103,13 +115,15 @@ RULES = (
     Rule("c4.max_word_length", "paragraph", ("en",), "line containing a whitespace token longer than max_chars",
          max_word_length, {"max_chars": Int(1)}),
     Rule("c4.javascript", "paragraph", (ANY_LANG,), "line mentioning javascript (\"enable JavaScript\" notices)",
-         javascript),
-    Rule("c4.policy", "paragraph", EN_ZH, "cookie / privacy-policy / terms-of-use line", policy, {"phrases": PHRASES}),
+         javascript, quiet=_javascript_quiet),
+    Rule("c4.policy", "paragraph", EN_ZH, "cookie / privacy-policy / terms-of-use line", policy, {"phrases": PHRASES},
+         quiet=_phrases_quiet),
     Rule("boilerplate.navigation", "paragraph", EN_ZH,
          "navigation line: a known phrase, or at least min_items short items joined by | » > · / separators",
          navigation, {"min_items": Int(2), "max_item_chars": Int(1), "phrases": PHRASES}),
     Rule("boilerplate.copyright", "paragraph", EN_ZH, "copyright / all-rights-reserved / ICP licence line",
-         copyright_line, {"max_chars": Int(1), "phrases": PHRASES}),
+         copyright_line, {"max_chars": Int(1), "phrases": PHRASES},
+         quiet=_copyright_quiet),
     Rule("boilerplate.share", "paragraph", EN_ZH, "social-share line (share on / tweet / 分享到)", share,
-         {"max_chars": Int(1), "phrases": PHRASES}),
+         {"max_chars": Int(1), "phrases": PHRASES}, quiet=_phrases_quiet),
 )

@@ -86,6 +86,10 @@ class ActiveRule:
     def fn(self):
         return REGISTRY[self.name].fn
 
+    @property
+    def quiet(self):
+        return REGISTRY[self.name].quiet
+
     def applies_to(self, lang: str | None) -> bool:
         return ANY_LANG in self.langs or lang in self.langs
 

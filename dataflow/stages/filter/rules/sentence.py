@@ -10,6 +10,7 @@ from dataflow.core.confschema import Int, List, Map, Str
 from dataflow.core.confschema import File
 from dataflow.stages.filter.rules.base import Rule
 from dataflow.stages.filter.rules.lexicon import lexicon_hits, lexicon_path, matcher
+from dataflow.stages.filter.rules.text import holds_phrase
 
 EN_ZH = ("en", "zh")
 
@@ -28,6 +29,11 @@ def _lexicon_sentence(unit, doc, p):
     return None
 
 
+def _lexicon_quiet(doc, p) -> bool:
+    path = lexicon_path(p, doc.lang)
+    return not path or (p["min_distinct_hits"] >= 1 and not lexicon_hits(doc, path))
+
+
 def call_to_action(unit, doc, p):
     s = unit.strip()
     if len(s) > p["max_chars"]:
@@ -39,10 +45,14 @@ def call_to_action(unit, doc, p):
     return None
 
 
+def _call_to_action_quiet(doc, p) -> bool:
+    return not holds_phrase(doc, p["phrases"].get(doc.lang, ()))
+
+
 RULES = (
     *(Rule(f"content.{cat}_sentence", "sentence", EN_ZH, f"sentence with at least min_distinct_hits distinct {cat} lexicon terms",
-           _lexicon_sentence, {"min_distinct_hits": Int(1), "lexicons": Map(File())})
+           _lexicon_sentence, {"min_distinct_hits": Int(1), "lexicons": Map(File())}, quiet=_lexicon_quiet)
       for cat in ("porn", "violence", "gambling", "extremism")),
     Rule("boilerplate.call_to_action", "sentence", EN_ZH, "short call-to-action sentence (click here, read more, 点击查看, 扫码关注)",
-         call_to_action, {"max_chars": Int(1), "phrases": Map(List(Str(non_empty=True)))}),
+         call_to_action, {"max_chars": Int(1), "phrases": Map(List(Str(non_empty=True)))}, quiet=_call_to_action_quiet),
 )

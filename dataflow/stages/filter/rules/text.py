@@ -7,15 +7,16 @@ CJK character.
 """
 from __future__ import annotations
 
+import operator
 import re
 import unicodedata
-from functools import cached_property, lru_cache
-from itertools import compress
+from functools import cached_property
+from itertools import chain, compress
 
 import numpy as np
 
 from dataflow.core.text import CJK_RANGES, char_class
-from dataflow.stages.filter.rules.ngrams import next_gram_ids, word_ids
+from dataflow.stages.filter.rules.ngrams import gram_ids, repeated_groups
 
 # Punctuation that ends a line or sentence, Latin and CJK (full-width) forms. FineWeb and the
 # paragraph rules use it for "ends in terminal punctuation".
@@ -34,18 +35,30 @@ _SENT_END = re.compile(r"(?:[。！？；…]+|[.!?;]+(?=[\s" + re.escape(CLOSER
 # between a letter/digit and a letter, "," between letters, an ellipsis). So "(see lintian)." is
 # ( see lintian ) . ; /etc/systemd is /etc / systemd; V:28, 3.11.2, os.path and e.g stay whole.
 _URL_OR_EMAIL = re.compile(r"(?:https?://|ftp://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PLAIN = re.compile(r"[^\W_]+")
-_PREFIX = re.compile(r"\.\.\.+|…|[§%=—–+$£€¥(\[{<,:;!?¿¡_#*&\"'“”‘’«»`。？！，、；：～·|\\~^@]")
-_SUFFIX = re.compile(r"(?:\.\.\.+|…|'s|’s|[)\]}>,:;!?_#*&\"'“”‘’«»`%°。？！，、；：～·—–|\\~^@]|"
-                     r"(?<=[^A-Z])\.|(?<=[A-Z][A-Z])\.)$")
+_PLAIN = re.compile(r"[^\W_]+")       # = str.isalnum (tests/test_filter_analysis.py checks every code point)
+_PREFIX_MARKS = "§%=—–+$£€¥(\\[{<,:;!?¿¡_#*&\"'“”‘’«»`。？！，、；：～·|\\\\~^@"      # one mark each, as a class
+_SUFFIX_MARKS = ")\\]}>,:;!?_#*&\"'“”‘’«»`%°。？！，、；：～·—–|\\\\~^@"
+_PREFIX = re.compile(r"\.\.\.+|…|[" + _PREFIX_MARKS + "]")
+_SUFFIX = re.compile(r"(?:\.\.\.+|…|'s|’s|[" + _SUFFIX_MARKS + r"]|(?<=[^A-Z])\.|(?<=[A-Z][A-Z])\.)$")
 _INFIX = re.compile(r"(\.\.\.+|…|(?<=[0-9])[+\-*^](?=[0-9-])|(?<=[a-z])\.(?=[A-Z])|(?<=[^\W\d_]),(?=[^\W\d_])|"
                     r"(?<=[^\W_])(?:---|--|-|–|—|~)(?=[^\W\d_])|(?<=[^\W_])[:<>=/](?=[^\W\d_]))")
+# The usual chunk that is not one plain word: a word of letters, digits and inner underscores with at most one
+# mark before it and one after ("(see", "word,", "end.", "dvb_demux."). The loop below strips such a mark in one
+# step (no multi-character prefix or suffix can match: the word holds no dot or apostrophe), a word of \w never
+# splits at an infix (every infix is a non-word mark), and the URL/e-mail forms need a dot, ':' or '@' inside. The
+# one exception is a final "." after a single capital ("U."): no suffix (`_SUFFIX`'s lookbehinds), so the loop.
+_WRAPPED = re.compile("([…" + _PREFIX_MARKS + r"])?([^\W_](?:\w*[^\W_])?)([…." + _SUFFIX_MARKS + "])?")
+_CAPITAL_END = re.compile(r"(?:^|[^A-Z])[A-Z]$")
 
 
-@lru_cache(maxsize=1 << 16)   # a pure function of the chunk; web text repeats its punctuated chunks ("it's", "(see")
 def _chunk_tokens(chunk: str) -> tuple[str, ...]:
+    """The tokens of one whitespace-free chunk; joined, they give the chunk back (prefixes, the infix split
+    with its separators kept, suffixes), which is what lets Doc place them without searching."""
     if _PLAIN.fullmatch(chunk) or (_URL_OR_EMAIL.fullmatch(chunk) and (chunk[-1].isalnum() or chunk[-1] == "/")):
         return (chunk,)
+    m = _WRAPPED.fullmatch(chunk)
+    if m and not (m[3] == "." and _CAPITAL_END.search(m[2])):
+        return tuple(t for t in m.groups() if t)
     pre, suf = [], []
     while chunk:
         m = _PREFIX.match(chunk)
@@ -66,15 +79,48 @@ def _chunk_tokens(chunk: str) -> tuple[str, ...]:
     return tuple(pre + mid + suf[::-1])
 
 
+class _BoundedCache(dict):
+    """key -> compute(key), for a pure function: emptied when full, so only speed depends on what it holds
+    (web text repeats its chunks and tokens: "the", "it's", "(see"), never a result."""
+
+    def __init__(self, compute, size: int):
+        super().__init__()
+        self.compute, self.size = compute, size
+
+    def __missing__(self, key):
+        if len(self) >= self.size:
+            self.clear()
+        value = self[key] = self.compute(key)
+        return value
+
+
+def _chunk_entry(chunk: str) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """A chunk's tokens and, for each, whether it is a word (not a punctuation/symbol token)."""
+    toks = _chunk_tokens(chunk)
+    return toks, tuple(map(_IS_WORD.__getitem__, toks))
+
+
+# non-plain chunk -> (tokens, word flags), decided once per worker ("it's", "(see", "lintian).")
+_CHUNKS = _BoundedCache(_chunk_entry, 1 << 16)
+
+
+def space_tokens(text: str) -> tuple[list[str], list[bool], list[str], list[int]]:
+    """(tokens, word flags, chunks, tokens per chunk) of space-delimited text. Most chunks are one plain word
+    (`_PLAIN`, which is str.isalnum: one C call each) and are their own token; only the others are looked up,
+    so the Python loop runs over them alone."""
+    chunks = text.split()
+    odd = list(compress(range(len(chunks)), map(operator.not_, map(str.isalnum, chunks))))
+    if not odd:
+        return chunks, [True] * len(chunks), chunks, [1] * len(chunks)
+    toks, flags, per_chunk = list(zip(chunks)), [(True,)] * len(chunks), [1] * len(chunks)
+    for i in odd:
+        toks[i], flags[i] = _CHUNKS[chunks[i]]
+        per_chunk[i] = len(toks[i])
+    return list(chain.from_iterable(toks)), list(chain.from_iterable(flags)), chunks, per_chunk
+
+
 def _space_words(text: str) -> list[str]:
-    out: list[str] = []
-    plain = _PLAIN.fullmatch
-    for chunk in text.split():
-        if plain(chunk):            # most chunks are one plain word: no cache lookup, no tuple
-            out.append(chunk)
-        else:
-            out += _chunk_tokens(chunk)
-    return out
+    return space_tokens(text)[0]
 
 
 # ja/ko (no jieba): CJK ideographs and kana/hangul are one token each, everything else as above
@@ -102,10 +148,12 @@ def _segmenter():
     return _jieba
 
 
-@lru_cache(maxsize=1 << 16)   # a pure function of the token; web text repeats tokens, so most calls are hits
 def is_punct_token(tok: str) -> bool:
     """A token made only of punctuation/symbols (Unicode categories P* and S*)."""
     return all(unicodedata.category(ch)[0] in "PS" for ch in tok)
+
+
+_IS_WORD = _BoundedCache(lambda tok: not is_punct_token(tok), 1 << 16)    # token -> not a punctuation token
 
 
 def words(text: str, lang: str | None) -> list[str]:
@@ -154,13 +202,69 @@ def split_sentences(line: str) -> list[str]:
 
 
 # Gopher splits on "\n{2,}" / "\n+"; whitespace around the newlines is absorbed too, so "\r\n" text and
-# whitespace-only lines do not produce runs of identical "\r" or " " lines that count as duplicates
+# whitespace-only lines do not produce runs of identical "\r" or " " lines that count as duplicates. These are
+# the definitions; `gopher_lines`/`gopher_paragraphs` below compute the same pieces from the lines (a regex
+# that starts with \s* is tried at every character), and tests/test_filter_analysis.py holds them equal.
 _PARA_SPLIT = re.compile(r"\s*\n\s*\n\s*")
 _LINE_SPLIT = re.compile(r"\s*\n\s*")
 
 
+def gopher_lines(lines: list[str]) -> list[str]:
+    """`_LINE_SPLIT.split(text.strip())` from text.split("\n"): a run of whitespace with a newline in it is one
+    separator, so the pieces are the non-blank lines, stripped ([""] for a blank text)."""
+    return [s for s in map(str.strip, lines) if s] or [""]
+
+
+def gopher_paragraphs(lines: list[str]) -> list[str]:
+    """`_PARA_SPLIT.split(text.strip())` from text.split("\n"): a run of whitespace with two newlines in it is a
+    blank line between two paragraphs, so a paragraph is a run of non-blank lines, joined and stripped."""
+    paras, cur = [], []
+    for ln in lines:
+        if not ln or ln.isspace():
+            if cur:
+                paras.append("\n".join(cur).strip())
+                cur = []
+        else:
+            cur.append(ln)
+    if cur:
+        paras.append("\n".join(cur).strip())
+    return paras or [""]
+
+
+# str.split() separates at these characters (str.isspace; none lies above U+3000, the test checks every code
+# point); a lookup table over code points finds where each whitespace chunk starts in one vectorised pass
+_WS_TABLE = np.zeros(0x3002, dtype=bool)
+_WS_TABLE[[c for c in range(0x3001) if chr(c).isspace()]] = True
+
+
+def chunk_starts(text: str) -> np.ndarray:
+    """Where each chunk of text.split() starts: a non-whitespace character after whitespace or at the start."""
+    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    ws = _WS_TABLE[np.minimum(cp, len(_WS_TABLE) - 1)]
+    return np.flatnonzero(~ws & np.concatenate(([True], ws[:-1])))
+
+
+def _found_starts(text: str, ws: list[str]) -> np.ndarray:
+    """Each token's start by searching the text left to right (tokens are substrings, in order): jieba and the
+    ja/ko regex, whose tokens are not whitespace chunks."""
+    out, pos, find = [], 0, text.find
+    for w in ws:
+        i = find(w, pos)
+        if i < 0:           # not expected; keep going without losing the alignment of later tokens
+            i = pos
+        out.append(i)
+        pos = i + len(w)
+    return np.array(out, dtype=np.int64)
+
+
+def _lengths(strings: list[str]) -> np.ndarray:
+    return np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+
+
 class Doc:
-    """One document as the rules see it; every derived view is computed once, on first use."""
+    """One document as the rules see it: the shared per-document analysis. Every view (words and where they
+    stand, the non-symbol words, lines, paragraphs, n-gram ids, lexicon hits) is computed once, on first use,
+    by whichever rule asks first, and reused by every other rule."""
 
     __slots__ = ("text", "lang", "__dict__")
 
@@ -169,52 +273,72 @@ class Doc:
         self.lang = lang
 
     @cached_property
+    def _tokens(self) -> tuple[list[str], list[bool], np.ndarray, np.ndarray]:
+        """(words, word mask, word starts, word lengths). Space-delimited text: as a chunk's tokens join to the
+        chunk, each token starts at its chunk's start plus the lengths of the tokens before it in the chunk
+        (vectorised). jieba/ja/ko tokens are found by searching."""
+        if self.lang in ("zh", "ja", "ko"):
+            ws = words(self.text, self.lang)
+            return ws, list(map(_IS_WORD.__getitem__, ws)), _found_starts(self.text, ws), _lengths(ws)
+        ws, mask, chunks, per_chunk = space_tokens(self.text)
+        lens, at = _lengths(ws), chunk_starts(self.text)
+        if len(at) != len(chunks):      # not expected (str.split and the table agree); search instead
+            return ws, mask, _found_starts(self.text, ws), lens
+        clens = _lengths(chunks)
+        return ws, mask, np.cumsum(lens) - lens + np.repeat(at - (np.cumsum(clens) - clens), per_chunk), lens
+
+    @property
     def words(self) -> list[str]:
-        return words(self.text, self.lang)
+        """Word tokens, punctuation tokens included (text.words)."""
+        return self._tokens[0]
+
+    @property
+    def word_mask(self) -> list[bool]:
+        """True for each of `words` that is not a punctuation/symbol token."""
+        return self._tokens[1]
+
+    @property
+    def word_lens(self) -> np.ndarray:
+        return self._tokens[3]
 
     @cached_property
     def word_spans(self) -> list[tuple[int, int]]:
         """(start, end) of each of `words` in `text` (every token is a substring, in order)."""
-        out, pos, text = [], 0, self.text
-        for w in self.words:
-            i = text.find(w, pos)
-            if i < 0:           # not expected; keep going without losing the alignment of later tokens
-                i = pos
-            out.append((i, i + len(w)))
-            pos = i + len(w)
-        return out
-
-    @cached_property
-    def word_mask(self) -> list[bool]:
-        """True for each of `words` that is not a punctuation/symbol token (decided once per distinct token)."""
-        punct = {w: is_punct_token(w) for w in set(self.words)}
-        return [not punct[w] for w in self.words]
-
-    @cached_property
-    def non_symbol(self) -> tuple[list[str], list[tuple[int, int]]]:
-        """The non-symbol words and their spans."""
-        return self.non_symbol_words, list(compress(self.word_spans, self.word_mask))
+        starts = self._tokens[2]
+        return list(zip(starts.tolist(), (starts + self.word_lens).tolist()))
 
     @cached_property
     def non_symbol_words(self) -> list[str]:
         return list(compress(self.words, self.word_mask))
 
     @cached_property
+    def non_symbol_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) of the non-symbol words in `text`."""
+        keep = np.array(self.word_mask, dtype=bool)
+        starts = self._tokens[2][keep]
+        return starts, starts + self.word_lens[keep]
+
+    @cached_property
     def non_symbol_lens(self) -> np.ndarray:
         """Cumulative character counts of the non-symbol words (0 first): words i..j-1 hold lens[j] - lens[i]."""
-        ws = self.non_symbol_words
-        return np.concatenate(([0], np.cumsum(np.fromiter(map(len, ws), dtype=np.int64, count=len(ws)))))
+        starts, ends = self.non_symbol_spans
+        return np.concatenate(([0], np.cumsum(ends - starts)))
 
     def gram_ids(self, n: int) -> np.ndarray:
-        """Ids of the non-symbol word n-grams in text order, equal exactly when the n-grams are (ngrams.py);
-        every n up to the largest asked is computed once per document."""
-        grams = self.__dict__.setdefault("_gram_ids", {})
-        if n not in grams:
-            if 1 not in grams:
-                grams[1] = word_ids(self.non_symbol_words)
-            for k in range(max(grams) + 1, n + 1):
-                grams[k] = next_gram_ids(grams[k - 1], grams[1], k)
-        return grams[n]
+        """Ids of the non-symbol word n-grams in text order, equal exactly when the n-grams are (ngrams.py)."""
+        groups = self.gram_groups(n)
+        return word_ids_array(self) if n == 1 else gram_ids(groups)
+
+    def gram_groups(self, n: int) -> np.ndarray:
+        """ngrams.repeated_groups for each n up to the largest asked, computed once per document."""
+        cache = self.__dict__.setdefault("_gram_groups", {})
+        if n not in cache:
+            words = word_ids_array(self)
+            if 1 not in cache:
+                cache[1] = repeated_groups(None, words, 1)
+            for k in range(max(cache) + 1, n + 1):
+                cache[k] = repeated_groups(cache[k - 1], words, k)
+        return cache[n]
 
     def memo(self, key, compute):
         """A value derived from this document once, shared by the rules that need it (a lexicon's hits)."""
@@ -230,7 +354,7 @@ class Doc:
         document's words, split by line, are each line's own words."""
         counts: dict[str, int] = {}
         spans, ws, k, pos = self.word_spans, self.words, 0, 0
-        for line in self.text.split("\n"):
+        for line in self.split_lines:
             end, n = pos + len(line), 0
             while k < len(ws) and spans[k][0] < end:
                 n += any(ch.isalnum() for ch in ws[k])
@@ -238,6 +362,11 @@ class Doc:
             counts.setdefault(line, n)
             pos = end + 1
         return counts
+
+    @cached_property
+    def split_lines(self) -> list[str]:
+        """text.split("\n"): the engine's paragraphs, blank ones included."""
+        return self.text.split("\n")
 
     @cached_property
     def lines(self) -> list[str]:
@@ -248,7 +377,7 @@ class Doc:
     def nonblank_lines(self) -> list[str]:
         """Lines without trailing whitespace (so "\r\n" endings and trailing spaces do not hide the final
         punctuation FineWeb looks at); blank lines dropped."""
-        return [ln.rstrip() for ln in self.text.split("\n") if ln.strip()]
+        return [s for s in map(str.rstrip, self.split_lines) if s]
 
     @cached_property
     def prose_lines(self) -> list[str]:
@@ -262,12 +391,12 @@ class Doc:
     @cached_property
     def gopher_lines(self) -> list[str]:
         """Gopher repetition: lines split on runs of newlines."""
-        return _LINE_SPLIT.split(self.text.strip())
+        return gopher_lines(self.split_lines)
 
     @cached_property
     def gopher_paragraphs(self) -> list[str]:
         """Gopher repetition: paragraphs split on blank lines."""
-        return _PARA_SPLIT.split(self.text.strip())
+        return gopher_paragraphs(self.split_lines)
 
     @cached_property
     def lower(self) -> str:
@@ -277,3 +406,19 @@ class Doc:
     def compact(self) -> str:
         """The text without whitespace (character n-gram rules)."""
         return "".join(self.text.split())
+
+
+def holds_phrase(doc: Doc, phrases) -> bool:
+    """Whether some phrase is in the lowercased document: one search per document that tells a rule matching
+    `phrase in unit.lower()` it can fire on no line or sentence. A unit's lowercase is the matching piece of the
+    document's (str.lower maps each character alone, but for the final sigma, so a phrase with σ or ς counts as
+    held: the unit test decides)."""
+    low = doc.lower
+    return any(ph in low or "σ" in ph or "ς" in ph for ph in phrases)
+
+
+def word_ids_array(doc: Doc) -> np.ndarray:
+    """The non-symbol words as ints, equal exactly when the words are: each word's id is the position of its first
+    occurrence (dict.setdefault, mapped in C), so the ids are below len(words) and rise in order of appearance."""
+    ws = doc.non_symbol_words
+    return doc.memo("word_ids", lambda: np.array(list(map({}.setdefault, ws, range(len(ws)))), dtype=np.int64))
