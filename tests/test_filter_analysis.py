@@ -14,6 +14,7 @@ import unicodedata
 from collections import Counter
 
 import pytest
+from test_rules import _naive_repeated as plain_repeated_chars   # datatrove's find_all_duplicate, restated
 
 from dataflow.pipeline.conf import load_conf
 from dataflow.stages.filter.rules import REGISTRY, all_rules
@@ -72,20 +73,6 @@ def plain_spans(s: str, toks: list[str]) -> list[tuple[int, int]]:
 
 def is_symbol(tok: str) -> bool:
     return all(unicodedata.category(ch)[0] in "PS" for ch in tok)
-
-
-def plain_repeated_chars(ws: list[str], n: int) -> int:
-    """datatrove's find_all_duplicate over word n-grams, counting each repeat's characters."""
-    seen, i, total = set(), 0, 0
-    while i + n <= len(ws):
-        gram = tuple(ws[i:i + n])
-        if gram in seen:
-            total += sum(map(len, gram))
-            i += n
-        else:
-            seen.add(gram)
-            i += 1
-    return total
 
 
 def only(rule: str) -> RuleEngine:

@@ -205,20 +205,27 @@ def _run_steps(gsteps: list[dict], cfg, conf: str, overrides, output: str, pcfg,
         remove_output(step["output"])
         fs.delete(state_uri(output, step))
     t0 = time.time()
-    if runner == "session" and len(gsteps) > 1:
+    if runner == "session":
         label = "+".join(s["dir"] for s in gsteps)
-        print(f"[pipeline] {label}: running fused in this session (one pass)", flush=True)
+        print(f"[pipeline] {label}: running " + ("fused in this session (one pass)" if len(gsteps) > 1 else
+                                                 "in this session"), flush=True)
+        # the stages' driver checks before their work (the first one's before the JVM starts; the later stages'
+        # inputs do not exist yet, their own checks run here)
         first = gsteps[0]
         check_inputs(first["stage"], cfg, first["inputs"], first["output"])
-        for step in gsteps[1:]:          # the later stages' own driver checks (their inputs do not exist yet)
+        for step in gsteps[1:]:
             if step["stage"].precheck is not None:
                 step["stage"].precheck(cfg, step["inputs"], step["output"])
         spark = spark or get_session(cfg, app_name="ziya2-pipeline", verbose=verbose)
         preflight.after_jvm(first["stage"], spark, first["inputs"], first["output"])
         try:
-            all_stats = run_fused([s["stage"] for s in gsteps], spark, cfg, first["inputs"],
-                                  [s["output"] for s in gsteps], upstream=first["upstream"], progress=not verbose,
-                                  carry=carry)
+            if len(gsteps) > 1:
+                all_stats = run_fused([s["stage"] for s in gsteps], spark, cfg, first["inputs"],
+                                      [s["output"] for s in gsteps], upstream=first["upstream"],
+                                      progress=not verbose, carry=carry)
+            else:
+                all_stats = [run_stage(first["stage"], spark, cfg, first["inputs"], first["output"],
+                                       upstream=first["upstream"], progress=not verbose)]
             for step, stats in zip(gsteps, all_stats):
                 print_summary(stats, step["output"], stage=step["stage"])
         except Exception as e:   # noqa: BLE001 - reported like a failed subprocess; finished stages stay
@@ -227,28 +234,13 @@ def _run_steps(gsteps: list[dict], cfg, conf: str, overrides, output: str, pcfg,
             return 1
     else:
         step = gsteps[0]
-        if runner == "session":
-            print(f"[pipeline] {step['dir']}: running in this session", flush=True)
-            # the stage's driver checks before its work (the first one's before the JVM starts)
-            check_inputs(step["stage"], cfg, step["inputs"], step["output"])
-            spark = spark or get_session(cfg, app_name="ziya2-pipeline", verbose=verbose)
-            preflight.after_jvm(step["stage"], spark, step["inputs"], step["output"])
-            try:
-                stats = run_stage(step["stage"], spark, cfg, step["inputs"], step["output"],
-                                  upstream=step["upstream"], progress=not verbose)
-                print_summary(stats, step["output"], stage=step["stage"])
-            except Exception as e:   # noqa: BLE001 - reported like a failed subprocess; finished stages stay
-                print(f"[pipeline] {step['dir']} failed: {type(e).__name__}: {e}; fix it and rerun: finished "
-                      f"stages are kept", file=sys.stderr, flush=True)
-                return 1
-        else:
-            cmd = stage_command(step, conf, overrides, pcfg)
-            print(f"[pipeline] {step['dir']}: running {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
-            rc = subprocess.call(cmd, cwd=str(REPO_ROOT))
-            if rc != 0:
-                print(f"[pipeline] {step['dir']} failed with exit code {rc}; fix it and rerun: finished stages are "
-                      f"kept", file=sys.stderr, flush=True)
-                return rc
+        cmd = stage_command(step, conf, overrides, pcfg)
+        print(f"[pipeline] {step['dir']}: running {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
+        rc = subprocess.call(cmd, cwd=str(REPO_ROOT))
+        if rc != 0:
+            print(f"[pipeline] {step['dir']} failed with exit code {rc}; fix it and rerun: finished stages are "
+                  f"kept", file=sys.stderr, flush=True)
+            return rc
     for step in gsteps:
         ok = read_json(fs.join(step["output"], "_SUCCESS"))
         if not ok or ok.get("config_hash") != step["config_hash"]:
