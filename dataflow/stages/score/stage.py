@@ -352,26 +352,12 @@ def run(df, cfg: Mapping, cutoffs: Mapping | None = None, *, conf: Mapping, atte
     cuts = {**{k: {**v, "source": "fixed"} for k, v in fixed.items()},
             **{k: {**v, "source": "computed"} for k, v in computed.items()}}
 
-    quality = quality_column(cuts)
-    annotated = scored.withColumn("quality", quality)
-    narrow = narrow.withColumn("quality", quality) if narrow is not None else None
-    cut_str = F.create_map(*[x for lang in sorted(cuts) for x in
-                             (F.lit(lang), F.lit(f"p30={cuts[lang]['p30']:.1f} p60={cuts[lang]['p60']:.1f}"))]) \
-        if cuts else None
-    detail = F.concat(F.lit("ppl="), F.format_number(F.col("ppl"), 1), F.lit(" lang="), F.col("lang"),
-                      F.lit(" "), F.coalesce(F.element_at(cut_str, F.col("lang")), F.lit("")) if cut_str is not None
-                      else F.lit(""))
-    # a record its recipe leaves unscored is never dropped for its bucket (it has none)
-    dropped = (F.col("quality").isin(drop) & ~F.coalesce(F.col("score_note") == NOTE_RECIPE, F.lit(False))) \
-        if drop else F.lit(False)
-    below = (F.col("ref_score") < F.lit(float(ref_min))) if ref_min is not None else F.lit(False)
-    below = F.coalesce(below, F.lit(False))       # null ref_score (not computed) is never below
-    annotated = (annotated
-                 .withColumn("reason", F.when(dropped, F.concat(F.lit("quality:"), F.col("quality")))
-                             .when(below, F.lit(REASON_REF)))
-                 .withColumn("detail", F.when(dropped, F.coalesce(detail, F.col("score_note")))
-                             .when(below, F.concat(F.lit("ref_score="), F.format_number(F.col("ref_score"), 4),
-                                                   F.lit(f" < ref_min={ref_min}")))))
+    narrow = narrow.withColumn("quality", quality_column(cuts)) if narrow is not None else None
+    # the record's bucket and rejection, decided as the batch form decides them (`decider`)
+    decision = decided_udf(decider(cuts, drop, ref_min))(*(F.col(c) for c in ("ppl", "lang", "score_note",
+                                                                              "ref_score")))
+    annotated = (scored.withColumn("_decided", decision)
+                 .select(*scored.columns, *(F.col(f"_decided.{k}").alias(k) for k in DECIDED.names)))
 
     def stats() -> dict:
         if streaming:   # what was written: its small columns only (nothing is rejected in this mode)
@@ -400,6 +386,52 @@ def quality_column(cuts: Mapping):
                    .when(in_lang, F.lit("low"))
                    .otherwise(quality))
     return quality
+
+
+def _number(x: float, digits: int) -> str:
+    """Spark's `format_number(x, digits)`: grouped thousands, half-even at `digits` decimals."""
+    return f"{x:,.{digits}f}"
+
+
+def decider(cuts: Mapping | None, drop: list, ref_min):
+    """decide(ppl, lang, score_note, ref_score) -> (quality, reason, detail) of one record: its bucket under
+    `cuts` (None: not known yet; `quality_column` adds it once they are), `quality:<bucket>` for a bucket in
+    `drop` (never for a record its recipe leaves unscored: it has no bucket), else `ref_score` below `ref_min`
+    (a record without a reference score is never below). The one definition of AS's rejections: the batch form
+    applies it in the worker that scored the record, `run` once its cutoffs are computed."""
+    cut_text = {lang: f"p30={c['p30']:.1f} p60={c['p60']:.1f}" for lang, c in (cuts or {}).items()}
+
+    def decide(ppl, lang, note, rs) -> tuple[str | None, str | None, str | None]:
+        quality = None if cuts is None else bucket(ppl, cuts.get(lang))
+        if quality is not None and quality in drop and note != NOTE_RECIPE:
+            detail = note if ppl is None or lang is None else \
+                f"ppl={_number(ppl, 1)} lang={lang} {cut_text.get(lang, '')}"
+            return quality, f"quality:{quality}", detail
+        if ref_min is not None and rs is not None and rs < float(ref_min):
+            return quality, REASON_REF, f"ref_score={_number(rs, 4)} < ref_min={ref_min}"
+        return quality, None, None
+
+    return decide
+
+
+DECIDED = pa.struct([("quality", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+
+
+def decided(decide, ppl: pa.Array, lang: pa.Array, note: pa.Array, rs: pa.Array) -> pa.StructArray:
+    """`decide` over Arrow columns: struct<quality, reason, detail>."""
+    rows = [decide(*x) for x in zip(ppl.to_pylist(), lang.to_pylist(), note.to_pylist(), rs.to_pylist())]
+    return pa.StructArray.from_arrays([pa.array([r[k] for r in rows], pa.string()) for k in range(3)],
+                                      fields=list(DECIDED))
+
+
+def decided_udf(decide):
+    """`decided` as an Arrow UDF over (ppl, lang, score_note, ref_score): four small columns to Python."""
+    from pyspark.sql.functions import arrow_udf
+
+    def decisions(ppl: pa.Array, lang: pa.Array, note: pa.Array, rs: pa.Array) -> pa.Array:
+        return decided(decide, ppl, lang, note, rs)
+
+    return arrow_udf(decisions, "quality string, reason string, detail string")
 
 
 def score_stats(frame, cuts: Mapping, drop: list, ref_min, ref_path, paths: Mapping, cfg: Mapping, mode: str) -> dict:
@@ -454,11 +486,6 @@ _SIDE_SCHEMA = pa.schema([("source_type", pa.string()), ("lang", pa.string()), (
 _ADDED = ("ppl", "score_note", "ref_score", "quality", "reason", "detail")
 
 
-def _number(x: float, digits: int) -> str:
-    """Spark's `format_number(x, digits)`: grouped thousands, half-even at `digits` decimals."""
-    return f"{x:,.{digits}f}"
-
-
 def batch_form(conf):
     """AS over Arrow batches: each record scored once (ppl, score_note, ref_score) in the worker, `ref_min` and,
     with every language's cutoffs fixed, `drop` decided there too. Cutoffs computed on the input need every
@@ -476,19 +503,8 @@ def batch_form(conf):
         return None
     score = scorer(paths, ref_path, score_kinds(conf), normalize_settings(cfg), int(cfg["max_paragraph_chars"]),
                    int(cfg["max_paragraph_pieces"]), int(cfg["ref_train"]["chunk_chars"]), int(cfg["ref_max_chunks"]))
-    cut_text = {lang: f"p30={c['p30']:.1f} p60={c['p60']:.1f}" for lang, c in fixed.items()}
     state = {"cuts": {k: {**v, "source": "fixed"} for k, v in fixed.items()}}
-
-    def decide(ppl, lang, note, rs) -> tuple[str | None, str | None, str | None]:
-        """(quality, reason, detail) of one record, as `run`'s Spark expressions decide them."""
-        quality = None if to_compute else bucket(ppl, fixed.get(lang))
-        if quality is not None and quality in drop and note != NOTE_RECIPE:
-            detail = note if ppl is None or lang is None else \
-                f"ppl={_number(ppl, 1)} lang={lang} {cut_text.get(lang, '')}"
-            return quality, f"quality:{quality}", detail
-        if ref_min is not None and rs is not None and rs < float(ref_min):
-            return quality, REASON_REF, f"ref_score={_number(rs, 4)} < ref_min={ref_min}"
-        return quality, None, None
+    decide = decider(None if to_compute else fixed, drop, ref_min)
 
     def annotate(batch: pa.RecordBatch) -> pa.RecordBatch:
         names = batch.schema.names
@@ -500,13 +516,12 @@ def batch_form(conf):
                 raise ValueError(f"{NAME}: input already has a {col!r} column (scored twice?)")
         if batch.num_rows:
             s = score(batch.column("text"), batch.column("lang"), batch.column("source_type"))
-            ppl, note, rs = (s.field(k).to_pylist() for k in ("ppl", "score_note", "ref_score"))
+            cols = [s.field(k) for k in ("ppl", "score_note", "ref_score")]
         else:                      # the driver's schema check: no model is loaded
-            ppl = note = rs = []
-        decided = [decide(*x) for x in zip(ppl, batch.column("lang").to_pylist(), note, rs)]
-        cols = [pa.array(ppl, pa.float64()), pa.array(note, pa.string()), pa.array(rs, pa.float64()),
-                *(pa.array([d[k] for d in decided], pa.string()) for k in range(3))]
-        return pa.RecordBatch.from_arrays([*batch.columns, *cols], names=[*names, *_ADDED])
+            cols = [pa.array([], f.type) for f in SCORES]
+        d = decided(decide, cols[0], batch.column("lang"), cols[1], cols[2])
+        return pa.RecordBatch.from_arrays([*batch.columns, *cols, *(d.field(k) for k in DECIDED.names)],
+                                          names=[*names, *_ADDED])
 
     def split(out: pa.RecordBatch) -> BatchResult:
         res = BatchResult.from_annotated(out)
