@@ -257,6 +257,18 @@ def _processor(source_type: str):
     return PROCESSORS.get(source_type)
 
 
+def annotator(cfg: dict, tconf: dict):
+    """raw records (dicts) -> DP's annotated batch, with one Preprocessor per Python worker, built there on first
+    use (the model is never pickled). Every DP path (the batch form, its reader, `run`) annotates through it."""
+    state: dict = {}
+
+    def annotate(rows: list[dict]) -> pa.RecordBatch:
+        pre = state.get("pre") or state.setdefault("pre", Preprocessor(cfg, conf=tconf))
+        return to_batch([pre(r) for r in rows])
+
+    return annotate
+
+
 def _rows(batch: pa.RecordBatch) -> list[dict]:
     rows = batch.to_pylist()
     for r in rows:
@@ -308,13 +320,11 @@ def run(raw_df, cfg: dict, root: dict | None = None):
 
     spark = raw_df.sparkSession
     _ship_model(spark, cfg["langid_model"])
-    conf = dict(cfg)
-    tconf = _types_conf(root)
+    annotate = annotator(dict(cfg), _types_conf(root))
 
     def transform(batches):
-        pre = Preprocessor(conf, conf=tconf)
         for b in batches:
-            yield to_batch([pre(r) for r in _rows(b)])
+            yield annotate(_rows(b))
 
     return _result(raw_df.mapInArrow(transform, spark_schema(OUT_SCHEMA)))
 
@@ -354,24 +364,9 @@ def _precheck(conf, inputs: list[str], output: str) -> None:
 
 def _read(ctx):
     """Raw files -> the annotated document frame, in the Python worker that read each batch (HTML bytes never
-    cross to the JVM): the records this stage saw are the rows of that frame."""
-    ledger = ingest.Ledger(ctx.attempt.path("_seen"))
-    annotated, files = _annotate_files(ctx.spark, ctx.inputs, ctx.cfg, ctx.conf, ledger=ledger)
-    _ledger_seen(ctx, ledger, files)
-    return annotated, [f.path for f in files]
-
-
-def _annotate_files(spark, paths, cfg: dict, root: dict | None, ledger=None):
-    _ship_model(spark, cfg["langid_model"])
-    conf = dict(cfg)
-    tconf = _types_conf(root)
-    state = {}
-
-    def transform(rows):
-        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
-        return to_batch([pre(r) for r in rows])
-
-    return ingest.read(spark, paths, cfg, transform=transform, schema=OUT_SCHEMA, conf=tconf, ledger=ledger)
+    cross to the JVM): the records this stage saw are the rows of that frame. The fused reader, handing each
+    batch on as it is."""
+    return _read_fused(ctx, lambda batch: batch, OUT_SCHEMA)
 
 
 def _split(annotated: pa.RecordBatch) -> BatchResult:
@@ -398,14 +393,8 @@ def _lang_stats(st: FusedStats) -> dict:
 def batch_form(conf):
     """DP over Arrow batches: raw records (ingest RAW_SCHEMA) -> annotated documents, one Preprocessor per
     Python worker (built there, on first use: the model is never pickled)."""
-    cfg, tconf = dict(conf["preprocess"]), _types_conf(conf)
-    state: dict = {}
-
-    def annotate(batch: pa.RecordBatch) -> pa.RecordBatch:
-        pre = state.get("pre") or state.setdefault("pre", Preprocessor(cfg, conf=tconf))
-        return to_batch([pre(r) for r in _rows(batch)])
-
-    return Batched(annotate=annotate, split=_split, stats=_lang_stats, annotated_schema=OUT_SCHEMA)
+    annotate = annotator(dict(conf["preprocess"]), _types_conf(conf))
+    return Batched(annotate=lambda batch: annotate(_rows(batch)), split=_split, stats=_lang_stats, annotated_schema=OUT_SCHEMA)
 
 
 def _read_fused(ctx, then, schema: pa.Schema):
@@ -413,15 +402,10 @@ def _read_fused(ctx, then, schema: pa.Schema):
     it: raw bytes and DP's documents never travel to the JVM before the pass's write."""
     ledger = ingest.Ledger(ctx.attempt.path("_seen"))
     _ship_model(ctx.spark, ctx.cfg["langid_model"])
-    conf, tconf = dict(ctx.cfg), _types_conf(ctx.conf)
-    state: dict = {}
-
-    def transform(rows):
-        pre = state.get("pre") or state.setdefault("pre", Preprocessor(conf, conf=tconf))
-        return then(to_batch([pre(r) for r in rows]))
-
-    frame, files = ingest.read(ctx.spark, ctx.inputs, ctx.cfg, transform=transform, schema=schema, conf=tconf,
-                               ledger=ledger)
+    tconf = _types_conf(ctx.conf)
+    annotate = annotator(dict(ctx.cfg), tconf)
+    frame, files = ingest.read(ctx.spark, ctx.inputs, ctx.cfg, transform=lambda rows: then(annotate(rows)),
+                               schema=schema, conf=tconf, ledger=ledger)
     _ledger_seen(ctx, ledger, files)
     return frame, [f.path for f in files]
 
