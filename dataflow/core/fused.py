@@ -191,6 +191,10 @@ def _tally(name: str, batch) -> dict[str, list[int]]:
     return tally_rows(name, batch)
 
 
+def _count(tally: Mapping[str, list[int]]) -> int:
+    return sum(v[0] for v in tally.values())
+
+
 def _stage_counters(counted: Mapping[str, list[int]], i: int) -> tuple[int, dict, dict]:
     """(rows that entered stage i, its kept tally in `tally_rows` form, its own counters) from the summed ones."""
     n_in, kept, own = 0, {}, {}
@@ -304,19 +308,19 @@ def _commit_all(stages, forms_, spark, conf, attempts, plan, split, seen, input_
     checked for all of them before the first commit."""
     counted = split.tally.get(COUNTED, {})
     rows = []
-    prev_kept = seen
+    expected = seen   # what entered stage i: what its reader saw, then what the stage before it kept
     for i, (stage, form) in enumerate(zip(stages, forms_)):
         n_in, kept_tally, own = _stage_counters(counted, i)
-        if prev_kept is not None and n_in != prev_kept:
-            raise AccountingError(f"{stage.name}: {n_in} records entered the stage in the fused pass, but "
-                                  f"{'its reader saw' if i == 0 else 'the stage before kept'} {prev_kept}; "
-                                  f"nothing is marked _SUCCESS")
+        # the last stage's kept rows are the ones written to data/; the others' are counted as they left
         data_tally = split.tally.get(DATA, {}) if i == len(stages) - 1 else kept_tally
-        prev_kept = sum(v[0] for v in kept_tally.values())
-        n_out = sum(v[0] for v in data_tally.values()) + sum(v[0] for v in split.tally.get(rejected_route(i), {}).values())
-        if n_out != n_in or prev_kept != sum(v[0] for v in data_tally.values()):
-            raise AccountingError(f"{stage.name}: {n_in} records entered the stage in the fused pass, {n_out} left it "
-                                  f"kept or rejected; no stage of the pass is marked _SUCCESS")
+        kept, written = _count(kept_tally), _count(data_tally)
+        rejected = _count(split.tally.get(rejected_route(i), {}))
+        if (expected is not None and n_in != expected) or n_in != kept + rejected or written != kept:
+            raise AccountingError(
+                f"{stage.name}: {n_in} records entered the stage in the fused pass "
+                f"({'its reader saw' if i == 0 else 'the stage before kept'} {expected}); it kept {kept} "
+                f"({written} written) and rejected {rejected}; no stage of the pass is marked _SUCCESS")
+        expected = kept
         side = {}
         for name in form.side:
             parts = split.parts.get(side_route(i, name)) or []
