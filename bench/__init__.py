@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = ["preprocess", "score", "filter", "dedup", "factory", "demo", "tokenize", "trainer"]
+STAGES = ["preprocess", "score", "filter", "dedup", "factory", "profile", "demo", "tokenize", "trainer"]
 
 
 @dataclass
