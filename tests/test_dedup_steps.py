@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from dataflow.pipeline.conf import load_conf
-from dataflow.stages.dedup.components import connected_components
+from dataflow.stages.dedup.components import CHAIN_IDS, clusters, connected_components
 from dataflow.stages.dedup.lines import line_hashes
 from test_dedup import LANG, ZH, docs_frame, run_stage, union_find
 
@@ -41,6 +41,57 @@ def test_components_match_union_find(spark):
     ref = union_find({n for p in pairs for n in p}, pairs)
     assert got == ref
     assert cc["cc_rounds"] >= 2
+
+
+def _bfs_parents(pairs, reps):
+    """The documented parent rule, restated: breadth-first from each component's smallest node, a node's parent
+    is its smallest neighbour one link closer; its chain the ids (after the separator) along the parents."""
+    nbrs: dict = {}
+    for a, b in pairs:
+        if a != b:
+            nbrs.setdefault(a, set()).add(b)
+            nbrs.setdefault(b, set()).add(a)
+    depth = {n: 0 for n in set(reps.values())}
+    chain = {n: [n.split("\x00")[-1]] for n in depth}
+    out, front, d = {}, set(depth), 0
+    while front:
+        d += 1
+        nxt: dict = {}
+        for x in front:
+            for y in nbrs[x]:
+                if y not in depth:
+                    nxt[y] = min(nxt.get(y, x), x)
+        for y, p in nxt.items():
+            depth[y] = d
+            chain[y] = ([y.split("\x00")[-1]] + chain[p])[:CHAIN_IDS]
+            out[y] = (p, d, chain[y])
+        front = set(nxt)
+    return out
+
+
+def test_clusters_in_one_task_equal_the_spark_rounds(spark):
+    """Both ways of clustering a step's verified graph (one executor task under `one_task_edges`, Spark rounds
+    above it) give the union-find components and the parents of a breadth-first search from each rep: chains
+    longer than CHAIN_IDS, stars, self-loops, repeated and reversed edges, non-ASCII ids."""
+    rng = random.Random(11)
+    nodes = [f"2024-0{rng.randint(1, 9)}\x00n{i:04d}" for i in range(300)] + [f"~\x00é{i}" for i in range(20)]
+    pairs = [tuple(rng.sample(nodes, 2)) for _ in range(220)]
+    chain = nodes[:40]
+    rng.shuffle(chain)
+    pairs += list(zip(chain, chain[1:])) + [(b, a) for a, b in pairs[:30]] + [(nodes[5], nodes[5])]
+    edges = spark.createDataFrame(pairs, "a string, b string")
+    reps = union_find({n for p in pairs for n in p if p[0] != p[1]}, [p for p in pairs if p[0] != p[1]])
+    want = _bfs_parents(pairs, reps)
+    assert max(d for _, d, _ in want.values()) > CHAIN_IDS          # the chain is cut somewhere
+    got = {}
+    for bound in (10**6, 0):
+        labels, parents, cc = clusters(edges, 60, one_task_edges=bound)
+        assert cc["cc"] == ("one task" if bound else "star rounds")
+        assert {r["node"]: r["rep"] for r in labels.collect()} == reps
+        got[bound] = {r["node"]: (r["parent"], r["depth"], list(r["chain"])) for r in parents.collect()}
+        assert got[bound] == want
+    with pytest.raises(Exception, match="longer than 5 links"):
+        clusters(edges, 5, one_task_edges=10**6)[0].count()
 
 
 def test_lines_match_sequential_ccnet_reference(spark, corpus_docs, tmp_path):

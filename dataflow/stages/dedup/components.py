@@ -35,18 +35,21 @@ class Context:
     shingle_hash: how shingles become hashes (dataflow.core.hashing.SHINGLE_HASHES, text.Shingled);
     scratch: where the steps' intermediate results are checkpointed (`checkpoint`): a directory on the
     output's filesystem inside the stage's attempt, removed by the stage once its outputs are written; None
-    for direct calls (see `checkpoint`)."""
+    for direct calls (see `checkpoint`);
+    one_task_edges: a step's verified graph up to this many edges is clustered in one executor task (`clusters`);
+    0 = always by Spark rounds."""
     zh_fold: tuple[str, ...] = ()
     char_share: float = 0.3
     partitions: int = 0
     scratch: str | None = None
     shingle_hash: str = "fast64"
+    one_task_edges: int = 0
 
     @classmethod
     def from_conf(cls, cfg: dict, partitions: int = 0, scratch: str | None = None) -> "Context":
         """cfg = the `dedup` section (DE builds the same context from it, so both measure alike)."""
         return cls(tuple(cfg.get("zh_fold") or ()), float(cfg["char_script_share"]), partitions, scratch,
-                   cfg.get("shingle_hash", "fast64"))
+                   cfg.get("shingle_hash", "fast64"), int(cfg.get("one_task_edges") or 0))
 
     def shingled(self, text: str | None) -> Shingled:
         """The text prepared for fingerprints with this context's folding, script share and shingle hash."""
@@ -94,18 +97,121 @@ def local_scratch() -> str:
     return d
 
 
-def connected_components(edges, max_iterations: int, scratch: str | None = None):
-    """edges: DataFrame(a string, b string) of `_order` keys, any orientation. Returns DataFrame(node,
-    rep) for every node that has an edge, rep = the smallest node of its component (the node itself for
-    the representative). Raises if the rounds do not converge in max_iterations. scratch: see `checkpoint`."""
+LABELS = "node string, rep string"
+PARENTS = "node string, parent string, depth int, chain array<string>"
+
+
+def clusters(edges, max_iterations: int, scratch: str | None = None, one_task_edges: int = 0):
+    """The clusters of a step's verified edges (DataFrame(a, b) of `_order` keys): (labels, parents, stats),
+    labels as `connected_components` returns them, parents as `verified_parents` does.
+
+    A graph of at most `one_task_edges` distinct edges is solved in one executor task (`solve_graph`: union-find
+    and one breadth-first search per component over arrays, one Spark job); a larger one by the Spark rounds
+    (large-star / small-star, then a breadth-first round per link). Both give the same labels and parents (a
+    test compares them). The edges never pass through the driver either way."""
+    e, n = _undirected(edges, scratch)
+    if n == 0:
+        spark = e.sparkSession
+        return (spark.createDataFrame([], LABELS), spark.createDataFrame([], PARENTS),
+                {"edges": 0, "cc_rounds": 0, "cc": "none"})
+    if n <= one_task_edges:
+        from pyspark.sql.types import _parse_datatype_string
+
+        schema = _parse_datatype_string("node string, rep string, parent string, depth int, chain array<string>")
+        solved = checkpoint(e.coalesce(1).mapInArrow(lambda batches: solve_graph(batches, max_iterations), schema),
+                            scratch)
+        return (solved.select("node", "rep"), solved.where("depth > 0").select("node", "parent", "depth", "chain"),
+                {"edges": n, "cc_rounds": 1, "cc": "one task"})
+    labels, cc = _star_rounds(e, n, max_iterations, scratch)
+    parents = verified_parents(e.select(e["lo"].alias("a"), e["hi"].alias("b")), labels, max_iterations, scratch)
+    return labels, parents, {**cc, "cc": "star rounds"}
+
+
+def _undirected(edges, scratch):
+    """(DataFrame(lo, hi): the distinct edges without self-loops, lo < hi, checkpointed; their number)."""
     from pyspark.sql import functions as F
 
     e = (edges.select(F.least("a", "b").alias("lo"), F.greatest("a", "b").alias("hi"))
          .where(F.col("lo") != F.col("hi")).distinct())
     e = checkpoint(e, scratch)
-    prev_n = edges_in = e.count()
-    if edges_in == 0:
-        return e.sparkSession.createDataFrame([], "node string, rep string"), {"edges": 0, "cc_rounds": 0}
+    return e, e.count()
+
+
+def solve_graph(batches, max_iterations: int, out_rows: int = 65536):
+    """mapInArrow body for `clusters` on one task: Arrow batches of (lo, hi) edges in, one row per node out:
+    (node, rep, parent, depth, chain) with rep the smallest node of its component, and for every other node
+    its parent: its smallest neighbour one link closer to rep (breadth-first from rep), depth its number of
+    links and chain the ids along the parents to rep (CHAIN_IDS at most); a rep has depth 0 and no parent.
+    Raises as the rounds do when a chain reaches max_iterations links."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    table = pa.Table.from_batches(list(batches))
+    if table.num_rows == 0:
+        return
+    ends = pa.chunked_array(table.column("lo").chunks + table.column("hi").chunks).combine_chunks()
+    enc = ends.dictionary_encode()
+    by_order = pc.sort_indices(enc.dictionary).to_numpy()   # byte order = Spark's string order = `_order`
+    names = enc.dictionary.take(pa.array(by_order))
+    rank = np.empty(len(by_order), dtype=np.int64)
+    rank[by_order] = np.arange(len(by_order))
+    ends_rank = rank[enc.indices.to_numpy()]               # a node is its rank: the smallest rank is the rep
+    m, n = table.num_rows, len(names)
+    u, v = ends_rank[:m], ends_rank[m:]
+    _, comp = scipy_components(coo_matrix((np.ones(m, dtype=np.int8), (u, v)), shape=(n, n)), directed=False)
+    rep = np.full(comp.max() + 1, n, dtype=np.int64)
+    np.minimum.at(rep, comp, np.arange(n))
+    rep = rep[comp]
+    depth = np.where(rep == np.arange(n), 0, -1)
+    parent = np.full(n, -1, dtype=np.int64)
+    src, dst = np.concatenate([u, v]), np.concatenate([v, u])
+    for d in range(1, max_iterations + 1):
+        step = (depth[src] == d - 1) & (depth[dst] < 0)
+        if not step.any():
+            break
+        best = np.full(n, n, dtype=np.int64)
+        np.minimum.at(best, dst[step], src[step])
+        reached = np.flatnonzero(best < n)
+        parent[reached], depth[reached] = best[reached], d
+    else:
+        raise RuntimeError(f"verified chains longer than {max_iterations} links; "
+                           f"raise max_iterations in the dedup section")
+    node_names = names.to_pylist()
+    ids = [s.rpartition(SEP)[2] for s in node_names]
+    chains: list = [None] * n
+    for i in np.argsort(depth, kind="stable").tolist():
+        if depth[i] > 0:
+            p = int(parent[i])
+            chains[i] = [ids[i], *(chains[p] or [ids[p]])][:CHAIN_IDS]
+    rep_names = names.take(pa.array(rep))
+    parent_names = names.take(pa.array(np.where(parent < 0, 0, parent)))
+    parent_names = pc.if_else(pa.array(parent < 0), pa.nulls(n, pa.string()), parent_names)
+    chain_arr = pa.array(chains, pa.list_(pa.string()))
+    depth_arr = pa.array(depth.astype(np.int32))
+    for i in range(0, n, out_rows):
+        sl = slice(i, i + out_rows)
+        yield pa.RecordBatch.from_arrays([names[sl], rep_names[sl], parent_names[sl], depth_arr[sl], chain_arr[sl]],
+                                         names=["node", "rep", "parent", "depth", "chain"])
+
+
+def connected_components(edges, max_iterations: int, scratch: str | None = None):
+    """edges: DataFrame(a string, b string) of `_order` keys, any orientation. Returns DataFrame(node,
+    rep) for every node that has an edge, rep = the smallest node of its component (the node itself for
+    the representative), by large-star / small-star rounds in Spark. Raises if the rounds do not converge in
+    max_iterations. scratch: see `checkpoint`."""
+    e, n = _undirected(edges, scratch)
+    if n == 0:
+        return e.sparkSession.createDataFrame([], LABELS), {"edges": 0, "cc_rounds": 0}
+    return _star_rounds(e, n, max_iterations, scratch)
+
+
+def _star_rounds(e, edges_in: int, max_iterations: int, scratch: str | None):
+    from pyspark.sql import functions as F
+
+    prev_n = edges_in
     for it in range(1, max_iterations + 1):
         # large-star: each node x links its larger neighbours to m(x) = min(x, N(x))
         both = e.select(F.col("lo").alias("x"), F.col("hi").alias("y")).unionByName(
@@ -172,7 +278,7 @@ def verified_parents(edges, labels, max_iterations: int, scratch: str | None = N
         raise RuntimeError(f"verified chains longer than {max_iterations} links; "
                            f"raise max_iterations in the dedup section")
     if found is None:
-        return labels.sparkSession.createDataFrame([], "node string, parent string, depth int, chain array<string>")
+        return labels.sparkSession.createDataFrame([], PARENTS)
     return found
 
 

@@ -34,8 +34,7 @@ import numpy as np
 
 from dataflow.core.hashing import fold_rows, mix64, sha1_32
 from dataflow.core.text import Shingled
-from dataflow.stages.dedup.components import (ORDER, Context, checkpoint, connected_components, mark_from_components,
-                                              verified_parents)
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, clusters, mark_from_components
 from dataflow.stages.dedup.verify import (check_pairs, first_pairs_only, ngrams, star_edges, step_sets,
                                           with_shingle_sets)
 from dataflow.core.confschema import Count, Float, Int, Str, optional_section
@@ -171,14 +170,13 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
         check = first_pairs_only(lambda pairs, s: check_pairs(pairs, s, float(mcfg["jaccard"])), src, ctx.scratch)
     rounds = int(mcfg.get("verify_rounds", 1)) if verify != "none" else 1
     edges, star = star_edges(sk.select(ORDER), buckets, check, rounds, ctx.scratch)
-    labels, cc = connected_components(edges, int(mcfg["max_iterations"]), ctx.scratch)
-    parents = verified_parents(edges, labels, int(mcfg["max_iterations"]), ctx.scratch)
+    labels, parents, cc = clusters(edges, int(mcfg["max_iterations"]), ctx.scratch, ctx.one_task_edges)
     out = mark_from_components(df, labels, step, parents)
 
     def stats(annotated) -> dict:
         n = sk.count()
         return {"sketched": n, "too_short": annotated.count() - n, **star, "edges": cc["edges"],
-                "cc_rounds": cc["cc_rounds"], "verify": verify}
+                "cc_rounds": cc["cc_rounds"], "components": cc["cc"], "verify": verify}
 
     return out, stats
 

@@ -21,8 +21,7 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 from dataflow.core.hashing import block_bounds, simhash64, simhash_of, to_signed64
 from dataflow.core.text import Shingled
-from dataflow.stages.dedup.components import (ORDER, Context, checkpoint, connected_components, mark_from_components,
-                                              verified_parents)
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, clusters, mark_from_components
 from dataflow.stages.dedup.verify import (check_pairs, first_match_edges, ngrams, pair_sources, step_sets,
                                           verify_pairs, with_shingle_sets)
 from dataflow.core.confschema import Count, Float, Int, optional_section
@@ -110,14 +109,14 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
         src = pair_sources(src, candidates, ctx.scratch)     # every round checks some of these pairs
         pairs, star = first_match_edges(candidates, lambda p: check_pairs(p, src, float(scfg["verify_jaccard"])),
                                         int(scfg["verify_rounds"]), ctx.scratch)
-    labels, cc = connected_components(pairs, int(scfg["max_iterations"]), ctx.scratch)
-    parents = verified_parents(pairs, labels, int(scfg["max_iterations"]), ctx.scratch)
+    labels, parents, cc = clusters(pairs, int(scfg["max_iterations"]), ctx.scratch, ctx.one_task_edges)
     out = mark_from_components(fp, labels, "simhash", parents)
 
     def stats(annotated) -> dict:
         return {"fingerprinted": annotated.where(F.col("simhash").isNotNull()).count(),
                 "too_short": annotated.where(F.col("simhash").isNull()).count(),
-                "candidate_pairs": candidates.count(), **star, "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"]}
+                "candidate_pairs": candidates.count(), **star, "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"],
+                "components": cc["cc"]}
 
     return out, stats
 

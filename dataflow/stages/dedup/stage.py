@@ -314,6 +314,7 @@ SPEC = optional_section({
     "zh_fold": List(Str(non_empty=True)),
     "char_script_share": Prob(),
     "shingle_hash": Str(list(SHINGLE_HASHES)),
+    "one_task_edges": Count(0),
     **{s.name: s.spec for s in STEP_TABLE},
 }, required=("steps",))
 
