@@ -79,12 +79,25 @@ def checkpoint(df, scratch: str | None = None):
     so losing an executor loses no result (DESIGN §9; a local checkpoint would keep it on executor-local
     disks only). Without `scratch` (a direct call: tests, DE's sample, tools, all with a local master) it goes
     to a temporary directory of this process instead (`local_scratch`)."""
+    return df.sparkSession.read.parquet(fs.spark_uri(_write(df, scratch)))
+
+
+def checkpoint_rows(df, scratch: str | None = None):
+    """(`checkpoint(df, scratch)`, its number of rows): the rows are the written files' Parquet footers, read on
+    the driver (a few bytes per file), so knowing them costs no Spark job."""
+    from dataflow.core.stage import parquet_rows
+
+    path = _write(df, scratch)
+    return df.sparkSession.read.parquet(fs.spark_uri(path)), parquet_rows([path])
+
+
+def _write(df, scratch: str | None) -> str:
     if scratch is None and not df.sparkSession.sparkContext.master.startswith("local"):
         raise ValueError("a checkpoint on a cluster needs a scratch directory on the output's filesystem (the "
                          "stage passes its attempt's): this process's temporary directory is not the executors'")
-    uri = fs.spark_uri(fs.join(scratch or local_scratch(), uuid.uuid4().hex))
-    df.write.mode("error").parquet(uri)
-    return df.sparkSession.read.parquet(uri)
+    path = fs.join(scratch or local_scratch(), uuid.uuid4().hex)
+    df.write.mode("error").parquet(fs.spark_uri(path))
+    return path
 
 
 @lru_cache(maxsize=1)
@@ -133,8 +146,7 @@ def _undirected(edges, scratch):
 
     e = (edges.select(F.least("a", "b").alias("lo"), F.greatest("a", "b").alias("hi"))
          .where(F.col("lo") != F.col("hi")).distinct())
-    e = checkpoint(e, scratch)
-    return e, e.count()
+    return checkpoint_rows(e, scratch)
 
 
 def solve_graph(batches, max_iterations: int, out_rows: int = 65536):
@@ -226,8 +238,7 @@ def _star_rounds(e, edges_in: int, max_iterations: int, scratch: str | None):
                  .unionByName(smins.where(F.col("hi") != F.col("m"))
                               .select("hi", F.col("m").alias("lo")))
                  .select(F.least("lo", "hi").alias("lo"), F.greatest("lo", "hi").alias("hi")).distinct())
-        small = checkpoint(small, scratch)
-        n = small.count()
+        small, n = checkpoint_rows(small, scratch)
         # converged when a round changes nothing: same size and no edge that was not there before
         if n == prev_n and small.join(e, ["lo", "hi"], "left_anti").limit(1).count() == 0:
             e = small
@@ -268,8 +279,8 @@ def verified_parents(edges, labels, max_iterations: int, scratch: str | None = N
                .groupBy("node").agg(F.min(F.struct("parent", "_pc")).alias("_p"))
                .select("node", F.col("_p.parent").alias("parent"), F.lit(depth).alias("depth"),
                        F.slice(F.concat(F.array(order_id("node")), F.col("_p._pc")), 1, CHAIN_IDS).alias("chain")))
-        nxt = checkpoint(nxt, scratch)
-        if nxt.limit(1).count() == 0:
+        nxt, reached = checkpoint_rows(nxt, scratch)
+        if reached == 0:
             break
         found = nxt if found is None else found.unionByName(nxt)
         seen = checkpoint(seen.unionByName(nxt.select("node")), scratch)

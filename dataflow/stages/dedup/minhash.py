@@ -34,7 +34,7 @@ import numpy as np
 
 from dataflow.core.hashing import fold_rows, mix64, sha1_32
 from dataflow.core.text import Shingled
-from dataflow.stages.dedup.components import ORDER, Context, checkpoint, clusters, mark_from_components
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, checkpoint_rows, clusters, mark_from_components
 from dataflow.stages.dedup.verify import (check_pairs, first_pairs_only, ngrams, star_edges, step_sets,
                                           with_shingle_sets)
 from dataflow.core.confschema import Count, Float, Int, Str, optional_section
@@ -151,7 +151,7 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
         sk = df.select(ORDER, sig.alias("sig"), F.col("_mh_bands").alias("bands"))
     else:
         sk = df.select(ORDER, sketch("text").alias("m")).select(ORDER, "m.sig", "m.bands")
-    sk = checkpoint(sk.where(F.col("bands").isNotNull()), ctx.scratch)
+    sk, sketched = checkpoint_rows(sk.where(F.col("bands").isNotNull()), ctx.scratch)
     buckets = sk.select(ORDER, F.posexplode("bands").alias("band", "key"))
     if verify == "none":
         check = lambda pairs: pairs.withColumn("ok", F.lit(True))   # noqa: E731 (every collision links)
@@ -174,8 +174,7 @@ def mark_section(df, mcfg: dict, ctx: Context, step: str, sets=None):
     out = mark_from_components(df, labels, step, parents)
 
     def stats(annotated) -> dict:
-        n = sk.count()
-        return {"sketched": n, "too_short": annotated.count() - n, **star, "edges": cc["edges"],
+        return {"sketched": sketched, "too_short": annotated.count() - sketched, **star, "edges": cc["edges"],
                 "cc_rounds": cc["cc_rounds"], "components": cc["cc"], "verify": verify}
 
     return out, stats

@@ -21,7 +21,7 @@ import pandas as pd  # pandas_udf type hints are resolved against module globals
 
 from dataflow.core.hashing import block_bounds, simhash64, simhash_of, to_signed64
 from dataflow.core.text import Shingled
-from dataflow.stages.dedup.components import ORDER, Context, checkpoint, clusters, mark_from_components
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, checkpoint_rows, clusters, mark_from_components
 from dataflow.stages.dedup.verify import (check_pairs, first_match_edges, ngrams, pair_sources, step_sets,
                                           verify_pairs, with_shingle_sets)
 from dataflow.core.confschema import Count, Float, Int, optional_section
@@ -100,7 +100,7 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
         fp = df.withColumn("simhash", F.col("_simhash"))
     else:
         fp = checkpoint(with_simhash(df, scfg, ctx), ctx.scratch)
-    candidates = checkpoint(close_pairs(fp, ORDER, "simhash", scfg), ctx.scratch)
+    candidates, n_candidates = checkpoint_rows(close_pairs(fp, ORDER, "simhash", scfg), ctx.scratch)
     star: dict = {}
     pairs = candidates
     if scfg.get("verify_jaccard") is not None:   # checked as stars (verify.first_match_edges), not all pairs
@@ -115,7 +115,7 @@ def mark(df, cfg: dict, ctx: Context, sets=None):
     def stats(annotated) -> dict:
         return {"fingerprinted": annotated.where(F.col("simhash").isNotNull()).count(),
                 "too_short": annotated.where(F.col("simhash").isNull()).count(),
-                "candidate_pairs": candidates.count(), **star, "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"],
+                "candidate_pairs": n_candidates, **star, "verified_pairs": cc["edges"], "cc_rounds": cc["cc_rounds"],
                 "components": cc["cc"]}
 
     return out, stats

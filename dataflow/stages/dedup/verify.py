@@ -22,7 +22,7 @@ what the last round leaves unchecked is counted in the step's statistics (`unres
 """
 from __future__ import annotations
 
-from dataflow.stages.dedup.components import ORDER, Context, checkpoint
+from dataflow.stages.dedup.components import ORDER, Context, checkpoint, checkpoint_rows
 
 SET = "_set"   # a record's shingle set: array<int> of its distinct shingle hashes (text.Shingled.hash_set)
 # the fingerprint frame's sets (fingerprints.py): MinHash's (only when `verify: jaccard`) and SimHash's (only
@@ -173,9 +173,9 @@ def star_edges(records, buckets, check, rounds: int, scratch: str | None = None)
     live = buckets.select(F.xxhash64(ORDER).alias(NODE), "band", "key")
     for r in range(rounds + 1):
         # one window per round over numeric keys: the bucket's size and its smallest node, buckets of one dropped
-        cur = checkpoint(live.select(NODE, "band", "key", F.count(F.lit(1)).over(w).alias("_k"),
-                                     F.min(NODE).over(w).alias("_m")).where("_k > 1"), scratch)
-        if r == rounds or cur.limit(1).count() == 0:
+        cur, shared = checkpoint_rows(live.select(NODE, "band", "key", F.count(F.lit(1)).over(w).alias("_k"),
+                                                  F.min(NODE).over(w).alias("_m")).where("_k > 1"), scratch)
+        if r == rounds or shared == 0:
             break
         done = r + 1
         pairs = (cur.where(F.col(NODE) != F.col("_m")).select(F.col("_m").alias("_a"), F.col(NODE).alias("_b"))
@@ -183,8 +183,8 @@ def star_edges(records, buckets, check, rounds: int, scratch: str | None = None)
                  .join(names.select(F.col(NODE).alias("_a"), F.col(ORDER).alias("a")), "_a")
                  .join(names.select(F.col(NODE).alias("_b"), F.col(ORDER).alias("b")), "_b")
                  .select("a", "b"))
-        res = checkpoint(check(pairs), scratch)
-        checked += res.count()
+        res, n = checkpoint_rows(check(pairs), scratch)
+        checked += n
         ok = res.where("ok").select("a", "b")
         edges = ok if edges is None else edges.unionByName(ok)
         failed = res.where(~F.col("ok")).select(F.xxhash64("a").alias("_m"), F.xxhash64("b").alias(NODE))
@@ -218,8 +218,8 @@ def first_match_edges(pairs, check, rounds: int, scratch: str | None = None):
         todo = ranked.where(F.col("_r") == done).select("a", "b")
         if linked is not None:
             todo = todo.join(linked, "b", "left_anti")
-        res = checkpoint(check(todo), scratch)
-        checked += res.count()
+        res, n = checkpoint_rows(check(todo), scratch)
+        checked += n
         ok = res.where("ok").select("a", "b")
         edges = ok if edges is None else edges.unionByName(ok)
         now = ok.select("b")
