@@ -203,8 +203,9 @@ def run(df, cfg: dict, conf: Mapping | None = None, scratch: str | None = None,
     good = checkpoint(base.where(F.col("_bad").isNull()).drop("_bad").withColumn(ROW, F.monotonically_increasing_id()),
                       scratch)
     narrow = [ROW, ORDER, "id", *[c for c in ("source_type", "url") if c in df.columns]]
-    if carried:   # the fused pass before CD computed them while it held the text (#27)
-        fp = checkpoint(good.select(*narrow, _location(F).alias("_loc"), *COLUMNS), scratch)
+    if carried:   # the fused pass before CD computed them while it held the text (#27); `good` holds them
+        # already materialized, and Parquet reads only the selected columns: no second copy
+        fp = good.select(*narrow, _location(F).alias("_loc"), *COLUMNS)
     else:
         fp = checkpoint(with_fingerprints(good.select(*narrow, _location(F).alias("_loc"), "text"), plan, ctx),
                         scratch)
