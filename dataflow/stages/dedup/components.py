@@ -112,6 +112,7 @@ def local_scratch() -> str:
 
 LABELS = "node string, rep string"
 PARENTS = "node string, parent string, depth int, chain array<string>"
+SOLVED = "node string, rep string, parent string, depth int, chain array<string>"   # `solve_graph`'s rows
 
 
 def clusters(edges, max_iterations: int, scratch: str | None = None, one_task_edges: int = 0):
@@ -128,10 +129,7 @@ def clusters(edges, max_iterations: int, scratch: str | None = None, one_task_ed
         return (spark.createDataFrame([], LABELS), spark.createDataFrame([], PARENTS),
                 {"edges": 0, "cc_rounds": 0, "cc": "none"})
     if n <= one_task_edges:
-        from pyspark.sql.types import _parse_datatype_string
-
-        schema = _parse_datatype_string("node string, rep string, parent string, depth int, chain array<string>")
-        solved = checkpoint(e.coalesce(1).mapInArrow(lambda batches: solve_graph(batches, max_iterations), schema),
+        solved = checkpoint(e.coalesce(1).mapInArrow(lambda batches: solve_graph(batches, max_iterations), SOLVED),
                             scratch)
         return (solved.select("node", "rep"), solved.where("depth > 0").select("node", "parent", "depth", "chain"),
                 {"edges": n, "cc_rounds": 1, "cc": "one task"})
